@@ -1,0 +1,48 @@
+"""Shared helpers for benchmarks: where the corpora are, the machine, running charnn."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CORPORA = Path(os.environ.get("CHARNN_SHARED_CORPORA", ROOT.parent / "shared" / "corpora"))
+
+
+def corpus(name: str) -> Path:
+    path = SHARED_CORPORA / name
+    if not path.is_file():
+        sys.exit(f"bench: {path} not found; set CHARNN_SHARED_CORPORA to the folder holding {name}")
+    return path
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Python {platform.python_version()}"
+    )
+
+
+def charnn(*args: str, capture: bool = True) -> subprocess.CompletedProcess:
+    """Run the charnn CLI as a user would (a fresh process)."""
+    cmd = [sys.executable, "-m", "charnn", *map(str, args)]
+    return subprocess.run(cmd, check=True, text=True, stdout=subprocess.PIPE if capture else None)
+
+
+def eval_json(run: Path, text: str | None = None) -> dict:
+    args = ["eval", "--json", "-m", run] + ([text] if text else [])
+    return json.loads(charnn(*args).stdout)

@@ -1,0 +1,221 @@
+"""The run folder: everything needed to sample, evaluate or go on training.
+
+    runs/<name>/
+      config.json         format version, model / tokenizer / training settings, results
+      model.safetensors   weights of the best model (by validation loss)
+      tokenizer.json      the tokenizer's own file (its name is in config.json)
+      validation.txt      the held-out text, so `charnn eval` can score it again
+      metrics.jsonl       one JSON object per logged step and evaluation
+
+Nothing is pickled. Every file is written to a temporary name in the same folder,
+flushed to disk and renamed over the old one, so a reader sees either the old or
+the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from charnn import __version__
+from charnn.config import ModelConfig
+from charnn.errors import CheckpointError, ConfigError, RunFolderError, TokenizerError
+
+FORMAT = "charnn-run"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+VALIDATION_FILE = "validation.txt"
+METRICS_FILE = "metrics.jsonl"
+RUNS_DIR = "runs"
+MODEL_ENV = "CHARNN_MODEL"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def prepare_run_folder(folder: Path, overwrite: bool = False) -> None:
+    """Create ``folder`` for a new run, refusing to clobber anything not ours."""
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"--out {folder} is a file, not a folder; choose another --out")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / CONFIG_FILE).is_file():
+            raise RunFolderError(f"--out {folder} is not empty and holds no charnn run; choose a new or empty folder")
+        if not overwrite:
+            raise RunFolderError(
+                f"{folder} already holds a run; pass --overwrite to replace it, or --out to choose another folder"
+            )
+        for name in (CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, "tokenizer.json"):
+            (folder / name).unlink(missing_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise RunFolderError(f"cannot write to --out {folder}: {exc.strerror or exc}") from None
+
+
+def save_model(folder: Path, model: Any) -> None:
+    """Write the weights atomically (safetensors, no shared tensors)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write_bytes(folder / MODEL_FILE, save(tensors, metadata={"format": FORMAT}))
+
+
+def write_config(folder: Path, config: dict[str, Any]) -> None:
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "charnn_version": __version__, **config}
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class Run:
+    """A loaded run folder."""
+
+    folder: Path
+    config: dict[str, Any]
+    model: Any
+    tokenizer: Any
+
+    @property
+    def validation_path(self) -> Path:
+        return self.folder / VALIDATION_FILE
+
+
+def check_run_folder(folder: Path) -> dict[str, Any]:
+    """Read config.json and check that every file the run needs is there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"run folder {folder} does not exist; train one with `charnn train CORPUS`")
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder} is not a charnn run: {CONFIG_FILE} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder}/{CONFIG_FILE} cannot be read: {exc}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{folder}/{CONFIG_FILE} is not a charnn run configuration")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder} was written by a newer charnn (format {version}, this one reads {FORMAT_VERSION}); "
+            "upgrade charnn to use it"
+        )
+    tokenizer_file = config.get("tokenizer", {}).get("file", "")
+    if not isinstance(tokenizer_file, str) or Path(tokenizer_file).name != tokenizer_file or not tokenizer_file:
+        raise CheckpointError(f"{folder}/{CONFIG_FILE} names an invalid tokenizer file {tokenizer_file!r}")
+    missing = [name for name in (MODEL_FILE, tokenizer_file) if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder} is incomplete: missing {', '.join(missing)}")
+    return config
+
+
+def load_run(folder: str | Path, device: str = "cpu") -> Run:
+    """Load a run folder, validating every file; weights go to ``device``."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
+
+    from charnn.model import RecurrentLM
+    from charnn.tokenizers import load_tokenizer
+
+    folder = Path(folder)
+    config = check_run_folder(folder)
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{folder}/{CONFIG_FILE} has an invalid model section: {exc}") from None
+    try:
+        tokenizer = load_tokenizer(folder, config["tokenizer"])
+    except TokenizerError as exc:
+        raise CheckpointError(str(exc)) from None
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise CheckpointError(
+            f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+            f"{model_config.vocab_size}; the folder mixes files of different runs"
+        )
+    model = RecurrentLM(model_config)
+    try:
+        tensors = load_tensors((folder / MODEL_FILE).read_bytes())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder}/{MODEL_FILE} is not a readable safetensors file: {exc}") from None
+    _check_tensors(folder, model.state_dict(), tensors)
+    model.load_state_dict(tensors)
+    model.to(torch.device(device)).eval()
+    return Run(folder=folder, config=config, model=model, tokenizer=tokenizer)
+
+
+def _check_tensors(folder: Path, expected: dict[str, Any], found: dict[str, Any]) -> None:
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unexpected {', '.join(extra)}" if extra else "",
+            )
+            if part
+        )
+        raise CheckpointError(f"{folder}/{MODEL_FILE} does not match {CONFIG_FILE}: {detail}")
+    for name, tensor in expected.items():
+        got = found[name]
+        if got.shape != tensor.shape or got.dtype != tensor.dtype:
+            raise CheckpointError(
+                f"{folder}/{MODEL_FILE}: tensor {name} is {tuple(got.shape)} {got.dtype}, "
+                f"but {CONFIG_FILE} needs {tuple(tensor.shape)} {tensor.dtype}"
+            )
+
+
+def find_default_run(cwd: Path | None = None) -> Path:
+    """$CHARNN_MODEL, else the most recently trained run under ./runs."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    runs = Path(cwd or Path.cwd()) / RUNS_DIR
+    candidates = [p.parent for p in runs.glob(f"*/{MODEL_FILE}") if (p.parent / CONFIG_FILE).is_file()]
+    if not candidates:
+        raise CheckpointError(
+            f"no trained run found under {runs}; pass --model RUN, set {MODEL_ENV}, or train one with `charnn train`"
+        )
+    return max(candidates, key=lambda p: (p / MODEL_FILE).stat().st_mtime_ns)

@@ -1,0 +1,76 @@
+"""The command line: a thin layer that parses options, calls the library, renders.
+
+Only this package imports typer or rich, and it imports torch only inside the
+commands that need it, so that `charnn --help` answers at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from charnn import __version__
+from charnn.cli import console
+from charnn.cli.evaluate import eval_command
+from charnn.cli.sample import sample_command
+from charnn.cli.train import train_command
+from charnn.errors import CharnnError
+
+app = typer.Typer(
+    name="charnn",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("train")(console.pipe_safe(train_command))
+app.command("sample")(console.pipe_safe(sample_command))
+app.command("eval")(console.pipe_safe(eval_command))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"charnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train recurrent language models (RNN, LSTM, GRU) on your own text and generate text in its style.
+
+    [b]Examples[/b]
+
+      charnn train corpus.txt --time 5m
+      charnn sample --temp 0.8 --prime "ROMEO:"
+      charnn eval held-out.txt --json
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 runtime error, 2 usage error, 130 interrupted)."""
+    console.install_warning_format()
+    try:
+        app(args=argv, prog_name="charnn", standalone_mode=False)
+        return 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        console.say("aborted")
+        return 130
+    except typer.exceptions.TyperException as exc:  # usage errors: bad option, missing argument
+        exc.show() if hasattr(exc, "show") else console.say(f"error: {exc.format_message()}")
+        return exc.exit_code
+    except CharnnError as exc:
+        console.say(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.say("interrupted")
+        return 130
+    finally:
+        console.flush_stdout()

@@ -1,0 +1,99 @@
+"""Console helpers shared by the commands: stderr output, errors, run lookup."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+
+def stderr_console() -> Console:
+    """A console on the current stderr; colour and bars only on a terminal, NO_COLOR respected."""
+    return Console(file=sys.stderr, no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    """One diagnostic line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    say(f"warning: {message}")
+
+
+def install_warning_format() -> None:
+    warnings.showwarning = show_warning
+
+
+def resolve_run(model: Path | None) -> Path:
+    """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs."""
+    if model is not None:
+        return model
+    from charnn.checkpoint import MODEL_ENV, find_default_run
+
+    found = find_default_run()
+    source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "the newest run in ./runs"
+    say(f"using run {found} ({source}; choose another with --model)")
+    return found
+
+
+def read_stdin_prime() -> str:
+    """The prime from standard input when it is a pipe or a file, else ''."""
+    stream = sys.stdin
+    if stream is None or stream.closed or stream.isatty():
+        return ""
+    from charnn.data import decode_utf8
+
+    return decode_utf8(stream.buffer.read(), "standard input")
+
+
+def unescape(text: str) -> str:
+    r"""Turn the escapes \n, \t, \r and \\ typed on a command line into characters."""
+    out, i = [], 0
+    table = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in table:
+            out.append(table[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def pipe_safe(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A closed stdout (`charnn sample | head`) ends the command quietly with exit 0."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BrokenPipeError:
+            silence_stdout()
+            raise typer.Exit(0) from None
+
+    return wrapper
+
+
+def flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so that the final flush at exit cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

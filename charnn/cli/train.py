@@ -1,0 +1,238 @@
+"""`charnn train`: options -> TrainConfig -> charnn.train.train -> progress on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charnn.cli.console import say, stderr_console
+from charnn.config import CELLS, ModelConfig, TrainConfig, parse_duration
+
+_MODEL = "Model"
+_TRAIN = "Training"
+_DEFAULT_MODEL = ModelConfig(vocab_size=2)
+_DEFAULT_TRAIN = TrainConfig()
+
+
+def train_command(
+    corpus: Annotated[list[str], typer.Argument(help="Text file(s) to learn from; '-' reads standard input.")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<corpus-name>].")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    val: Annotated[
+        Optional[Path], typer.Option("--val", help="Validation text file (default: hold out the corpus's end).")
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Fraction of the corpus, from its end, held out for validation.")
+    ] = _DEFAULT_TRAIN.val_fraction,
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer kind: char.")] = "char",
+    cell: Annotated[
+        str, typer.Option(help=f"Recurrent cell: {', '.join(CELLS)}.", rich_help_panel=_MODEL)
+    ] = _DEFAULT_MODEL.cell,
+    layers: Annotated[
+        int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=_MODEL)
+    ] = _DEFAULT_MODEL.layers,
+    hidden: Annotated[int, typer.Option(help="Hidden state width.", rich_help_panel=_MODEL)] = _DEFAULT_MODEL.hidden,
+    embed: Annotated[int, typer.Option(help="Embedding width.", rich_help_panel=_MODEL)] = _DEFAULT_MODEL.embed,
+    dropout: Annotated[
+        float, typer.Option(help="Dropout probability.", rich_help_panel=_MODEL)
+    ] = _DEFAULT_MODEL.dropout,
+    residual: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--residual/--no-residual",
+            help="Residual connections between layers \\[default: on for 2+ layers].",
+            rich_help_panel=_MODEL,
+            show_default=False,
+        ),
+    ] = None,
+    tie_weights: Annotated[
+        bool, typer.Option(help="Share embedding and output weights.", rich_help_panel=_MODEL)
+    ] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.", rich_help_panel=_TRAIN)] = None,
+    time_budget: Annotated[
+        Optional[str],
+        typer.Option(
+            "--time",
+            help="Stop after this long, e.g. 90s, 5m, 1h \\[default: 5m when --steps is not given].",
+            rich_help_panel=_TRAIN,
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Parallel rows of the text stream.", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.batch_size,
+    seq_len: Annotated[
+        int, typer.Option(help="Tokens per backpropagation window.", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.seq_len,
+    lr: Annotated[
+        float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine decay).", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.lr,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=_TRAIN)] = _DEFAULT_TRAIN.warmup_steps,
+    weight_decay: Annotated[
+        float, typer.Option(help="AdamW weight decay.", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.weight_decay,
+    clip: Annotated[
+        float, typer.Option(help="Gradient-norm clipping threshold (0: off).", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.clip,
+    eval_every: Annotated[
+        int, typer.Option(help="Validate every this many steps.", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.eval_every,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed repeats a --steps run exactly.", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.seed,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.device,
+    precision: Annotated[
+        str, typer.Option(help="auto, fp32 or bf16 (autocast).", rich_help_panel=_TRAIN)
+    ] = _DEFAULT_TRAIN.precision,
+) -> None:
+    """Train a model on text and keep the best one (by validation loss) in a run folder.
+
+    The run folder's path is printed on stdout when training ends; progress goes to stderr.
+
+    [b]Examples[/b]
+
+      charnn train corpus.txt --time 5m
+      charnn train a.txt b.txt --cell gru --layers 3 --hidden 512 --out runs/big
+      cat *.txt | charnn train - --steps 2000 --out runs/all
+    """
+    from charnn.data import read_corpus, read_text
+    from charnn.train import train
+
+    config = TrainConfig(
+        seq_len=seq_len,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup,
+        weight_decay=weight_decay,
+        clip=clip,
+        steps=steps,
+        time_budget=parse_duration(time_budget) if time_budget else None,
+        eval_every=eval_every,
+        val_fraction=val_fraction,
+        seed=seed,
+        device=device,
+        precision=precision,
+    )
+    model_options = dict(
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        embed=embed,
+        dropout=dropout,
+        residual=residual,
+        tie_weights=tie_weights,
+    )
+    ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the corpus
+    corpus_text = read_corpus(corpus)
+    val_text = read_text(val) if val is not None else None
+    folder = out or Path("runs") / corpus_text.name
+    view = _TrainView()
+    try:
+        finished = train(
+            corpus_text,
+            folder,
+            model_options,
+            config,
+            tokenizer_kind=tokenizer,
+            val_text=val_text,
+            overwrite=overwrite,
+            on_event=view,
+        )
+    finally:
+        view.close()
+    say(
+        f"best validation loss {finished.best_val_loss:.4f} nats/token "
+        f"({finished.best_val_bits_per_char:.4f} bits/char); model saved in {finished.folder}"
+    )
+    print(finished.folder, flush=True)
+    if finished.reason == "interrupted":
+        say(f"stopped early at step {finished.steps}; the best model so far is kept")
+        raise typer.Exit(130)
+
+
+class _TrainView:
+    """Renders trainer events: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self.console = stderr_console()
+        self.live = sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+        self.last_line = 0.0
+        self.val = "–"
+        self.fields = ""
+
+    def __call__(self, event) -> None:  # noqa: ANN001
+        from charnn.train import Evaluated, Progress, Started
+
+        if isinstance(event, Started):
+            self._started(event)
+        elif isinstance(event, Progress):
+            self.fields = (
+                f"loss {event.loss:.3f}  val {self.val}  {event.chars_per_sec / 1000:.1f}k chars/s  "
+                f"|g| {event.grad_norm:.2f}  lr {event.lr:.1e}"
+            )
+            self._update(event.step, event.fraction, force=False)
+        elif isinstance(event, Evaluated):
+            self.val = f"{event.val_loss:.3f}"
+            marker = " (best)" if event.best else ""
+            self._print(f"step {event.step}: validation {event.val_loss:.4f} nats/token{marker}")
+
+    def _started(self, event) -> None:  # noqa: ANN001
+        budget = " and ".join(
+            part
+            for part in (
+                f"{event.steps} steps" if event.steps else "",
+                f"{event.time_budget:g}s" if event.time_budget else "",
+            )
+            if part
+        )
+        precision = "bf16 autocast" if event.bf16 else "fp32"
+        say(
+            f"training {event.parameters:,} parameters on {event.device} ({precision}); "
+            f"{event.train_tokens:,} training / {event.val_tokens:,} validation tokens; budget {budget}; "
+            f"run folder {event.folder}"
+        )
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("step {task.fields[step]}"),
+                BarColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=1.0, step=0, info="")
+
+    def _update(self, step: int, fraction: float, force: bool) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=fraction, step=step, info=self.fields)
+            return
+        now = time.monotonic()
+        if force or now - self.last_line >= 10:
+            self.last_line = now
+            say(f"step {step} ({fraction:.0%}): {self.fields}")
+
+    def _print(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(line)
+        else:
+            say(line)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

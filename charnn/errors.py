@@ -1,0 +1,38 @@
+"""Typed errors. Each message says what is wrong and how to fix it.
+
+Only the CLI turns these into exit codes: ``exit_code`` is 2 for a mistake in how a
+command was called (a bad option value, a folder that must not be clobbered) and 1
+for a problem found while running (bad corpus text, a broken checkpoint).
+"""
+
+from __future__ import annotations
+
+
+class CharnnError(Exception):
+    """Base class of every error charnn reports to a user."""
+
+    exit_code = 1
+
+
+class ConfigError(CharnnError):
+    """A setting is out of range or contradicts another one."""
+
+    exit_code = 2
+
+
+class CorpusError(CharnnError):
+    """Corpus text cannot be read or used for training or evaluation."""
+
+
+class TokenizerError(CharnnError):
+    """A tokenizer cannot be built, loaded or applied."""
+
+
+class CheckpointError(CharnnError):
+    """A run folder is missing, incomplete, or not one charnn can load."""
+
+
+class RunFolderError(CharnnError):
+    """The output folder cannot be used without risking a user's files."""
+
+    exit_code = 2

@@ -1,0 +1,20 @@
+"""Tokenizers: a small protocol (base) and the kinds registered with it."""
+
+from charnn.tokenizers import char  # noqa: F401  (registers the "char" kind)
+from charnn.tokenizers.base import (
+    StreamDecoder,
+    Tokenizer,
+    UnknownTextWarning,
+    build_tokenizer,
+    load_tokenizer,
+    tokenizer_kinds,
+)
+
+__all__ = [
+    "StreamDecoder",
+    "Tokenizer",
+    "UnknownTextWarning",
+    "build_tokenizer",
+    "load_tokenizer",
+    "tokenizer_kinds",
+]

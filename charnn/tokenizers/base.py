@@ -1,0 +1,105 @@
+"""The tokenizer contract and the registry of tokenizer kinds.
+
+A tokenizer turns text into a 1-D numpy array of ids and back. Every token also has
+a byte string, so that generated ids can be decoded incrementally (a UTF-8
+character may be split across tokens in subword vocabularies).
+"""
+
+from __future__ import annotations
+
+import codecs
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from charnn.errors import TokenizerError
+
+
+class UnknownTextWarning(UserWarning):
+    """Text contained characters the tokenizer has no id for."""
+
+
+class Tokenizer(Protocol):
+    kind: str
+    """Registry name, stored in config.json."""
+    file_name: str
+    """The file in the run folder that holds this tokenizer."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> np.ndarray: ...
+
+    def decode(self, ids: np.ndarray | list[int]) -> str: ...
+
+    def token_bytes(self, token_id: int) -> bytes: ...
+
+    def never_sample(self) -> list[int]:
+        """Ids that must never be generated (the unknown token, for one)."""
+        ...
+
+    def start_ids(self) -> np.ndarray:
+        """Context to read before generating when no prime text is given."""
+        ...
+
+    def save(self, folder: Path) -> None: ...
+
+
+_REGISTRY: dict[str, Callable[[Path, dict[str, Any]], Tokenizer]] = {}
+_BUILDERS: dict[str, Callable[..., Tokenizer]] = {}
+
+
+def register(kind: str, *, build: Callable[..., Tokenizer], load: Callable[[Path, dict[str, Any]], Tokenizer]) -> None:
+    _BUILDERS[kind] = build
+    _REGISTRY[kind] = load
+
+
+def tokenizer_kinds() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def build_tokenizer(kind: str, text: str, **options: Any) -> Tokenizer:
+    """Build (train) a tokenizer of ``kind`` on ``text``."""
+    if kind not in _BUILDERS:
+        raise TokenizerError(f"unknown --tokenizer {kind!r}; choose one of: {', '.join(tokenizer_kinds())}")
+    return _BUILDERS[kind](text, **options)
+
+
+def load_tokenizer(folder: Path, meta: dict[str, Any]) -> Tokenizer:
+    """Load the tokenizer described by config.json's ``tokenizer`` entry."""
+    kind = meta.get("kind")
+    if kind not in _REGISTRY:
+        raise TokenizerError(
+            f"{folder}/config.json names tokenizer {kind!r}, which this charnn does not know "
+            f"(known: {', '.join(tokenizer_kinds())}); upgrade charnn to use this run"
+        )
+    return _REGISTRY[kind](folder, meta)
+
+
+class StreamDecoder:
+    """Turns generated ids into text one id at a time, holding back partial UTF-8."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._token_bytes = tokenizer.token_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self._decoder.decode(self._token_bytes(token_id))
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class WarnOnce:
+    """Emits an UnknownTextWarning the first time only, per tokenizer."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def __call__(self, message: str) -> None:
+        if not self.warned:
+            self.warned = True
+            warnings.warn(message, UnknownTextWarning, stacklevel=3)

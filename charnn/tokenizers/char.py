@@ -1,0 +1,98 @@
+"""Character-level tokenizer over any Unicode text.
+
+Id 0 is the unknown token: characters not seen when the vocabulary was built map
+to it (with one warning), so evaluation and priming never crash on new text, and
+sampling never produces it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charnn.errors import TokenizerError
+from charnn.tokenizers.base import WarnOnce, register
+
+UNKNOWN_ID = 0
+_MAX_CODEPOINT = 0x110000
+
+
+def _codepoints(text: str) -> np.ndarray:
+    """Code points of ``text`` as uint32, without a Python-level loop."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+class CharTokenizer:
+    kind = "char"
+    file_name = "tokenizer.json"
+
+    def __init__(self, chars: list[str]) -> None:
+        if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
+            raise TokenizerError("a character vocabulary must list distinct single characters")
+        self.chars = list(chars)
+        self._id_to_char = ["\ufffd", *self.chars]
+        # A lookup table over all of Unicode makes encoding one numpy gather.
+        dtype = np.uint8 if self.vocab_size <= 256 else np.uint16 if self.vocab_size <= 65536 else np.int32
+        self._lookup = np.zeros(_MAX_CODEPOINT, dtype=dtype)
+        self._lookup[_codepoints("".join(self.chars))] = np.arange(1, len(self.chars) + 1)
+        self._warn = WarnOnce()
+
+    @classmethod
+    def build(cls, text: str) -> CharTokenizer:
+        if not text:
+            raise TokenizerError("cannot build a character vocabulary from empty text")
+        unique = np.unique(_codepoints(text))
+        return cls([chr(c) for c in unique])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars) + 1
+
+    def encode(self, text: str) -> np.ndarray:
+        ids = self._lookup[_codepoints(text)]
+        unknown = int(np.count_nonzero(ids == UNKNOWN_ID))
+        if unknown:
+            example = text[int(np.argmax(ids == UNKNOWN_ID))]
+            self._warn(
+                f"{unknown} character(s) the model never saw in training (first: {example!r}) "
+                "were read as the unknown token"
+            )
+        return ids
+
+    def decode(self, ids: Any) -> str:
+        table = self._id_to_char
+        return "".join(table[i] for i in np.asarray(ids, dtype=np.int64).tolist())
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._id_to_char[token_id].encode("utf-8")
+
+    def never_sample(self) -> list[int]:
+        return [UNKNOWN_ID]
+
+    def start_ids(self) -> np.ndarray:
+        start = "\n" if "\n" in self.chars else self.chars[0]
+        return self._lookup[_codepoints(start)]
+
+    def save(self, folder: Path) -> None:
+        from charnn.checkpoint import atomic_write_text
+
+        payload = {"kind": self.kind, "unknown_id": UNKNOWN_ID, "chars": "".join(self.chars)}
+        atomic_write_text(folder / self.file_name, json.dumps(payload, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> CharTokenizer:
+        path = folder / cls.file_name
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            chars = payload["chars"]
+            if not isinstance(chars, str):
+                raise TypeError("chars is not a string")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TokenizerError(f"cannot read the character vocabulary {path}: {exc}") from exc
+        return cls(list(chars))
+
+
+register("char", build=lambda text, **_: CharTokenizer.build(text), load=CharTokenizer.load)

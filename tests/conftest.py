@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = ROOT / "corpora"
+SHARED_CORPORA = ROOT.parent / "shared" / "corpora"
+
+TINY_MODEL = dict(cell="lstm", layers=2, hidden=32, embed=16)
+
+
+def tiny_train_config(**overrides):
+    from charnn.config import TrainConfig
+
+    settings = dict(
+        seq_len=32, batch_size=4, steps=30, eval_every=10, log_every=5, seed=7, device="cpu", precision="fp32"
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def fantasy_text() -> str:
+    return (CORPORA / "fantasy.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def small_text(fantasy_text: str) -> str:
+    """About 6,000 characters of prose: enough for tiny models to learn something."""
+    return fantasy_text[:6000]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Path:
+    """A tiny LSTM run folder trained for 30 steps; treat it as read-only."""
+    from charnn.data import Corpus
+    from charnn.train import train
+
+    folder = tmp_path_factory.mktemp("runs") / "tiny"
+    corpus = Corpus(text=small_text, name="tiny", sources=("tiny.txt",))
+    train(corpus, folder, TINY_MODEL, tiny_train_config())
+    return folder
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run `charnn ARGS` in process; returns (exit code, stdout, stderr)."""
+    import io
+    import sys
+
+    from charnn.cli import main
+
+    def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            fake = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+            monkeypatch.setattr(sys, "stdin", fake)
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,0 +1,128 @@
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from charnn.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    atomic_write_text,
+    find_default_run,
+    load_run,
+    prepare_run_folder,
+    save_model,
+)
+from charnn.errors import CheckpointError, RunFolderError
+
+
+def test_save_load_gives_bit_identical_logits(trained_run, tmp_path):
+    run = load_run(trained_run)
+    tokens = torch.from_numpy(run.tokenizer.encode("Once upon a time").astype("int64"))[None]
+    before, _ = run.model(tokens)
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    save_model(copy, run.model)
+    after, _ = load_run(copy).model(tokens)
+    assert torch.equal(before, after)
+
+
+def test_run_folder_holds_no_pickle(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "validation.txt"} <= names
+    assert not any(name.endswith((".pt", ".pth", ".pkl", ".bin")) for name in names)
+    config = json.loads((trained_run / CONFIG_FILE).read_text())
+    assert config["format_version"] == 1
+    assert config["model"]["cell"] == "lstm"
+
+
+@pytest.mark.parametrize("missing", [MODEL_FILE, "tokenizer.json", CONFIG_FILE])
+def test_missing_file_is_named(trained_run, tmp_path, missing):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    (copy / missing).unlink()
+    with pytest.raises(CheckpointError, match=missing):
+        load_run(copy)
+
+
+def test_newer_format_is_refused(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config["format_version"] = 99
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="newer charnn"):
+        load_run(copy)
+
+
+def test_shape_mismatch_is_refused(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config["model"]["hidden"] = 48
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="needs"):
+        load_run(copy)
+
+
+def test_garbage_weights_are_refused(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    (copy / MODEL_FILE).write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_run(copy)
+
+
+def test_missing_folder_says_how_to_make_one(tmp_path):
+    with pytest.raises(CheckpointError, match="charnn train"):
+        load_run(tmp_path / "nothing")
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "file.json"
+    target.write_text("old")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert os.listdir(tmp_path) == ["file.json"]
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_prepare_refuses_to_clobber(tmp_path, trained_run):
+    user_folder = tmp_path / "mine"
+    user_folder.mkdir()
+    (user_folder / "notes.txt").write_text("precious")
+    with pytest.raises(RunFolderError, match="holds no charnn run"):
+        prepare_run_folder(user_folder, overwrite=True)
+    assert (user_folder / "notes.txt").read_text() == "precious"
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(trained_run, run_copy)
+    before = sorted(p.name for p in run_copy.iterdir())
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        prepare_run_folder(run_copy)
+    assert sorted(p.name for p in run_copy.iterdir()) == before
+    (run_copy / "my-notes.txt").write_text("keep me")
+    prepare_run_folder(run_copy, overwrite=True)
+    assert [p.name for p in run_copy.iterdir()] == ["my-notes.txt"]
+
+
+def test_default_run_is_env_then_newest(tmp_path, monkeypatch, trained_run):
+    monkeypatch.delenv("CHARNN_MODEL", raising=False)
+    runs = tmp_path / "runs"
+    old, new = runs / "old", runs / "new"
+    shutil.copytree(trained_run, old)
+    shutil.copytree(trained_run, new)
+    os.utime(old / MODEL_FILE, ns=(1, 1))
+    assert find_default_run(tmp_path) == new
+    monkeypatch.setenv("CHARNN_MODEL", str(old))
+    assert find_default_run(tmp_path) == old
+    monkeypatch.delenv("CHARNN_MODEL")
+    with pytest.raises(CheckpointError, match="no trained run found"):
+        find_default_run(tmp_path / "empty")

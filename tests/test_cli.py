@@ -1,0 +1,149 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPORA, ROOT
+
+CHARNN = [sys.executable, "-m", "charnn"]
+TINY = ["--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "4", "--precision", "fp32"]
+
+
+def shell(args, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*CHARNN, *args], capture_output=True, text=True, env=env, **kwargs)
+
+
+def test_help_and_version_do_not_import_torch():
+    code = (
+        "import sys; from charnn.cli import main\n"
+        "for args in (['--help'], ['--version'], ['train', '--help'], ['sample', '--help']):\n"
+        "    try: main(args)\n"
+        "    except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "charnn 0.1.0" in result.stdout
+    assert "Examples" in result.stdout
+
+
+def test_train_sample_eval_loop(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARNN_MODEL", raising=False)
+    code, out, err = run_cli("train", CORPORA / "fantasy.txt", "--steps", "20", "--eval-every", "10", *TINY)
+    assert code == 0, err
+    assert out.strip() == str(Path("runs") / "fantasy")
+    assert "validation" in err and "model saved in" in err
+
+    code, out, err = run_cli("sample", "--prime", "The ", "--length", "50", "--seed", "1")
+    assert code == 0, err
+    assert out.startswith("The ") and len(out) == len("The ") + 50 + 1 and out.endswith("\n")
+    assert "using run runs/fantasy" in err
+    assert "using run" not in out
+
+    code, out, err = run_cli("eval", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    for key in ("tokens", "chars", "bytes", "nll_per_token", "perplexity", "bits_per_char", "bits_per_byte"):
+        assert key in result
+    assert result["tokens"] == result["chars"] > 1000
+
+    code, out, err = run_cli("eval", "-", stdin=b"a tale of the moon and the stars")
+    assert code == 0, err
+    assert "bits per char" in out and "perplexity" in out
+
+
+def test_sample_reads_the_prime_from_stdin(trained_run, run_cli):
+    code, out, _ = run_cli("sample", "-m", trained_run, "--length", "20", "--seed", "2", stdin=b"Once upon")
+    assert code == 0
+    assert out.startswith("Once upon") and len(out) == len("Once upon") + 20 + 1
+    code, out2, _ = run_cli(
+        "sample", "-m", trained_run, "--length", "20", "--seed", "2", "--no-echo", stdin=b"Once upon"
+    )
+    assert out2 == out[len("Once upon") :]
+
+
+def test_several_samples_one_record_per_line(trained_run, run_cli):
+    code, out, err = run_cli(
+        "sample", "-m", trained_run, "-n", "5", "--stop", "\\n", "--prime", "\\n", "--no-echo", "--seed", "3"
+    )
+    assert code == 0, err
+    lines = out.split("\n")
+    assert len(lines) == 6 and lines[-1] == ""
+
+
+def test_charnn_model_environment_variable(trained_run, run_cli, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHARNN_MODEL", str(trained_run))
+    code, _, err = run_cli("sample", "--length", "5", "--seed", "0")
+    assert code == 0
+    assert f"using run {trained_run} ($CHARNN_MODEL" in err
+
+
+def test_closed_stdout_ends_quietly(trained_run):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = f"{sys.executable} -m charnn sample -m {trained_run} --length 200000 --seed 0 | head -c 20"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) == 20
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["train", "missing.txt"], 1, "missing.txt: no such file"),
+        (
+            ["train", "CORPUS", "--cell", "transformer"],
+            2,
+            "unknown --cell 'transformer'; choose one of: rnn, lstm, gru",
+        ),
+        (["train", "CORPUS", "--hidden", "-1"], 2, "--hidden must be between"),
+        (["train", "CORPUS", "--time", "soon"], 2, "--time 'soon' is not a duration"),
+        (["sample", "-m", "nowhere"], 1, "run folder nowhere does not exist"),
+        (["sample", "-m", "RUN", "--temp", "-1"], 2, "--temp must be between 0"),
+        (["sample", "-m", "RUN", "--top-p", "0"], 2, "--top-p must be in (0, 1]"),
+        (["eval", "-m", "RUN", "missing.txt"], 1, "missing.txt: no such file"),
+        (["train"], 2, "Missing argument"),
+    ],
+)
+def test_bad_input_gets_one_line_and_the_right_code(args, code, message, run_cli, trained_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("some text " * 200)
+    args = [str(trained_run) if a == "RUN" else "corpus.txt" if a == "CORPUS" else a for a in args]
+    exit_code, out, err = run_cli(*args)
+    assert exit_code == code
+    assert message in err
+    assert "Traceback" not in err and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]  # nothing written
+
+
+def test_invalid_utf8_names_file_and_offset(run_cli, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello \xff world" * 50)
+    code, _, err = run_cli("train", bad, "--out", tmp_path / "r")
+    assert code == 1
+    assert err.strip() == (
+        f"error: {bad} is not valid UTF-8: byte offset 6 (ff 20 77 6f); "
+        "convert it first (e.g. iconv -f LATIN1 -t UTF-8)"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_needs_overwrite(run_cli, trained_run):
+    before = (trained_run / "model.safetensors").read_bytes()
+    code, _, err = run_cli("train", CORPORA / "fantasy.txt", "--out", trained_run, "--steps", "2", *TINY)
+    assert code == 2
+    assert "already holds a run; pass --overwrite" in err
+    assert (trained_run / "model.safetensors").read_bytes() == before
+
+
+def test_subprocess_keeps_streams_apart(trained_run):
+    result = shell(["sample", "-m", str(trained_run), "--length", "30", "--seed", "9"], stdin=subprocess.DEVNULL)
+    assert result.returncode == 0
+    assert len(result.stdout) == 31 and result.stderr == ""

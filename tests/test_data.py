@@ -1,0 +1,86 @@
+import io
+
+import numpy as np
+import pytest
+
+from charnn.data import TBPTTStream, read_corpus, split_text, token_dtype
+from charnn.errors import CorpusError
+
+
+def test_reads_several_files_and_stdin(tmp_path):
+    a = tmp_path / "a.txt"
+    b = tmp_path / "b.txt"
+    a.write_text("first line", encoding="utf-8")
+    b.write_text("second\n", encoding="utf-8")
+    corpus = read_corpus([a, "-", b], stdin=io.BytesIO(b"from stdin\n"))
+    assert corpus.text == "first line\nfrom stdin\nsecond\n"
+    assert corpus.name == "a"
+    assert read_corpus(["-"], stdin=io.BytesIO(b"x y")).name == "stdin"
+
+
+def test_invalid_utf8_names_file_and_offset(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"caf" + b"\xe9 au lait")
+    with pytest.raises(CorpusError, match=r"latin1.txt is not valid UTF-8: byte offset 3 \(e9"):
+        read_corpus([path])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "holds no text"),
+        (b" \n\t\n", "holds no text"),
+        ("hi".encode("utf-16"), "looks like UTF-16"),
+        (b"\x7fELF\x00\x01", "NUL byte at offset 4"),
+    ],
+)
+def test_unusable_corpus_is_refused(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=message):
+        read_corpus([path])
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(CorpusError, match="nope.txt: no such file"):
+        read_corpus([tmp_path / "nope.txt"])
+    with pytest.raises(CorpusError, match="is a folder"):
+        read_corpus([tmp_path])
+
+
+def test_bom_is_dropped(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfhello")
+    assert read_corpus([path]).text == "hello"
+
+
+def test_split_keeps_the_end_for_validation():
+    train, val = split_text("abcdefghij", 0.2)
+    assert (train, val) == ("abcdefgh", "ij")
+
+
+def test_token_dtype_is_narrowest():
+    assert token_dtype(256) == np.uint8
+    assert token_dtype(257) == np.uint16
+    assert token_dtype(70000) == np.int32
+
+
+def test_rows_continue_across_windows():
+    tokens = np.arange(100, dtype=np.uint8)
+    stream = TBPTTStream(tokens, rows=3, seq_len=5)
+    assert stream.rows.shape == (3, 33)
+    x0, y0, first = stream.window(0)
+    x1, _, _ = stream.window(1)
+    assert first
+    np.testing.assert_array_equal(y0, x0 + 1)  # targets are inputs shifted by one
+    np.testing.assert_array_equal(x1[:, 0], x0[:, -1] + 1)  # each row continues where it stopped
+    np.testing.assert_array_equal(x0[:, 0], [0, 33, 66])
+    assert stream.windows_per_epoch == 6
+    x6, _, first6 = stream.window(6)
+    assert first6
+    np.testing.assert_array_equal(x6, x0)
+
+
+def test_stream_too_short_says_what_to_change():
+    with pytest.raises(CorpusError, match="use a smaller --batch-size or --seq-len"):
+        TBPTTStream(np.arange(50, dtype=np.uint8), rows=4, seq_len=20)
