@@ -212,7 +212,7 @@ def find_default_run(cwd: Path | None = None) -> Path:
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env)
-    runs = Path(cwd or Path.cwd()) / RUNS_DIR
+    runs = Path(cwd) / RUNS_DIR if cwd is not None else Path(RUNS_DIR)
     candidates = [p.parent for p in runs.glob(f"*/{MODEL_FILE}") if (p.parent / CONFIG_FILE).is_file()]
     if not candidates:
         raise CheckpointError(

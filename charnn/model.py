@@ -2,9 +2,8 @@
 
 One contract: ``forward(tokens, state) -> (logits, state)``. The state is a list
 with one tuple per layer: ``(h, c)`` for an LSTM, ``(h,)`` for a GRU or RNN, each
-tensor shaped (1, B, H) as PyTorch's fused modules expect. ``step`` runs one token
-with the same weights and plain matrix products: the fused modules carry a large
-fixed cost per call, which dominates when generating one token at a time.
+tensor shaped (1, B, H) as PyTorch's fused modules expect. ``stepper()`` gives a
+fast one-token-at-a-time view of the same weights for generation.
 """
 
 from __future__ import annotations
@@ -73,37 +72,70 @@ class RecurrentLM(nn.Module):
             x = self.project(x)  # (..., E)
         return F.linear(x, self.embed.weight, self.head_bias)
 
+    def stepper(self) -> Stepper:
+        """A fast one-token-at-a-time view of this model's current weights (inference only)."""
+        return Stepper(self)
+
+
+class Stepper:
+    """Runs the model one token per row: ``stepper(token (B,), state) -> logits (B, V), state``.
+
+    The fused modules carry a large fixed cost per call, which dominates when
+    generating one token at a time; here each layer is one matrix product of the
+    joined input and state, [x, h] @ W, with W built once from the weights::
+
+        LSTM, RNN:  W = [W_ih | W_hh]^T                   b = b_ih + b_hh
+        GRU:        W = [[W_ir W_iz W_in 0   ],           b = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn]
+                         [W_hr W_hz 0    W_hn]]
+
+    The weights are copied when the stepper is made: make a new one after training.
+    """
+
+    def __init__(self, model: RecurrentLM) -> None:
+        self.model = model
+        self.cell = model.config.cell
+        self.residual = model.config.residual
+        with torch.no_grad():
+            self.layers = [_joined_weights(self.cell, rnn) for rnn in model.rnns]
+
     @torch.inference_mode()
-    def step(self, token: Tensor, state: State) -> tuple[Tensor, State]:
-        """One token per row: token (B,) -> logits (B, V), new state. Inference only."""
-        x = self.embed(token)  # (B, E)
+    def __call__(self, token: Tensor, state: State) -> tuple[Tensor, State]:
+        x = self.model.embed(token)  # (B, E)
         new_state: State = []
-        for i, (rnn, layer_state) in enumerate(zip(self.rnns, state, strict=True)):
-            h = _cell_step(self.config.cell, rnn, x, layer_state)
-            new_state.append(tuple(s.unsqueeze(0) for s in h))
-            out = h[0]  # (B, H)
-            x = x + out if self.config.residual and i > 0 else out
-        return self.logits(x), new_state
+        for i, ((weight, bias), layer_state) in enumerate(zip(self.layers, state, strict=True)):
+            h = layer_state[0][0]  # (B, H)
+            gates = torch.addmm(bias, torch.cat([x, h], dim=1), weight)  # (B, G*H)
+            new = _cell_update(self.cell, gates, layer_state)
+            new_state.append(tuple(s.unsqueeze(0) for s in new))
+            x = x + new[0] if self.residual and i > 0 else new[0]  # (B, H)
+        return self.model.logits(x), new_state
 
 
-def _cell_step(cell: str, rnn: nn.Module, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """The cell equations of torch.nn.RNN/LSTM/GRU for one time step; x (B, In)."""
-    h = state[0][0]  # (B, H)
-    gi = torch.addmm(rnn.bias_ih_l0, x, rnn.weight_ih_l0.t())  # (B, G*H)
-    gh = torch.addmm(rnn.bias_hh_l0, h, rnn.weight_hh_l0.t())  # (B, G*H)
+def _joined_weights(cell: str, rnn: nn.Module) -> tuple[Tensor, Tensor]:
+    w_ih, w_hh = rnn.weight_ih_l0, rnn.weight_hh_l0  # (G*H, In), (G*H, H)
+    b_ih, b_hh = rnn.bias_ih_l0, rnn.bias_hh_l0
+    if cell != "gru":
+        return torch.cat([w_ih, w_hh], dim=1).t().contiguous(), b_ih + b_hh
+    h = rnn.hidden_size
+    zeros_i, zeros_h = w_ih.new_zeros(h, w_ih.shape[1]), w_hh.new_zeros(h, h)
+    top = torch.cat([w_ih[: 2 * h], w_ih[2 * h :], zeros_i])  # (4H, In): r, z, n from x; none from h
+    bottom = torch.cat([w_hh[: 2 * h], zeros_h, w_hh[2 * h :]])  # (4H, H)
+    bias = torch.cat([b_ih[: 2 * h] + b_hh[: 2 * h], b_ih[2 * h :], b_hh[2 * h :]])
+    return torch.cat([top, bottom], dim=1).t().contiguous(), bias
+
+
+def _cell_update(cell: str, gates: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The cell equations of torch.nn.RNN/LSTM/GRU given the pre-activations."""
     if cell == "lstm":
-        c = state[1][0]
-        i, f, g, o = (gi + gh).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * state[1][0] + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
     if cell == "gru":
-        ir, iz, inn = gi.chunk(3, dim=1)
-        hr, hz, hn = gh.chunk(3, dim=1)
-        r = torch.sigmoid(ir + hr)
-        z = torch.sigmoid(iz + hz)
-        n = torch.tanh(inn + r * hn)
-        return ((1 - z) * n + z * h,)
-    return (torch.tanh(gi + gh),)
+        r, z, n_x, n_h = gates.chunk(4, dim=1)
+        r, z = torch.sigmoid(r), torch.sigmoid(z)
+        n = torch.tanh(n_x + r * n_h)
+        return ((1 - z) * n + z * state[0][0],)
+    return (torch.tanh(gates),)
 
 
 def detach_state(state: State) -> State:

@@ -1,7 +1,7 @@
 """Sampling: one function that picks the next token, and a streaming generator.
 
 The generator reads the prime once with the fused model, then produces one token
-per step with ``RecurrentLM.step``, carrying the state: O(1) work per token, the
+per step with ``RecurrentLM.stepper``, carrying the state: O(1) work per token, the
 prefix is never read again.
 """
 
@@ -103,6 +103,7 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
         if len(prime_ids) > 1:
             _, state = model(prime_ids[:-1].expand(n, -1), state)  # (n, P-1): read the prime once
         token = prime_ids[-1:].expand(n)  # (n,)
+        step = model.stepper()
         banned = torch.tensor(tokenizer.never_sample(), dtype=torch.long, device=device)
 
         decoders = [StreamDecoder(tokenizer) for _ in range(n)]
@@ -110,7 +111,7 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
         produced = [0] * n
         active = set(range(n))
         while active:
-            logits, state = model.step(token, state)  # (n, V)
+            logits, state = step(token, state)  # (n, V)
             if len(banned):
                 logits.index_fill_(1, banned, float("-inf"))
             token = sample_next(logits, config.temperature, config.top_k, config.top_p, generator)

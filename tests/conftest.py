@@ -52,10 +52,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
 
     from charnn.cli import main
 
-    def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-        if stdin is not None:
-            fake = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
-            monkeypatch.setattr(sys, "stdin", fake)
+    def run(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
         code = main([str(a) for a in args])
         out, err = capsys.readouterr()
         return code, out, err

@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,24 @@ def test_existing_run_needs_overwrite(run_cli, trained_run):
     assert code == 2
     assert "already holds a run; pass --overwrite" in err
     assert (trained_run / "model.safetensors").read_bytes() == before
+
+
+def test_ctrl_c_stops_training_and_keeps_the_best_model(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["train", str(CORPORA / "fantasy.txt"), "--out", str(tmp_path / "r"), "--steps", "100000"]
+    args += ["--eval-every", "5", *TINY]
+    proc = subprocess.Popen([*CHARNN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        if "validation" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "stopped early at step" in err and "Traceback" not in err
+    assert out.strip() == str(tmp_path / "r")
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["results"]["stopped"] == "interrupted"
+    assert (tmp_path / "r" / "model.safetensors").is_file()
 
 
 def test_subprocess_keeps_streams_apart(trained_run):

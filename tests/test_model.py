@@ -46,8 +46,9 @@ def test_step_matches_the_fused_forward(options):
     with torch.no_grad():
         full, _ = model(tokens)
     state = model.initial_state(2)
+    step = model.stepper()
     for t in range(tokens.shape[1]):
-        logits, state = model.step(tokens[:, t], state)
+        logits, state = step(tokens[:, t], state)
         torch.testing.assert_close(logits, full[:, t], rtol=1e-4, atol=1e-5)
 
 

@@ -70,18 +70,23 @@ def test_greedy_sample_follows_the_fused_model(trained_run):
 def test_generation_is_one_step_per_token(trained_run, monkeypatch):
     run = load_run(trained_run)
     calls = {"forward": 0, "step": 0}
-    forward, step = run.model.forward, run.model.step
+    forward, make_stepper = run.model.forward, run.model.stepper
 
     def count_forward(*a, **k):
         calls["forward"] += 1
         return forward(*a, **k)
 
-    def count_step(*a, **k):
-        calls["step"] += 1
-        return step(*a, **k)
+    def counting_stepper():
+        step = make_stepper()
+
+        def count_step(*a, **k):
+            calls["step"] += 1
+            return step(*a, **k)
+
+        return count_step
 
     monkeypatch.setattr(run.model, "forward", count_forward)
-    monkeypatch.setattr(run.model, "step", count_step)
+    monkeypatch.setattr(run.model, "stepper", counting_stepper)
     generate_text(run, prime="A long prime text", length=150, seed=0)
     assert calls == {"forward": 1, "step": 150}
 

@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 runtime error, 2 usage error, 130 interrupted)."""
     console.install_warning_format()
     try:
-        app(args=argv, prog_name="charnn", standalone_mode=False)
-        return 0
+        # Without standalone mode, typer returns the code of a typer.Exit raised by a command.
+        code = app(args=argv, prog_name="charnn", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

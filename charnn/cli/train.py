@@ -234,5 +234,6 @@ class _TrainView:
 
     def close(self) -> None:
         if self.progress is not None:
+            self.progress.update(self.task, completed=1.0)
             self.progress.stop()
             self.progress = None
