@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -190,6 +190,14 @@ def lr_at(step: int, fraction: float, config: TrainConfig) -> float:
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
 
 
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale gradients so their global L2 norm is at most ``max_norm`` (0: no clipping).
+
+    Returns the norm before clipping, which training logs.
+    """
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm > 0 else math.inf)
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
@@ -282,7 +290,7 @@ class _Loop:
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip if c.clip > 0 else math.inf)
+            norm = clip_gradients(model.parameters(), c.clip)
             state = detach_state(state)
             if torch.isfinite(norm) and torch.isfinite(loss):
                 self.optimizer.step()
