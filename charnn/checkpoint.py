@@ -6,6 +6,10 @@
       tokenizer.json      the tokenizer's own file (its name is in config.json)
       validation.txt      the held-out text, so `charnn eval` can score it again
       metrics.jsonl       one JSON object per logged step and evaluation
+      resume.safetensors  the last training state: weights, optimizer moments, carried
+                          hidden state, RNG states, and (as JSON metadata) the position
+      train.tokens        the encoded training and validation tokens, raw, in the
+      val.tokens          narrowest dtype (config.json names it): resuming needs no corpus
 
 Nothing is pickled. Every file is written to a temporary name in the same folder,
 flushed to disk and renamed over the old one, so a reader sees either the old or
@@ -17,9 +21,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from charnn import __version__
 from charnn.config import ModelConfig
@@ -31,24 +36,53 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 VALIDATION_FILE = "validation.txt"
 METRICS_FILE = "metrics.jsonl"
+RESUME_FILE = "resume.safetensors"
+TRAIN_TOKENS_FILE = "train.tokens"
+VAL_TOKENS_FILE = "val.tokens"
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, RESUME_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE)
+"""Every file a run folder may hold besides the tokenizer's, which config.json names."""
 RUNS_DIR = "runs"
+MAX_CONFIG_BYTES = 1 << 20
 MODEL_ENV = "CHARNN_MODEL"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temporary file and move it over ``path`` once it is on disk.
+
+    A crash leaves the old file or the new one, never a torn one. A failed write
+    (a full disk, say) leaves the old file as it was and raises CheckpointError.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(
+            f"cannot write {path}: {exc.strerror or exc}; the previous version of the file is intact"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files a killed writer left behind (they are never read)."""
+    for name in RUN_FILES:
+        for stale in folder.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _umask() -> int:
@@ -85,14 +119,24 @@ def prepare_run_folder(folder: Path, overwrite: bool = False) -> None:
             raise RunFolderError(
                 f"{folder} already holds a run; pass --overwrite to replace it, or --out to choose another folder"
             )
-        for name in (CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, "tokenizer.json"):
-            (folder / name).unlink(missing_ok=True)
+        for name in (*RUN_FILES, _tokenizer_file(folder)):
+            if name:
+                (folder / name).unlink(missing_ok=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.", delete=True)
         probe.close()
     except OSError as exc:
         raise RunFolderError(f"cannot write to --out {folder}: {exc.strerror or exc}") from None
+
+
+def _tokenizer_file(folder: Path) -> str:
+    """The tokenizer file an existing run's config.json names, if it is a plain name."""
+    try:
+        name = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))["tokenizer"]["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return name if isinstance(name, str) and name and Path(name).name == name else ""
 
 
 def save_model(folder: Path, model: Any) -> None:
@@ -125,9 +169,16 @@ class Run:
 def check_run_folder(folder: Path) -> dict[str, Any]:
     """Read config.json and check that every file the run needs is there."""
     folder = Path(folder)
+    if folder.is_file():
+        raise CheckpointError(
+            f"{folder} is a file; charnn loads run folders (config.json + model.safetensors) "
+            "and never unpickles .pt or .pkl files"
+        )
     if not folder.is_dir():
         raise CheckpointError(f"run folder {folder} does not exist; train one with `charnn train CORPUS`")
     try:
+        if (folder / CONFIG_FILE).stat().st_size > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{folder}/{CONFIG_FILE} is implausibly large; it is not a charnn configuration")
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{folder} is not a charnn run: {CONFIG_FILE} is missing") from None

@@ -36,3 +36,7 @@ class RunFolderError(CharnnError):
     """The output folder cannot be used without risking a user's files."""
 
     exit_code = 2
+
+
+class TrainingDiverged(CharnnError):
+    """Training kept producing non-finite losses even after rolling back."""

@@ -1,17 +1,20 @@
 """Training: truncated BPTT over a laid-out stream, with clipping, a schedule,
-validation, and the best model kept in the run folder.
+validation, the best model kept, exact resume, and a guard against NaN/Inf.
 
 The trainer knows nothing of terminals: it reports through ``on_event`` with the
-event dataclasses below, and the CLI decides how to show them.
+dataclasses of charnn.events, and the CLI decides how to show them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,87 +27,31 @@ from charnn import checkpoint
 from charnn.config import ModelConfig, TrainConfig
 from charnn.data import Corpus, TBPTTStream, split_text, token_dtype
 from charnn.device import resolve_bf16, resolve_device
-from charnn.errors import CorpusError
+from charnn.errors import CheckpointError, ConfigError, CorpusError, TrainingDiverged
 from charnn.evaluate import LN2, total_nll
+from charnn.events import Evaluated, Event, Finished, Progress, RolledBack, Started
 from charnn.model import RecurrentLM, count_parameters, detach_state
-from charnn.tokenizers import Tokenizer, build_tokenizer
+from charnn.resume import Position, load_resume, save_resume
+from charnn.tokenizers import build_tokenizer, load_tokenizer
 
 PERIODIC_EVAL_TOKENS = 1 << 20
 """Periodic validation reads at most this many tokens; the final one reads all."""
 EXACT_EVAL_TOKENS = 1 << 20
 """Up to this size the final validation is exact; beyond, segments of this size are scored side by side."""
-
-
-@dataclass(frozen=True)
-class Started:
-    folder: Path
-    parameters: int
-    device: str
-    bf16: bool
-    train_tokens: int
-    val_tokens: int
-    steps: int | None
-    time_budget: float | None
-
-
-@dataclass(frozen=True)
-class Progress:
-    step: int
-    loss: float
-    """Mean training loss (nats per token) since the previous report."""
-    lr: float
-    grad_norm: float
-    """Mean gradient norm before clipping since the previous report."""
-    grad_norm_max: float
-    clipped: int
-    """Steps since the previous report whose gradient was clipped."""
-    skipped: int
-    """Steps since the previous report skipped for a non-finite loss or gradient."""
-    chars_per_sec: float
-    elapsed: float
-    fraction: float
-    """Fraction of the budget used, 0..1."""
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    step: int
-    val_loss: float
-    val_bits_per_char: float
-    best: bool
-
-
-@dataclass(frozen=True)
-class Finished:
-    folder: Path
-    steps: int
-    elapsed: float
-    reason: str
-    """'budget' or 'interrupted'."""
-    best_val_loss: float
-    best_val_bits_per_char: float
-
-
-Event = Started | Progress | Evaluated | Finished
+MAX_BAD_STEPS = 8
+"""Non-finite steps in a row before training rolls back to the last good state."""
+MAX_ROLLBACKS = 3
+"""Rollbacks (each halving the learning rate) before training gives up."""
 
 
 @dataclass
 class _Data:
-    tokenizer: Tokenizer
     train: np.ndarray
     val: np.ndarray
     chars_per_token: float
     """Training characters per token, to report characters per second."""
     val_chars_per_token: float
     """Validation characters per token, to report bits per character."""
-    info: dict[str, Any]
-
-
-@dataclass
-class _Best:
-    loss: float = math.inf
-    step: int = 0
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def train(
@@ -117,43 +64,16 @@ def train(
     val_text: str | None = None,
     overwrite: bool = False,
     on_event: Callable[[Event], None] = lambda event: None,
+    stop: threading.Event | None = None,
 ) -> Finished:
-    """Train a model on ``corpus`` and keep the best one in the run folder ``folder``.
+    """Train a new model on ``corpus``, keeping the best one in the run folder ``folder``.
 
-    Everything that can be checked is checked before the folder is touched.
+    Everything that can be checked is checked before the folder is touched. Setting
+    ``stop`` ends training after the current step with a resumable checkpoint.
     """
     config = config or TrainConfig()
     folder = Path(folder)
-    data = _prepare_data(corpus, config, tokenizer_kind, val_text)
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    model_config = ModelConfig(vocab_size=data.tokenizer.vocab_size, **(model_options or {}))
-    model = RecurrentLM(model_config).to(device)
-    TBPTTStream(data.train, config.batch_size, config.seq_len)  # fails early if the text is too short
-
-    checkpoint.prepare_run_folder(folder, overwrite)
-    data.tokenizer.save(folder)
-    checkpoint.atomic_write_text(folder / checkpoint.VALIDATION_FILE, data.info.pop("val_text"))
-    run_config = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": model_config.to_dict(),
-        "tokenizer": {"kind": data.tokenizer.kind, "file": data.tokenizer.file_name},
-        "training": config.to_dict(),
-        "data": data.info,
-    }
-    checkpoint.write_config(folder, run_config)
-    loop = _Loop(model, data, config, folder, device, run_config, on_event)
-    return loop.run()
-
-
-def _prepare_data(corpus: Corpus, config: TrainConfig, tokenizer_kind: str, val_text: str | None) -> _Data:
-    if val_text is None:
-        train_text, val_text = split_text(corpus.text, config.val_fraction)
-        val_source = f"last {config.val_fraction:g} of the corpus"
-    else:
-        train_text, val_source = corpus.text, "--val file"
-    if not train_text.strip():
-        raise CorpusError("the training split holds no text; lower --val-fraction or give a longer corpus")
+    train_text, val_text, val_source = _split(corpus, config, val_text)
     tokenizer = build_tokenizer(tokenizer_kind, train_text)
     dtype = token_dtype(tokenizer.vocab_size)
     train_tokens = tokenizer.encode(train_text).astype(dtype, copy=False)
@@ -163,23 +83,116 @@ def _prepare_data(corpus: Corpus, config: TrainConfig, tokenizer_kind: str, val_
             f"the validation split has {len(val_tokens)} token(s), too few to measure; "
             "raise --val-fraction, give a longer corpus, or pass --val FILE"
         )
-    info = {
-        "sources": list(corpus.sources),
-        "validation": val_source,
-        "train_chars": len(train_text),
-        "val_chars": len(val_text),
-        "train_tokens": int(len(train_tokens)),
-        "val_tokens": int(len(val_tokens)),
-        "val_text": val_text,
+    TBPTTStream(train_tokens, config.batch_size, config.seq_len)  # fails early if the text is too short
+    device = resolve_device(config.device)
+    model_config = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {}))
+    torch.manual_seed(config.seed)
+    model = RecurrentLM(model_config).to(device)
+
+    checkpoint.prepare_run_folder(folder, overwrite)
+    tokenizer.save(folder)
+    checkpoint.atomic_write_text(folder / checkpoint.VALIDATION_FILE, val_text)
+    checkpoint.atomic_write(folder / checkpoint.TRAIN_TOKENS_FILE, train_tokens.tofile)
+    checkpoint.atomic_write(folder / checkpoint.VAL_TOKENS_FILE, val_tokens.tofile)
+    run_config = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model_config.to_dict(),
+        "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
+        "training": config.to_dict(),
+        "data": {
+            "sources": list(corpus.sources),
+            "corpus_sha256": corpus_digest(corpus.text),
+            "validation": val_source,
+            "token_dtype": dtype.name,
+            "train_chars": len(train_text),
+            "val_chars": len(val_text),
+            "train_tokens": int(len(train_tokens)),
+            "val_tokens": int(len(val_tokens)),
+        },
     }
-    return _Data(
-        tokenizer,
-        train_tokens,
-        val_tokens,
-        chars_per_token=len(train_text) / max(1, len(train_tokens)),
-        val_chars_per_token=len(val_text) / len(val_tokens),
-        info=info,
-    )
+    checkpoint.write_config(folder, run_config)
+    data = _Data(train_tokens, val_tokens, len(train_text) / len(train_tokens), len(val_text) / len(val_tokens))
+    loop = _Loop(model, data, config, folder, device, run_config, on_event, stop)
+    loop.save_resume()
+    return loop.run()
+
+
+def resume(
+    folder: Path,
+    *,
+    steps: int | None = None,
+    time_budget: float | None = None,
+    corpus: Corpus | None = None,
+    on_event: Callable[[Event], None] = lambda event: None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Continue the run in ``folder`` exactly where its last checkpoint left it.
+
+    ``steps`` / ``time_budget`` replace the run's budget; ``corpus``, when given,
+    must be the text the run was trained on.
+    """
+    folder = Path(folder)
+    run_config = checkpoint.check_run_folder(folder)
+    info = run_config.get("data", {})
+    if corpus is not None and corpus_digest(corpus.text) != info.get("corpus_sha256"):
+        raise ConfigError(
+            f"the corpus differs from the one {folder} was trained on; "
+            "pass --overwrite to start a new run there, or --out to choose another folder"
+        )
+    try:
+        config = TrainConfig.from_dict(run_config["training"])
+        if steps is not None or time_budget is not None:
+            config = dataclasses.replace(config, steps=steps, time_budget=time_budget)
+        model_config = ModelConfig.from_dict(run_config["model"])
+        if load_tokenizer(folder, run_config["tokenizer"]).vocab_size != model_config.vocab_size:
+            raise CheckpointError(f"{folder}: the tokenizer does not fit the model in config.json")
+        dtype = np.dtype(info["token_dtype"])
+        train_tokens = _read_tokens(folder / checkpoint.TRAIN_TOKENS_FILE, dtype, info["train_tokens"])
+        val_tokens = _read_tokens(folder / checkpoint.VAL_TOKENS_FILE, dtype, info["val_tokens"])
+        data = _Data(
+            train_tokens,
+            val_tokens,
+            info["train_chars"] / info["train_tokens"],
+            info["val_chars"] / info["val_tokens"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
+    device = resolve_device(config.device)
+    model = RecurrentLM(model_config).to(device)
+    loop = _Loop(model, data, config, folder, device, run_config, on_event, stop)
+    loop.restore()
+    if loop.fraction(loop.position.elapsed) >= 1.0:
+        raise ConfigError(
+            f"{folder} has already used its budget ({_budget_text(config)}); "
+            "pass a larger --steps or --time to train it further"
+        )
+    return loop.run()
+
+
+def _split(corpus: Corpus, config: TrainConfig, val_text: str | None) -> tuple[str, str, str]:
+    if val_text is None:
+        train_text, val_text = split_text(corpus.text, config.val_fraction)
+        source = f"last {config.val_fraction:g} of the corpus"
+    else:
+        train_text, source = corpus.text, "--val file"
+    if not train_text.strip():
+        raise CorpusError("the training split holds no text; lower --val-fraction or give a longer corpus")
+    return train_text, val_text, source
+
+
+def _read_tokens(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
+    if not path.is_file() or path.stat().st_size != count * dtype.itemsize:
+        raise CheckpointError(f"{path} is missing or not the size config.json says; the run cannot be resumed")
+    return np.memmap(path, dtype=dtype, mode="c", shape=(count,))
+
+
+def corpus_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _budget_text(config: TrainConfig) -> str:
+    parts = [f"{config.steps} steps" if config.steps else "", f"{config.time_budget:g}s" if config.time_budget else ""]
+    return " and ".join(p for p in parts if p)
 
 
 def lr_at(step: int, fraction: float, config: TrainConfig) -> float:
@@ -205,28 +218,57 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
 
 
-class _Loop:
-    """One training run's state and its step / evaluate / save cycle."""
+class _Window:
+    """Statistics of the steps since the last progress report."""
 
-    def __init__(self, model, data, config, folder, device, run_config, on_event) -> None:
+    def __init__(self, step: int, device: torch.device) -> None:
+        self.start_step, self.start_time = step, time.perf_counter()
+        self.loss_sum = torch.zeros((), device=device)
+        self.norms: list[torch.Tensor] = []
+        self.clipped = self.skipped = 0
+
+
+class _Loop:
+    """One training session's state and its step / evaluate / save cycle."""
+
+    def __init__(self, model, data, config, folder, device, run_config, on_event, stop) -> None:  # noqa: ANN001
         self.model, self.data, self.config, self.folder = model, data, config, folder
-        self.device, self.run_config, self.emit = device, run_config, on_event
+        self.device, self.run_config, self.emit, self.stop = device, run_config, on_event, stop
         self.bf16 = resolve_bf16(config.precision, device)
         self.optimizer = make_optimizer(model, config)
         self.stream = TBPTTStream(data.train, config.batch_size, config.seq_len)
         # The rows stay in their compact dtype; each window is widened to int64 on use.
-        self.rows = torch.from_numpy(self.stream.rows).to(device)  # (B, L)
-        self.best = _Best()
-        self.step = 0
-        self.evaluated_step = -1
+        self.rows = torch.from_numpy(np.ascontiguousarray(self.stream.rows)).to(device)  # (B, L)
+        self.position = Position()
+        self.carry = model.initial_state(config.batch_size, device)
+        self.resumed_from: int | None = None
+        self.session_start = time.perf_counter()
+        self.elapsed_before = 0.0
         self.metrics = open(folder / checkpoint.METRICS_FILE, "a", encoding="utf-8")
+
+    # -- time and budget -------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.session_start
 
     def fraction(self, elapsed: float) -> float:
         c = self.config
-        parts = [self.step / c.steps if c.steps else 0.0, elapsed / c.time_budget if c.time_budget else 0.0]
+        parts = [self.position.step / c.steps if c.steps else 0.0, elapsed / c.time_budget if c.time_budget else 0.0]
         return min(1.0, max(parts))
 
+    # -- the run ---------------------------------------------------------------------
+
+    def restore(self) -> None:
+        checkpoint.remove_stale_temporaries(self.folder)
+        self.carry, self.position = load_resume(self.folder, self.model, self.optimizer, self.config.batch_size)
+        self.metrics.close()
+        with open(self.folder / checkpoint.METRICS_FILE, "a+b") as f:
+            f.truncate(self.position.metrics_bytes)  # lines after the checkpoint will be written again
+        self.metrics = open(self.folder / checkpoint.METRICS_FILE, "a", encoding="utf-8")
+        self.resumed_from = self.position.step
+
     def run(self) -> Finished:
+        c = self.config
         self.emit(
             Started(
                 self.folder,
@@ -235,136 +277,179 @@ class _Loop:
                 self.bf16,
                 len(self.data.train),
                 len(self.data.val),
-                self.config.steps,
-                self.config.time_budget,
+                c.steps,
+                c.time_budget,
+                self.resumed_from,
             )
         )
-        start = time.perf_counter()
+        self.elapsed_before, self.session_start = self.position.elapsed, time.perf_counter()
         reason = "budget"
         try:
-            self._train(start)
+            reason = self._train()
         except KeyboardInterrupt:
-            reason = "interrupted"
-        elapsed = time.perf_counter() - start
+            reason = "interrupted"  # the state in memory may be half-updated: it is not saved for resuming
         try:
-            if self.evaluated_step != self.step:
-                self._evaluate(elapsed)
+            elapsed = self.elapsed()
+            if reason != "stopped" or not (self.folder / checkpoint.MODEL_FILE).exists():
+                if self.position.evaluated_step != self.position.step:
+                    self._evaluate()
             if reason == "budget":
                 self._final_exact_eval()
+            self.position.elapsed = elapsed
+            self.position.finished = reason == "budget"
+            if reason != "interrupted":
+                self.save_resume()
             self._write_results(elapsed, reason)
         finally:
             self.metrics.close()
+        p = self.position
         return Finished(
-            self.folder,
-            self.step,
-            elapsed,
-            reason,
-            self.best.loss,
-            self.best.metrics.get("val_bits_per_char", math.nan),
+            self.folder, p.step, elapsed, reason, p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
         )
 
-    def _train(self, start: float) -> None:
+    def _train(self) -> str:
         c, model = self.config, self.model
         model.train()
-        state = model.initial_state(c.batch_size, self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        norms: list[torch.Tensor] = []
-        clip_fired = skipped = 0
-        window_start = time.perf_counter()
-        window_step = self.step
+        window = _Window(self.position.step, self.device)
+        bad_in_a_row = 0
         while True:
-            elapsed = time.perf_counter() - start
-            fraction = self.fraction(elapsed)
+            fraction = self.fraction(self.elapsed())
             if fraction >= 1.0:
-                break
-            lr = lr_at(self.step, fraction, c)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            t = (self.step % self.stream.windows_per_epoch) * c.seq_len
-            if t == 0:
-                state = model.initial_state(c.batch_size, self.device)
-            x = self.rows[:, t : t + c.seq_len].long()  # (B, T)
-            y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (B, T)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits, state = model(x, state)  # (B, T, V)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = clip_gradients(model.parameters(), c.clip)
-            state = detach_state(state)
-            if torch.isfinite(norm) and torch.isfinite(loss):
-                self.optimizer.step()
-                loss_sum += loss.detach()
-                norms.append(norm.detach())
-                clip_fired += int(c.clip > 0 and norm > c.clip)
-            else:
-                # A non-finite step never reaches the weights; the state is reset too.
-                skipped += 1
-                state = model.initial_state(c.batch_size, self.device)
-            self.step += 1
-            if self.step % c.log_every == 0:
-                now = time.perf_counter()
-                self._report(window_step, window_start, now - start, lr, loss_sum, norms, clip_fired, skipped)
-                loss_sum.zero_()
-                norms, clip_fired, skipped = [], 0, 0
-                window_start, window_step = now, self.step
-            if self.step % c.eval_every == 0:
-                self._evaluate(time.perf_counter() - start)
+                return "budget"
+            if self.stop is not None and self.stop.is_set():
+                return "stopped"
+            lr = lr_at(self.position.step, fraction, c) * self.position.lr_scale
+            good = self._step(lr, window)
+            bad_in_a_row = 0 if good else bad_in_a_row + 1
+            if bad_in_a_row >= MAX_BAD_STEPS:
+                self._roll_back()
+                bad_in_a_row = 0
+                window = _Window(self.position.step, self.device)
+                continue
+            step = self.position.step
+            if step % c.log_every == 0:
+                self._report(window, lr)
+                window = _Window(step, self.device)
+            if step % c.eval_every == 0:
+                self._evaluate()
+                self.position.elapsed = self.elapsed()
+                self.save_resume()
                 model.train()
 
-    def _report(self, window_step, window_start, elapsed, lr, loss_sum, norms, clip_fired, skipped) -> None:
-        steps = self.step - window_step
-        good = len(norms)
-        norm_values = torch.stack(norms) if norms else torch.zeros(1)
-        chars = steps * self.config.batch_size * self.config.seq_len * self.data.chars_per_token
+    def _step(self, lr: float, window: _Window) -> bool:
+        """One optimizer step on the next window; False when it was skipped as non-finite."""
+        c, model = self.config, self.model
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        t = (self.position.step % self.stream.windows_per_epoch) * c.seq_len
+        if t == 0:
+            self.carry = model.initial_state(c.batch_size, self.device)  # a new pass over the text
+        x = self.rows[:, t : t + c.seq_len].long()  # (B, T)
+        y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (B, T)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits, carry = model(x, self.carry)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = clip_gradients(model.parameters(), c.clip)
+        self.position.step += 1
+        if not (torch.isfinite(norm) and torch.isfinite(loss)):
+            # A non-finite step never reaches the weights; the carried state starts afresh.
+            window.skipped += 1
+            self.carry = model.initial_state(c.batch_size, self.device)
+            return False
+        self.optimizer.step()
+        self.carry = detach_state(carry)
+        window.loss_sum += loss.detach()
+        window.norms.append(norm.detach())
+        window.clipped += int(c.clip > 0 and norm > c.clip)
+        return True
+
+    def _roll_back(self) -> None:
+        """Go back to the last saved good state with half the learning rate, or give up."""
+        p = self.position
+        if p.rollbacks >= MAX_ROLLBACKS:
+            raise TrainingDiverged(
+                f"training diverged: {MAX_BAD_STEPS} non-finite steps in a row at step {p.step}, even after "
+                f"{p.rollbacks} rollbacks to a learning rate of {self.config.lr * p.lr_scale:.2e}; the last good "
+                f"state is kept in {self.folder}; train again with a lower --lr"
+            )
+        failed_at, scale, rollbacks = p.step, p.lr_scale / 2, p.rollbacks + 1
+        self.carry, restored = load_resume(self.folder, self.model, self.optimizer, self.config.batch_size)
+        restored.lr_scale, restored.rollbacks = scale, rollbacks
+        restored.elapsed = self.elapsed()
+        restored.metrics_bytes = p.metrics_bytes
+        self.position = restored
+        event = RolledBack(failed_at, restored.step, scale, rollbacks)
+        self._log({"event": "rollback", **asdict(event)})
+        self.emit(event)
+
+    def _report(self, window: _Window, lr: float) -> None:
+        c = self.config
+        steps = self.position.step - window.start_step
+        norms = torch.stack(window.norms) if window.norms else torch.full((1,), math.nan)
+        chars = steps * c.batch_size * c.seq_len * self.data.chars_per_token
+        elapsed = self.elapsed()
         event = Progress(
-            step=self.step,
-            loss=float(loss_sum) / good if good else math.nan,
+            step=self.position.step,
+            loss=float(window.loss_sum) / len(window.norms) if window.norms else math.nan,
             lr=lr,
-            grad_norm=float(norm_values.mean()),
-            grad_norm_max=float(norm_values.max()),
-            clipped=clip_fired,
-            skipped=skipped,
-            chars_per_sec=chars / max(1e-9, time.perf_counter() - window_start),
+            grad_norm=float(norms.mean()),
+            grad_norm_max=float(norms.max()),
+            clipped=window.clipped,
+            skipped=window.skipped,
+            chars_per_sec=chars / max(1e-9, time.perf_counter() - window.start_time),
             elapsed=elapsed,
             fraction=self.fraction(elapsed),
         )
         self._log({"event": "train", **asdict(event)})
         self.emit(event)
 
-    def _evaluate(self, elapsed: float) -> None:
-        self.evaluated_step = self.step
+    def _evaluate(self) -> None:
+        p = self.position
+        p.evaluated_step = p.step
         val = self.data.val[:PERIODIC_EVAL_TOKENS]
         nll = total_nll(self.model, val, rows=8) / (len(val) - 1)
-        is_best = nll < self.best.loss
-        event = Evaluated(self.step, nll, nll / LN2 / self.data.val_chars_per_token, is_best)
-        self._log({"event": "eval", "elapsed": elapsed, **asdict(event)})
+        is_best = nll < p.best_loss
+        event = Evaluated(p.step, nll, nll / LN2 / self.data.val_chars_per_token, is_best)
+        self._log({"event": "eval", "elapsed": self.elapsed(), **asdict(event)})
         if is_best:
-            self.best = _Best(nll, self.step, {"val_loss": nll, "val_bits_per_char": event.val_bits_per_char})
+            p.best_loss, p.best_step = nll, p.step
+            p.best_metrics = {"val_loss": nll, "val_bits_per_char": event.val_bits_per_char}
             checkpoint.save_model(self.folder, self.model)
         self.emit(event)
 
     def _final_exact_eval(self) -> None:
         """Score the kept model on the whole validation split, state carried."""
-        if self.best.step != self.step:
-            from safetensors.torch import load_file
+        p = self.position
+        model = self.model
+        if p.best_step != p.step:
+            from charnn.checkpoint import load_run
 
-            self.model.load_state_dict(load_file(self.folder / checkpoint.MODEL_FILE, device=str(self.device)))
-        val = self.data.val
-        rows = max(1, math.ceil(len(val) / EXACT_EVAL_TOKENS))
-        nll = total_nll(self.model, val, rows=rows) / (len(val) - 1)
-        self.best.metrics.update(
+            model = load_run(self.folder, device=str(self.device)).model
+        rows = max(1, math.ceil(len(self.data.val) / EXACT_EVAL_TOKENS))
+        nll = total_nll(model, self.data.val, rows=rows) / (len(self.data.val) - 1)
+        p.best_metrics.update(
             val_loss=nll, val_bits_per_char=nll / LN2 / self.data.val_chars_per_token, val_exact=rows == 1
         )
-        self.best.loss = nll
+        p.best_loss = nll
+
+    def save_resume(self) -> None:
+        if not all(torch.isfinite(t).all() for t in self.model.state_dict().values()):
+            return  # never keep a state that holds NaN or Inf as the one to go back to
+        self.metrics.flush()
+        self.position.metrics_bytes = (self.folder / checkpoint.METRICS_FILE).stat().st_size
+        save_resume(self.folder, self.model, self.optimizer, self.carry, self.position)
 
     def _write_results(self, elapsed: float, reason: str) -> None:
+        p = self.position
         self.run_config["results"] = {
-            "steps": self.step,
+            "steps": p.step,
             "elapsed_seconds": round(elapsed, 3),
             "stopped": reason,
-            "best_step": self.best.step,
-            **self.best.metrics,
+            "best_step": p.best_step,
+            "rollbacks": p.rollbacks,
+            **p.best_metrics,
         }
         checkpoint.write_config(self.folder, self.run_config)
         self._log({"event": "end", **self.run_config["results"]})

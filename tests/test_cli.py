@@ -110,7 +110,7 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["sample", "-m", "RUN", "--temp", "-1"], 2, "--temp must be between 0"),
         (["sample", "-m", "RUN", "--top-p", "0"], 2, "--top-p must be in (0, 1]"),
         (["eval", "-m", "RUN", "missing.txt"], 1, "missing.txt: no such file"),
-        (["train"], 2, "Missing argument"),
+        (["train"], 2, "name a corpus to train on"),
     ],
 )
 def test_bad_input_gets_one_line_and_the_right_code(args, code, message, run_cli, trained_run, tmp_path, monkeypatch):
@@ -144,7 +144,7 @@ def test_existing_run_needs_overwrite(run_cli, trained_run):
     assert (trained_run / "model.safetensors").read_bytes() == before
 
 
-def test_ctrl_c_stops_training_and_keeps_the_best_model(tmp_path):
+def test_ctrl_c_stops_training_resumably_and_keeps_the_best_model(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["train", str(CORPORA / "fantasy.txt"), "--out", str(tmp_path / "r"), "--steps", "100000"]
     args += ["--eval-every", "5", *TINY]
@@ -155,10 +155,11 @@ def test_ctrl_c_stops_training_and_keeps_the_best_model(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert "stopped early at step" in err and "Traceback" not in err
+    assert f"continue with: charnn train --resume {tmp_path / 'r'}" in err and "Traceback" not in err
     assert out.strip() == str(tmp_path / "r")
     config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert config["results"]["stopped"] == "interrupted"
+    assert config["results"]["stopped"] == "stopped"
+    assert (tmp_path / "r" / "resume.safetensors").is_file()
     assert (tmp_path / "r" / "model.safetensors").is_file()
 
 

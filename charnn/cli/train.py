@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from charnn.checkpoint import RESUME_FILE
 from charnn.cli.console import say, stderr_console
 from charnn.config import CELLS, ModelConfig, TrainConfig, parse_duration
+from charnn.errors import ConfigError
 
 _MODEL = "Model"
 _TRAIN = "Training"
@@ -19,11 +24,22 @@ _DEFAULT_TRAIN = TrainConfig()
 
 
 def train_command(
-    corpus: Annotated[list[str], typer.Argument(help="Text file(s) to learn from; '-' reads standard input.")],
+    corpus: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Text file(s) to learn from; '-' reads standard input.", show_default=False),
+    ] = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<corpus-name>].")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    resume: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Continue a run exactly where it stopped: a run folder, or 'auto' (resume --out if it holds "
+            "a run, else start one). The run keeps its settings; --steps/--time may extend its budget.",
+            show_default=False,
+        ),
+    ] = None,
     val: Annotated[
         Optional[Path], typer.Option("--val", help="Validation text file (default: hold out the corpus's end).")
     ] = None,
@@ -102,10 +118,17 @@ def train_command(
       charnn train corpus.txt --time 5m
       charnn train a.txt b.txt --cell gru --layers 3 --hidden 512 --out runs/big
       cat *.txt | charnn train - --steps 2000 --out runs/all
+      charnn train --resume runs/corpus                # after Ctrl-C, a kill or a reboot
     """
     from charnn.data import read_corpus, read_text
-    from charnn.train import train
 
+    budget = parse_duration(time_budget) if time_budget else None
+    if resume is not None and resume != "auto":
+        corpus_text = read_corpus(corpus) if corpus else None
+        _run(lambda **kw: _resume(Path(resume), steps, budget, corpus_text, **kw))
+        return
+    if not corpus:
+        raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
     config = TrainConfig(
         seq_len=seq_len,
         batch_size=batch_size,
@@ -114,7 +137,7 @@ def train_command(
         weight_decay=weight_decay,
         clip=clip,
         steps=steps,
-        time_budget=parse_duration(time_budget) if time_budget else None,
+        time_budget=budget,
         eval_every=eval_every,
         val_fraction=val_fraction,
         seed=seed,
@@ -134,9 +157,14 @@ def train_command(
     corpus_text = read_corpus(corpus)
     val_text = read_text(val) if val is not None else None
     folder = out or Path("runs") / corpus_text.name
-    view = _TrainView()
-    try:
-        finished = train(
+    if resume == "auto" and not overwrite and (folder / RESUME_FILE).is_file():
+        _run(lambda **kw: _resume(folder, steps, budget, corpus_text, **kw))
+        return
+
+    def new_run(**kw):  # noqa: ANN003, ANN202
+        from charnn.train import train
+
+        return train(
             corpus_text,
             folder,
             model_options,
@@ -144,15 +172,44 @@ def train_command(
             tokenizer_kind=tokenizer,
             val_text=val_text,
             overwrite=overwrite,
-            on_event=view,
+            **kw,
         )
+
+    _run(new_run)
+
+
+def _resume(folder: Path, steps, budget, corpus, **kw):  # noqa: ANN001, ANN003, ANN202
+    from charnn.train import resume
+
+    return resume(folder, steps=steps, time_budget=budget, corpus=corpus, **kw)
+
+
+def _run(start: Callable[..., Any]) -> None:
+    """Run training with SIGINT/SIGTERM turned into a clean, resumable stop."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # asked twice: stop at once
+        stop.set()
+        say("stopping after this step with a resumable checkpoint (press Ctrl-C again to stop at once)")
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    view = _TrainView()
+    try:
+        finished = start(on_event=view, stop=stop)
     finally:
         view.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     say(
         f"best validation loss {finished.best_val_loss:.4f} nats/token "
         f"({finished.best_val_bits_per_char:.4f} bits/char); model saved in {finished.folder}"
     )
     print(finished.folder, flush=True)
+    if finished.reason == "stopped":
+        say(f"stopped at step {finished.steps}; continue with: charnn train --resume {finished.folder}")
+        raise typer.Exit(130)
     if finished.reason == "interrupted":
         say(f"stopped early at step {finished.steps}; the best model so far is kept")
         raise typer.Exit(130)
@@ -171,9 +228,14 @@ class _TrainView:
         self.fields = ""
 
     def __call__(self, event) -> None:  # noqa: ANN001
-        from charnn.train import Evaluated, Progress, Started
+        from charnn.events import Evaluated, Progress, RolledBack, Started
 
-        if isinstance(event, Started):
+        if isinstance(event, RolledBack):
+            self._print(
+                f"warning: non-finite loss or gradient in every recent step up to {event.step}: rolled back to step "
+                f"{event.to_step} and halved the learning rate (now x{event.lr_scale:g})"
+            )
+        elif isinstance(event, Started):
             self._started(event)
         elif isinstance(event, Progress):
             self.fields = (
@@ -196,6 +258,8 @@ class _TrainView:
             if part
         )
         precision = "bf16 autocast" if event.bf16 else "fp32"
+        if event.resumed_from is not None:
+            say(f"resuming {event.folder} at step {event.resumed_from}")
         say(
             f"training {event.parameters:,} parameters on {event.device} ({precision}); "
             f"{event.train_tokens:,} training / {event.val_tokens:,} validation tokens; budget {budget}; "

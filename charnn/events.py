@@ -1,0 +1,71 @@
+"""What the trainer reports while it runs. The CLI decides how to show each event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Started:
+    folder: Path
+    parameters: int
+    device: str
+    bf16: bool
+    train_tokens: int
+    val_tokens: int
+    steps: int | None
+    time_budget: float | None
+    resumed_from: int | None = None
+    """The step a resumed run continues from (None for a new run)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    loss: float
+    """Mean training loss (nats per token) since the previous report."""
+    lr: float
+    grad_norm: float
+    """Mean gradient norm before clipping since the previous report."""
+    grad_norm_max: float
+    clipped: int
+    """Steps since the previous report whose gradient was clipped."""
+    skipped: int
+    """Steps since the previous report skipped for a non-finite loss or gradient."""
+    chars_per_sec: float
+    elapsed: float
+    fraction: float
+    """Fraction of the budget used, 0..1."""
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    step: int
+    val_loss: float
+    val_bits_per_char: float
+    best: bool
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """Too many non-finite steps in a row: training went back to ``to_step`` with a lower rate."""
+
+    step: int
+    to_step: int
+    lr_scale: float
+    rollbacks: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    folder: Path
+    steps: int
+    elapsed: float
+    reason: str
+    """'budget', 'stopped' (a stop request, resumable) or 'interrupted' (KeyboardInterrupt)."""
+    best_val_loss: float
+    best_val_bits_per_char: float
+
+
+Event = Started | Progress | Evaluated | RolledBack | Finished
