@@ -192,7 +192,10 @@ def check_run_folder(folder: Path) -> dict[str, Any]:
             f"{folder} was written by a newer charnn (format {version}, this one reads {FORMAT_VERSION}); "
             "upgrade charnn to use it"
         )
-    tokenizer_file = config.get("tokenizer", {}).get("file", "")
+    for section in ("model", "tokenizer"):
+        if not isinstance(config.get(section), dict):
+            raise CheckpointError(f"{folder}/{CONFIG_FILE} has no valid {section!r} section")
+    tokenizer_file = config["tokenizer"].get("file", "")
     if not isinstance(tokenizer_file, str) or Path(tokenizer_file).name != tokenizer_file or not tokenizer_file:
         raise CheckpointError(f"{folder}/{CONFIG_FILE} names an invalid tokenizer file {tokenizer_file!r}")
     missing = [name for name in (MODEL_FILE, tokenizer_file) if not (folder / name).is_file()]

@@ -47,6 +47,7 @@ class ModelConfig:
     """Share the embedding matrix with the output head (a projection bridges hidden != embed)."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.vocab_size >= 2, f"vocabulary size must be at least 2, got {self.vocab_size}")
         _check(
             self.cell in CELLS,
@@ -105,6 +106,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.time_budget is None:
             object.__setattr__(self, "time_budget", DEFAULT_TIME_BUDGET)
+        _check_types(self)
         _check(1 <= self.seq_len <= 100_000, f"--seq-len must be between 1 and 100000, got {self.seq_len}")
         _check(1 <= self.batch_size <= 65_536, f"--batch-size must be between 1 and 65536, got {self.batch_size}")
         _check(0 < self.lr <= 1.0 and math.isfinite(self.lr), f"--lr must be in (0, 1], got {self.lr}")
@@ -156,6 +158,7 @@ class SampleConfig:
     """A sample ends where any of these strings first appears (the string is not printed)."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(1 <= self.length <= 10_000_000, f"--length must be between 1 and 10000000, got {self.length}")
         _check(
             0 <= self.temperature <= 100 and math.isfinite(self.temperature),
@@ -167,7 +170,31 @@ class SampleConfig:
         _check(all(self.stop), "--stop strings must not be empty")
 
 
+def _check_types(config: Any) -> None:
+    """Fields hold the types their annotations name (values may come from a JSON file)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        kinds = str(f.type)
+        if value is None and "None" in kinds:
+            continue
+        if kinds.startswith("tuple"):
+            ok = isinstance(value, tuple)
+        elif "bool" in kinds:
+            ok = isinstance(value, bool)
+        elif "int" in kinds:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif "float" in kinds:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif "str" in kinds:
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        _check(ok, f"{f.name} must be {kinds}, got {value!r}")
+
+
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} settings must be a JSON object")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -63,7 +63,8 @@ class Finished:
     steps: int
     elapsed: float
     reason: str
-    """'budget', 'stopped' (a stop request, resumable) or 'interrupted' (KeyboardInterrupt)."""
+    """'budget', 'stopped' (a stop request, resumable), 'interrupted' (KeyboardInterrupt),
+    or 'complete' (a resumed run that had already used its budget: nothing was done)."""
     best_val_loss: float
     best_val_bits_per_char: float
 

@@ -74,7 +74,7 @@ def train(
     config = config or TrainConfig()
     folder = Path(folder)
     train_text, val_text, val_source = _split(corpus, config, val_text)
-    tokenizer = build_tokenizer(tokenizer_kind, train_text)
+    tokenizer = build_tokenizer(tokenizer_kind, train_text, held_out=val_text)
     dtype = token_dtype(tokenizer.vocab_size)
     train_tokens = tokenizer.encode(train_text).astype(dtype, copy=False)
     val_tokens = tokenizer.encode(val_text).astype(dtype, copy=False)
@@ -161,10 +161,11 @@ def resume(
     model = RecurrentLM(model_config).to(device)
     loop = _Loop(model, data, config, folder, device, run_config, on_event, stop)
     loop.restore()
-    if loop.fraction(loop.position.elapsed) >= 1.0:
-        raise ConfigError(
-            f"{folder} has already used its budget ({_budget_text(config)}); "
-            "pass a larger --steps or --time to train it further"
+    p = loop.position
+    if p.finished and loop.fraction(p.elapsed) >= 1.0:
+        loop.metrics.close()
+        return Finished(
+            folder, p.step, p.elapsed, "complete", p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
         )
     return loop.run()
 
@@ -188,11 +189,6 @@ def _read_tokens(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
 
 def corpus_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _budget_text(config: TrainConfig) -> str:
-    parts = [f"{config.steps} steps" if config.steps else "", f"{config.time_budget:g}s" if config.time_budget else ""]
-    return " and ".join(p for p in parts if p)
 
 
 def lr_at(step: int, fraction: float, config: TrainConfig) -> float:

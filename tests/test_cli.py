@@ -109,6 +109,12 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["sample", "-m", "nowhere"], 1, "run folder nowhere does not exist"),
         (["sample", "-m", "RUN", "--temp", "-1"], 2, "--temp must be between 0"),
         (["sample", "-m", "RUN", "--top-p", "0"], 2, "--top-p must be in (0, 1]"),
+        (["sample", "-m", "RUN", "--top-p", "1.5"], 2, "--top-p must be in (0, 1]"),
+        (["sample", "-m", "RUN", "--top-k", "-1"], 2, "--top-k must be 0 (off) or more"),
+        (["sample", "-m", "RUN", "--length", "0"], 2, "--length must be between 1"),
+        (["sample", "-m", "RUN", "--temp", "1e9"], 2, "--temp must be between 0"),
+        (["sample", "-m", "corpus.txt"], 1, "never unpickles"),
+        (["train", "CORPUS", "--resume", "nowhere"], 1, "run folder nowhere does not exist"),
         (["eval", "-m", "RUN", "missing.txt"], 1, "missing.txt: no such file"),
         (["train"], 2, "name a corpus to train on"),
     ],
@@ -122,6 +128,34 @@ def test_bad_input_gets_one_line_and_the_right_code(args, code, message, run_cli
     assert message in err
     assert "Traceback" not in err and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        (None, [], "is a folder, not a text file"),
+        (b"", [], "holds no text, only whitespace"),
+        (b"  \n\t \n", [], "holds no text, only whitespace"),
+        (b"\x7fELF\x02\x01\x00\x00binary", [], "NUL byte at offset 6: it looks like a binary file"),
+        ("some text".encode("utf-16"), [], "looks like UTF-16 text; convert it to UTF-8"),
+        (b"just a few words of text", [], "too few for 32 rows of windows of 128"),
+        (b"word " * 2000, ["--val-fraction", "0.0001", *TINY], "validation split has 1 token(s), too few"),
+        (b"word " * 2000, ["--out", "corpus.txt/run", *TINY], "cannot write to --out corpus.txt/run"),
+    ],
+)
+def test_bad_corpus_gets_one_line_and_nothing_is_written(content, extra, message, run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "corpus.txt"
+    if content is None:
+        target.mkdir()
+    else:
+        target.write_bytes(content)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, out, err = run_cli("train", "corpus.txt", *extra)
+    assert code in (1, 2)
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert out == ""
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
 def test_invalid_utf8_names_file_and_offset(run_cli, tmp_path):

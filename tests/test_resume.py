@@ -162,13 +162,14 @@ def test_resume_refuses_another_corpus(reference, tmp_path):
         resume(reference, corpus=corpus("some other text " * 100))
 
 
-def test_finished_run_needs_a_bigger_budget(reference, tmp_path):
+def test_finished_run_is_complete_unless_the_budget_grows(reference, tmp_path):
     import shutil
 
     copy = tmp_path / "run"
     shutil.copytree(reference, copy)
-    with pytest.raises(ConfigError, match="already used its budget"):
-        resume(copy)
+    before = (copy / "resume.safetensors").read_bytes()
+    assert resume(copy).reason == "complete"
+    assert (copy / "resume.safetensors").read_bytes() == before
     result = resume(copy, steps=35)
     assert result.steps == 35
 

@@ -13,6 +13,9 @@ import typer
 from charnn import __version__
 from charnn.cli import console
 from charnn.cli.evaluate import eval_command
+from charnn.cli.grads import grads_command
+from charnn.cli.info import info_command
+from charnn.cli.plot import plot_command
 from charnn.cli.sample import sample_command
 from charnn.cli.train import train_command
 from charnn.errors import CharnnError
@@ -28,6 +31,9 @@ app = typer.Typer(
 app.command("train")(console.pipe_safe(train_command))
 app.command("sample")(console.pipe_safe(sample_command))
 app.command("eval")(console.pipe_safe(eval_command))
+app.command("grads")(console.pipe_safe(grads_command))
+app.command("plot")(console.pipe_safe(plot_command))
+app.command("info")(console.pipe_safe(info_command))
 
 
 def _version(value: bool) -> None:

@@ -202,6 +202,11 @@ def _run(start: Callable[..., Any]) -> None:
         view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if finished.reason == "complete":
+        say(
+            f"{finished.folder} already finished its budget at step {finished.steps}; nothing to do "
+            "(pass a larger --steps or --time with --resume to train it further)"
+        )
     say(
         f"best validation loss {finished.best_val_loss:.4f} nats/token "
         f"({finished.best_val_bits_per_char:.4f} bits/char); model saved in {finished.folder}"

@@ -62,7 +62,11 @@ def tokenizer_kinds() -> list[str]:
 
 
 def build_tokenizer(kind: str, text: str, **options: Any) -> Tokenizer:
-    """Build (train) a tokenizer of ``kind`` on ``text``."""
+    """Build (train) a tokenizer of ``kind`` on ``text``.
+
+    ``held_out=`` passes the validation text: a kind may use it for its alphabet, never
+    to learn from.
+    """
     if kind not in _BUILDERS:
         raise TokenizerError(f"unknown --tokenizer {kind!r}; choose one of: {', '.join(tokenizer_kinds())}")
     return _BUILDERS[kind](text, **options)

@@ -1,0 +1,85 @@
+"""`charnn info`: what a run folder holds: configuration, size, results."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from charnn.cli.console import resolve_run
+
+if TYPE_CHECKING:
+    from charnn.reports import RunInfo
+
+
+def info_command(
+    run: Annotated[
+        Optional[Path],
+        typer.Argument(help="Run folder \\[default: $CHARNN_MODEL, else the newest in ./runs].", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Print a run's configuration, parameter count, best validation loss and training time.
+
+    For a run that is still training (or was killed), the figures come from its metrics.jsonl.
+
+    [b]Examples[/b]
+
+      charnn info runs/fantasy
+      charnn info --json | jq .best_val_bits_per_char
+    """
+    from charnn.reports import run_info
+
+    info = run_info(resolve_run(run))
+    if as_json:
+        print(json.dumps(info.to_dict()))
+        return
+    model, training = info.model, info.training
+    layout = f"{model['layers']} x {model['cell']}, hidden {model['hidden']}, embed {model['embed']}"
+    extras = [name for name in ("residual", "tie_weights") if model.get(name)]
+    if model.get("dropout"):
+        extras.append(f"dropout {model['dropout']:g}")
+    rows = [
+        ("run", info.run),
+        ("created", info.created or "-"),
+        ("model", layout + (f" ({', '.join(extras)})" if extras else "")),
+        ("tokenizer", f"{info.tokenizer}, {info.vocab_size} tokens"),
+        ("parameters", f"{info.parameters:,}"),
+        ("trained on", ", ".join(info.data.get("sources", [])) or "-"),
+        (
+            "training",
+            ", ".join(
+                f"{name} {training[key]}"
+                for name, key in (("seq-len", "seq_len"), ("batch", "batch_size"), ("lr", "lr"), ("clip", "clip"))
+                if key in training
+            )
+            or "-",
+        ),
+        ("steps", f"{info.steps:,}" if info.steps is not None else "-"),
+        ("training time", _duration(info.elapsed_seconds)),
+        ("best validation", _best(info)),
+        ("finished", {"budget": "yes", "interrupted": "interrupted"}.get(info.stopped or "", "no (no results yet)")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def _best(info: RunInfo) -> str:
+    if info.best_val_bits_per_char is None:
+        return "-"
+    nats = f"{info.best_val_loss:.4f} nats/token, " if info.best_val_loss is not None else ""
+    step = f" (step {info.best_step})" if info.best_step is not None else ""
+    return f"{nats}{info.best_val_bits_per_char:.4f} bits/char{step}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02.0f}s"
+    return f"{minutes}m{secs:04.1f}s" if minutes else f"{secs:.1f}s"

@@ -1,0 +1,186 @@
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_diagnostics import png_size
+
+SMALL = ["--layers", "1", "--hidden", "32", "--embed", "16", "--samples", "8"]
+
+
+@pytest.fixture
+def text_file(tmp_path, small_text):
+    path = tmp_path / "text.txt"
+    path.write_text(small_text, encoding="utf-8")
+    return path
+
+
+def test_help_of_the_new_commands_does_not_import_torch():
+    code = (
+        "import sys; from charnn.cli import main\n"
+        "for args in (['grads', '--help'], ['plot', '--help'], ['info', '--help']):\n"
+        "    try: main(args)\n"
+        "    except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules and 'matplotlib' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Examples") == 3
+
+
+def test_grads_json_has_length_norms_per_model(run_cli, text_file):
+    code, out, err = run_cli("grads", text_file, "--cell", "rnn", "--cell", "lstm", "--cell", "gru", "-L", "20", *SMALL)
+    assert code == 0, err
+    assert not out.startswith("{")  # without --json: a table and a chart
+    assert "decay/step" in out and "* rnn   o lstm   + gru" in out and "\x1b" not in out
+
+    code, out, err = run_cli("grads", text_file, "--cell", "rnn", "--cell", "lstm", "-L", "20", "--json", *SMALL)
+    assert code == 0, err
+    json_report = json.loads(out)
+    assert json_report["length"] == 20 and json_report["samples"] == 8
+    models = json_report["models"]
+    assert [m["label"] for m in models] == ["rnn", "lstm"]
+    for m in models:
+        assert len(m["norms"]) == 20 and all(v > 0 for v in m["norms"])
+        assert 0 < m["decay_per_step"] < 1
+        assert m["settings"]["hidden"] == 32 and m["text"] == str(text_file)
+        assert m["vanishes_at"] is None or 1 < m["vanishes_at"] <= 20
+    assert models[1]["norms"][-1] / models[1]["norms"][0] > models[0]["norms"][-1] / models[0]["norms"][0]
+
+
+def test_grads_compares_init_scales_and_residual(run_cli, text_file):
+    args = ["--cell", "rnn", "--init-scale", "0.5", "--init-scale", "2", "--compare-residual", "--layers", "2"]
+    code, out, err = run_cli("grads", text_file, *args, "--hidden", "16", "-L", "10", "--samples", "4", "--json")
+    assert code == 0, err
+    models = json.loads(out)["models"]
+    labels = [m["label"] for m in models]
+    assert labels == ["rnn x0.5 residual", "rnn x0.5 no residual", "rnn x2 residual", "rnn x2 no residual"]
+    radius = {m["label"]: m["settings"]["spectral_radius"][0] for m in models}
+    assert radius["rnn x2 residual"] == pytest.approx(4 * radius["rnn x0.5 residual"])
+    decay = {m["label"]: m["decay_per_step"] for m in models}
+    assert decay["rnn x0.5 residual"] < decay["rnn x2 residual"]
+
+
+def test_grads_on_a_trained_run_reads_its_validation_text(run_cli, trained_run):
+    code, out, err = run_cli("grads", "--model", trained_run, "-L", "20", "--samples", "4", "--json")
+    assert code == 0, err
+    (model,) = json.loads(out)["models"]
+    assert model["label"] == str(trained_run) and model["settings"]["source"] == "run"
+    assert model["text"] == str(trained_run / "validation.txt")
+    assert len(model["norms"]) == 20 and len(model["layer_norms"]) == 2
+
+
+def test_grads_png(run_cli, text_file, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "grads.png"
+    code, out, err = run_cli("grads", text_file, "--cell", "rnn", "--cell", "gru", "-L", "15", *SMALL, "--png", png)
+    assert code == 0, err
+    assert f"wrote {png}" in err
+    from charnn.plots import GRADS_PNG_SIZE
+
+    assert png_size(png) == GRADS_PNG_SIZE
+
+
+def test_png_without_matplotlib_is_one_clear_line(run_cli, text_file, tmp_path, trained_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for args in (["grads", text_file, "--cell", "rnn", *SMALL], ["plot", trained_run]):
+        code, out, err = run_cli(*args, "--png", tmp_path / "x.png")
+        assert code == 1 and out == ""
+        assert err.count("\n") == 1 and "pip install charnn[plot]" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["grads", "-L", "1"], 2, "--length must be between 2 and 10000"),
+        (["grads", "--samples", "0"], 2, "--samples must be"),
+        (["grads", "--cell", "lstm", "--activation", "linear"], 2, "applies to --cell rnn only"),
+        (["grads", "--cell", "tree"], 2, "unknown --cell 'tree'"),
+        (["grads", "--init-scale", "-1"], 2, "--init-scale must be a positive number"),
+        (["grads", "--model", "no/such/run"], 1, "does not exist"),
+        (["grads", "no-such-file.txt", "--cell", "rnn"], 1, "no such file"),
+        (["grads", "-", "--cell", "rnn", "-L", "50"], 1, "lower --length"),
+        (["plot", "no/such/run"], 1, "does not exist"),
+        (["info", "no/such/run"], 1, "does not exist"),
+    ],
+)
+def test_mistakes_get_one_line_and_the_right_code(args, code, message, run_cli):
+    got, out, err = run_cli(*args, stdin=b"too short")
+    assert got == code and out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+def test_fresh_model_options_need_a_cell_beside_model(run_cli, trained_run):
+    code, out, err = run_cli("grads", "--model", trained_run, "--hidden", "64", "--init-scale", "2")
+    assert code == 2 and "--hidden, --init-scale describe fresh models; add --cell" in err
+
+
+def test_plot_draws_a_finished_run(run_cli, trained_run, tmp_path):
+    code, out, err = run_cli("plot", trained_run)
+    assert code == 0, err
+    assert "\x1b" not in out
+    assert "loss, bits per character" in out and "gradient norm (log scale)" in out
+    assert "* train" in out and "o validation" in out and "clip at 1" in out
+    assert "best validation loss" in out and "clipping at 1 fired on" in out
+    if importlib.util.find_spec("matplotlib"):
+        from charnn.plots import HISTORY_PNG_SIZE
+
+        png = tmp_path / "run.png"
+        code, _, err = run_cli("plot", trained_run, "--png", png)
+        assert code == 0 and png_size(png) == HISTORY_PNG_SIZE and f"wrote {png}" in err
+
+
+def test_plot_needs_metrics(run_cli, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    code, out, err = run_cli("plot", tmp_path)
+    assert code == 1 and "has no metrics.jsonl" in err
+    (tmp_path / "metrics.jsonl").write_text("")
+    code, out, err = run_cli("plot", tmp_path)
+    assert code == 1 and "holds no logged steps yet" in err
+
+
+def test_info_reports_the_runs_numbers(run_cli, trained_run, monkeypatch):
+    from charnn.checkpoint import load_run
+    from charnn.model import count_parameters
+
+    config = json.loads((trained_run / "config.json").read_text())
+    monkeypatch.setenv("CHARNN_MODEL", str(trained_run))
+    code, out, err = run_cli("info", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["parameters"] == count_parameters(load_run(trained_run).model)
+    assert info["model"]["cell"] == "lstm" and info["model"]["hidden"] == 32
+    assert info["tokenizer"] == "char" and info["vocab_size"] == config["model"]["vocab_size"]
+    results = config["results"]
+    assert info["steps"] == results["steps"] == 30
+    assert info["best_val_loss"] == results["val_loss"]
+    assert info["best_val_bits_per_char"] == results["val_bits_per_char"]
+    assert info["elapsed_seconds"] == results["elapsed_seconds"]
+
+    code, out, err = run_cli("info", trained_run)
+    assert code == 0, err
+    assert f"{info['parameters']:,}" in out and "2 x lstm, hidden 32, embed 16" in out
+    assert f"{results['val_bits_per_char']:.4f} bits/char" in out and "training time" in out
+
+
+def test_info_on_an_unfinished_run_takes_figures_from_the_metrics(run_cli, trained_run, tmp_path):
+    import shutil
+
+    folder = tmp_path / "unfinished"
+    shutil.copytree(trained_run, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("results")
+    (folder / "config.json").write_text(json.dumps(config))
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    (folder / "metrics.jsonl").write_text("\n".join(lines[:-1]) + '\n{"event": "tr')  # no end, a torn last line
+    evals = [json.loads(line) for line in lines if '"eval"' in line]
+    best = min(evals, key=lambda r: r["val_bits_per_char"])
+    code, out, err = run_cli("info", folder, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["stopped"] is None and info["steps"] == 30
+    assert info["best_step"] == best["step"] and info["best_val_bits_per_char"] == best["val_bits_per_char"]
