@@ -61,6 +61,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     tokenizer_kind: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
     val_text: str | None = None,
     overwrite: bool = False,
     on_event: Callable[[Event], None] = lambda event: None,
@@ -74,7 +75,7 @@ def train(
     config = config or TrainConfig()
     folder = Path(folder)
     train_text, val_text, val_source = _split(corpus, config, val_text)
-    tokenizer = build_tokenizer(tokenizer_kind, train_text, held_out=val_text)
+    tokenizer = build_tokenizer(tokenizer_kind, train_text, held_out=val_text, **(tokenizer_options or {}))
     dtype = token_dtype(tokenizer.vocab_size)
     train_tokens = tokenizer.encode(train_text).astype(dtype, copy=False)
     val_tokens = tokenizer.encode(val_text).astype(dtype, copy=False)

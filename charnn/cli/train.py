@@ -46,7 +46,11 @@ def train_command(
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of the corpus, from its end, held out for validation.")
     ] = _DEFAULT_TRAIN.val_fraction,
-    tokenizer: Annotated[str, typer.Option(help="Tokenizer kind: char.")] = "char",
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer: char, or a subword kind (bpe, unigram).")] = "char",
+    vocab_size: Annotated[
+        Optional[int],
+        typer.Option(help="Subword vocabulary size \\[default: the tokenizer's own].", show_default=False),
+    ] = None,
     cell: Annotated[
         str, typer.Option(help=f"Recurrent cell: {', '.join(CELLS)}.", rich_help_panel=_MODEL)
     ] = _DEFAULT_MODEL.cell,
@@ -170,6 +174,7 @@ def train_command(
             model_options,
             config,
             tokenizer_kind=tokenizer,
+            tokenizer_options={} if vocab_size is None else {"vocab_size": vocab_size},
             val_text=val_text,
             overwrite=overwrite,
             **kw,

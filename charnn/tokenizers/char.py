@@ -95,7 +95,9 @@ class CharTokenizer:
         return cls(list(chars))
 
 
-def _build(text: str, *, held_out: str = "", **_: object) -> CharTokenizer:
+def _build(text: str, *, held_out: str = "", vocab_size: int | None = None, **_: object) -> CharTokenizer:
+    if vocab_size is not None:
+        raise TokenizerError("--vocab-size applies to subword tokenizers; a char vocabulary is the text's alphabet")
     # The alphabet covers the held-out text too: a character first met in validation
     # is then an ordinary (untrained, unlikely) token rather than a warning.
     return CharTokenizer.build(text + held_out)
