@@ -1,4 +1,5 @@
-"""python -m bench NAME [ARGS]: run one benchmark; `python -m bench` lists them."""
+"""python -m bench NAME [ARGS]: run one benchmark; `python -m bench all [--with-quality]` runs
+the quick ones (and the 5-minute quality run); `python -m bench` lists them."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "quality": "validation loss of `charnn train` with the defaults at a time budget",
+    "throughput": "training chars/s against a minimal nn.LSTM loop, and MFU",
+    "sampling": "generation chars/s (1 and 64 samples), time to first character, --help time",
+    "encoding": "character tokenizer encoding MB/s",
+    "quality": "validation loss of `charnn train` with the defaults at a time budget (5+ minutes)",
 }
+QUICK = ("throughput", "sampling", "encoding")
 
 
 def main() -> None:
@@ -17,6 +22,11 @@ def main() -> None:
             print(f"  {name:<10} {what}")
         return
     name = sys.argv[1]
+    if name == "all":
+        for each in (*QUICK, *(("quality",) if "--with-quality" in sys.argv else ())):
+            print(f"\n## {each}\n", flush=True)
+            importlib.import_module(f"bench.{each}").main([])
+        return
     if name not in BENCHMARKS:
         sys.exit(f"bench: unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}")
     importlib.import_module(f"bench.{name}").main(sys.argv[2:])

@@ -46,3 +46,12 @@ def charnn(*args: str, capture: bool = True) -> subprocess.CompletedProcess:
 def eval_json(run: Path, text: str | None = None) -> dict:
     args = ["eval", "--json", "-m", run] + ([text] if text else [])
     return json.loads(charnn(*args).stdout)
+
+
+def record(name: str, settings: dict, result: dict) -> None:
+    """Append one result to bench/results/<name>.jsonl."""
+    import time
+
+    entry = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), **settings, **result}
+    with open(ROOT / "bench" / "results" / f"{name}.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")

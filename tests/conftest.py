@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tiny models run fastest on one thread, and the suite then leaves the other core to
+# whatever else the machine runs (oversubscribed threads slow torch down several-fold).
+# Set before torch is imported so that the charnn processes tests start inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

@@ -1,0 +1,164 @@
+"""Training throughput: charnn's loop against a minimal torch.nn.LSTM loop, side by side.
+
+Both train the same shapes on tinyshakespeare for the same number of steps; each is
+timed from its 10th step to its last (start-up and evaluation excluded). They run
+alternately, and the ratio of each pair is quoted, so a neighbour slowing the machine
+for a minute slows both. Model-FLOP utilisation is against the best fp32 matrix
+multiply measured in the same run.
+
+    python -m bench throughput [--steps 60] [--repeat 3] [--hidden 384] [--precision auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.common import corpus, machine, record
+
+WARMUP = 10
+
+
+def reference_loop(tokens: torch.Tensor, vocab: int, args, bf16: bool) -> float:  # noqa: ANN001
+    """A plain 2-layer nn.LSTM TBPTT loop: chars/s from step WARMUP to the end."""
+    torch.manual_seed(0)
+    embed = nn.Embedding(vocab, args.embed)
+    lstm = nn.LSTM(args.embed, args.hidden, num_layers=args.layers, batch_first=True)
+    head = nn.Linear(args.hidden, vocab)
+    params = [*embed.parameters(), *lstm.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=2e-3)
+    b, t = args.batch_size, args.seq_len
+    rows = tokens[: len(tokens) // b * b].view(b, -1)
+    hidden = None
+    start = 0.0
+    for step in range(args.steps):
+        if step == WARMUP:
+            start = time.perf_counter()
+        pos = step * t
+        x, y = rows[:, pos : pos + t], rows[:, pos + 1 : pos + t + 1]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, hidden = lstm(embed(x), hidden)
+            logits = head(out)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        hidden = tuple(h.detach() for h in hidden)
+    return (args.steps - WARMUP) * b * t / (time.perf_counter() - start)
+
+
+def charnn_loop(text: str, args) -> tuple[float, bool, int]:  # noqa: ANN001
+    """charnn's own trainer, same shapes: chars/s from step WARMUP to the end."""
+    from charnn.config import TrainConfig
+    from charnn.data import Corpus
+    from charnn.events import Progress, Started
+    from charnn.train import train
+
+    marks: dict[int, float] = {}
+    info = {}
+
+    def on_event(event):  # noqa: ANN001, ANN202
+        if isinstance(event, Progress):
+            marks[event.step] = time.perf_counter()
+        elif isinstance(event, Started):
+            info["bf16"], info["params"] = event.bf16, event.parameters
+
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        eval_every=10**9,
+        log_every=WARMUP,
+        precision=args.precision,
+        device="cpu",
+    )
+    model = dict(layers=args.layers, hidden=args.hidden, embed=args.embed)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(Corpus(text, "bench", ("bench",)), Path(tmp) / "run", model, config, on_event=on_event)
+    chars = (args.steps - WARMUP) * args.batch_size * args.seq_len
+    return chars / (marks[args.steps] - marks[WARMUP]), info["bf16"], info["params"]
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, size: int = 2048, repeat: int = 5) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def flops_per_char(args, vocab: int) -> float:  # noqa: ANN001
+    """Forward matrix-multiply FLOPs per character, times 3 for forward + backward."""
+    forward = 0
+    for layer in range(args.layers):
+        inputs = args.embed if layer == 0 else args.hidden
+        forward += 2 * 4 * args.hidden * (inputs + args.hidden)
+    forward += 2 * args.hidden * vocab
+    return 3 * forward
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench throughput")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=384)
+    parser.add_argument("--embed", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args(argv)
+
+    from charnn.tokenizers.char import CharTokenizer
+
+    text = corpus("tinyshakespeare.txt").read_text(encoding="utf-8")
+    tokenizer = CharTokenizer.build(text)
+    tokens = torch.from_numpy(tokenizer.encode(text).astype("int64"))
+    print(f"machine: {machine()}")
+    print(
+        f"settings: LSTM {args.layers}x{args.hidden}, embed {args.embed}, batch {args.batch_size}, "
+        f"window {args.seq_len}, {args.steps} steps (timed from step {WARMUP}), precision {args.precision}"
+    )
+    ours, refs, ratios = [], [], []
+    bf16 = False
+    params = 0
+    for i in range(args.repeat):
+        rate, bf16, params = charnn_loop(text, args)
+        ref = reference_loop(tokens, tokenizer.vocab_size, args, bf16)
+        ours.append(rate)
+        refs.append(ref)
+        ratios.append(rate / ref)
+        print(f"  pair {i + 1}: charnn {rate:,.0f} chars/s, reference {ref:,.0f} chars/s, ratio {rate / ref:.3f}")
+    peak = matmul_peak()
+    flops = flops_per_char(args, tokenizer.vocab_size)
+    median = statistics.median(ours)
+    result = {
+        "charnn_chars_per_sec": median,
+        "reference_chars_per_sec": statistics.median(refs),
+        "ratio": statistics.median(ratios),
+        "bf16": bf16,
+        "parameters": params,
+        "matmul_peak_gflops_fp32": peak / 1e9,
+        "model_gflops_per_sec": median * flops / 1e9,
+        "mfu_vs_fp32_peak": median * flops / peak,
+    }
+    print(
+        f"throughput: charnn {median:,.0f} chars/s, reference {result['reference_chars_per_sec']:,.0f} chars/s, "
+        f"median ratio {result['ratio']:.3f} (target >= 0.95); autocast bf16: {bf16}"
+    )
+    print(
+        f"MFU: {result['model_gflops_per_sec']:.1f} GFLOP/s of model matmuls "
+        f"({flops / 1e6:.2f} MFLOP/char) = {result['mfu_vs_fp32_peak']:.0%} of the measured fp32 matmul peak "
+        f"({peak / 1e9:.0f} GFLOP/s)"
+    )
+    record("throughput", vars(args), result)
