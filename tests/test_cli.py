@@ -201,3 +201,60 @@ def test_subprocess_keeps_streams_apart(trained_run):
     result = shell(["sample", "-m", str(trained_run), "--length", "30", "--seed", "9"], stdin=subprocess.DEVNULL)
     assert result.returncode == 0
     assert len(result.stdout) == 31 and result.stderr == ""
+
+
+def test_sample_json_reports_novelty_and_shared_span(trained_run, run_cli):
+    code, out, err = run_cli(
+        "sample", "-m", trained_run, "-n", "4", "--stop", "\\n", "--prime", "\\n", "--no-echo", "--json", "--seed", "1"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert len(result["samples"]) == 4
+    for sample in result["samples"]:
+        assert sample["longest_shared_span"] == len(sample["longest_shared_text"])
+        assert sample["longest_shared_text"] in sample["text"]
+        assert isinstance(sample["novel"], bool)
+
+
+def test_novel_rejects_copies(trained_run, run_cli, small_text):
+    # Greedy sampling from a fixed prime gives the same sample every round; make every
+    # record a "copy" by priming with training text and stopping at the first space.
+    code, out, err = run_cli(
+        "sample", "-m", trained_run, "-n", "3", "--stop", " ", "--prime", " ", "--no-echo", "--novel", "--seed", "2"
+    )
+    assert code == 0, err
+    train_chars = json.loads((trained_run / "config.json").read_text())["data"]["train_chars"]
+    records = {r.strip() for r in small_text[:train_chars].split(" ")}
+    samples = [chunk.strip() for chunk in out.split("\n\n")]
+    assert len(samples) == 3 and not any(s in records for s in samples)
+
+
+def test_novel_draws_copies_again(trained_run, run_cli, monkeypatch, small_text):
+    import charnn.sample
+
+    first_word = small_text.split(" ")[1]
+    draws = iter([[first_word, "Zqxv"], ["Wzyq"]])
+    monkeypatch.setattr(charnn.sample, "generate_text", lambda run, prime, **kw: next(draws))
+    code, out, err = run_cli("sample", "-m", trained_run, "-n", "2", "--stop", " ", "--novel", "--seed", "1")
+    assert code == 0, err
+    assert out.split() == ["Zqxv", "Wzyq"]
+    assert "1 sample(s) copied a training record and were drawn again" in err
+
+
+def test_swatch_for_paint_lines_only_on_a_terminal(monkeypatch):
+    import io
+
+    from charnn.cli.sample import _Printer
+    from charnn.config import SampleConfig
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    term = Terminal()
+    _Printer(SampleConfig(stop=("\n",)), term).print("Quiet Harbour Fog 182 190 196")
+    assert "\x1b[" in term.getvalue() and "Quiet Harbour Fog 182 190 196" in term.getvalue()
+    plain = io.StringIO()
+    _Printer(SampleConfig(stop=("\n",)), plain).print("Quiet Harbour Fog 182 190 196")
+    assert plain.getvalue() == "Quiet Harbour Fog 182 190 196\n"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from charnn.cli.console import read_stdin_prime, resolve_run, unescape
+from charnn.cli.console import read_stdin_prime, resolve_run, say, unescape
 from charnn.config import SampleConfig
 
 _DEFAULT = SampleConfig()
@@ -47,6 +50,17 @@ def sample_command(
         ),
     ] = None,
     echo: Annotated[bool, typer.Option(help="Print the prime before the generated text.")] = True,
+    novel: Annotated[
+        bool, typer.Option("--novel", help="Resample any sample that copies a training record verbatim.")
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object: the samples, whether each is novel, and its longest span shared "
+            "with the training text.",
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
 ) -> None:
     """Generate text in the style of the training corpus, streamed to stdout.
@@ -61,6 +75,7 @@ def sample_command(
       echo "ROMEO:" | charnn sample -m runs/tinyshakespeare --seed 1
       charnn sample -n 20 --stop '\\n' --prime $'\\n'     # twenty lines
       charnn sample | head -3
+      charnn sample -n 20 --stop '\\n' --prime '\\n' --no-echo --novel --json
     """
     from charnn.checkpoint import load_run
     from charnn.device import resolve_device
@@ -78,7 +93,9 @@ def sample_command(
     )
     run = load_run(resolve_run(model), device=str(resolve_device(device)))
     out = sys.stdout
-    if config.num_samples == 1:
+    if novel or as_json:
+        _checked_samples(run, config, out, echo, novel, as_json)
+    elif config.num_samples == 1:
         _stream_one(run, config, out, echo)
     else:
         _print_batch(run, config, out, echo)
@@ -103,13 +120,104 @@ def _stream_one(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: AN
 def _print_batch(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: ANN001
     from charnn.sample import stream
 
-    separator = "" if any("\n" in s for s in config.stop) else "\n"
+    printer = _Printer(config, out)
     texts = [config.prime if echo else "" for _ in range(config.num_samples)]
-    printed = 0
     for piece in stream(run, config):
         texts[piece.sample] += piece.text
         if piece.done:
-            text = texts[piece.sample]
-            out.write(("" if printed == 0 else separator) + text + ("" if text.endswith("\n") else "\n"))
-            out.flush()
-            printed += 1
+            printer.print(texts[piece.sample])
+
+
+class _Printer:
+    """Prints whole samples: a newline after each, a blank line between multi-line ones
+    (not when a --stop string holds a newline: one record per line), and a colour swatch
+    beside `Name R G B` lines when stdout is a terminal."""
+
+    def __init__(self, config: SampleConfig, out) -> None:  # noqa: ANN001
+        self.separator = "" if any("\n" in s for s in config.stop) else "\n"
+        self.out = out
+        self.printed = 0
+        self.console = None
+        if _swatches_wanted(out):
+            from rich.console import Console
+
+            self.console = Console(file=out, highlight=False, soft_wrap=True)
+
+    def print(self, text: str) -> None:
+        text = text if text.endswith("\n") else text + "\n"
+        if self.printed:
+            self.out.write(self.separator)
+        if self.console is None:
+            self.out.write(text)
+        else:
+            for line in text[:-1].split("\n"):
+                if _RGB.match(line):
+                    self.console.print(_with_swatch(line), markup=False)
+                else:
+                    self.out.write(line + "\n")
+        self.out.flush()
+        self.printed += 1
+
+
+_RGB = re.compile(r"^(.*\S)\s+(\d{1,3})\s+(\d{1,3})\s+(\d{1,3})\s*$")
+
+
+def _swatches_wanted(out) -> bool:  # noqa: ANN001
+    return out.isatty() and "NO_COLOR" not in os.environ
+
+
+def _with_swatch(line: str):  # noqa: ANN202
+    from rich.text import Text
+
+    name, *rgb = _RGB.match(line).groups()
+    r, g, b = (min(255, int(v)) for v in rgb)
+    return Text.assemble(("    ", f"on rgb({r},{g},{b})"), " ", line)
+
+
+def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as_json: bool) -> None:  # noqa: ANN001
+    """Whole samples checked against the training text; with --novel, copies are drawn again."""
+    import dataclasses
+
+    from charnn.novelty import NoveltyChecker, training_text
+    from charnn.sample import generate_text
+
+    checker = NoveltyChecker(training_text(run), config.stop)
+    kept: list[tuple[str, object]] = []
+    rejected = 0
+    for round_ in range(_MAX_ROUNDS):
+        wanted = config.num_samples - len(kept)
+        seed = None if config.seed is None else config.seed + round_
+        options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        options.update(num_samples=wanted, seed=seed)
+        prime = options.pop("prime")
+        for text in generate_text(run, prime=prime, **options):
+            record = config.prime + text
+            overlap = checker.check(record)
+            if novel and not overlap.novel:
+                rejected += 1
+                continue
+            kept.append(((config.prime if echo else "") + text, overlap))
+        if len(kept) >= config.num_samples:
+            break
+    if novel and len(kept) < config.num_samples:
+        say(f"warning: only {len(kept)} of {config.num_samples} samples were novel after {_MAX_ROUNDS} rounds")
+    if novel and rejected:
+        say(f"{rejected} sample(s) copied a training record and were drawn again")
+    if as_json:
+        samples = [
+            {
+                "text": text,
+                "novel": o.novel,
+                "longest_shared_span": o.longest_shared_span,
+                "longest_shared_text": o.longest_shared_text,
+            }
+            for text, o in kept
+        ]
+        out.write(json.dumps({"run": str(run.folder), "rejected_copies": rejected, "samples": samples}) + "\n")
+        return
+    printer = _Printer(config, out)
+    for text, _ in kept:
+        printer.print(text)
+
+
+_MAX_ROUNDS = 20

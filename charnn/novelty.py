@@ -1,0 +1,80 @@
+"""Is a sample new, or copied from the training text? And how much does it share with it?
+
+A record is what a sample stands for: a line when the stop string is a newline, a
+block when it is a blank line, the whole sample otherwise. A sample is a copy when
+it equals a training record (surrounding whitespace aside), or, without a stop
+string, when it appears in the training text verbatim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from charnn.checkpoint import TRAIN_TOKENS_FILE
+from charnn.errors import CheckpointError
+
+
+def training_text(run: Any) -> str:
+    """The run's training split, decoded from the tokens kept in its folder."""
+    path = run.folder / TRAIN_TOKENS_FILE
+    info = run.config.get("data", {})
+    try:
+        tokens = np.fromfile(path, dtype=np.dtype(info["token_dtype"]))
+    except (OSError, KeyError, TypeError, ValueError):
+        raise CheckpointError(
+            f"{run.folder} keeps no training tokens ({TRAIN_TOKENS_FILE}), so samples cannot be checked "
+            "against the training text; retrain it with this version of charnn"
+        ) from None
+    return run.tokenizer.decode(tokens)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    novel: bool
+    longest_shared_span: int
+    """Length in characters of the longest stretch of the sample found in the training text."""
+    longest_shared_text: str
+
+
+class NoveltyChecker:
+    def __init__(self, text: str, stops: tuple[str, ...] = ()) -> None:
+        self.text = text
+        self.stops = stops
+        self.records: set[str] | None = None
+        if stops:
+            records = [text]
+            for stop in stops:
+                records = [part for record in records for part in record.split(stop)]
+            self.records = {r.strip() for r in records if r.strip()}
+
+    def is_copy(self, sample: str) -> bool:
+        record = sample.strip()
+        if not record:
+            return False
+        if self.records is not None:
+            return record in self.records
+        return record in self.text
+
+    def check(self, sample: str) -> Overlap:
+        length, shared = longest_shared_span(sample, self.text)
+        return Overlap(not self.is_copy(sample), length, shared)
+
+
+def longest_shared_span(sample: str, text: str) -> tuple[int, str]:
+    """The longest substring of ``sample`` that occurs in ``text`` (leftmost if tied).
+
+    Matching statistics with a sliding window: the end only moves forward, so there
+    are at most 2 * len(sample) substring searches, each done by str's C search.
+    """
+    best_start = best_len = 0
+    end = 0
+    for start in range(len(sample)):
+        end = max(end, start)
+        while end < len(sample) and sample[start : end + 1] in text:
+            end += 1
+        if end - start > best_len:
+            best_start, best_len = start, end - start
+    return best_len, sample[best_start : best_start + best_len]
