@@ -13,6 +13,7 @@ import json
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -64,21 +65,33 @@ def train(
     tokenizer_options: dict[str, Any] | None = None,
     val_text: str | None = None,
     overwrite: bool = False,
+    init_from: Path | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
     stop: threading.Event | None = None,
 ) -> Finished:
     """Train a new model on ``corpus``, keeping the best one in the run folder ``folder``.
 
+    ``init_from`` fine-tunes: the new run starts from that run's best weights, with its
+    model settings and tokenizer (which must cover the corpus), and a fresh optimizer.
     Everything that can be checked is checked before the folder is touched. Setting
     ``stop`` ends training after the current step with a resumable checkpoint.
     """
     config = config or TrainConfig()
     folder = Path(folder)
     train_text, val_text, val_source = _split(corpus, config, val_text)
-    tokenizer = build_tokenizer(tokenizer_kind, train_text, held_out=val_text, **(tokenizer_options or {}))
+    source = None
+    if init_from is not None:
+        source = checkpoint.load_run(init_from)
+        tokenizer = source.tokenizer
+    else:
+        tokenizer = build_tokenizer(tokenizer_kind, train_text, held_out=val_text, **(tokenizer_options or {}))
     dtype = token_dtype(tokenizer.vocab_size)
-    train_tokens = tokenizer.encode(train_text).astype(dtype, copy=False)
-    val_tokens = tokenizer.encode(val_text).astype(dtype, copy=False)
+    with warnings.catch_warnings(record=source is not None):
+        train_tokens = tokenizer.encode(train_text).astype(dtype, copy=False)
+        val_tokens = tokenizer.encode(val_text).astype(dtype, copy=False)
+    if source is not None:
+        _check_vocabulary_fits(init_from, tokenizer, train_text, train_tokens)
+        _check_vocabulary_fits(init_from, tokenizer, val_text, val_tokens)
     if len(val_tokens) < 2:
         raise CorpusError(
             f"the validation split has {len(val_tokens)} token(s), too few to measure; "
@@ -86,9 +99,12 @@ def train(
         )
     TBPTTStream(train_tokens, config.batch_size, config.seq_len)  # fails early if the text is too short
     device = resolve_device(config.device)
-    model_config = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {}))
     torch.manual_seed(config.seed)
-    model = RecurrentLM(model_config).to(device)
+    if source is not None:
+        model_config, model = source.model.config, source.model.to(device)
+    else:
+        model_config = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {}))
+        model = RecurrentLM(model_config).to(device)
 
     checkpoint.prepare_run_folder(folder, overwrite)
     tokenizer.save(folder)
@@ -111,6 +127,8 @@ def train(
             "val_tokens": int(len(val_tokens)),
         },
     }
+    if init_from is not None:
+        run_config["init_from"] = str(init_from)
     checkpoint.write_config(folder, run_config)
     data = _Data(train_tokens, val_tokens, len(train_text) / len(train_tokens), len(val_text) / len(val_tokens))
     loop = _Loop(model, data, config, folder, device, run_config, on_event, stop)
@@ -169,6 +187,17 @@ def resume(
             folder, p.step, p.elapsed, "complete", p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
         )
     return loop.run()
+
+
+def _check_vocabulary_fits(source: Path, tokenizer: Any, text: str, tokens: np.ndarray) -> None:
+    unknown = np.isin(tokens, tokenizer.never_sample())
+    if unknown.any():
+        missing = sorted({text[i] for i in np.flatnonzero(unknown)[:1000] if i < len(text)})
+        raise CorpusError(
+            f"the corpus has {int(unknown.sum())} character(s) that {source}'s vocabulary lacks "
+            f"(e.g. {''.join(missing[:10])!r}); fine-tuning needs a vocabulary that covers the text: "
+            "train a new run instead"
+        )
 
 
 def _split(corpus: Corpus, config: TrainConfig, val_text: str | None) -> tuple[str, str, str]:

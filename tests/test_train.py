@@ -161,3 +161,28 @@ def test_bad_durations(text):
 def test_default_budget_is_time():
     assert TrainConfig().time_budget == 300
     assert TrainConfig(steps=10).time_budget is None
+
+
+def test_init_from_starts_at_the_source_weights(trained_run, tmp_path, small_text):
+    from charnn.checkpoint import load_run
+
+    source = load_run(trained_run)
+    text = small_text[3000:] + small_text[:3000]
+    events = []
+    config = tiny_train_config(steps=1, eval_every=1, lr=1e-9, warmup_steps=0)
+    train(corpus(text), tmp_path / "ft", None, config, init_from=trained_run, on_event=events.append)
+    tuned = load_run(tmp_path / "ft")
+    assert tuned.model.config == source.model.config
+    assert tuned.tokenizer.chars == source.tokenizer.chars
+    for name, tensor in source.model.state_dict().items():
+        torch.testing.assert_close(tuned.model.state_dict()[name], tensor, rtol=0, atol=1e-6)
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["init_from"] == str(trained_run)
+
+
+def test_init_from_refuses_a_corpus_the_vocabulary_lacks(trained_run, tmp_path, small_text):
+    with pytest.raises(CorpusError, match=r"60 character\(s\) that .* vocabulary lacks \(e\.g\. '5:€'\)"):
+        train(
+            corpus(small_text + " price: 5€ " * 20), tmp_path / "ft", None, tiny_train_config(), init_from=trained_run
+        )
+    assert not (tmp_path / "ft").exists()

@@ -40,6 +40,14 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Fine-tune: start from this run's best weights, model settings and vocabulary "
+            "(model-size options are then ignored).",
+            show_default=False,
+        ),
+    ] = None,
     val: Annotated[
         Optional[Path], typer.Option("--val", help="Validation text file (default: hold out the corpus's end).")
     ] = None,
@@ -123,6 +131,7 @@ def train_command(
       charnn train a.txt b.txt --cell gru --layers 3 --hidden 512 --out runs/big
       cat *.txt | charnn train - --steps 2000 --out runs/all
       charnn train --resume runs/corpus                # after Ctrl-C, a kill or a reboot
+      charnn train my-letters.txt --init-from runs/big --time 2m --out runs/letters
     """
     from charnn.data import read_corpus, read_text
 
@@ -177,6 +186,7 @@ def train_command(
             tokenizer_options={} if vocab_size is None else {"vocab_size": vocab_size},
             val_text=val_text,
             overwrite=overwrite,
+            init_from=init_from,
             **kw,
         )
 
