@@ -142,6 +142,7 @@ def test_clipping_a_synthetic_gradient_through_the_training_code_path():
 
 
 def test_training_logs_the_norm_before_clipping_from_clip_gradients(tmp_path, small_text, monkeypatch):
+    import charnn.loop
     import charnn.train
     from charnn.data import Corpus
     from tests.conftest import TINY_MODEL, tiny_train_config
@@ -154,7 +155,7 @@ def test_training_logs_the_norm_before_clipping_from_clip_gradients(tmp_path, sm
         returned.append(float(norm))
         return norm
 
-    monkeypatch.setattr(charnn.train, "clip_gradients", spy)
+    monkeypatch.setattr(charnn.loop, "clip_gradients", spy)
     folder = tmp_path / "run"
     config = tiny_train_config(steps=4, log_every=2, eval_every=4, clip=0.05)
     charnn.train.train(Corpus(small_text, "t", ("t",)), folder, TINY_MODEL, config)

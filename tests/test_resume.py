@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import charnn.train as train_module
+import charnn.loop as train_module
 from charnn.checkpoint import MODEL_FILE, RESUME_FILE, atomic_write_bytes
 from charnn.data import Corpus
 from charnn.errors import CheckpointError, ConfigError, TrainingDiverged

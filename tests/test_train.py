@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from charnn.config import TrainConfig, parse_duration
 from charnn.data import Corpus
 from charnn.errors import ConfigError, CorpusError, RunFolderError
-from charnn.train import Evaluated, Finished, Progress, Started, lr_at, train
+from charnn.events import Evaluated, Finished, Progress, Started
+from charnn.train import lr_at, train
 from tests.conftest import TINY_MODEL, tiny_train_config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -217,6 +218,8 @@ def _run(start: Callable[..., Any]) -> None:
         view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 speaks for all
     if finished.reason == "complete":
         say(
             f"{finished.folder} already finished its budget at step {finished.steps}; nothing to do "

@@ -1,0 +1,358 @@
+"""The training loop: step, report, evaluate, save, roll back; one instance per session.
+
+charnn.train sets a run up (new, resumed or fine-tuned) and hands it to ``Loop``.
+Under torchrun each process runs a Loop on its own rows of the stream; decisions
+that must agree (stop, budget, schedule) are taken from the maximum over ranks, and
+only rank 0 evaluates, writes files and emits events.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charnn import checkpoint
+from charnn.config import TrainConfig
+from charnn.data import TBPTTStream
+from charnn.device import resolve_bf16
+from charnn.distributed import World
+from charnn.errors import TrainingDiverged
+from charnn.evaluate import LN2, total_nll
+from charnn.events import Evaluated, Event, Finished, Progress, RolledBack, Started
+from charnn.model import RecurrentLM, State, count_parameters, detach_state
+from charnn.resume import Position, load_resume, save_resume
+
+PERIODIC_EVAL_TOKENS = 1 << 20
+"""Periodic validation reads at most this many tokens; the final one reads all."""
+EXACT_EVAL_TOKENS = 1 << 20
+"""Up to this size the final validation is exact; beyond, segments of this size are scored side by side."""
+MAX_BAD_STEPS = 8
+"""Non-finite steps in a row before training rolls back to the last good state."""
+MAX_ROLLBACKS = 3
+"""Rollbacks (each halving the learning rate) before training gives up."""
+
+
+def lr_at(step: int, fraction: float, config: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay over the budget fraction."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
+
+
+def clip_gradients(parameters, max_norm: float) -> torch.Tensor:  # noqa: ANN001
+    """Scale gradients so their global L2 norm is at most ``max_norm`` (0: no clipping).
+
+    Returns the norm before clipping, which training logs.
+    """
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm > 0 else math.inf)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+class Data:
+    """The encoded splits, and characters per token to report chars/s and bits per character."""
+
+    def __init__(self, train: np.ndarray, val: np.ndarray, chars_per_token: float, val_chars_per_token: float):
+        self.train, self.val = train, val
+        self.chars_per_token, self.val_chars_per_token = chars_per_token, val_chars_per_token
+
+
+class _Window:
+    """Statistics of the steps since the last progress report."""
+
+    def __init__(self, step: int, device: torch.device) -> None:
+        self.start_step, self.start_time = step, time.perf_counter()
+        self.loss_sum = torch.zeros((), device=device)
+        self.norms: list[torch.Tensor] = []
+        self.clipped = self.skipped = 0
+
+
+class Loop:
+    """One training session's state and its step / evaluate / save cycle."""
+
+    def __init__(
+        self,
+        model: RecurrentLM,
+        data: Data,
+        config: TrainConfig,
+        folder: Path,
+        device: torch.device,
+        run_config: dict[str, Any],
+        on_event: Callable[[Event], None],
+        stop: threading.Event | None,
+        world: World | None = None,
+    ) -> None:
+        self.model, self.data, self.config, self.folder = model, data, config, folder
+        self.device, self.run_config, self.stop = device, run_config, stop
+        self.world = world or World()
+        self.emit = on_event if self.world.main else (lambda event: None)
+        self.bf16 = resolve_bf16(config.precision, device)
+        self.optimizer = make_optimizer(model, config)
+        self.stream = TBPTTStream(data.train, config.batch_size, config.seq_len)
+        self.my_rows = self.world.rows(config.batch_size)
+        self.local_batch = self.my_rows.stop - self.my_rows.start
+        # The rows stay in their compact dtype; each window is widened to int64 on use.
+        rows = np.ascontiguousarray(self.stream.rows[self.my_rows])
+        self.rows = torch.from_numpy(rows).to(device)  # (B / ranks, L)
+        self.net = model
+        if self.world.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.position = Position()
+        self.carry = model.initial_state(self.local_batch, device)
+        self.resumed_from: int | None = None
+        self.session_start = time.perf_counter()
+        self.elapsed_before = 0.0
+        self.metrics = open(folder / checkpoint.METRICS_FILE, "a", encoding="utf-8") if self.world.main else None
+
+    # -- time and budget -------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.session_start
+
+    def fraction(self, elapsed: float) -> float:
+        c = self.config
+        parts = [self.position.step / c.steps if c.steps else 0.0, elapsed / c.time_budget if c.time_budget else 0.0]
+        return min(1.0, max(parts))
+
+    # -- the run ---------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Continue from the run folder's resume state (truncating the log to match it)."""
+        if self.world.main:
+            checkpoint.remove_stale_temporaries(self.folder)
+        self.world.barrier()
+        self.carry, self.position = self._load_resume()
+        if self.world.main:
+            self.metrics.close()
+            with open(self.folder / checkpoint.METRICS_FILE, "a+b") as f:
+                f.truncate(self.position.metrics_bytes)  # lines after the checkpoint will be written again
+            self.metrics = open(self.folder / checkpoint.METRICS_FILE, "a", encoding="utf-8")
+        self.resumed_from = self.position.step
+
+    def _load_resume(self) -> tuple[State, Position]:
+        carry, position = load_resume(self.folder, self.model, self.optimizer, self.config.batch_size)
+        return [tuple(s[:, self.my_rows].contiguous() for s in layer) for layer in carry], position
+
+    def run(self) -> Finished:
+        c = self.config
+        self.emit(
+            Started(
+                self.folder,
+                count_parameters(self.model),
+                str(self.device),
+                self.bf16,
+                len(self.data.train),
+                len(self.data.val),
+                c.steps,
+                c.time_budget,
+                self.resumed_from,
+            )
+        )
+        self.elapsed_before, self.session_start = self.position.elapsed, time.perf_counter()
+        reason = "budget"
+        try:
+            reason = self._train()
+        except KeyboardInterrupt:
+            reason = "interrupted"  # the state in memory may be half-updated: it is not saved for resuming
+        try:
+            elapsed = self.elapsed()
+            if reason != "stopped" or not (self.folder / checkpoint.MODEL_FILE).exists():
+                if self.position.evaluated_step != self.position.step:
+                    self._evaluate()
+            if reason == "budget":
+                self._final_exact_eval()
+            self.position.elapsed = elapsed
+            self.position.finished = reason == "budget"
+            if reason != "interrupted":
+                self.save_resume()
+            self._write_results(elapsed, reason)
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+        p = self.position
+        return Finished(
+            self.folder, p.step, elapsed, reason, p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
+        )
+
+    def _train(self) -> str:
+        c = self.config
+        self.net.train()
+        window = _Window(self.position.step, self.device)
+        bad_in_a_row = 0
+        while True:
+            stop = self.stop is not None and self.stop.is_set()
+            fraction, stop = self.world.max(self.fraction(self.elapsed()), float(stop))
+            if fraction >= 1.0:
+                return "budget"
+            if stop:
+                return "stopped"
+            lr = lr_at(self.position.step, fraction, c) * self.position.lr_scale
+            good = self._step(lr, window)
+            bad_in_a_row = 0 if good else bad_in_a_row + 1
+            if bad_in_a_row >= MAX_BAD_STEPS:
+                self._roll_back()
+                bad_in_a_row = 0
+                window = _Window(self.position.step, self.device)
+                continue
+            step = self.position.step
+            if step % c.log_every == 0:
+                self._report(window, lr)
+                window = _Window(step, self.device)
+            if step % c.eval_every == 0:
+                self._evaluate()
+                self.position.elapsed = self.elapsed()
+                self.save_resume()
+                self.net.train()
+
+    def _step(self, lr: float, window: _Window) -> bool:
+        """One optimizer step on the next window; False when it was skipped as non-finite."""
+        c = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        t = (self.position.step % self.stream.windows_per_epoch) * c.seq_len
+        if t == 0:
+            self.carry = self.model.initial_state(self.local_batch, self.device)  # a new pass over the text
+        x = self.rows[:, t : t + c.seq_len].long()  # (b, T)
+        y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits, carry = self.net(x, self.carry)  # (b, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # The norm is of the gradients averaged over all ranks, so every rank decides alike.
+        norm = clip_gradients(self.model.parameters(), c.clip)
+        self.position.step += 1
+        if not torch.isfinite(norm):
+            # A non-finite step never reaches the weights; the carried state starts afresh.
+            window.skipped += 1
+            self.carry = self.model.initial_state(self.local_batch, self.device)
+            return False
+        self.optimizer.step()
+        self.carry = detach_state(carry)
+        window.loss_sum += loss.detach()
+        window.norms.append(norm.detach())
+        window.clipped += int(c.clip > 0 and norm > c.clip)
+        return True
+
+    def _roll_back(self) -> None:
+        """Go back to the last saved good state with half the learning rate, or give up."""
+        p = self.position
+        if p.rollbacks >= MAX_ROLLBACKS:
+            raise TrainingDiverged(
+                f"training diverged: {MAX_BAD_STEPS} non-finite steps in a row at step {p.step}, even after "
+                f"{p.rollbacks} rollbacks to a learning rate of {self.config.lr * p.lr_scale:.2e}; the last good "
+                f"state is kept in {self.folder}; train again with a lower --lr"
+            )
+        failed_at, scale, rollbacks = p.step, p.lr_scale / 2, p.rollbacks + 1
+        self.carry, restored = self._load_resume()
+        restored.lr_scale, restored.rollbacks = scale, rollbacks
+        restored.elapsed = self.elapsed()
+        restored.metrics_bytes = p.metrics_bytes
+        self.position = restored
+        event = RolledBack(failed_at, restored.step, scale, rollbacks)
+        self._log({"event": "rollback", **asdict(event)})
+        self.emit(event)
+
+    def _report(self, window: _Window, lr: float) -> None:
+        c = self.config
+        steps = self.position.step - window.start_step
+        norms = torch.stack(window.norms) if window.norms else torch.full((1,), math.nan)
+        loss_sum = float(self.world.mean(window.loss_sum))
+        if not self.world.main:
+            return
+        chars = steps * c.batch_size * c.seq_len * self.data.chars_per_token
+        elapsed = self.elapsed()
+        event = Progress(
+            step=self.position.step,
+            loss=loss_sum / len(window.norms) if window.norms else math.nan,
+            lr=lr,
+            grad_norm=float(norms.mean()),
+            grad_norm_max=float(norms.max()),
+            clipped=window.clipped,
+            skipped=window.skipped,
+            chars_per_sec=chars / max(1e-9, time.perf_counter() - window.start_time),
+            elapsed=elapsed,
+            fraction=self.fraction(elapsed),
+        )
+        self._log({"event": "train", **asdict(event)})
+        self.emit(event)
+
+    def _evaluate(self) -> None:
+        p = self.position
+        p.evaluated_step = p.step
+        if self.world.main:
+            val = self.data.val[:PERIODIC_EVAL_TOKENS]
+            nll = total_nll(self.model, val, rows=8) / (len(val) - 1)
+            is_best = nll < p.best_loss
+            event = Evaluated(p.step, nll, nll / LN2 / self.data.val_chars_per_token, is_best)
+            self._log({"event": "eval", "elapsed": self.elapsed(), **asdict(event)})
+            if is_best:
+                p.best_loss, p.best_step = nll, p.step
+                p.best_metrics = {"val_loss": nll, "val_bits_per_char": event.val_bits_per_char}
+                checkpoint.save_model(self.folder, self.model)
+            self.emit(event)
+        self.world.barrier()
+
+    def _final_exact_eval(self) -> None:
+        """Score the kept model on the whole validation split, state carried."""
+        p = self.position
+        if not self.world.main:
+            return
+        model = self.model
+        if p.best_step != p.step:
+            model = checkpoint.load_run(self.folder, device=str(self.device)).model
+        rows = max(1, math.ceil(len(self.data.val) / EXACT_EVAL_TOKENS))
+        nll = total_nll(model, self.data.val, rows=rows) / (len(self.data.val) - 1)
+        p.best_metrics.update(
+            val_loss=nll, val_bits_per_char=nll / LN2 / self.data.val_chars_per_token, val_exact=rows == 1
+        )
+        p.best_loss = nll
+
+    def save_resume(self) -> None:
+        if not all(torch.isfinite(t).all() for t in self.model.state_dict().values()):
+            return  # never keep a state that holds NaN or Inf as the one to go back to
+        carry = [tuple(self.world.gather_rows(s, dim=1) for s in layer) for layer in self.carry]
+        if self.world.main:
+            self.metrics.flush()
+            self.position.metrics_bytes = (self.folder / checkpoint.METRICS_FILE).stat().st_size
+            save_resume(self.folder, self.model, self.optimizer, carry, self.position)
+        self.world.barrier()
+
+    def _write_results(self, elapsed: float, reason: str) -> None:
+        if not self.world.main:
+            return
+        p = self.position
+        self.run_config["results"] = {
+            "steps": p.step,
+            "elapsed_seconds": round(elapsed, 3),
+            "stopped": reason,
+            "best_step": p.best_step,
+            "rollbacks": p.rollbacks,
+            "processes": self.world.size,
+            **p.best_metrics,
+        }
+        checkpoint.write_config(self.folder, self.run_config)
+        self._log({"event": "end", **self.run_config["results"]})
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.write(json.dumps(record, default=str) + "\n")
+            self.metrics.flush()

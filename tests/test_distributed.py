@@ -1,0 +1,62 @@
+"""Two CPU processes under torchrun train the model one process trains with the same global batch."""
+
+import os
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import ROOT
+
+SETTINGS = [
+    *("--steps", "20", "--eval-every", "10", "--seq-len", "32", "--batch-size", "4"),
+    *("--hidden", "32", "--embed", "16", "--precision", "fp32", "--device", "cpu", "--seed", "5"),
+]
+
+
+def test_two_processes_match_one(tmp_path, small_text):
+    corpus = tmp_path / "t.txt"
+    corpus.write_text(small_text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(
+        [sys.executable, "-m", "charnn", "train", corpus, "--out", tmp_path / "one", *SETTINGS],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert single.returncode == 0, single.stderr
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    double = subprocess.run(
+        [*launcher, "-m", "charnn", "train", corpus, "--out", tmp_path / "two", *SETTINGS],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert double.returncode == 0, double.stderr
+    assert double.stdout.strip() == str(tmp_path / "two")  # rank 0 alone reports
+    assert double.stderr.count("best validation loss") == 1
+    for name in ("model.safetensors", "resume.safetensors"):
+        one, two = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
+        assert one.keys() == two.keys()
+        for key in one:
+            if key.startswith("rng."):
+                continue
+            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_must_split_over_the_processes(tmp_path, small_text):
+    corpus = tmp_path / "t.txt"
+    corpus.write_text(small_text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    args = [arg if arg != "4" else "5" for arg in SETTINGS]
+    result = subprocess.run(
+        [*launcher, "-m", "charnn", "train", corpus, "--out", tmp_path / "r", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "--batch-size 5 does not split evenly over 2 processes; use a multiple of 2" in result.stderr
+    assert not (tmp_path / "r").exists()
