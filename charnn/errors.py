@@ -24,6 +24,10 @@ class CorpusError(CharnnError):
     """Corpus text cannot be read or used for training or evaluation."""
 
 
+class CorpusFetchError(CorpusError):
+    """A named corpus cannot be downloaded, read from a mirror, or verified against its sha256."""
+
+
 class TokenizerError(CharnnError):
     """A tokenizer cannot be built, loaded or applied."""
 

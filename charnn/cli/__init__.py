@@ -12,6 +12,7 @@ import typer
 
 from charnn import __version__
 from charnn.cli import console
+from charnn.cli.corpus import corpus_app
 from charnn.cli.evaluate import eval_command
 from charnn.cli.grads import grads_command
 from charnn.cli.info import info_command
@@ -34,6 +35,7 @@ app.command("eval")(console.pipe_safe(eval_command))
 app.command("grads")(console.pipe_safe(grads_command))
 app.command("plot")(console.pipe_safe(plot_command))
 app.command("info")(console.pipe_safe(info_command))
+app.add_typer(corpus_app, name="corpus")
 
 
 def _version(value: bool) -> None:
