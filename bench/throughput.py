@@ -140,6 +140,7 @@ def main(argv: list[str]) -> None:
         ratios.append(rate / ref)
         print(f"  pair {i + 1}: charnn {rate:,.0f} chars/s, reference {ref:,.0f} chars/s, ratio {rate / ref:.3f}")
     peak = matmul_peak()
+    peak_bf16 = matmul_peak(torch.bfloat16)
     flops = flops_per_char(args, tokenizer.vocab_size)
     median = statistics.median(ours)
     result = {
@@ -151,14 +152,17 @@ def main(argv: list[str]) -> None:
         "matmul_peak_gflops_fp32": peak / 1e9,
         "model_gflops_per_sec": median * flops / 1e9,
         "mfu_vs_fp32_peak": median * flops / peak,
+        "matmul_peak_gflops_bf16": peak_bf16 / 1e9,
+        "mfu_vs_own_precision_peak": median * flops / (peak_bf16 if bf16 else peak),
     }
     print(
         f"throughput: charnn {median:,.0f} chars/s, reference {result['reference_chars_per_sec']:,.0f} chars/s, "
         f"median ratio {result['ratio']:.3f} (target >= 0.95); autocast bf16: {bf16}"
     )
     print(
-        f"MFU: {result['model_gflops_per_sec']:.1f} GFLOP/s of model matmuls "
-        f"({flops / 1e6:.2f} MFLOP/char) = {result['mfu_vs_fp32_peak']:.0%} of the measured fp32 matmul peak "
-        f"({peak / 1e9:.0f} GFLOP/s)"
+        f"MFU: {result['model_gflops_per_sec']:.1f} GFLOP/s of model matmuls ({flops / 1e6:.2f} MFLOP/char) = "
+        f"{result['mfu_vs_fp32_peak']:.0%} of the measured fp32 matmul peak ({peak / 1e9:.0f} GFLOP/s), "
+        f"{result['mfu_vs_own_precision_peak']:.0%} of the peak of the precision used "
+        f"({(peak_bf16 if bf16 else peak) / 1e9:.0f} GFLOP/s {'bf16' if bf16 else 'fp32'})"
     )
     record("throughput", vars(args), result)
