@@ -18,10 +18,11 @@ the new file, never a torn one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -46,11 +47,13 @@ MAX_CONFIG_BYTES = 1 << 20
 MODEL_ENV = "CHARNN_MODEL"
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a temporary file and move it over ``path`` once it is on disk.
+@contextlib.contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write that replaces ``path`` only when the block ends without error.
 
-    A crash leaves the old file or the new one, never a torn one. A failed write
-    (a full disk, say) leaves the old file as it was and raises CheckpointError.
+    It is written under a temporary name in the same folder, flushed to disk and then
+    renamed, so a crash leaves the old file or the new one, never a torn one. A failed
+    write (a full disk, say) leaves the old file as it was and raises CheckpointError.
     """
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -59,7 +62,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -72,6 +75,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a file opened with atomic_open."""
+    with atomic_open(path) as f:
+        write(f)
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
+import hashlib
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,35 +18,162 @@ from charnn.errors import CorpusError
 STDIN = "-"
 
 
+CHUNK_BYTES = 1 << 24
+"""Corpus files are read, checked and encoded this many bytes at a time."""
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    chars: int
+    codepoint_counts: np.ndarray
+    """How often each Unicode code point occurs (length 0x110000)."""
+    sha256: str
+    """Of the text as UTF-8, as charnn joins it: resuming checks the corpus is the same."""
+
+    @property
+    def alphabet(self) -> str:
+        return "".join(map(chr, np.flatnonzero(self.codepoint_counts)))
+
+
 @dataclass(frozen=True)
 class Corpus:
-    text: str
-    name: str
-    """A short name for the run folder: the first file's stem, or 'stdin'."""
-    sources: tuple[str, ...]
-
-
-def read_corpus(sources: Sequence[str | Path], stdin: BinaryIO | None = None) -> Corpus:
-    """Read and join corpus files ('-' is standard input) as one validated text.
+    """Training text, held in memory (``text``) or streamed from ``paths`` chunk by chunk.
 
     Files are joined in order; a newline is put between two files when the first does
     not end with one, so that lines of different files never run together.
     """
+
+    text: str | None
+    name: str
+    """A short name for the run folder: the first file's stem, or 'stdin'."""
+    sources: tuple[str, ...]
+    paths: tuple[Path, ...] = ()
+    stats: CorpusStats | None = None
+
+    def chunks(self) -> Iterator[str]:
+        """The text in pieces of about CHUNK_BYTES, checked as they are read."""
+        if self.text is not None:
+            step = CHUNK_BYTES // 4
+            for start in range(0, len(self.text), step):
+                yield self.text[start : start + step]
+            return
+        last = ""
+        for index, path in enumerate(self.paths):
+            first = True
+            for piece in _file_chunks(path):
+                if first and index > 0 and last and not last.endswith("\n"):
+                    yield "\n"
+                first = False
+                yield piece
+                last = piece
+
+
+def corpus_stats(corpus: Corpus) -> CorpusStats:
+    """One pass over the corpus: characters, code point counts and checksum; checks it holds text."""
+    if corpus.stats is not None:
+        return corpus.stats
+    counts = np.zeros(0x110000, dtype=np.int64)
+    digest = hashlib.sha256()
+    chars = 0
+    for piece in corpus.chunks():
+        chars += len(piece)
+        counts += np.bincount(codepoints(piece), minlength=0x110000)
+        digest.update(piece.encode("utf-8"))
+    if not np.any(np.delete(counts, _WHITESPACE)):
+        names = ", ".join(corpus.sources)
+        raise CorpusError(f"the corpus ({names}) holds no text, only whitespace; give it some text to learn")
+    return CorpusStats(chars, counts, digest.hexdigest())
+
+
+def codepoints(text: str) -> np.ndarray:
+    """Code points of ``text`` as uint32, without a Python-level loop."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+_WHITESPACE = [ord(c) for c in map(chr, range(0x3000 + 1)) if c.isspace()]
+
+
+def read_corpus(sources: Sequence[str | Path], stdin: BinaryIO | None = None) -> Corpus:
+    """The corpus named by ``sources`` ('-' is standard input), checked in one streaming pass.
+
+    Files are not held in memory: training reads them again, chunk by chunk. Standard
+    input, which cannot be read twice, is held in memory.
+    """
     if not sources:
         raise CorpusError("no corpus given; name one or more text files, or '-' for standard input")
-    parts: list[str] = []
-    for source in sources:
-        text = read_text(source, stdin=stdin)
-        if parts and parts[-1] and not parts[-1].endswith("\n"):
-            parts.append("\n")
-        parts.append(text)
-    text = "".join(parts)
-    if not text.strip():
-        names = ", ".join(str(s) for s in sources)
-        raise CorpusError(f"the corpus ({names}) holds no text, only whitespace; give it some text to learn")
     first = str(sources[0])
     name = "stdin" if first == STDIN else Path(first).stem or "corpus"
-    return Corpus(text=text, name=name, sources=tuple(str(s) for s in sources))
+    labels = tuple(str(s) for s in sources)
+    if STDIN in labels:
+        parts: list[str] = []
+        for source in sources:
+            text = read_text(source, stdin=stdin)
+            if parts and parts[-1] and not parts[-1].endswith("\n"):
+                parts.append("\n")
+            parts.append(text)
+        corpus = Corpus(text="".join(parts), name=name, sources=labels)
+    else:
+        for source in sources:
+            _check_file(Path(source))
+        corpus = Corpus(text=None, name=name, sources=labels, paths=tuple(Path(s) for s in sources))
+    return dataclasses.replace(corpus, stats=corpus_stats(corpus))
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise CorpusError(f"{path} is a folder, not a text file; name the files inside it")
+    if not path.exists():
+        raise CorpusError(f"{path}: no such file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise CorpusError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _file_chunks(path: Path) -> Iterator[str]:
+    """Decode one file incrementally, with errors that name the file and the byte offset."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(CHUNK_BYTES)
+                if offset == 0:
+                    _check_start(data, str(path))
+                    if data.startswith(_UTF8_BOM):
+                        data, offset = data[3:], 3
+                nul = data.find(b"\x00")
+                if nul >= 0:
+                    raise CorpusError(
+                        f"{path} holds a NUL byte at offset {offset + nul}: it looks like a binary file, not text"
+                    )
+                pending = len(decoder.getstate()[0])
+                try:
+                    text = decoder.decode(data, final=not data)
+                except UnicodeDecodeError as exc:
+                    where = offset - pending + exc.start
+                    bad = (exc.object[exc.start : exc.start + 4]).hex(" ")
+                    raise CorpusError(
+                        f"{path} is not valid UTF-8: byte offset {where} ({bad}); "
+                        f"convert it first (e.g. iconv -f LATIN1 -t UTF-8)"
+                    ) from None
+                offset += len(data)
+                if text:
+                    yield text
+                if not data:
+                    return
+    except OSError as exc:
+        raise CorpusError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _check_start(data: bytes, label: str) -> None:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CorpusError(
+            f"{label} looks like UTF-16 text; convert it to UTF-8 first "
+            f"(e.g. iconv -f UTF-16 -t UTF-8 {label} > out.txt)"
+        )
 
 
 def read_text(source: str | Path, stdin: BinaryIO | None = None) -> str:
@@ -65,11 +195,7 @@ def read_text(source: str | Path, stdin: BinaryIO | None = None) -> str:
 
 
 def decode_utf8(data: bytes, label: str) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise CorpusError(
-            f"{label} looks like UTF-16 text; convert it to UTF-8 first "
-            f"(e.g. iconv -f UTF-16 -t UTF-8 {label} > out.txt)"
-        )
+    _check_start(data, label)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise CorpusError(f"{label} holds a NUL byte at offset {nul}: it looks like a binary file, not text")
@@ -121,15 +247,19 @@ class TBPTTStream:
     """
 
     def __init__(self, tokens: np.ndarray, rows: int, seq_len: int) -> None:
+        self.check_length(len(tokens), rows, seq_len)
         length = len(tokens) // rows
-        if length < seq_len + 1:
-            raise CorpusError(
-                f"the training text has {len(tokens)} tokens, too few for {rows} rows of windows of "
-                f"{seq_len} (needs at least {rows * (seq_len + 1)}); use a smaller --batch-size or --seq-len"
-            )
         self.rows = tokens[: rows * length].reshape(rows, length)  # (B, L), a view
         self.seq_len = seq_len
         self.windows_per_epoch = (length - 1) // seq_len
+
+    @staticmethod
+    def check_length(tokens: int, rows: int, seq_len: int) -> None:
+        if tokens // rows < seq_len + 1:
+            raise CorpusError(
+                f"the training text has {tokens} tokens, too few for {rows} rows of windows of "
+                f"{seq_len} (needs at least {rows * (seq_len + 1)}); use a smaller --batch-size or --seq-len"
+            )
 
     def window(self, index: int) -> tuple[np.ndarray, np.ndarray, bool]:
         """Window ``index`` (counted over all epochs): inputs, targets, first-of-epoch."""
@@ -144,3 +274,52 @@ class TBPTTStream:
         while True:
             yield self.window(index)
             index += 1
+
+
+def split_pieces(corpus: Corpus, n_train: int) -> Iterator[tuple[bool, str]]:
+    """``(is_training, piece)`` over the corpus, cut exactly at character ``n_train``.
+
+    Pieces end at a newline where the text allows, so that a subword tokenizer sees
+    whole lines; a line longer than a chunk is cut anyway.
+    """
+    carry = ""
+    side = True
+    for is_train, piece in _cut(corpus, n_train):
+        if is_train != side:
+            if carry:
+                yield side, carry
+            carry, side = "", is_train
+        text = carry + piece
+        cut = text.rfind("\n") + 1
+        if not cut and len(text) >= CHUNK_BYTES:
+            cut = len(text)
+        if cut:
+            yield side, text[:cut]
+        carry = text[cut:]
+    if carry:
+        yield side, carry
+
+
+def _cut(corpus: Corpus, n_train: int) -> Iterator[tuple[bool, str]]:
+    pos = 0
+    for chunk in corpus.chunks():
+        end = pos + len(chunk)
+        if end <= n_train:
+            yield True, chunk
+        elif pos >= n_train:
+            yield False, chunk
+        else:
+            yield True, chunk[: n_train - pos]
+            yield False, chunk[n_train - pos :]
+        pos = end
+
+
+def training_sample(corpus: Corpus, n_train: int, limit: int) -> str:
+    """Up to ``limit`` characters of the training split, from its start (to train a subword vocabulary)."""
+    parts, size = [], 0
+    for is_train, piece in split_pieces(corpus, n_train):
+        if not is_train or size >= limit:
+            break
+        parts.append(piece[: limit - size])
+        size += len(parts[-1])
+    return "".join(parts)

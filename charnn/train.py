@@ -8,14 +8,18 @@ and the CLI decides how to show them.
 
 from __future__ import annotations
 
-__all__ = ["clip_gradients", "corpus_digest", "lr_at", "make_optimizer", "resume", "train"]
+__all__ = ["clip_gradients", "lr_at", "make_optimizer", "resume", "train"]
 
 import dataclasses
-import hashlib
+import itertools
 import math
+import os
+import shutil
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ import torch
 
 from charnn import checkpoint
 from charnn.config import ModelConfig, TrainConfig
-from charnn.data import Corpus, TBPTTStream, split_text, token_dtype
+from charnn.data import Corpus, TBPTTStream, corpus_stats, split_pieces, token_dtype, training_sample
 from charnn.device import resolve_device
 from charnn.distributed import init_world
 from charnn.errors import CheckpointError, ConfigError, CorpusError
@@ -58,26 +62,21 @@ def train(
     """
     config = config or TrainConfig()
     folder = Path(folder)
-    train_text, val_text, val_source = _split(corpus, config, val_text)
-    source = None
-    if init_from is not None:
-        source = checkpoint.load_run(init_from)
-        tokenizer = source.tokenizer
+    stats = corpus_stats(corpus)
+    if val_text is None:
+        n_train = stats.chars - int(round(stats.chars * config.val_fraction))
+        val_source = f"last {config.val_fraction:g} of the corpus"
     else:
-        tokenizer = build_tokenizer(tokenizer_kind, train_text, held_out=val_text, **(tokenizer_options or {}))
+        n_train, val_source = stats.chars, "--val file"
+    if n_train == 0:
+        raise CorpusError("the training split holds no text; lower --val-fraction or give a longer corpus")
+    source = checkpoint.load_run(init_from) if init_from is not None else None
+    tokenizer = (
+        source.tokenizer
+        if source is not None
+        else _build_tokenizer(tokenizer_kind, tokenizer_options or {}, corpus, stats, n_train, val_text)
+    )
     dtype = token_dtype(tokenizer.vocab_size)
-    with warnings.catch_warnings(record=source is not None):
-        train_tokens = tokenizer.encode(train_text).astype(dtype, copy=False)
-        val_tokens = tokenizer.encode(val_text).astype(dtype, copy=False)
-    if source is not None:
-        _check_vocabulary_fits(init_from, tokenizer, train_text, train_tokens)
-        _check_vocabulary_fits(init_from, tokenizer, val_text, val_tokens)
-    if len(val_tokens) < 2:
-        raise CorpusError(
-            f"the validation split has {len(val_tokens)} token(s), too few to measure; "
-            "raise --val-fraction, give a longer corpus, or pass --val FILE"
-        )
-    TBPTTStream(train_tokens, config.batch_size, config.seq_len)  # fails early if the text is too short
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     if source is not None:
@@ -85,15 +84,20 @@ def train(
     else:
         model_config = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {}))
         model = RecurrentLM(model_config).to(device)
-
     world, device = init_world(device)
     world.rows(config.batch_size)  # fails early if the batch does not split over the processes
+
     if world.main:
-        checkpoint.prepare_run_folder(folder, overwrite)
-        tokenizer.save(folder)
-        checkpoint.atomic_write_text(folder / checkpoint.VALIDATION_FILE, val_text)
-        checkpoint.atomic_write(folder / checkpoint.TRAIN_TOKENS_FILE, train_tokens.tofile)
-        checkpoint.atomic_write(folder / checkpoint.VAL_TOKENS_FILE, val_tokens.tofile)
+        with _Staging(folder) as staging:
+            counts = _encode(corpus, n_train, val_text, tokenizer, dtype, staging.path, init_from)
+            _check_counts(counts, config)
+            checkpoint.prepare_run_folder(folder, overwrite)
+            tokenizer.save(folder)
+            staging.move_into(folder)
+    world.barrier()
+    train_tokens = _read_tokens(folder / checkpoint.TRAIN_TOKENS_FILE, dtype)
+    val_tokens = _read_tokens(folder / checkpoint.VAL_TOKENS_FILE, dtype)
+    val_chars = stats.chars - n_train if val_text is None else len(val_text)
     run_config = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model_config.to_dict(),
@@ -101,11 +105,11 @@ def train(
         "training": config.to_dict(),
         "data": {
             "sources": list(corpus.sources),
-            "corpus_sha256": corpus_digest(corpus.text),
+            "corpus_sha256": stats.sha256,
             "validation": val_source,
             "token_dtype": dtype.name,
-            "train_chars": len(train_text),
-            "val_chars": len(val_text),
+            "train_chars": n_train,
+            "val_chars": val_chars,
             "train_tokens": int(len(train_tokens)),
             "val_tokens": int(len(val_tokens)),
         },
@@ -115,10 +119,103 @@ def train(
     if world.main:
         checkpoint.write_config(folder, run_config)
     world.barrier()
-    data = Data(train_tokens, val_tokens, len(train_text) / len(train_tokens), len(val_text) / len(val_tokens))
+    data = Data(train_tokens, val_tokens, n_train / len(train_tokens), val_chars / len(val_tokens))
     loop = Loop(model.to(device), data, config, folder, device, run_config, on_event, stop, world)
     loop.save_resume()
     return loop.run()
+
+
+SUBWORD_SAMPLE_CHARS = 100_000_000
+"""A subword vocabulary is learnt from at most this much of the training split (its start)."""
+
+
+def _build_tokenizer(kind, options, corpus, stats, n_train, val_text):  # noqa: ANN001, ANN202
+    if kind == "char":
+        # The alphabet of the whole corpus (and of a --val file): a character first met in
+        # validation is an ordinary, untrained token rather than an unknown one.
+        return build_tokenizer(kind, stats.alphabet + (val_text or ""), **options)
+    return build_tokenizer(kind, training_sample(corpus, n_train, SUBWORD_SAMPLE_CHARS), **options)
+
+
+@dataclass
+class _Counts:
+    train_tokens: int = 0
+    val_tokens: int = 0
+    unknown: int = 0
+    unknown_chars: str = ""
+    source: Path | None = None
+
+
+def _encode(corpus, n_train, val_text, tokenizer, dtype, where: Path, init_from) -> _Counts:  # noqa: ANN001
+    """Encode the corpus chunk by chunk into the token files and the validation text."""
+    counts = _Counts(source=init_from)
+    banned = np.asarray(tokenizer.never_sample())
+    files = {
+        True: open(where / checkpoint.TRAIN_TOKENS_FILE, "wb"),
+        False: open(where / checkpoint.VAL_TOKENS_FILE, "wb"),
+    }
+    val_file = open(where / checkpoint.VALIDATION_FILE, "wb")
+    pieces = split_pieces(corpus, n_train)
+    if val_text is not None:
+        pieces = itertools.chain(pieces, [(False, val_text)])
+    try:
+        with warnings.catch_warnings(record=init_from is not None):
+            for is_train, piece in pieces:
+                ids = tokenizer.encode(piece).astype(dtype, copy=False)
+                files[is_train].write(ids.tobytes())
+                if is_train:
+                    counts.train_tokens += len(ids)
+                else:
+                    counts.val_tokens += len(ids)
+                    val_file.write(piece.encode("utf-8"))
+                if init_from is not None and len(banned):
+                    unknown = np.isin(ids, banned)
+                    if unknown.any():
+                        counts.unknown += int(unknown.sum())
+                        seen = {piece[i] for i in np.flatnonzero(unknown)[:100] if i < len(piece)}
+                        counts.unknown_chars = "".join(sorted(set(counts.unknown_chars) | seen))[:10]
+    finally:
+        for f in (*files.values(), val_file):
+            f.close()
+    return counts
+
+
+def _check_counts(counts: _Counts, config: TrainConfig) -> None:
+    if counts.unknown:
+        raise CorpusError(
+            f"the corpus has {counts.unknown} character(s) that {counts.source}'s vocabulary lacks "
+            f"(e.g. {counts.unknown_chars!r}); fine-tuning needs a vocabulary that covers the text: "
+            "train a new run instead"
+        )
+    if counts.val_tokens < 2:
+        raise CorpusError(
+            f"the validation split has {counts.val_tokens} token(s), too few to measure; "
+            "raise --val-fraction, give a longer corpus, or pass --val FILE"
+        )
+    TBPTTStream.check_length(counts.train_tokens, config.batch_size, config.seq_len)
+
+
+class _Staging:
+    """A private folder beside the run folder where its data files are made before they are moved in.
+
+    If anything fails first, the folder and all in it are removed: a failed start leaves nothing.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        parent = folder.parent if folder.parent.is_dir() else None
+        self.path = Path(tempfile.mkdtemp(prefix=".charnn-staging-", dir=parent))
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def move_into(self, folder: Path) -> None:
+        for item in self.path.iterdir():
+            with open(item, "rb") as f:
+                os.fsync(f.fileno())
+            shutil.move(str(item), folder / item.name)
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def resume(
@@ -138,7 +235,7 @@ def resume(
     folder = Path(folder)
     run_config = checkpoint.check_run_folder(folder)
     info = run_config.get("data", {})
-    if corpus is not None and corpus_digest(corpus.text) != info.get("corpus_sha256"):
+    if corpus is not None and corpus_stats(corpus).sha256 != info.get("corpus_sha256"):
         raise ConfigError(
             f"the corpus differs from the one {folder} was trained on; "
             "pass --overwrite to start a new run there, or --out to choose another folder"
@@ -175,33 +272,9 @@ def resume(
     return loop.run()
 
 
-def _check_vocabulary_fits(source: Path, tokenizer: Any, text: str, tokens: np.ndarray) -> None:
-    unknown = np.isin(tokens, tokenizer.never_sample())
-    if unknown.any():
-        missing = sorted({text[i] for i in np.flatnonzero(unknown)[:1000] if i < len(text)})
-        raise CorpusError(
-            f"the corpus has {int(unknown.sum())} character(s) that {source}'s vocabulary lacks "
-            f"(e.g. {''.join(missing[:10])!r}); fine-tuning needs a vocabulary that covers the text: "
-            "train a new run instead"
-        )
-
-
-def _split(corpus: Corpus, config: TrainConfig, val_text: str | None) -> tuple[str, str, str]:
-    if val_text is None:
-        train_text, val_text = split_text(corpus.text, config.val_fraction)
-        source = f"last {config.val_fraction:g} of the corpus"
-    else:
-        train_text, source = corpus.text, "--val file"
-    if not train_text.strip():
-        raise CorpusError("the training split holds no text; lower --val-fraction or give a longer corpus")
-    return train_text, val_text, source
-
-
-def _read_tokens(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
-    if not path.is_file() or path.stat().st_size != count * dtype.itemsize:
+def _read_tokens(path: Path, dtype: np.dtype, count: int | None = None) -> np.ndarray:
+    """The token file as a copy-on-write memory map: pages are read as training reaches them."""
+    size = path.stat().st_size if path.is_file() else -1
+    if size < 0 or (count is not None and size != count * dtype.itemsize) or size % dtype.itemsize:
         raise CheckpointError(f"{path} is missing or not the size config.json says; the run cannot be resumed")
-    return np.memmap(path, dtype=dtype, mode="c", shape=(count,))
-
-
-def corpus_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return np.memmap(path, dtype=dtype, mode="c", shape=(size // dtype.itemsize,))

@@ -51,7 +51,44 @@ def test_missing_file_and_folder(tmp_path):
 def test_bom_is_dropped(tmp_path):
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbfhello")
-    assert read_corpus([path]).text == "hello"
+    assert "".join(read_corpus([path]).chunks()) == "hello"
+
+
+def test_files_are_streamed_in_chunks_that_split_characters(tmp_path, monkeypatch):
+    import charnn.data
+
+    monkeypatch.setattr(charnn.data, "CHUNK_BYTES", 5)
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    a.write_bytes(b"\xef\xbb\xbf" + "héllo wörld 🌍 日本".encode())
+    b.write_text("")
+    c.write_text("next\n")
+    corpus = read_corpus([a, b, c])
+    assert corpus.text is None
+    assert "".join(corpus.chunks()) == "héllo wörld 🌍 日本\nnext\n"
+    stats = corpus.stats
+    assert stats.chars == len("héllo wörld 🌍 日本\nnext\n")
+    assert set(stats.alphabet) == set("héllo wörld 🌍 日本\nnext\n")
+
+
+def test_in_memory_and_streamed_corpora_agree(tmp_path):
+    from charnn.data import Corpus, corpus_stats
+
+    text = "Once upon a time, ünïcode 🌍.\n" * 50
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    streamed = read_corpus([path]).stats
+    held = corpus_stats(Corpus(text=text, name="t", sources=("t",)))
+    assert (streamed.chars, streamed.sha256, streamed.alphabet) == (held.chars, held.sha256, held.alphabet)
+
+
+def test_invalid_utf8_offset_is_exact_across_chunks(tmp_path, monkeypatch):
+    import charnn.data
+
+    monkeypatch.setattr(charnn.data, "CHUNK_BYTES", 4)
+    path = tmp_path / "bad.txt"
+    path.write_bytes("aé日".encode() + b"xyz\xc3(" + b"tail")
+    with pytest.raises(CorpusError, match=r"byte offset 9 \(c3 28"):
+        read_corpus([path])
 
 
 def test_split_keeps_the_end_for_validation():
