@@ -10,9 +10,11 @@ BENCHMARKS = {
     "throughput": "training chars/s against a minimal nn.LSTM loop, and MFU",
     "sampling": "generation chars/s (1 and 64 samples), time to first character, --help time",
     "encoding": "character tokenizer encoding MB/s",
+    "memory": "peak RSS of `charnn train` on a 1 GB corpus",
     "quality": "validation loss of `charnn train` with the defaults at a time budget (5+ minutes)",
+    "tokenizers": "char vs BPE 1k/4k vs unigram 4k at one time budget: held-out bits/char, chars/s (40+ minutes)",
 }
-QUICK = ("throughput", "sampling", "encoding")
+QUICK = ("throughput", "sampling", "encoding", "memory")
 
 
 def main() -> None:

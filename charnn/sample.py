@@ -3,11 +3,18 @@
 The generator reads the prime once with the fused model, then produces one token
 per step with ``RecurrentLM.stepper``, carrying the state: O(1) work per token, the
 prefix is never read again.
+
+Sampling works on text, not token boundaries. Stop strings and ``length`` are
+applied to the decoded text, so they cut at the exact character even inside a
+subword token. A prime that ends inside what would be one token is *healed*: its
+last tokens are taken back and the first tokens generated must spell them again,
+so the sample continues the prime's characters exactly (see ``heal_prime``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import codecs
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +22,9 @@ import numpy as np
 import torch
 
 from charnn.config import SampleConfig
-from charnn.tokenizers import StreamDecoder
+
+MAX_HEALED_TOKENS = 4
+"""At most this many tokens at the end of a prime are taken back and generated again."""
 
 
 def sample_next(
@@ -75,6 +84,137 @@ class StopScanner:
         return "" if self.stopped else out
 
 
+def heal_prime(prime: Sequence[int], token_bytes: Sequence[bytes]) -> tuple[list[int], bytes]:
+    """Split the prime's ids into the ones to read and the bytes of a tail to generate again.
+
+    A subword tokenizer encodes a prime that stops inside a word ("The qu") with a last
+    token ("▁qu") that the model rarely saw followed by the rest of its word: in
+    training text, that word is one token ("▁queen"). So the longest tail of up to
+    MAX_HEALED_TOKENS tokens whose bytes are a proper prefix of some token's bytes
+    is taken back; generation must then start by spelling it again (``_Healing``).
+    A character tokenizer has no token that extends another, so nothing is taken back.
+    """
+    ids = [int(i) for i in prime]
+    prefixes = _proper_prefixes(token_bytes)
+    take, tail = 0, b""
+    for k in range(1, min(MAX_HEALED_TOKENS, len(ids)) + 1):
+        tail = token_bytes[ids[-k]] + tail
+        if tail in prefixes:
+            take = k
+    if take == 0:
+        return ids, b""
+    return ids[:-take], b"".join(token_bytes[i] for i in ids[-take:])
+
+
+def _proper_prefixes(token_bytes: Sequence[bytes]) -> set[bytes]:
+    return {b[:j] for b in token_bytes for j in range(1, len(b))}
+
+
+class _Healing:
+    """Per sample, the taken-back bytes still to be spelled, and the tokens allowed meanwhile.
+
+    While a sample owes bytes R, its next token must start with R (and then owes
+    nothing) or be a non-empty prefix of R (and then owes the rest). The text of a
+    sample leaves out R: the prime already printed it.
+    """
+
+    def __init__(self, token_bytes: Sequence[bytes], owed: bytes, n: int, device: torch.device) -> None:
+        self.token_bytes = token_bytes
+        self.owed = [owed] * n
+        self.device = device
+        self._allowed: dict[bytes, torch.Tensor] = {}
+
+    def active(self) -> bool:
+        return any(self.owed)
+
+    def restrict(self, logits: torch.Tensor) -> None:
+        """Rule out, in place, the tokens a sample that owes bytes may not take. logits (n, V)."""
+        for row, owed in enumerate(self.owed):
+            if owed:
+                logits[row].masked_fill_(~self._allowed_for(owed), float("-inf"))
+
+    def _allowed_for(self, owed: bytes) -> torch.Tensor:
+        if owed not in self._allowed:
+            allowed = [bool(b) and (b.startswith(owed) or owed.startswith(b)) for b in self.token_bytes]
+            self._allowed[owed] = torch.tensor(allowed, dtype=torch.bool, device=self.device)  # (V,)
+        return self._allowed[owed]
+
+    def new_bytes(self, row: int, token_id: int) -> bytes:
+        """The bytes token ``token_id`` adds to sample ``row`` beyond what it owed."""
+        data, owed = self.token_bytes[token_id], self.owed[row]
+        if not owed:
+            return data
+        if data.startswith(owed):
+            self.owed[row] = b""
+            return data[len(owed) :]
+        self.owed[row] = owed[len(data) :]
+        return b""
+
+
+class _Utf8Guard:
+    """Keeps each sample's bytes valid UTF-8 when the vocabulary has single-byte tokens.
+
+    A subword tokenizer's byte fallback spells rare characters one byte per token. A
+    byte is only sampled where it can start or continue a character: after a lead
+    byte, only the continuation bytes UTF-8 allows there; elsewhere, no stray
+    continuation byte. So generated text never holds U+FFFD that the model did not
+    spell. A tokenizer without such tokens (char) is left alone.
+    """
+
+    def __init__(self, token_bytes: Sequence[bytes], n: int, device: torch.device) -> None:
+        values = [b[0] if len(b) == 1 and b[0] >= 0x80 else -1 for b in token_bytes]
+        self.byte_value = values
+        self.enabled = any(v >= 0 for v in values)
+        self.state = [(0, 0, 0)] * n  # (continuation bytes still needed, lowest and highest next byte)
+        self.device = device
+        # Bytes that cannot start a character: continuation bytes and bytes UTF-8 never uses.
+        self._stray = {v for v in range(0x80, 0x100) if _lead(v)[0] == 0}
+        stray_ids = [i for i, v in enumerate(values) if v in self._stray]
+        self.stray = torch.tensor(stray_ids, dtype=torch.long, device=device)
+        self._masks: dict[tuple[int, int, int], torch.Tensor] = {}
+
+    def restrict(self, logits: torch.Tensor) -> None:
+        """Rule out, in place, the tokens that would break UTF-8. logits (n, V)."""
+        if not self.enabled:
+            return
+        inside = [row for row, (need, _, _) in enumerate(self.state) if need]
+        if not inside:
+            logits.index_fill_(1, self.stray, float("-inf"))  # the usual case: every sample between characters
+            return
+        for row, state in enumerate(self.state):
+            logits[row].masked_fill_(~self._allowed(state), float("-inf"))
+
+    def _allowed(self, state: tuple[int, int, int]) -> torch.Tensor:
+        if state not in self._masks:
+            need, lo, hi = state
+            values = self.byte_value
+            allowed = [lo <= v <= hi for v in values] if need else [v not in self._stray for v in values]
+            self._masks[state] = torch.tensor(allowed, dtype=torch.bool, device=self.device)  # (V,)
+        return self._masks[state]
+
+    def update(self, row: int, token_id: int) -> None:
+        if not self.enabled:
+            return
+        value, (need, _, _) = self.byte_value[token_id], self.state[row]
+        if value < 0:
+            self.state[row] = (0, 0, 0)
+        elif need:
+            self.state[row] = (need - 1, 0x80, 0xBF) if need > 1 else (0, 0, 0)
+        else:
+            self.state[row] = _lead(value)
+
+
+def _lead(byte: int) -> tuple[int, int, int]:
+    """For a byte that starts a multi-byte character: (continuation bytes, range of the next); else zeros."""
+    if 0xC2 <= byte <= 0xDF:
+        return 1, 0x80, 0xBF
+    if 0xE0 <= byte <= 0xEF:
+        return 2, 0xA0 if byte == 0xE0 else 0x80, 0x9F if byte == 0xED else 0xBF
+    if 0xF0 <= byte <= 0xF4:
+        return 3, 0x90 if byte == 0xF0 else 0x80, 0x8F if byte == 0xF4 else 0xBF
+    return 0, 0, 0
+
+
 @dataclass(frozen=True)
 class Piece:
     """Generated text for one sample; ``done`` marks the sample's last piece."""
@@ -88,7 +228,8 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
     """Yield pieces of text as they are generated, for every sample of the batch.
 
     ``length`` counts generated characters; a sample also ends at its first stop
-    string. Each sample ends with exactly one piece whose ``done`` is True.
+    string. Each sample ends with exactly one piece whose ``done`` is True. The text
+    continues the prime exactly and never repeats it, even when the prime was healed.
     """
     model, tokenizer = run.model, run.tokenizer
     device = model.embed.weight.device
@@ -96,17 +237,22 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
     generator.manual_seed(config.seed if config.seed is not None else int(torch.seed() % (2**63)))
     n = config.num_samples
 
-    prime = tokenizer.encode(config.prime) if config.prime else tokenizer.start_ids()
-    prime_ids = torch.from_numpy(np.asarray(prime, dtype=np.int64)).to(device)
+    token_bytes = [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
+    context, owed = heal_prime(tokenizer.encode(config.prime), token_bytes) if config.prime else ([], b"")
+    if not context:
+        context = tokenizer.start_ids()
+    context_ids = torch.from_numpy(np.asarray(context, dtype=np.int64)).to(device)
+    healing = _Healing(token_bytes, owed, n, device)
+    utf8 = _Utf8Guard(token_bytes, n, device)
     with torch.inference_mode():
         state = model.initial_state(n, device)
-        if len(prime_ids) > 1:
-            _, state = model(prime_ids[:-1].expand(n, -1), state)  # (n, P-1): read the prime once
-        token = prime_ids[-1:].expand(n)  # (n,)
+        if len(context_ids) > 1:
+            _, state = model(context_ids[:-1].expand(n, -1), state)  # (n, P-1): read the prime once
+        token = context_ids[-1:].expand(n)  # (n,)
         step = model.stepper()
         banned = torch.tensor(tokenizer.never_sample(), dtype=torch.long, device=device)
 
-        decoders = [StreamDecoder(tokenizer) for _ in range(n)]
+        decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]
         scanners = [StopScanner(config.stop) for _ in range(n)]
         produced = [0] * n
         active = set(range(n))
@@ -114,10 +260,14 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
             logits, state = step(token, state)  # (n, V)
             if len(banned):
                 logits.index_fill_(1, banned, float("-inf"))
+            utf8.restrict(logits)
+            if healing.active():
+                healing.restrict(logits)
             token = sample_next(logits, config.temperature, config.top_k, config.top_p, generator)
             ids = token.tolist()
             for i in sorted(active):
-                text = decoders[i].push(ids[i])
+                utf8.update(i, ids[i])
+                text = decoders[i].decode(healing.new_bytes(i, ids[i]))
                 if produced[i] + len(text) >= config.length:
                     text = text[: config.length - produced[i]]
                 produced[i] += len(text)

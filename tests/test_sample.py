@@ -4,7 +4,7 @@ import torch
 from charnn.checkpoint import load_run
 from charnn.config import SampleConfig
 from charnn.errors import ConfigError
-from charnn.sample import StopScanner, generate_text, sample_next, stream
+from charnn.sample import StopScanner, generate_text, heal_prime, sample_next, stream
 
 
 def test_temperature_zero_is_argmax():
@@ -139,3 +139,126 @@ def test_unknown_prime_characters_do_not_crash(trained_run):
 def test_bad_sample_settings_name_the_flag(options, flag):
     with pytest.raises(ConfigError, match=flag):
         SampleConfig(**options)
+
+
+# -- subword models: stops, primes and bytes work on text, not token boundaries ----------
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory, fantasy_text):
+    """A tiny LSTM over a 400-piece BPE vocabulary, trained for 20 steps; read-only."""
+    from charnn.data import Corpus
+    from charnn.train import train
+    from tests.conftest import TINY_MODEL, tiny_train_config
+
+    folder = tmp_path_factory.mktemp("runs") / "bpe"
+    corpus = Corpus(text=fantasy_text, name="bpe", sources=("fantasy.txt",))
+    config = tiny_train_config(steps=20, eval_every=20)
+    train(corpus, folder, TINY_MODEL, config, tokenizer_kind="bpe", tokenizer_options={"vocab_size": 400})
+    return folder
+
+
+def record_tokens(monkeypatch):
+    """Collect the ids stream() samples, one (n,) tensor per step."""
+    import charnn.sample
+
+    steps = []
+    original = charnn.sample.sample_next
+
+    def recording(*args, **kwargs):
+        token = original(*args, **kwargs)
+        steps.append(token.clone())
+        return token
+
+    monkeypatch.setattr(charnn.sample, "sample_next", recording)
+    return steps
+
+
+def test_a_stop_inside_a_subword_token_cuts_at_the_exact_character(bpe_run, monkeypatch, run_cli):
+    run = load_run(bpe_run)
+    prime = "Alice\n"  # a newline is a token nothing extends: the prime is read as it is
+    steps = record_tokens(monkeypatch)
+    full = generate_text(run, prime=prime, length=300, seed=2)[0]
+    pieces = [run.tokenizer.token_bytes(int(t[0])) for t in steps]
+    # A stop string that starts inside a multi-character token, at its first occurrence.
+    spelled, offset, stop = b"", 0, None
+    for piece in pieces:
+        if len(piece.decode("utf-8", "replace")) >= 3:
+            offset = len(spelled.decode("utf-8"))  # a piece of several characters starts between characters
+            if full.find(piece.decode()[1:3]) == offset + 1:
+                stop = piece.decode()[1:3]
+                break
+        spelled += piece
+    assert stop is not None, "no multi-character token to cut inside"
+    cut = generate_text(run, prime=prime, length=300, seed=2, stop=(stop,))[0]
+    assert cut == full[: offset + 1]
+    code, out, _ = run_cli("sample", "-m", bpe_run, "--prime", prime, "--seed", "2", "-l", "300", "--stop", stop)
+    assert code == 0
+    assert out == prime + cut + "\n"
+
+
+def test_a_char_prime_is_never_healed(trained_run):
+    run = load_run(trained_run)
+    token_bytes = [run.tokenizer.token_bytes(i) for i in range(run.tokenizer.vocab_size)]
+    ids = run.tokenizer.encode("The queen said")
+    assert heal_prime(ids, token_bytes) == (ids.tolist(), b"")
+
+
+def test_heal_prime_takes_back_the_longest_tail_a_token_extends():
+    vocab = [b"", b"T", b"he", b" ", b"q", b"u", b"e", b"n", b" qu", b" queen", b"\xf0", b"\x9f", b"\x8c", b"\x8d"]
+    ids = {b: i for i, b in enumerate(vocab)}
+    prime = [ids[b] for b in (b"T", b"he", b" ", b"q", b"u", b"e")]  # "The que"
+    assert heal_prime(prime, vocab) == (prime[:2], b" que")
+    assert heal_prime(prime[:3], vocab) == (prime[:2], b" ")
+    emoji = [ids[b"he"], ids[b"\xf0"], ids[b"\x9f"], ids[b"\x8c"], ids[b"\x8d"]]
+    assert heal_prime(emoji, vocab) == (emoji, b"")  # whole characters no token extends
+    assert heal_prime(prime[:1], vocab) == (prime[:1], b"")
+
+
+@pytest.mark.parametrize(
+    ("prime", "healed"),
+    [("Alice was beginn", True), ("The Rabbit ", True), ("Th", True), (" ", True), ("she said 'Oh dear\n", False)],
+)
+def test_a_prime_that_ends_mid_token_is_continued_exactly(bpe_run, monkeypatch, prime, healed):
+    run = load_run(bpe_run)
+    tok = run.tokenizer
+    token_bytes = [tok.token_bytes(i) for i in range(tok.vocab_size)]
+    context, owed = heal_prime(tok.encode(prime), token_bytes)
+    assert bool(owed) == healed and prime.encode().endswith(owed)
+    steps = record_tokens(monkeypatch)
+    texts = generate_text(run, prime=prime, length=60, seed=3, num_samples=3, temperature=1.0)
+    head = tok.decode(context) if context else "\n"  # an all-healed prime is read after a newline
+    assert head + owed.decode() == (prime if context else "\n" + prime)
+    for row, text in enumerate(texts):
+        generated = [int(t[row]) for t in steps]
+        spelled = tok.decode(list(context) + generated) if context else tok.decode([*tok.start_ids(), *generated])
+        # The tokens spell the whole prime, then exactly the printed text: nothing repeated or lost.
+        assert spelled.startswith(head + owed.decode() + text)
+        assert len(text) == 60
+
+
+def test_greedy_healing_picks_the_best_token_that_spells_the_tail(bpe_run, monkeypatch):
+    run = load_run(bpe_run)
+    tok = run.tokenizer
+    prime = "Alice was beginn"
+    token_bytes = [tok.token_bytes(i) for i in range(tok.vocab_size)]
+    context, owed = heal_prime(tok.encode(prime), token_bytes)
+    steps = record_tokens(monkeypatch)
+    generate_text(run, prime=prime, length=5, temperature=0.0)
+    with torch.no_grad():
+        logits, _ = run.model(torch.tensor([context], dtype=torch.long))
+    allowed = [i for i, b in enumerate(token_bytes) if b and (b.startswith(owed) or owed.startswith(b))]
+    best = max(allowed, key=lambda i: float(logits[0, -1, i]))
+    assert int(steps[0][0]) == best
+
+
+def test_sampled_subword_text_is_always_valid_utf8(bpe_run):
+    run = load_run(bpe_run)
+    tok = run.tokenizer
+    high_bytes = [i for i in range(tok.vocab_size) if len(tok.token_bytes(i)) == 1 and tok.token_bytes(i)[0] >= 0x80]
+    assert len(high_bytes) == 128
+    with torch.no_grad():  # make the byte-fallback pieces likely, stray continuation bytes included
+        run.model.head.bias[high_bytes] += 6.0
+    texts = generate_text(run, prime="Alice", length=200, seed=0, num_samples=4, temperature=1.5)
+    assert all(len(t) == 200 and "\ufffd" not in t for t in texts)
+    assert any(ord(c) > 127 for t in texts for c in t)  # bytes were sampled, and spelled characters

@@ -65,7 +65,7 @@ def test_stream_decoder_joins_to_decode():
 
 
 def test_unknown_kind_lists_choices():
-    with pytest.raises(TokenizerError, match="unknown --tokenizer 'wordpiece'; choose one of: char"):
+    with pytest.raises(TokenizerError, match="unknown --tokenizer .wordpiece.; choose one of: bpe, char, unigram"):
         build_tokenizer("wordpiece", "text")
 
 

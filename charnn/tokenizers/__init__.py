@@ -1,6 +1,6 @@
 """Tokenizers: a small protocol (base) and the kinds registered with it."""
 
-from charnn.tokenizers import char  # noqa: F401  (registers the "char" kind)
+from charnn.tokenizers import char, subword  # noqa: F401  (register "char", "bpe" and "unigram")
 from charnn.tokenizers.base import (
     StreamDecoder,
     Tokenizer,
