@@ -50,6 +50,19 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Pa
     return folder
 
 
+@pytest.fixture(scope="session")
+def bpe_run(tmp_path_factory: pytest.TempPathFactory, fantasy_text: str) -> Path:
+    """A tiny LSTM over a 400-piece BPE vocabulary, trained for 20 steps; read-only."""
+    from charnn.data import Corpus
+    from charnn.train import train
+
+    folder = tmp_path_factory.mktemp("runs") / "bpe"
+    corpus = Corpus(text=fantasy_text, name="bpe", sources=("fantasy.txt",))
+    config = tiny_train_config(steps=20, eval_every=20)
+    train(corpus, folder, TINY_MODEL, config, tokenizer_kind="bpe", tokenizer_options={"vocab_size": 400})
+    return folder
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """Run `charnn ARGS` in process; returns (exit code, stdout, stderr)."""

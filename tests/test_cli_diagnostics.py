@@ -1,11 +1,9 @@
 import importlib.util
 import json
-import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.test_diagnostics import png_size
 
 SMALL = ["--layers", "1", "--hidden", "32", "--embed", "16", "--samples", "8"]
@@ -16,19 +14,6 @@ def text_file(tmp_path, small_text):
     path = tmp_path / "text.txt"
     path.write_text(small_text, encoding="utf-8")
     return path
-
-
-def test_help_of_the_new_commands_does_not_import_torch():
-    code = (
-        "import sys; from charnn.cli import main\n"
-        "for args in (['grads', '--help'], ['plot', '--help'], ['info', '--help']):\n"
-        "    try: main(args)\n"
-        "    except SystemExit: pass\n"
-        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules and 'matplotlib' not in sys.modules\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("Examples") == 3
 
 
 def test_grads_json_has_length_norms_per_model(run_cli, text_file):

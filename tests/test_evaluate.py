@@ -2,7 +2,6 @@ import json
 import math
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -60,20 +59,6 @@ def test_rows_with_burn_in_approximate_the_exact_total(trained_run, fantasy_text
 
 
 # -- subword tokenizers: the same measures, over the same characters and bytes -----------
-
-
-@pytest.fixture(scope="module")
-def bpe_run(tmp_path_factory, fantasy_text):
-    """A tiny LSTM over a 400-piece BPE vocabulary, trained for 20 steps; read-only."""
-    from charnn.data import Corpus
-    from charnn.train import train
-    from tests.conftest import TINY_MODEL, tiny_train_config
-
-    folder = tmp_path_factory.mktemp("runs") / "bpe"
-    corpus = Corpus(text=fantasy_text, name="bpe", sources=("fantasy.txt",))
-    config = tiny_train_config(steps=20, eval_every=20)
-    train(corpus, folder, TINY_MODEL, config, tokenizer_kind="bpe", tokenizer_options={"vocab_size": 400})
-    return folder
 
 
 def covered_by_brute_force(tokenizer, tokens, text):

@@ -144,20 +144,6 @@ def test_bad_sample_settings_name_the_flag(options, flag):
 # -- subword models: stops, primes and bytes work on text, not token boundaries ----------
 
 
-@pytest.fixture(scope="module")
-def bpe_run(tmp_path_factory, fantasy_text):
-    """A tiny LSTM over a 400-piece BPE vocabulary, trained for 20 steps; read-only."""
-    from charnn.data import Corpus
-    from charnn.train import train
-    from tests.conftest import TINY_MODEL, tiny_train_config
-
-    folder = tmp_path_factory.mktemp("runs") / "bpe"
-    corpus = Corpus(text=fantasy_text, name="bpe", sources=("fantasy.txt",))
-    config = tiny_train_config(steps=20, eval_every=20)
-    train(corpus, folder, TINY_MODEL, config, tokenizer_kind="bpe", tokenizer_options={"vocab_size": 400})
-    return folder
-
-
 def record_tokens(monkeypatch):
     """Collect the ids stream() samples, one (n,) tensor per step."""
     import charnn.sample
