@@ -211,10 +211,9 @@ def decode_utf8(data: bytes, label: str) -> str:
         ) from None
 
 
-def split_text(text: str, val_fraction: float) -> tuple[str, str]:
-    """First (1 - f) of the text for training, the last f for validation."""
-    cut = len(text) - int(round(len(text) * val_fraction))
-    return text[:cut], text[cut:]
+def split_point(chars: int, val_fraction: float) -> int:
+    """Characters of the training split: the first (1 - f) of the text; validation is the last f."""
+    return chars - int(round(chars * val_fraction))
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

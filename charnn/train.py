@@ -29,7 +29,7 @@ import torch
 
 from charnn import checkpoint
 from charnn.config import ModelConfig, TrainConfig
-from charnn.data import Corpus, TBPTTStream, corpus_stats, split_pieces, token_dtype, training_sample
+from charnn.data import Corpus, TBPTTStream, corpus_stats, split_pieces, split_point, token_dtype, training_sample
 from charnn.device import resolve_device
 from charnn.distributed import init_world
 from charnn.errors import CheckpointError, ConfigError, CorpusError
@@ -64,7 +64,7 @@ def train(
     folder = Path(folder)
     stats = corpus_stats(corpus)
     if val_text is None:
-        n_train = stats.chars - int(round(stats.chars * config.val_fraction))
+        n_train = split_point(stats.chars, config.val_fraction)
         val_source = f"last {config.val_fraction:g} of the corpus"
     else:
         n_train, val_source = stats.chars, "--val file"

@@ -78,3 +78,19 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return code, out, err
 
     return run
+
+
+class StreamDecoder:
+    """Decodes generated ids one at a time, as sampling does, from each token's bytes."""
+
+    def __init__(self, tokenizer) -> None:
+        import codecs
+
+        self._bytes = tokenizer.token_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self._decoder.decode(self._bytes(token_id))
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)

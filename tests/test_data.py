@@ -3,7 +3,7 @@ import io
 import numpy as np
 import pytest
 
-from charnn.data import TBPTTStream, read_corpus, split_text, token_dtype
+from charnn.data import TBPTTStream, read_corpus, split_point, token_dtype
 from charnn.errors import CorpusError
 
 
@@ -92,8 +92,8 @@ def test_invalid_utf8_offset_is_exact_across_chunks(tmp_path, monkeypatch):
 
 
 def test_split_keeps_the_end_for_validation():
-    train, val = split_text("abcdefghij", 0.2)
-    assert (train, val) == ("abcdefgh", "ij")
+    assert split_point(10, 0.2) == 8
+    assert split_point(1_115_394, 0.1) == 1_003_855  # nanoGPT's tinyshakespeare split
 
 
 def test_token_dtype_is_narrowest():

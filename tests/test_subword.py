@@ -6,8 +6,9 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from charnn.errors import TokenizerError
-from charnn.tokenizers import StreamDecoder, build_tokenizer, load_tokenizer, subword, tokenizer_kinds
+from charnn.tokenizers import build_tokenizer, load_tokenizer, subword, tokenizer_kinds
 from charnn.tokenizers.subword import SubwordTokenizer, training_sentences
+from tests.conftest import StreamDecoder
 
 ADVERSARIAL = [
     "",

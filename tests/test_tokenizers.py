@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from charnn.errors import TokenizerError
-from charnn.tokenizers import StreamDecoder, UnknownTextWarning, build_tokenizer, load_tokenizer
+from charnn.tokenizers import UnknownTextWarning, build_tokenizer, load_tokenizer
 from charnn.tokenizers.char import UNKNOWN_ID, CharTokenizer
+from tests.conftest import StreamDecoder
 
 UNICODE = "Hello, wörld! 你好 🌍 e\u0301\tCRLF\r\n  trailing  \n"
 

@@ -2,7 +2,6 @@
 
 from charnn.tokenizers import char, subword  # noqa: F401  (register "char", "bpe" and "unigram")
 from charnn.tokenizers.base import (
-    StreamDecoder,
     Tokenizer,
     UnknownTextWarning,
     build_tokenizer,
@@ -11,7 +10,6 @@ from charnn.tokenizers.base import (
 )
 
 __all__ = [
-    "StreamDecoder",
     "Tokenizer",
     "UnknownTextWarning",
     "build_tokenizer",

@@ -1,13 +1,12 @@
 """The tokenizer contract and the registry of tokenizer kinds.
 
 A tokenizer turns text into a 1-D numpy array of ids and back. Every token also has
-a byte string, so that generated ids can be decoded incrementally (a UTF-8
-character may be split across tokens in subword vocabularies).
+a byte string, so that generated ids can be decoded incrementally with an
+incremental UTF-8 decoder (a character may be split across subword tokens).
 """
 
 from __future__ import annotations
 
-import codecs
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -81,20 +80,6 @@ def load_tokenizer(folder: Path, meta: dict[str, Any]) -> Tokenizer:
             f"(known: {', '.join(tokenizer_kinds())}); upgrade charnn to use this run"
         )
     return _REGISTRY[kind](folder, meta)
-
-
-class StreamDecoder:
-    """Turns generated ids into text one id at a time, holding back partial UTF-8."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self._token_bytes = tokenizer.token_bytes
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def push(self, token_id: int) -> str:
-        return self._decoder.decode(self._token_bytes(token_id))
-
-    def flush(self) -> str:
-        return self._decoder.decode(b"", final=True)
 
 
 class WarnOnce:
