@@ -174,16 +174,21 @@ def test_finished_run_is_complete_unless_the_budget_grows(reference, tmp_path):
     assert result.steps == 35
 
 
-def test_nan_steps_roll_back_lower_the_rate_and_are_logged(small_text, tmp_path, monkeypatch):
+def poison_norms(monkeypatch, bad, value=float("nan")):
+    """Make the gradient norm of the steps numbered by ``bad(call)`` non-finite, as training sees it."""
     real = train_module.clip_gradients
     calls = {"n": 0}
 
     def poisoned(*args):
         calls["n"] += 1
         norm = real(*args)
-        return torch.tensor(float("nan")) if 13 <= calls["n"] < 13 + train_module.MAX_BAD_STEPS else norm
+        return torch.tensor(value) if bad(calls["n"]) else norm
 
     monkeypatch.setattr(train_module, "clip_gradients", poisoned)
+
+
+def test_nan_steps_roll_back_lower_the_rate_and_are_logged(small_text, tmp_path, monkeypatch):
+    poison_norms(monkeypatch, lambda n: 13 <= n < 13 + train_module.MAX_BAD_STEPS)
     events = []
     result = train(corpus(small_text), tmp_path / "r", MODEL, config(), on_event=events.append)
     assert result.reason == "budget" and result.steps == 30
@@ -196,15 +201,7 @@ def test_nan_steps_roll_back_lower_the_rate_and_are_logged(small_text, tmp_path,
 
 
 def test_hopeless_divergence_stops_with_the_last_good_checkpoint(small_text, tmp_path, monkeypatch):
-    real = train_module.clip_gradients
-    calls = {"n": 0}
-
-    def poisoned(*args):
-        calls["n"] += 1
-        norm = real(*args)
-        return torch.tensor(float("inf")) if calls["n"] > 12 else norm
-
-    monkeypatch.setattr(train_module, "clip_gradients", poisoned)
+    poison_norms(monkeypatch, lambda n: n > 12, float("inf"))
     with pytest.raises(TrainingDiverged, match="train again with a lower --lr"):
         train(corpus(small_text), tmp_path / "r", MODEL, config())
     good = load_file(tmp_path / "r" / RESUME_FILE)
