@@ -6,7 +6,9 @@ alternately, and the ratio of each pair is quoted, so a neighbour slowing the ma
 for a minute slows both. Model-FLOP utilisation is against the best fp32 matrix
 multiply measured in the same run.
 
-    python -m bench throughput [--steps 60] [--repeat 3] [--hidden 384] [--precision auto]
+    python -m bench throughput [--steps 60] [--repeat 3] [--hidden H] [--seq-len T] [--precision auto]
+
+Shapes default to those of `charnn train`.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ WARMUP = 10
 
 
 def reference_loop(tokens: torch.Tensor, vocab: int, args, bf16: bool) -> float:  # noqa: ANN001
-    """A plain 2-layer nn.LSTM TBPTT loop: chars/s from step WARMUP to the end."""
+    """A plain nn.LSTM TBPTT loop (dropout like charnn's): chars/s from step WARMUP to the end."""
     torch.manual_seed(0)
     embed = nn.Embedding(vocab, args.embed)
-    lstm = nn.LSTM(args.embed, args.hidden, num_layers=args.layers, batch_first=True)
+    lstm = nn.LSTM(args.embed, args.hidden, num_layers=args.layers, batch_first=True, dropout=args.dropout)
     head = nn.Linear(args.hidden, vocab)
+    drop = nn.Dropout(args.dropout)  # on the embedding and before the head, as charnn does
     params = [*embed.parameters(), *lstm.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=2e-3)
     b, t = args.batch_size, args.seq_len
@@ -44,8 +47,8 @@ def reference_loop(tokens: torch.Tensor, vocab: int, args, bf16: bool) -> float:
         pos = step * t
         x, y = rows[:, pos : pos + t], rows[:, pos + 1 : pos + t + 1]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out, hidden = lstm(embed(x), hidden)
-            logits = head(out)
+            out, hidden = lstm(drop(embed(x)), hidden)
+            logits = head(drop(out))
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -80,7 +83,7 @@ def charnn_loop(text: str, args) -> tuple[float, bool, int]:  # noqa: ANN001
         precision=args.precision,
         device="cpu",
     )
-    model = dict(layers=args.layers, hidden=args.hidden, embed=args.embed)
+    model = dict(layers=args.layers, hidden=args.hidden, embed=args.embed, dropout=args.dropout)
     with tempfile.TemporaryDirectory() as tmp:
         train(Corpus(text, "bench", ("bench",)), Path(tmp) / "run", model, config, on_event=on_event)
     chars = (args.steps - WARMUP) * args.batch_size * args.seq_len
@@ -109,13 +112,17 @@ def flops_per_char(args, vocab: int) -> float:  # noqa: ANN001
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench throughput")
+    from charnn.config import ModelConfig, TrainConfig
+
+    model, train = ModelConfig(vocab_size=65), TrainConfig()  # shapes default to `charnn train`'s
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--hidden", type=int, default=384)
-    parser.add_argument("--embed", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=model.layers)
+    parser.add_argument("--hidden", type=int, default=model.hidden)
+    parser.add_argument("--embed", type=int, default=model.embed)
+    parser.add_argument("--batch-size", type=int, default=train.batch_size)
+    parser.add_argument("--seq-len", type=int, default=train.seq_len)
+    parser.add_argument("--dropout", type=float, default=model.dropout)
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args(argv)
 
@@ -127,7 +134,7 @@ def main(argv: list[str]) -> None:
     print(f"machine: {machine()}")
     print(
         f"settings: LSTM {args.layers}x{args.hidden}, embed {args.embed}, batch {args.batch_size}, "
-        f"window {args.seq_len}, {args.steps} steps (timed from step {WARMUP}), precision {args.precision}"
+        f"window {args.seq_len}, dropout {args.dropout}, {args.steps} steps (timed from step {WARMUP}), precision {args.precision}"
     )
     ours, refs, ratios = [], [], []
     bf16 = False

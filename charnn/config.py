@@ -39,7 +39,7 @@ class ModelConfig:
     """Width of each recurrent layer's state."""
     embed: int = 64
     """Width of the token embedding."""
-    dropout: float = 0.0
+    dropout: float = 0.1
     """Dropout on the embedding, between layers and before the head (training only)."""
     residual: bool | None = None
     """Add each layer's input to its output for layers 2.. (None: on when layers >= 2)."""
@@ -72,11 +72,11 @@ class ModelConfig:
 class TrainConfig:
     """How a model is trained. Budgets: ``steps``, ``time_budget`` (seconds), or both."""
 
-    seq_len: int = 128
+    seq_len: int = 64
     """Tokens per window of truncated backpropagation through time."""
     batch_size: int = 32
     """Parallel rows of the training stream; each row continues across windows."""
-    lr: float = 3e-3
+    lr: float = 5e-3
     """Peak learning rate of AdamW."""
     min_lr_ratio: float = 0.05
     """The cosine decay ends at lr * min_lr_ratio when the budget runs out."""
