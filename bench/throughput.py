@@ -134,7 +134,8 @@ def main(argv: list[str]) -> None:
     print(f"machine: {machine()}")
     print(
         f"settings: LSTM {args.layers}x{args.hidden}, embed {args.embed}, batch {args.batch_size}, "
-        f"window {args.seq_len}, dropout {args.dropout}, {args.steps} steps (timed from step {WARMUP}), precision {args.precision}"
+        f"window {args.seq_len}, dropout {args.dropout}, {args.steps} steps (timed from step {WARMUP}), "
+        f"precision {args.precision}"
     )
     ours, refs, ratios = [], [], []
     bf16 = False
