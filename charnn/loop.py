@@ -123,12 +123,12 @@ class Loop:
         self.session_start = time.perf_counter()
         self.elapsed_before = 0.0
         self.metrics = open(folder / checkpoint.METRICS_FILE, "a", encoding="utf-8") if self.world.main else None
-        self._seed_rank()
+        self._seed_rank(0)
 
-    def _seed_rank(self) -> None:
+    def _seed_rank(self, step: int) -> None:
         """Give each rank after the first its own dropout masks (rank 0 keeps the run's RNG stream)."""
         if self.world.active and not self.world.main:
-            torch.manual_seed(hash((self.config.seed, self.world.rank, self.position.step)) % 2**63)
+            torch.manual_seed(hash((self.config.seed, self.world.rank, step)) % 2**63)
 
     # -- time and budget -------------------------------------------------------------
 
@@ -157,8 +157,7 @@ class Loop:
 
     def _load_resume(self) -> tuple[State, Position]:
         carry, position = load_resume(self.folder, self.model, self.optimizer, self.config.batch_size)
-        self.position = position  # the saved RNG state is rank 0's: the others draw afresh from here
-        self._seed_rank()
+        self._seed_rank(position.step)  # the saved RNG state is rank 0's: the others draw afresh from here
         return [tuple(s[:, self.my_rows].contiguous() for s in layer) for layer in carry], position
 
     def run(self) -> Finished:
