@@ -11,25 +11,23 @@
       train.tokens        the encoded training and validation tokens, raw, in the
       val.tokens          narrowest dtype (config.json names it): resuming needs no corpus
 
-Nothing is pickled. Every file is written to a temporary name in the same folder,
-flushed to disk and renamed over the old one, so a reader sees either the old or
-the new file, never a torn one.
+Nothing is pickled. Every file is written atomically (charnn.files), so a reader sees
+either the old or the new file, never a torn one; charnn.runfolder makes and replaces
+whole run folders the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from charnn import __version__
 from charnn.config import ModelConfig
-from charnn.errors import CheckpointError, ConfigError, RunFolderError, TokenizerError
+from charnn.errors import CheckpointError, ConfigError, TokenizerError
+from charnn.files import atomic_write_bytes, atomic_write_text
 
 FORMAT = "charnn-run"
 FORMAT_VERSION = 1
@@ -45,107 +43,6 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, RESUME_FILE
 RUNS_DIR = "runs"
 MAX_CONFIG_BYTES = 1 << 20
 MODEL_ENV = "CHARNN_MODEL"
-
-
-@contextlib.contextmanager
-def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """A binary file to write that replaces ``path`` only when the block ends without error.
-
-    It is written under a temporary name in the same folder, flushed to disk and then
-    renamed, so a crash leaves the old file or the new one, never a torn one. A failed
-    write (a full disk, say) leaves the old file as it was and raises CheckpointError.
-    """
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(
-            f"cannot write {path}: {exc.strerror or exc}; the previous version of the file is intact"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a file opened with atomic_open."""
-    with atomic_open(path) as f:
-        write(f)
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporary files a killed writer left behind (they are never read)."""
-    for name in RUN_FILES:
-        for stale in folder.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def prepare_run_folder(folder: Path, overwrite: bool = False) -> None:
-    """Create ``folder`` for a new run, refusing to clobber anything not ours."""
-    if folder.exists() and not folder.is_dir():
-        raise RunFolderError(f"--out {folder} is a file, not a folder; choose another --out")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not (folder / CONFIG_FILE).is_file():
-            raise RunFolderError(f"--out {folder} is not empty and holds no charnn run; choose a new or empty folder")
-        if not overwrite:
-            raise RunFolderError(
-                f"{folder} already holds a run; pass --overwrite to replace it, or --out to choose another folder"
-            )
-        for name in (*RUN_FILES, _tokenizer_file(folder)):
-            if name:
-                (folder / name).unlink(missing_ok=True)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.", delete=True)
-        probe.close()
-    except OSError as exc:
-        raise RunFolderError(f"cannot write to --out {folder}: {exc.strerror or exc}") from None
-
-
-def _tokenizer_file(folder: Path) -> str:
-    """The tokenizer file an existing run's config.json names, if it is a plain name."""
-    try:
-        name = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))["tokenizer"]["file"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-    return name if isinstance(name, str) and name and Path(name).name == name else ""
 
 
 def save_model(folder: Path, model: Any) -> None:
@@ -175,9 +72,17 @@ class Run:
         return self.folder / VALIDATION_FILE
 
 
-def check_run_folder(folder: Path) -> dict[str, Any]:
-    """Read config.json and check that every file the run needs is there."""
+def check_run_folder(folder: Path, *, for_resume: bool = False) -> dict[str, Any]:
+    """Read config.json and check that every file the run needs is there.
+
+    A reader needs the best model; resuming needs the resume state instead (a run stopped
+    before its first validation has none yet). What a killed command left around the
+    folder is recovered first (charnn.runfolder).
+    """
+    from charnn.runfolder import recover
+
     folder = Path(folder)
+    recover(folder)
     if folder.is_file():
         raise CheckpointError(
             f"{folder} is a file; charnn loads run folders (config.json + model.safetensors) "
@@ -207,7 +112,13 @@ def check_run_folder(folder: Path) -> dict[str, Any]:
     tokenizer_file = config["tokenizer"].get("file", "")
     if not isinstance(tokenizer_file, str) or Path(tokenizer_file).name != tokenizer_file or not tokenizer_file:
         raise CheckpointError(f"{folder}/{CONFIG_FILE} names an invalid tokenizer file {tokenizer_file!r}")
-    missing = [name for name in (MODEL_FILE, tokenizer_file) if not (folder / name).is_file()]
+    if not for_resume and not (folder / MODEL_FILE).is_file() and (folder / RESUME_FILE).is_file():
+        raise CheckpointError(
+            f"{folder} has no {MODEL_FILE} yet: its training stopped before the first validation; "
+            f"continue it with `charnn train --resume {folder}`"
+        )
+    needed = (RESUME_FILE if for_resume else MODEL_FILE, tokenizer_file)
+    missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise CheckpointError(f"{folder} is incomplete: missing {', '.join(missing)}")
     return config

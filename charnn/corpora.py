@@ -261,7 +261,7 @@ def get(name: str, mirror: Path | str | None = None, notify: Notify | None = Non
 
 
 def _write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    from charnn.checkpoint import atomic_write
+    from charnn.files import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,13 @@ class RolledBack:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A one-line remark on how the run is set up (for stderr)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Finished:
     folder: Path
     steps: int
@@ -69,4 +76,4 @@ class Finished:
     best_val_bits_per_char: float
 
 
-Event = Started | Progress | Evaluated | RolledBack | Finished
+Event = Started | Progress | Evaluated | RolledBack | Notice | Finished

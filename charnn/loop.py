@@ -29,6 +29,7 @@ from charnn.distributed import World
 from charnn.errors import TrainingDiverged
 from charnn.evaluate import LN2, total_nll
 from charnn.events import Evaluated, Event, Finished, Progress, RolledBack, Started
+from charnn.files import remove_stale_temporaries
 from charnn.model import RecurrentLM, State, count_parameters, detach_state
 from charnn.resume import Position, load_resume, save_resume
 
@@ -145,7 +146,7 @@ class Loop:
     def restore(self) -> None:
         """Continue from the run folder's resume state (truncating the log to match it)."""
         if self.world.main:
-            checkpoint.remove_stale_temporaries(self.folder)
+            remove_stale_temporaries(self.folder)  # the run's lock is ours: no live writer's
         self.world.barrier()
         self.carry, self.position = self._load_resume()
         if self.world.main:

@@ -98,7 +98,7 @@ def _figure(size: tuple[int, int]) -> Any:
 
 
 def _save(figure: Any, path: str | Path) -> Path:
-    from charnn.checkpoint import atomic_write_bytes
+    from charnn.files import atomic_write_bytes
 
     path = check_png_path(path)
     buffer = io.BytesIO()

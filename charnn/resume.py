@@ -18,8 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from charnn.checkpoint import RESUME_FILE, atomic_write_bytes
+from charnn.checkpoint import RESUME_FILE
 from charnn.errors import CheckpointError
+from charnn.files import atomic_write_bytes
 from charnn.model import RecurrentLM, State
 
 RESUME_VERSION = 1

@@ -11,11 +11,10 @@ from __future__ import annotations
 __all__ = ["clip_gradients", "lr_at", "make_optimizer", "resume", "train"]
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import math
-import os
-import shutil
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -27,15 +26,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from charnn import checkpoint
+from charnn import checkpoint, runfolder
 from charnn.config import ModelConfig, TrainConfig
 from charnn.data import Corpus, TBPTTStream, corpus_stats, split_pieces, split_point, token_dtype, training_sample
 from charnn.device import resolve_device
 from charnn.distributed import init_world
-from charnn.errors import CheckpointError, ConfigError, CorpusError
-from charnn.events import Event, Finished
+from charnn.errors import CheckpointError, ConfigError, CorpusError, RunFolderError
+from charnn.events import Event, Finished, Notice
+from charnn.files import FolderLock
 from charnn.loop import Data, Loop, clip_gradients, lr_at, make_optimizer
 from charnn.model import RecurrentLM
+from charnn.resume import Position, save_resume
 from charnn.tokenizers import build_tokenizer, load_tokenizer
 
 
@@ -49,6 +50,8 @@ def train(
     tokenizer_options: dict[str, Any] | None = None,
     val_text: str | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    budget_given: bool = True,
     init_from: Path | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
     stop: threading.Event | None = None,
@@ -57,12 +60,92 @@ def train(
 
     ``init_from`` fine-tunes: the new run starts from that run's best weights, with its
     model settings and tokenizer (which must cover the corpus), and a fresh optimizer.
-    Everything that can be checked is checked before the folder is touched. Setting
-    ``stop`` ends training after the current step with a resumable checkpoint.
+    ``resume`` continues the run in ``folder`` when it is this one (the same corpus; with
+    ``overwrite``, the same settings too) and starts it otherwise, so that the same call
+    with ``resume=True`` goes on from any instant a first call was killed at; the budget
+    of ``config`` then replaces the run's if ``budget_given``. Everything that can be
+    checked is checked before the folder is touched. Setting ``stop`` ends training after
+    the current step with a resumable checkpoint.
     """
     config = config or TrainConfig()
     folder = Path(folder)
     stats = corpus_stats(corpus)
+    request = _request_digest(stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from)
+    world, device = init_world(resolve_device(config.device))
+    world.rows(config.batch_size)  # fails early if the batch does not split over the processes
+    going_on = replace = False
+    if world.main:
+        going_on, replace = _continue_or_start(folder, stats.sha256, request, overwrite, resume, on_event)
+    going_on = bool(world.max(float(going_on))[0])  # rank 0 decides for all
+    lock = None
+    try:
+        if world.main:
+            if going_on:
+                lock = runfolder.hold(folder)
+            else:
+                lock = _make_run(
+                    corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options,
+                    val_text, overwrite or replace, init_from, request,
+                )  # fmt: skip
+        world.barrier()
+        budget = (config.steps, config.time_budget) if budget_given or not going_on else None
+        return _train_in(folder, world, device, budget, on_event, stop, resumed=going_on)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _request_digest(stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from) -> str:  # noqa: ANN001
+    """A digest of what a new run is asked to be (its budget and device aside): it tells a run from an older one."""
+    training = {k: v for k, v in config.to_dict().items() if k not in ("steps", "time_budget", "device")}
+    request = {
+        "corpus_sha256": stats.sha256,
+        "val_sha256": hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,
+        "model": model_options or {},
+        "tokenizer": [tokenizer_kind, tokenizer_options or {}],
+        "training": training,
+        "init_from": str(init_from) if init_from is not None else None,
+    }
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _continue_or_start(folder, corpus_sha256, request, overwrite, resume, on_event) -> tuple[bool, bool]:  # noqa: ANN001
+    """(continue the run in ``folder``, replace what it holds) for a train call asked to ``resume``."""
+    runfolder.recover(folder)
+    state = runfolder.folder_state(folder)
+    if not resume:
+        runfolder.check_target(folder, overwrite)
+        return False, False
+    if state != "run":
+        runfolder.check_target(folder, overwrite=True)  # debris of a killed run may go; a user's files may not
+        on_event(Notice(f"{folder} holds no run to resume yet; starting it afresh"))
+        return False, state == "unfinished"
+    existing = checkpoint.check_run_folder(folder, for_resume=True)
+    same_corpus = existing.get("data", {}).get("corpus_sha256") == corpus_sha256
+    if existing.get("request") == request:
+        return True, False
+    if overwrite:
+        return False, True  # an older run: --overwrite replaces it
+    if not same_corpus:
+        raise ConfigError(
+            f"the corpus differs from the one {folder} was trained on; "
+            "pass --overwrite to start a new run there, or --out to choose another folder"
+        )
+    on_event(
+        Notice(
+            f"{folder} goes on with the settings it was started with, not those given here "
+            "(pass --overwrite to start it over with them)"
+        )
+    )
+    return True, False
+
+
+def _make_run(
+    corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options, val_text, overwrite, init_from,
+    request,
+) -> FolderLock:  # noqa: ANN001  # fmt: skip
+    """Make the new run whole beside ``folder`` and switch it in (charnn.runfolder); returns its held lock."""
+    runfolder.check_target(folder, overwrite)
     if val_text is None:
         n_train = split_point(stats.chars, config.val_fraction)
         val_source = f"last {config.val_fraction:g} of the corpus"
@@ -77,52 +160,40 @@ def train(
         else _build_tokenizer(tokenizer_kind, tokenizer_options or {}, corpus, stats, n_train, val_text)
     )
     dtype = token_dtype(tokenizer.vocab_size)
-    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     if source is not None:
-        model_config, model = source.model.config, source.model.to(device)
+        model_config, model = source.model.config, source.model
     else:
         model_config = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {}))
-        model = RecurrentLM(model_config).to(device)
-    world, device = init_world(device)
-    world.rows(config.batch_size)  # fails early if the batch does not split over the processes
-
-    if world.main:
-        with _Staging(folder) as staging:
-            counts = _encode(corpus, n_train, val_text, tokenizer, dtype, staging.path, init_from)
-            _check_counts(counts, config)
-            checkpoint.prepare_run_folder(folder, overwrite)
-            tokenizer.save(folder)
-            staging.move_into(folder)
-    world.barrier()
-    train_tokens = _read_tokens(folder / checkpoint.TRAIN_TOKENS_FILE, dtype)
-    val_tokens = _read_tokens(folder / checkpoint.VAL_TOKENS_FILE, dtype)
-    val_chars = stats.chars - n_train if val_text is None else len(val_text)
-    run_config = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": model_config.to_dict(),
-        "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
-        "training": config.to_dict(),
-        "data": {
-            "sources": list(corpus.sources),
-            "corpus_sha256": stats.sha256,
-            "validation": val_source,
-            "token_dtype": dtype.name,
-            "train_chars": n_train,
-            "val_chars": val_chars,
-            "train_tokens": int(len(train_tokens)),
-            "val_tokens": int(len(val_tokens)),
-        },
-    }
-    if init_from is not None:
-        run_config["init_from"] = str(init_from)
-    if world.main:
-        checkpoint.write_config(folder, run_config)
-    world.barrier()
-    data = Data(train_tokens, val_tokens, n_train / len(train_tokens), val_chars / len(val_tokens))
-    loop = Loop(model.to(device), data, config, folder, device, run_config, on_event, stop, world)
-    loop.save_resume()
-    return loop.run()
+        model = RecurrentLM(model_config)
+    with runfolder.new_run(folder, overwrite) as (pending, lock):
+        counts = _encode(corpus, n_train, val_text, tokenizer, dtype, pending, init_from)
+        _check_counts(counts, config)
+        tokenizer.save(pending)
+        run_config = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "request": request,
+            "model": model_config.to_dict(),
+            "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
+            "training": config.to_dict(),
+            "data": {
+                "sources": list(corpus.sources),
+                "corpus_sha256": stats.sha256,
+                "validation": val_source,
+                "token_dtype": dtype.name,
+                "train_chars": n_train,
+                "val_chars": stats.chars - n_train if val_text is None else len(val_text),
+                "train_tokens": counts.train_tokens,
+                "val_tokens": counts.val_tokens,
+            },
+        }
+        if init_from is not None:
+            run_config["init_from"] = str(init_from)
+        # The step-0 state, with the RNG as initialisation left it: the run starts by resuming it.
+        carry = model.initial_state(config.batch_size, torch.device("cpu"))
+        save_resume(pending, model, make_optimizer(model, config), carry, Position())
+        checkpoint.write_config(pending, run_config)  # last: it marks the pending run complete
+    return lock
 
 
 SUBWORD_SAMPLE_CHARS = 100_000_000
@@ -195,29 +266,6 @@ def _check_counts(counts: _Counts, config: TrainConfig) -> None:
     TBPTTStream.check_length(counts.train_tokens, config.batch_size, config.seq_len)
 
 
-class _Staging:
-    """A private folder beside the run folder where its data files are made before they are moved in.
-
-    If anything fails first, the folder and all in it are removed: a failed start leaves nothing.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        parent = folder.parent if folder.parent.is_dir() else None
-        self.path = Path(tempfile.mkdtemp(prefix=".charnn-staging-", dir=parent))
-
-    def __enter__(self) -> _Staging:
-        return self
-
-    def move_into(self, folder: Path) -> None:
-        for item in self.path.iterdir():
-            with open(item, "rb") as f:
-                os.fsync(f.fileno())
-            shutil.move(str(item), folder / item.name)
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 def resume(
     folder: Path,
     *,
@@ -233,17 +281,52 @@ def resume(
     must be the text the run was trained on.
     """
     folder = Path(folder)
-    run_config = checkpoint.check_run_folder(folder)
-    info = run_config.get("data", {})
-    if corpus is not None and corpus_stats(corpus).sha256 != info.get("corpus_sha256"):
+    runfolder.recover(folder)
+    state = runfolder.folder_state(folder)
+    if state in ("absent", "empty", "unfinished"):
+        what = (
+            "does not exist"
+            if state == "absent"
+            else "holds no run to resume yet (it stopped before its data was ready)"
+        )
+        raise RunFolderError(
+            f"run folder {folder} {what}; pass the corpus to start it: "
+            f"charnn train CORPUS --out {folder} --resume {folder}"
+        )
+    run_config = checkpoint.check_run_folder(folder, for_resume=True)
+    if corpus is not None and corpus_stats(corpus).sha256 != run_config.get("data", {}).get("corpus_sha256"):
         raise ConfigError(
             f"the corpus differs from the one {folder} was trained on; "
             "pass --overwrite to start a new run there, or --out to choose another folder"
         )
+    world, device = init_world(resolve_device(_run_device(folder, run_config)))
+    lock = runfolder.hold(folder) if world.main else None
+    try:
+        budget = (steps, time_budget) if steps is not None or time_budget is not None else None
+        return _train_in(folder, world, device, budget, on_event, stop, resumed=True)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_device(folder: Path, run_config: dict[str, Any]) -> str:
+    try:
+        return TrainConfig.from_dict(run_config["training"]).device
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
+
+
+def _train_in(folder, world, device, budget, on_event, stop, *, resumed: bool) -> Finished:  # noqa: ANN001
+    """Train the run in ``folder`` from its resume state: a new run's step 0, or where a stopped one stopped.
+
+    ``budget`` (steps, seconds), when given, replaces the run's.
+    """
+    run_config = checkpoint.check_run_folder(folder, for_resume=True)
+    info = run_config.get("data", {})
     try:
         config = TrainConfig.from_dict(run_config["training"])
-        if steps is not None or time_budget is not None:
-            config = dataclasses.replace(config, steps=steps, time_budget=time_budget)
+        if budget is not None:
+            config = dataclasses.replace(config, steps=budget[0], time_budget=budget[1])
         model_config = ModelConfig.from_dict(run_config["model"])
         if load_tokenizer(folder, run_config["tokenizer"]).vocab_size != model_config.vocab_size:
             raise CheckpointError(f"{folder}: the tokenizer does not fit the model in config.json")
@@ -256,12 +339,13 @@ def resume(
             info["train_chars"] / info["train_tokens"],
             info["val_chars"] / info["val_tokens"],
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
-    world, device = init_world(resolve_device(config.device))
     model = RecurrentLM(model_config).to(device)
     loop = Loop(model, data, config, folder, device, run_config, on_event, stop, world)
     loop.restore()
+    if not resumed:
+        loop.resumed_from = None
     p = loop.position
     if p.finished and loop.fraction(p.elapsed) >= 1.0:
         if loop.metrics is not None:

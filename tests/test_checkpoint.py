@@ -8,13 +8,13 @@ import torch
 from charnn.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
-    atomic_write_text,
     find_default_run,
     load_run,
-    prepare_run_folder,
     save_model,
 )
 from charnn.errors import CheckpointError, RunFolderError
+from charnn.files import atomic_write_text
+from charnn.runfolder import check_target
 
 
 def test_save_load_gives_bit_identical_logits(trained_run, tmp_path):
@@ -94,23 +94,22 @@ def _umask():
     return mask
 
 
-def test_prepare_refuses_to_clobber(tmp_path, trained_run):
+def test_a_new_run_refuses_to_clobber(tmp_path, trained_run):
     user_folder = tmp_path / "mine"
     user_folder.mkdir()
     (user_folder / "notes.txt").write_text("precious")
     with pytest.raises(RunFolderError, match="holds no charnn run"):
-        prepare_run_folder(user_folder, overwrite=True)
+        check_target(user_folder, overwrite=True)
     assert (user_folder / "notes.txt").read_text() == "precious"
 
     run_copy = tmp_path / "run"
     shutil.copytree(trained_run, run_copy)
-    before = sorted(p.name for p in run_copy.iterdir())
     with pytest.raises(RunFolderError, match="--overwrite"):
-        prepare_run_folder(run_copy)
-    assert sorted(p.name for p in run_copy.iterdir()) == before
+        check_target(run_copy, overwrite=False)
+    assert check_target(run_copy, overwrite=True) == "run"
     (run_copy / "my-notes.txt").write_text("keep me")
-    prepare_run_folder(run_copy, overwrite=True)
-    assert [p.name for p in run_copy.iterdir()] == ["my-notes.txt"]
+    with pytest.raises(RunFolderError, match=r"did not write \(my-notes.txt\); move them out"):
+        check_target(run_copy, overwrite=True)
 
 
 def test_default_run_is_env_then_newest(tmp_path, monkeypatch, trained_run):

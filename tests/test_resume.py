@@ -13,9 +13,10 @@ import torch
 from safetensors.torch import load_file
 
 import charnn.loop as train_module
-from charnn.checkpoint import MODEL_FILE, RESUME_FILE, atomic_write_bytes
+from charnn.checkpoint import MODEL_FILE, RESUME_FILE
 from charnn.data import Corpus
 from charnn.errors import CheckpointError, ConfigError, TrainingDiverged
+from charnn.files import atomic_write_bytes
 from charnn.train import resume, train
 from tests.conftest import CORPORA, ROOT, TINY_MODEL, tiny_train_config
 

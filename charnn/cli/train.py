@@ -13,7 +13,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from charnn.checkpoint import RESUME_FILE
 from charnn.cli.console import say, stderr_console
 from charnn.config import CELLS, ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
@@ -36,8 +35,9 @@ def train_command(
     resume: Annotated[
         Optional[str],
         typer.Option(
-            help="Continue a run exactly where it stopped: a run folder, or 'auto' (resume --out if it holds "
-            "a run, else start one). The run keeps its settings; --steps/--time may extend its budget.",
+            help="Continue a run exactly where it stopped or was killed: a run folder, or 'auto' (--out, or "
+            "runs/<corpus-name>). With a corpus, a run that has nothing to resume yet is started afresh. The run "
+            "keeps its settings; --steps/--time may extend its budget.",
             show_default=False,
         ),
     ] = None,
@@ -137,9 +137,13 @@ def train_command(
     from charnn.data import read_corpus, read_text
 
     budget = parse_duration(time_budget) if time_budget else None
-    if resume is not None and resume != "auto":
-        corpus_text = read_corpus(corpus) if corpus else None
-        _run(lambda **kw: _resume(Path(resume), steps, budget, corpus_text, **kw))
+    if resume not in (None, "auto") and out is not None and Path(resume) != out:
+        raise ConfigError(f"--out {out} and --resume {resume} name different folders; give one of them")
+    if resume is not None and not corpus:
+        folder = out if resume == "auto" else Path(resume)
+        if folder is None:
+            raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
+        _run(lambda **kw: _resume(folder, steps, budget, **kw))
         return
     if not corpus:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
@@ -170,10 +174,7 @@ def train_command(
     ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the corpus
     corpus_text = read_corpus(corpus)
     val_text = read_text(val) if val is not None else None
-    folder = out or Path("runs") / corpus_text.name
-    if resume == "auto" and not overwrite and (folder / RESUME_FILE).is_file():
-        _run(lambda **kw: _resume(folder, steps, budget, corpus_text, **kw))
-        return
+    folder = Path(resume) if resume not in (None, "auto") else out or Path("runs") / corpus_text.name
 
     def new_run(**kw):  # noqa: ANN003, ANN202
         from charnn.train import train
@@ -187,6 +188,8 @@ def train_command(
             tokenizer_options={} if vocab_size is None else {"vocab_size": vocab_size},
             val_text=val_text,
             overwrite=overwrite,
+            resume=resume is not None,
+            budget_given=steps is not None or budget is not None,
             init_from=init_from,
             **kw,
         )
@@ -194,10 +197,10 @@ def train_command(
     _run(new_run)
 
 
-def _resume(folder: Path, steps, budget, corpus, **kw):  # noqa: ANN001, ANN003, ANN202
+def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(folder, steps=steps, time_budget=budget, corpus=corpus, **kw)
+    return resume(folder, steps=steps, time_budget=budget, **kw)
 
 
 def _run(start: Callable[..., Any]) -> None:
@@ -251,9 +254,11 @@ class _TrainView:
         self.fields = ""
 
     def __call__(self, event) -> None:  # noqa: ANN001
-        from charnn.events import Evaluated, Progress, RolledBack, Started
+        from charnn.events import Evaluated, Notice, Progress, RolledBack, Started
 
-        if isinstance(event, RolledBack):
+        if isinstance(event, Notice):
+            self._print(event.message)
+        elif isinstance(event, RolledBack):
             self._print(
                 f"warning: non-finite loss or gradient in every recent step up to {event.step}: rolled back to step "
                 f"{event.to_step} and halved the learning rate (now x{event.lr_scale:g})"

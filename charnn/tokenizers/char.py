@@ -77,7 +77,7 @@ class CharTokenizer:
         return self._lookup[_codepoints(start)]
 
     def save(self, folder: Path) -> None:
-        from charnn.checkpoint import atomic_write_text
+        from charnn.files import atomic_write_text
 
         payload = {"kind": self.kind, "unknown_id": UNKNOWN_ID, "chars": "".join(self.chars)}
         atomic_write_text(folder / self.file_name, json.dumps(payload, ensure_ascii=False))

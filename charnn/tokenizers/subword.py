@@ -118,7 +118,7 @@ class SubwordTokenizer:
         return self.encode(NEWLINE)
 
     def save(self, folder: Path) -> None:
-        from charnn.checkpoint import atomic_write_bytes
+        from charnn.files import atomic_write_bytes
 
         atomic_write_bytes(folder / self.file_name, self.model_proto)
 
