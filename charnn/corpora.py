@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 from charnn import __version__
 from charnn.errors import CheckpointError, ConfigError, CorpusError, CorpusFetchError
+from charnn.files import FolderLock, atomic_write, remove_stale_temporaries
 from charnn.transforms import ENCODINGS, TRANSFORMS, decode
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "corpora" / "catalogue.json"
@@ -38,6 +39,8 @@ CATALOGUE_FORMAT = "charnn-corpora"
 CACHE_ENV = "CHARNN_CACHE"
 MIRROR_ENV = "CHARNN_CORPUS_MIRROR"
 MIRROR_OPTION = f"--mirror DIR (or ${MIRROR_ENV})"
+UPSTREAM_DIR = "upstream"
+"""Under the cache's corpora/ folder: the downloaded files, verified."""
 DOWNLOAD_TIMEOUT = 30.0
 """Seconds to wait for the server to answer or send more bytes."""
 MAX_DOWNLOAD_BYTES = 64 << 20
@@ -233,6 +236,25 @@ def get(name: str, mirror: Path | str | None = None, notify: Notify | None = Non
     on progress (for stderr).
     """
     entry = info(name)
+    if _prepared_state(entry) == "ok":
+        return prepared_path(name)
+    folder = prepared_path(name).parent
+    _make_cache_folder(folder)
+    # One `get` at a time prepares: a second waits, then finds the text ready. Under the
+    # lock no live writer is mid-file, so temporaries a killed `get` left are stale.
+    try:
+        lock = FolderLock(folder).acquire(wait=True)
+    except OSError as exc:
+        raise CorpusError(f"cannot open the cache folder {folder}: {exc.strerror or exc}") from None
+    with lock:
+        for stale in (folder, folder / UPSTREAM_DIR):
+            if stale.is_dir():
+                remove_stale_temporaries(stale)
+        return _prepare(entry, mirror, notify)
+
+
+def _prepare(entry: CorpusEntry, mirror: Path | str | None, notify: Notify | None) -> Path:
+    name = entry.name
     say = notify or (lambda message: None)
     state = _prepared_state(entry)
     if state == "ok":
@@ -255,21 +277,26 @@ def get(name: str, mirror: Path | str | None = None, notify: Notify | None = Non
         "source_key": entry.source_key,
         "charnn_version": __version__,
     }
+    # The record goes first and comes back last, so a text without its record (a kill in
+    # between) reads as missing, not as damaged.
+    _record_path(name).unlink(missing_ok=True)
     _write(prepared_path(name), lambda f: f.write(data))
     _write(_record_path(name), lambda f: f.write((json.dumps(record, indent=2) + "\n").encode("utf-8")))
     return prepared_path(name)
 
 
-def _write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    from charnn.files import atomic_write
-
+def _make_cache_folder(folder: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CorpusError(
-            f"cannot create the cache folder {path.parent}: {exc.strerror or exc}; "
+            f"cannot create the cache folder {folder}: {exc.strerror or exc}; "
             f"set ${CACHE_ENV} to a folder you can write"
         ) from None
+
+
+def _write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    _make_cache_folder(path.parent)
     try:
         atomic_write(path, write)
     except CheckpointError as exc:  # a full disk or a read-only cache: say so as a corpus problem
@@ -293,7 +320,7 @@ def _mirror_dir(mirror: Path | str | None) -> Path | None:
 def fetch(file: UpstreamFile, mirror: Path | None = None, notify: Notify | None = None) -> bytes:
     """The verified bytes of ``file``: from the download cache, else the mirror, else the network."""
     say = notify or (lambda message: None)
-    cached = cache_dir() / "corpora" / "upstream" / file.name
+    cached = cache_dir() / "corpora" / UPSTREAM_DIR / file.name
     if cached.is_file():
         data = cached.read_bytes()
         if _sha256(data) == file.sha256:

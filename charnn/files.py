@@ -113,11 +113,14 @@ class FolderLock:
         self.folder = folder
         self._fd: int | None = None
 
-    def acquire(self) -> FolderLock:
-        """Take the lock now or raise FolderBusy; raises OSError if the folder cannot be opened."""
+    def acquire(self, wait: bool = False) -> FolderLock:
+        """Take the lock (waiting for it if ``wait``, else raising FolderBusy at once).
+
+        Raises OSError if the folder cannot be opened.
+        """
         fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -136,7 +139,7 @@ class FolderLock:
         return self._fd is not None
 
     def __enter__(self) -> FolderLock:
-        return self.acquire()
+        return self if self.held else self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()

@@ -124,10 +124,13 @@ class Loop:
         self.session_start = time.perf_counter()
         self.elapsed_before = 0.0
         self.metrics = open(folder / checkpoint.METRICS_FILE, "a", encoding="utf-8") if self.world.main else None
-        self._seed_rank(0)
 
     def _seed_rank(self, step: int) -> None:
-        """Give each rank after the first its own dropout masks (rank 0 keeps the run's RNG stream)."""
+        """Give each rank after the first its own dropout masks (rank 0 keeps the run's RNG stream).
+
+        Seeded afresh at every step from (seed, rank, step), so the masks of a step do not
+        depend on where the run was resumed: the saved RNG state is rank 0's alone.
+        """
         if self.world.active and not self.world.main:
             torch.manual_seed(hash((self.config.seed, self.world.rank, step)) % 2**63)
 
@@ -158,7 +161,6 @@ class Loop:
 
     def _load_resume(self) -> tuple[State, Position]:
         carry, position = load_resume(self.folder, self.model, self.optimizer, self.config.batch_size)
-        self._seed_rank(position.step)  # the saved RNG state is rank 0's: the others draw afresh from here
         return [tuple(s[:, self.my_rows].contiguous() for s in layer) for layer in carry], position
 
     def run(self) -> Finished:
@@ -202,6 +204,22 @@ class Loop:
             self.folder, p.step, elapsed, reason, p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
         )
 
+    def already_complete(self) -> Finished:
+        """End a session on a run whose budget was already spent: nothing to train.
+
+        The results are written again: a kill after the last checkpoint may have kept them
+        from config.json, and restoring cut the log back to that checkpoint.
+        """
+        p = self.position
+        try:
+            self._write_results(p.elapsed, "budget")
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+        return Finished(
+            self.folder, p.step, p.elapsed, "complete", p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
+        )
+
     def _train(self) -> str:
         c = self.config
         self.net.train()
@@ -240,6 +258,7 @@ class Loop:
         t = (self.position.step % self.stream.windows_per_epoch) * c.seq_len
         if t == 0:
             self.carry = self.model.initial_state(self.local_batch, self.device)  # a new pass over the text
+        self._seed_rank(self.position.step)
         x = self.rows[:, t : t + c.seq_len].long()  # (b, T)
         y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):

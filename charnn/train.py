@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import threading
 import warnings
 from collections.abc import Callable
@@ -348,11 +347,7 @@ def _train_in(folder, world, device, budget, on_event, stop, *, resumed: bool) -
         loop.resumed_from = None
     p = loop.position
     if p.finished and loop.fraction(p.elapsed) >= 1.0:
-        if loop.metrics is not None:
-            loop.metrics.close()
-        return Finished(
-            folder, p.step, p.elapsed, "complete", p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
-        )
+        return loop.already_complete()
     return loop.run()
 
 

@@ -520,3 +520,37 @@ def test_corpus_commands_do_not_import_torch_or_numpy(tmp_path: Path):
     env = {**os.environ, "CHARNN_CACHE": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+# A `charnn corpus get` that SIGKILLs itself at a chosen moment, as a power cut would.
+KILLED_GET = """
+import os, signal, sys
+from charnn import corpora
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[1] == "mid-transform":
+    corpora.TRANSFORMS = {name: die for name in corpora.TRANSFORMS}
+else:  # mid-write: the temporary holds the text, not yet renamed
+    real_replace = os.replace
+    os.replace = lambda src, dst: die() if str(dst).endswith(".txt") else real_replace(src, dst)
+corpora.get("paint-names", mirror=sys.argv[2])
+"""
+
+
+@needs_mirror
+@pytest.mark.parametrize("moment", ["mid-transform", "mid-write"])
+def test_a_killed_get_leaves_nothing_half_written_and_the_next_get_succeeds(moment: str, isolated_cache: Path):
+    clean = corpora.get("paint-names", mirror=MIRROR).read_bytes()
+    for path in files_under(isolated_cache):
+        path.unlink()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, "-c", KILLED_GET, moment, str(MIRROR)], env=env)
+    assert killed.returncode == -9
+    left = [p.name for p in files_under(isolated_cache)]
+    assert "paint-names.txt" not in left and "paint-names.json" not in left
+    assert (moment == "mid-write") == any(name.endswith(".tmp") for name in left)  # what the kill left behind
+    assert corpora.get("paint-names", mirror=MIRROR).read_bytes() == clean
+    names = sorted(p.name for p in files_under(isolated_cache))
+    assert names == ["paint-names.json", "paint-names.txt"]  # nothing stale survives the next get

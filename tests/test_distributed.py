@@ -1,9 +1,13 @@
 """Two CPU processes under torchrun train the model one process trains with the same global batch."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -61,3 +65,49 @@ def test_batch_must_split_over_the_processes(tmp_path, small_text):
     assert result.returncode != 0
     assert "--batch-size 5 does not split evenly over 2 processes; use a multiple of 2" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def _worker(launcher: subprocess.Popen, rank: int) -> int:
+    """The pid of torchrun's worker of ``rank`` (Linux /proc)."""
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    for pid in children:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"RANK={rank}".encode() in environ:
+            return int(pid)
+    raise AssertionError(f"no worker of rank {rank} among {children}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers through /proc")
+def test_a_dead_process_under_torchrun_resumes_to_the_uninterrupted_run(tmp_path, small_text):
+    corpus = tmp_path / "t.txt"
+    corpus.write_text(small_text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    settings = [*SETTINGS, "--dropout", "0.1", "--steps", "40"]  # the later flags win; dropout: ranks' own RNG
+
+    def command(folder, *extra):
+        return [*launcher, "-m", "charnn", "train", corpus, "--out", folder, *settings, *extra]
+
+    reference = subprocess.run(command(tmp_path / "ref"), env=env, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+    folder = tmp_path / "run"
+    killed = subprocess.Popen(command(folder), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while '"step": 20' not in _text(folder / "metrics.jsonl") and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(_worker(killed, 1), signal.SIGKILL)  # one process dies; torchrun ends the other
+    assert killed.wait(timeout=120) != 0
+    again = subprocess.run(command(folder, "--resume", folder), env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr
+    for name in ("model.safetensors", "resume.safetensors"):
+        one, two = load_file(tmp_path / "ref" / name), load_file(folder / name)
+        assert one.keys() == two.keys()
+        assert all(torch.equal(one[k], two[k]) for k in one), f"{name} differs from the uninterrupted run"
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

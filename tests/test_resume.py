@@ -3,22 +3,26 @@
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import charnn.loop as train_module
-from charnn.checkpoint import MODEL_FILE, RESUME_FILE
+import charnn.train as train_module_setup
+from charnn import runfolder
+from charnn.checkpoint import CONFIG_FILE, MODEL_FILE, RESUME_FILE, check_run_folder
 from charnn.data import Corpus
 from charnn.errors import CheckpointError, ConfigError, TrainingDiverged
+from charnn.events import Notice
 from charnn.files import atomic_write_bytes
 from charnn.train import resume, train
 from tests.conftest import CORPORA, ROOT, TINY_MODEL, tiny_train_config
+from tests.run_kinds import KINDS
 
 MODEL = {**TINY_MODEL, "dropout": 0.1}  # dropout makes the RNG state matter
 
@@ -62,50 +66,125 @@ def test_resume_state_is_one_safetensors_file(reference):
     assert tensors["rng.cpu"].dtype == torch.uint8
 
 
-@pytest.mark.parametrize("moment", ["mid-step", "mid-save", "mid-eval"])
-def test_killed_and_resumed_run_matches_the_uninterrupted_one(moment, reference, small_text, tmp_path, monkeypatch):
-    folder = tmp_path / "run"
+# Where a kill can land, from before the run folder exists to the end. Each stands in for
+# SIGKILL by raising Killed there. They hook the run-folder and loop code that every kind of
+# run shares, so each kind in tests/run_kinds.py is killed at the same instants.
+def _kill_at_call(monkeypatch, owner, name, at):
+    real = getattr(owner, name)
     calls = {"n": 0}
-    if moment == "mid-step":
-        real = train_module.clip_gradients
 
-        def kill(*args):
+    def kill(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, kill)
+
+
+def _kill_at_rename(monkeypatch, at):
+    """Kill at the ``at``-th rename of a folder (the switch of a new run into place)."""
+    real = os.rename
+    calls = {"n": 0}
+
+    def kill(src, dst):
+        if Path(src).is_dir():
             calls["n"] += 1
-            if calls["n"] == 17:
+            if calls["n"] == at:
                 raise Killed
-            return real(*args)
+        return real(src, dst)
 
-        monkeypatch.setattr(train_module, "clip_gradients", kill)
-    elif moment == "mid-save":
-        real_replace = os.replace
+    monkeypatch.setattr(os, "rename", kill)
 
-        def kill(src, dst):
-            if str(dst).endswith(RESUME_FILE):
-                calls["n"] += 1
-                if calls["n"] == 3:  # the save after step 20's evaluation
-                    raise Killed
-            return real_replace(src, dst)
 
-        monkeypatch.setattr(os, "replace", kill)
-    else:
-        real_nll = train_module.total_nll
+def _kill_at_save(monkeypatch, at):
+    real = os.replace
+    calls = {"n": 0}
 
-        def kill(*args, **kwargs):
+    def kill(src, dst):
+        if str(dst).endswith(RESUME_FILE):
             calls["n"] += 1
-            if calls["n"] == 2:
+            if calls["n"] == at:
                 raise Killed
-            return real_nll(*args, **kwargs)
+        return real(src, dst)
 
-        monkeypatch.setattr(train_module, "total_nll", kill)
+    monkeypatch.setattr(os, "replace", kill)
+
+
+MOMENTS = {
+    "before the folder exists": lambda mp: _kill_at_call(mp, runfolder, "check_target", 1),
+    "while the data is written": lambda mp: _kill_at_call(mp, train_module_setup, "save_resume", 1),
+    "when the new run is complete": lambda mp: _kill_at_call(mp, runfolder, "_switch", 1),
+    "between the renames": lambda mp: _kill_at_rename(mp, 2),  # an --overwrite's second rename
+    "before the first checkpoint": lambda mp: _kill_at_call(mp, train_module, "clip_gradients", 3),
+    "mid-step": lambda mp: _kill_at_call(mp, train_module, "clip_gradients", 17),
+    "mid-save": lambda mp: _kill_at_save(mp, 3),  # saving after step 20's evaluation
+    "mid-eval": lambda mp: _kill_at_call(mp, train_module, "total_nll", 2),
+    "writing the results": lambda mp: _kill_at_call(mp, train_module.Loop, "_write_results", 1),
+}
+BEFORE_THE_RUN_EXISTS = ("before the folder exists", "while the data is written")
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Each kind's run, never interrupted."""
+    made = {}
+    for kind in KINDS:
+        folder = tmp_path_factory.mktemp("ref") / "run"
+        kind.start(folder)
+        made[kind.name] = folder
+    return made
+
+
+def _leftovers(folder):
+    """Anything but the run folder beside it, and any temporary inside it."""
+    beside = [p.name for p in folder.parent.iterdir() if p != folder]
+    inside = [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    return beside + inside
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+@pytest.mark.parametrize("moment", [m for m in MOMENTS if m != "between the renames"])
+def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_one(kind, moment, references, tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    MOMENTS[moment](monkeypatch)
     with pytest.raises(Killed):
-        train(corpus(small_text), folder, MODEL, config())
+        kind.start(folder)
     monkeypatch.undo()
-    resume(folder)
+    events = []
+    kind.start(folder, resume=True, on_event=events.append)
+    reference = references[kind.name]
     assert_same_weights(final_weights(folder), final_weights(reference))
-    ref_lines = (reference / "metrics.jsonl").read_text().splitlines()
     lines = (folder / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == len(ref_lines)  # the log holds each step once
-    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert len(lines) == len((reference / "metrics.jsonl").read_text().splitlines())  # each step logged once
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert (moment in BEFORE_THE_RUN_EXISTS) == any("starting it afresh" in n for n in notices)
+    assert _leftovers(folder) == []
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+@pytest.mark.parametrize(
+    "moment", [*BEFORE_THE_RUN_EXISTS, "when the new run is complete", "between the renames", "mid-step"]
+)
+def test_a_killed_overwrite_leaves_one_whole_run_and_resumes_the_new_one(
+    kind, moment, references, tmp_path, monkeypatch
+):
+    folder = tmp_path / "run"
+    kind.start(folder, variant=True)  # the older run
+    older = {p.name: p.read_bytes() for p in folder.iterdir()}
+    MOMENTS[moment](monkeypatch)
+    with pytest.raises(Killed):
+        kind.start(folder, overwrite=True)
+    monkeypatch.undo()
+    check_run_folder(folder, for_resume=True)  # opens; the next command finishes what the kill left
+    now = {p.name: p.read_bytes() for p in folder.iterdir()}
+    if moment in BEFORE_THE_RUN_EXISTS:
+        assert now == older  # the older run, whole
+    else:
+        assert now[CONFIG_FILE] != older[CONFIG_FILE] and now[RESUME_FILE] != older[RESUME_FILE]  # the new one
+    kind.start(folder, overwrite=True, resume=True)
+    assert_same_weights(final_weights(folder), final_weights(references[kind.name]))
+    assert _leftovers(folder) == []
 
 
 def test_stop_request_saves_and_resume_continues_exactly(reference, small_text, tmp_path):
@@ -124,20 +203,36 @@ def test_stop_request_saves_and_resume_continues_exactly(reference, small_text, 
     assert_same_weights(final_weights(folder), final_weights(reference))
 
 
-def test_sigkill_at_a_random_moment_then_resume(reference, small_text, tmp_path):
-    (tmp_path / "t.txt").write_text(small_text)
-    folder = tmp_path / "run"
-    args = ["train", str(tmp_path / "t.txt"), "--out", str(folder), *_cli_settings()]
+def charnn(*args, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "charnn", *args], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and '"step": 20' not in _read(folder / "metrics.jsonl"):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = subprocess.run([sys.executable, "-m", "charnn", "train", "--resume", str(folder)], env=env)
-    assert done.returncode == 0
+    return subprocess.Popen([sys.executable, "-m", "charnn", *map(str, args)], env=env, **kwargs)
+
+
+def _wait_for(condition, seconds):
+    deadline = time.time() + seconds
+    while not condition() and time.time() < deadline:
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_two_early_sigkills_then_the_same_command_with_resume(kind, tmp_path):
+    reference = tmp_path / "reference" / "run"
+    assert charnn(*kind.command(tmp_path, reference), stderr=subprocess.DEVNULL).wait() == 0
+    runs = tmp_path / "runs"
+    folder = runs / "run"
+    command = kind.command(tmp_path, folder)
+    first = charnn(*command, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: runs.is_dir() and any(runs.iterdir()), 60)  # the run is being made
+    first.kill()
+    first.wait()
+    second = charnn(*command, "--resume", folder, stderr=subprocess.PIPE, text=True)
+    second.stderr.readline()  # its first line: it has set the run up and is about to train
+    second.kill()
+    second.wait()
+    done = charnn(*command, "--resume", folder, stderr=subprocess.PIPE, text=True)
+    assert done.wait() == 0, done.stderr.read()
     assert_same_weights(final_weights(folder), final_weights(reference))
+    assert _leftovers(folder) == []
 
 
 def _cli_settings():
@@ -149,13 +244,6 @@ def _cli_settings():
         *("--hidden", str(m["hidden"]), "--embed", str(m["embed"]), "--dropout", str(m["dropout"])),
         *("--device", "cpu"),
     ]
-
-
-def _read(path):
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 def test_resume_refuses_another_corpus(reference, tmp_path):
@@ -232,6 +320,7 @@ def test_cli_resume_auto_continues_a_stopped_run(tmp_path, small_text):
     again = subprocess.run([*base, "--resume", "auto", "--steps", "20"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stderr and "at step 10" in again.stderr
+    assert "goes on with the settings it was started with" in again.stderr  # the defaults given differ
     assert json.loads((tmp_path / "r" / "config.json").read_text())["results"]["steps"] == 20
     other = tmp_path / "other.txt"
     other.write_text((CORPORA / "recipes.txt").read_text())
@@ -242,3 +331,11 @@ def test_cli_resume_auto_continues_a_stopped_run(tmp_path, small_text):
         text=True,
     )
     assert clash.returncode == 2 and "corpus differs" in clash.stderr
+    fresh = subprocess.run(
+        [*base[:4], str(other), "--out", str(tmp_path / "new"), "--resume", "auto", *_cli_settings()[:2]],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert f"{tmp_path / 'new'} holds no run to resume yet; starting it afresh" in fresh.stderr

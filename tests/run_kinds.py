@@ -1,0 +1,64 @@
+"""Every kind of run charnn trains, described once for the tests that every kind must pass.
+
+tests/test_resume.py kills runs at every instant that matters and resumes them; it takes its
+runs from ``KINDS``. A new kind of run (a classifier, a tagger, a style model) adds one entry
+here and is covered by those tests without writing them again.
+
+A kind says how to start a run in process (``start``) and on the command line (``command``).
+``start(folder, resume=True)`` and ``command(...) + ["--resume", folder]`` are "the same
+command plus --resume": they go on from wherever a first, killed call stopped. ``variant``
+starts an older run of other settings, for the tests of --overwrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import CORPORA, TINY_MODEL, tiny_train_config
+
+TEXT = (CORPORA / "fantasy.txt").read_text(encoding="utf-8")[:6000]
+MODEL = {**TINY_MODEL, "dropout": 0.1}  # dropout makes the RNG state matter
+STEPS, EVAL_EVERY, LOG_EVERY = 30, 10, 5
+
+
+@dataclass(frozen=True)
+class RunKind:
+    name: str
+    start: Callable[..., Any]
+    """start(folder, *, variant=False, resume=False, overwrite=False, on_event=None) -> Finished"""
+    command: Callable[[Path, Path], list[str]]
+    """command(workdir, folder): the `charnn` arguments that start the run (its data written into workdir)."""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _language_model(folder: Path, *, variant=False, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
+    from charnn.data import Corpus
+    from charnn.train import train
+
+    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY}
+    config = tiny_train_config(**{**settings, **({"seed": 99, "steps": 10} if variant else {})})
+    corpus = Corpus(text=TEXT, name="t", sources=("t.txt",))
+    events = {"on_event": on_event} if on_event is not None else {}
+    return train(corpus, folder, MODEL, config, resume=resume, overwrite=overwrite, **events)
+
+
+def _language_model_command(workdir: Path, folder: Path) -> list[str]:
+    corpus = workdir / "t.txt"
+    if not corpus.exists():
+        corpus.write_text(TEXT, encoding="utf-8")
+    c, m = tiny_train_config(steps=STEPS, eval_every=EVAL_EVERY), MODEL
+    return [
+        *("train", str(corpus), "--out", str(folder)),
+        *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--seq-len", str(c.seq_len)),
+        *("--batch-size", str(c.batch_size), "--seed", str(c.seed), "--precision", c.precision),
+        *("--hidden", str(m["hidden"]), "--embed", str(m["embed"]), "--dropout", str(m["dropout"])),
+        *("--device", "cpu"),
+    ]
+
+
+KINDS = [RunKind("language-model", _language_model, _language_model_command)]
