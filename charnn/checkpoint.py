@@ -72,17 +72,19 @@ class Run:
         return self.folder / VALIDATION_FILE
 
 
-def check_run_folder(folder: Path, *, for_resume: bool = False) -> dict[str, Any]:
+def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = True) -> dict[str, Any]:
     """Read config.json and check that every file the run needs is there.
 
     A reader needs the best model; resuming needs the resume state instead (a run stopped
     before its first validation has none yet). What a killed command left around the
-    folder is recovered first (charnn.runfolder).
+    folder is recovered first (charnn.runfolder) unless ``recover`` is False (a caller that
+    did so itself, or a process under torchrun that leaves it to the first).
     """
-    from charnn.runfolder import recover
+    from charnn import runfolder
 
     folder = Path(folder)
-    recover(folder)
+    if recover:
+        runfolder.recover(folder)
     if folder.is_file():
         raise CheckpointError(
             f"{folder} is a file; charnn loads run folders (config.json + model.safetensors) "
@@ -130,7 +132,7 @@ def load_run(folder: str | Path, device: str = "cpu") -> Run:
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
 
-    from charnn.model import RecurrentLM
+    from charnn.tasks import build_model
     from charnn.tokenizers import load_tokenizer
 
     folder = Path(folder)
@@ -148,7 +150,7 @@ def load_run(folder: str | Path, device: str = "cpu") -> Run:
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
             f"{model_config.vocab_size}; the folder mixes files of different runs"
         )
-    model = RecurrentLM(model_config)
+    model = build_model(config, model_config)
     try:
         tensors = load_tensors((folder / MODEL_FILE).read_bytes())
     except (SafetensorError, OSError, ValueError) as exc:

@@ -45,6 +45,8 @@ class ModelConfig:
     """Add each layer's input to its output for layers 2.. (None: on when layers >= 2)."""
     tie_weights: bool = False
     """Share the embedding matrix with the output head (a projection bridges hidden != embed)."""
+    bidirectional: bool = False
+    """Encoders only: a second stack reads each text right to left; heads see both directions."""
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -44,7 +44,10 @@ class Evaluated:
     step: int
     val_loss: float
     val_bits_per_char: float
+    """NaN where it has no meaning (a classifier)."""
     best: bool
+    val_accuracy: float | None = None
+    """A classifier's share of validation texts labelled right."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Finished:
     or 'complete' (a resumed run that had already used its budget: nothing was done)."""
     best_val_loss: float
     best_val_bits_per_char: float
+    best_val_accuracy: float | None = None
 
 
 Event = Started | Progress | Evaluated | RolledBack | Notice | Finished

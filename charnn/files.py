@@ -67,13 +67,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def remove_stale_temporaries(folder: Path) -> None:
+def remove_stale_temporaries(folder: Path, names: tuple[str, ...] | None = None) -> None:
     """Delete the temporaries killed writers left in ``folder`` (they are never read).
 
-    Call it only while holding the folder's FolderLock: a live writer's temporary is not stale.
+    Only those of the files ``names``, when given. Call it only while holding the folder's
+    FolderLock: a live writer's temporary is not stale.
     """
     for stale in folder.glob(f".*{TEMPORARY_SUFFIX}"):
-        if stale.is_file():
+        of = stale.name[1:].rsplit(".", 2)[0]  # .NAME.RANDOM.tmp -> NAME
+        if stale.is_file() and (names is None or of in names):
             stale.unlink(missing_ok=True)
 
 

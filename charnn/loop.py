@@ -1,6 +1,8 @@
 """The training loop: step, report, evaluate, save, roll back; one instance per session.
 
-charnn.train sets a run up (new, resumed or fine-tuned) and hands it to ``Loop``.
+charnn.train sets a run up (new, resumed or fine-tuned) and hands it to ``Loop`` with
+its task (charnn.tasks): the task says what a step's loss is and how validation scores
+the model; the loop owns everything else, for every kind of run alike.
 Under torchrun each process runs a Loop on its own rows of the stream; decisions
 that must agree (stop, budget, schedule) are taken from the maximum over ranks, and
 only rank 0 evaluates, writes files and emits events.
@@ -17,26 +19,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charnn import checkpoint
 from charnn.config import TrainConfig
-from charnn.data import TBPTTStream
 from charnn.device import resolve_bf16
 from charnn.distributed import World
 from charnn.errors import TrainingDiverged
-from charnn.evaluate import LN2, total_nll
 from charnn.events import Evaluated, Event, Finished, Progress, RolledBack, Started
 from charnn.files import remove_stale_temporaries
-from charnn.model import RecurrentLM, State, count_parameters, detach_state
+from charnn.model import State, count_parameters, detach_state
 from charnn.resume import Position, load_resume, save_resume
+from charnn.runfolder import RUN_FOLDER_FILES
 
-PERIODIC_EVAL_TOKENS = 1 << 20
-"""Periodic validation reads at most this many tokens; the final one reads all."""
-EXACT_EVAL_TOKENS = 1 << 20
-"""Up to this size the final validation is exact; beyond, segments of this size are scored side by side."""
 MAX_BAD_STEPS = 8
 """Non-finite steps in a row before training rolls back to the last good state."""
 MAX_ROLLBACKS = 3
@@ -68,14 +63,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99), fused=fused)
 
 
-class Data:
-    """The encoded splits, and characters per token to report chars/s and bits per character."""
-
-    def __init__(self, train: np.ndarray, val: np.ndarray, chars_per_token: float, val_chars_per_token: float):
-        self.train, self.val = train, val
-        self.chars_per_token, self.val_chars_per_token = chars_per_token, val_chars_per_token
-
-
 class _Window:
     """Statistics of the steps since the last progress report."""
 
@@ -91,8 +78,8 @@ class Loop:
 
     def __init__(
         self,
-        model: RecurrentLM,
-        data: Data,
+        model: torch.nn.Module,
+        task: Any,
         config: TrainConfig,
         folder: Path,
         device: torch.device,
@@ -101,25 +88,19 @@ class Loop:
         stop: threading.Event | None,
         world: World | None = None,
     ) -> None:
-        self.model, self.data, self.config, self.folder = model, data, config, folder
+        self.model, self.task, self.config, self.folder = model, task, config, folder
         self.device, self.run_config, self.stop = device, run_config, stop
         self.world = world or World()
         self.emit = on_event if self.world.main else (lambda event: None)
         self.bf16 = resolve_bf16(config.precision, device)
         self.optimizer = make_optimizer(model, config)
-        self.stream = TBPTTStream(data.train, config.batch_size, config.seq_len)
-        self.my_rows = self.world.rows(config.batch_size)
-        self.local_batch = self.my_rows.stop - self.my_rows.start
-        # The rows stay in their compact dtype; each window is widened to int64 on use.
-        rows = np.ascontiguousarray(self.stream.rows[self.my_rows])
-        self.rows = torch.from_numpy(rows).to(device)  # (B / ranks, L)
         self.net = model
         if self.world.active:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.position = Position()
-        self.carry = model.initial_state(self.local_batch, device)
+        self.carry = task.initial_carry()
         self.resumed_from: int | None = None
         self.session_start = time.perf_counter()
         self.elapsed_before = 0.0
@@ -149,7 +130,7 @@ class Loop:
     def restore(self) -> None:
         """Continue from the run folder's resume state (truncating the log to match it)."""
         if self.world.main:
-            remove_stale_temporaries(self.folder)  # the run's lock is ours: no live writer's
+            remove_stale_temporaries(self.folder, RUN_FOLDER_FILES)  # the run's lock is ours: no live writer's
         self.world.barrier()
         self.carry, self.position = self._load_resume()
         if self.world.main:
@@ -160,8 +141,8 @@ class Loop:
         self.resumed_from = self.position.step
 
     def _load_resume(self) -> tuple[State, Position]:
-        carry, position = load_resume(self.folder, self.model, self.optimizer, self.config.batch_size)
-        return [tuple(s[:, self.my_rows].contiguous() for s in layer) for layer in carry], position
+        carry, position = load_resume(self.folder, self.model, self.optimizer, self.task.carry_template())
+        return self.task.own_rows(carry), position
 
     def run(self) -> Finished:
         c = self.config
@@ -171,8 +152,8 @@ class Loop:
                 count_parameters(self.model),
                 str(self.device),
                 self.bf16,
-                len(self.data.train),
-                len(self.data.val),
+                self.task.train_tokens,
+                self.task.val_tokens,
                 c.steps,
                 c.time_budget,
                 self.resumed_from,
@@ -199,10 +180,7 @@ class Loop:
         finally:
             if self.metrics is not None:
                 self.metrics.close()
-        p = self.position
-        return Finished(
-            self.folder, p.step, elapsed, reason, p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
-        )
+        return self._finished(elapsed, reason)
 
     def already_complete(self) -> Finished:
         """End a session on a run whose budget was already spent: nothing to train.
@@ -216,8 +194,18 @@ class Loop:
         finally:
             if self.metrics is not None:
                 self.metrics.close()
+        return self._finished(p.elapsed, "complete")
+
+    def _finished(self, elapsed: float, reason: str) -> Finished:
+        p = self.position
         return Finished(
-            self.folder, p.step, p.elapsed, "complete", p.best_loss, p.best_metrics.get("val_bits_per_char", math.nan)
+            self.folder,
+            p.step,
+            elapsed,
+            reason,
+            p.best_loss,
+            p.best_metrics.get("val_bits_per_char", math.nan),
+            p.best_metrics.get("val_accuracy"),
         )
 
     def _train(self) -> str:
@@ -255,15 +243,9 @@ class Loop:
         c = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        t = (self.position.step % self.stream.windows_per_epoch) * c.seq_len
-        if t == 0:
-            self.carry = self.model.initial_state(self.local_batch, self.device)  # a new pass over the text
         self._seed_rank(self.position.step)
-        x = self.rows[:, t : t + c.seq_len].long()  # (b, T)
-        y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits, carry = self.net(x, self.carry)  # (b, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)  # noqa: E731
+        loss, carry = self.task.loss(self.net, self.position.step, self.carry, autocast)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # The norm is of the gradients averaged over all ranks, so every rank decides alike.
@@ -272,7 +254,7 @@ class Loop:
         if not torch.isfinite(norm):
             # A non-finite step never reaches the weights; the carried state starts afresh.
             window.skipped += 1
-            self.carry = self.model.initial_state(self.local_batch, self.device)
+            self.carry = self.task.initial_carry()
             return False
         self.optimizer.step()
         self.carry = detach_state(carry)
@@ -301,13 +283,12 @@ class Loop:
         self.emit(event)
 
     def _report(self, window: _Window, lr: float) -> None:
-        c = self.config
         steps = self.position.step - window.start_step
         norms = torch.stack(window.norms) if window.norms else torch.full((1,), math.nan)
         loss_sum = float(self.world.mean(window.loss_sum))
         if not self.world.main:
             return
-        chars = steps * c.batch_size * c.seq_len * self.data.chars_per_token
+        chars = steps * self.task.chars_per_step
         elapsed = self.elapsed()
         event = Progress(
             step=self.position.step,
@@ -328,32 +309,34 @@ class Loop:
         p = self.position
         p.evaluated_step = p.step
         if self.world.main:
-            val = self.data.val[:PERIODIC_EVAL_TOKENS]
-            nll = total_nll(self.model, val, rows=8) / (len(val) - 1)
-            is_best = nll < p.best_loss
-            event = Evaluated(p.step, nll, nll / LN2 / self.data.val_chars_per_token, is_best)
+            score, metrics = self.task.evaluate(self.model, final=False)
+            is_best = score < p.best_score
+            event = Evaluated(
+                p.step,
+                metrics["val_loss"],
+                metrics.get("val_bits_per_char", math.nan),
+                is_best,
+                metrics.get("val_accuracy"),
+            )
             self._log({"event": "eval", "elapsed": self.elapsed(), **asdict(event)})
             if is_best:
-                p.best_loss, p.best_step = nll, p.step
-                p.best_metrics = {"val_loss": nll, "val_bits_per_char": event.val_bits_per_char}
+                p.best_score, p.best_loss, p.best_step = score, metrics["val_loss"], p.step
+                p.best_metrics = metrics
                 checkpoint.save_model(self.folder, self.model)
             self.emit(event)
         self.world.barrier()
 
     def _final_exact_eval(self) -> None:
-        """Score the kept model on the whole validation split, state carried."""
+        """Score the kept model on the whole validation split."""
         p = self.position
         if not self.world.main:
             return
         model = self.model
         if p.best_step != p.step:
             model = checkpoint.load_run(self.folder, device=str(self.device)).model
-        rows = max(1, math.ceil(len(self.data.val) / EXACT_EVAL_TOKENS))
-        nll = total_nll(model, self.data.val, rows=rows) / (len(self.data.val) - 1)
-        p.best_metrics.update(
-            val_loss=nll, val_bits_per_char=nll / LN2 / self.data.val_chars_per_token, val_exact=rows == 1
-        )
-        p.best_loss = nll
+        _, metrics = self.task.evaluate(model, final=True)
+        p.best_metrics.update(metrics)
+        p.best_loss = metrics["val_loss"]
 
     def save_resume(self) -> None:
         if not all(torch.isfinite(t).all() for t in self.model.state_dict().values()):

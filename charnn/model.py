@@ -1,4 +1,5 @@
-"""RecurrentLM: embedding -> stacked recurrent layers (residual between them) -> head.
+"""RecurrentLM: embedding -> stacked recurrent layers (residual between them) -> head;
+SentenceClassifier: the same stack, one- or two-way, read whole by a sentence head.
 
 One contract: ``forward(tokens, state) -> (logits, state)``. The state is a list
 with one tuple per layer: ``(h, c)`` for an LSTM, ``(h,)`` for a GRU or RNN, each
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charnn.config import ModelConfig
+from charnn.errors import ConfigError
 
 State = list[tuple[Tensor, ...]]
 
@@ -26,9 +28,12 @@ class RecurrentLM(nn.Module):
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.embed)
         self.drop = nn.Dropout(c.dropout)
-        self.rnns = nn.ModuleList(
-            _MODULES[c.cell](c.embed if i == 0 else c.hidden, c.hidden, batch_first=True) for i in range(c.layers)
-        )
+        if c.bidirectional:
+            raise ConfigError(
+                "a language model reads left to right and cannot be --bidirectional; "
+                "drop the option (classifiers use it: charnn classify train)"
+            )
+        self.rnns = make_stack(c)
         # Tied weights reuse embed.weight as the head; a projection bridges the widths.
         self.project = nn.Linear(c.hidden, c.embed, bias=False) if c.tie_weights and c.hidden != c.embed else None
         self.head = None if c.tie_weights else nn.Linear(c.hidden, c.vocab_size)
@@ -36,32 +41,17 @@ class RecurrentLM(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.config.cell == "lstm":
-            # A forget-gate bias of 1 lets gradient flow through the cell from the start.
-            h = self.config.hidden
-            for rnn in self.rnns:
-                with torch.no_grad():
-                    rnn.bias_hh_l0[h : 2 * h].fill_(1.0)
-                    rnn.bias_ih_l0[h : 2 * h].zero_()
+        forget_bias_one(self.config, self.rnns)
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> State:
-        device = device or self.embed.weight.device
-        n = 2 if self.config.cell == "lstm" else 1
-        zeros = lambda: torch.zeros(1, batch, self.config.hidden, device=device)  # noqa: E731
-        return [tuple(zeros() for _ in range(n)) for _ in self.rnns]
+        return zero_state(self.config, len(self.rnns), batch, device or self.embed.weight.device)
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens (B, T) int64 -> logits (B, T, V) and the state after the last token."""
         if state is None:
             state = self.initial_state(tokens.shape[0], tokens.device)
         x = self.drop(self.embed(tokens))  # (B, T, E)
-        new_state: State = []
-        for i, (rnn, layer_state) in enumerate(zip(self.rnns, state, strict=True)):
-            hx = layer_state if self.config.cell == "lstm" else layer_state[0]
-            out, hn = rnn(x, hx)  # (B, T, H)
-            new_state.append(hn if isinstance(hn, tuple) else (hn,))
-            out = self.drop(out)
-            x = x + out if self.config.residual and i > 0 else out  # (B, T, H)
+        x, new_state = run_stack(self.rnns, x, state, self.config, self.drop)  # (B, T, H)
         return self.logits(x), new_state
 
     def logits(self, x: Tensor) -> Tensor:
@@ -75,6 +65,128 @@ class RecurrentLM(nn.Module):
     def stepper(self) -> Stepper:
         """A fast one-token-at-a-time view of this model's current weights (inference only)."""
         return Stepper(self)
+
+
+POOLS = ("final", "mean", "max", "mean-max", "attention")
+"""How a sentence head turns the states of a text into one vector."""
+
+
+class SentenceClassifier(nn.Module):
+    """embed -> a left-to-right stack (+ a right-to-left one) -> pool over the text -> label logits.
+
+    Texts come right-padded with their lengths. The second stack reads each text
+    reversed within its length, padding left at the end, and its states are put back
+    in text order::
+
+        tokens:     a b c d _ _          (n = 4; _ is padding)
+        forward:    reads a b c d _ _    f[i] has read a .. t_i
+        reversed:   d c b a _ _          b[i], put back in order, has read d .. t_i
+        joined:     [f ; b]  (B, T, 2H); positions >= n are masked out of every pool
+
+    Both stacks are causal and padding comes after every real token in both reading
+    orders, so it never reaches a real position's state: a text padded more gets the
+    same prediction. Each direction is exactly a language model's stack (same layer
+    shapes, residuals and names: ``rnns`` and ``rnns_reverse``), so a left-to-right and
+    a right-to-left language model warm-start it. The directions join at the top.
+    """
+
+    def __init__(self, config: ModelConfig, labels: int, pool: str = "mean-max") -> None:
+        super().__init__()
+        if pool not in POOLS:
+            raise ConfigError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}")
+        if labels < 2:
+            raise ConfigError(f"a classifier needs at least 2 labels, got {labels}")
+        self.config, self.pool = config, pool
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.embed)
+        self.drop = nn.Dropout(c.dropout)
+        self.rnns = make_stack(c)
+        self.rnns_reverse = make_stack(c) if c.bidirectional else None
+        width = c.hidden * (2 if c.bidirectional else 1)
+        self.attention = nn.Linear(width, 1) if pool == "attention" else None
+        self.head = nn.Linear(width * (2 if pool == "mean-max" else 1), labels)
+        forget_bias_one(c, self.rnns)
+        if self.rnns_reverse is not None:
+            forget_bias_one(c, self.rnns_reverse)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """tokens (B, T) int64, right-padded; lengths (B,) >= 1 -> logits (B, labels)."""
+        return self.head(self.drop(self.pooled(tokens, lengths)))
+
+    def states(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """The top layer's states of both directions, in text order: (B, T, H or 2H)."""
+        batch, steps = tokens.shape
+        x = self.drop(self.embed(tokens))  # (B, T, E)
+        zeros = zero_state(self.config, len(self.rnns), batch, tokens.device)
+        forward, _ = run_stack(self.rnns, x, zeros, self.config, self.drop)  # (B, T, H)
+        if self.rnns_reverse is None:
+            return forward
+        order = _reverse_within(lengths, steps)  # (B, T); its own inverse
+        x_rev = x.gather(1, order[..., None].expand_as(x))  # (B, T, E)
+        backward, _ = run_stack(self.rnns_reverse, x_rev, zeros, self.config, self.drop)  # (B, T, H)
+        backward = backward.gather(1, order[..., None].expand_as(backward))  # back in text order
+        return torch.cat([forward, backward], dim=2)  # (B, T, 2H)
+
+    def pooled(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        states = self.states(tokens, lengths)  # (B, T, D)
+        steps = states.shape[1]
+        mask = torch.arange(steps, device=tokens.device)[None, :] < lengths[:, None]  # (B, T)
+        if self.pool == "final":
+            h = self.config.hidden
+            last = states.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, states.shape[2]))[:, 0]  # (B, D)
+            return torch.cat([last[:, :h], states[:, 0, h:]], dim=1) if self.rnns_reverse is not None else last
+        if self.pool == "attention":
+            scores = self.attention(states).squeeze(2).masked_fill(~mask, float("-inf"))  # (B, T)
+            return torch.bmm(scores.softmax(dim=1)[:, None, :], states)[:, 0]  # (B, D)
+        mean = (states * mask[..., None]).sum(1) / lengths[:, None].to(states.dtype)  # (B, D)
+        if self.pool == "mean":
+            return mean
+        top = states.masked_fill(~mask[..., None], float("-inf")).amax(1)  # (B, D)
+        return top if self.pool == "max" else torch.cat([mean, top], dim=1)
+
+
+def _reverse_within(lengths: Tensor, steps: int) -> Tensor:
+    """Index (B, T) that reverses each row's first ``length`` positions and keeps the rest."""
+    i = torch.arange(steps, device=lengths.device)[None, :]  # (1, T)
+    n = lengths[:, None]  # (B, 1)
+    return torch.where(i < n, n - 1 - i, i)
+
+
+def make_stack(config: ModelConfig) -> nn.ModuleList:
+    """The recurrent layers: the first reads the embedding, the others the layer below."""
+    c = config
+    return nn.ModuleList(
+        _MODULES[c.cell](c.embed if i == 0 else c.hidden, c.hidden, batch_first=True) for i in range(c.layers)
+    )
+
+
+def forget_bias_one(config: ModelConfig, rnns: nn.ModuleList) -> None:
+    """A forget-gate bias of 1 lets gradient flow through an LSTM's cell from the start."""
+    if config.cell == "lstm":
+        h = config.hidden
+        for rnn in rnns:
+            with torch.no_grad():
+                rnn.bias_hh_l0[h : 2 * h].fill_(1.0)
+                rnn.bias_ih_l0[h : 2 * h].zero_()
+
+
+def run_stack(
+    rnns: nn.ModuleList, x: Tensor, state: State, config: ModelConfig, drop: nn.Module
+) -> tuple[Tensor, State]:
+    """x (B, T, E) through the layers, dropout after each, residual from layer 2 on -> (B, T, H), state."""
+    new_state: State = []
+    for i, (rnn, layer_state) in enumerate(zip(rnns, state, strict=True)):
+        hx = layer_state if config.cell == "lstm" else layer_state[0]
+        out, hn = rnn(x, hx)  # (B, T, H)
+        new_state.append(hn if isinstance(hn, tuple) else (hn,))
+        out = drop(out)
+        x = x + out if config.residual and i > 0 else out  # (B, T, H)
+    return x, new_state
+
+
+def zero_state(config: ModelConfig, layers: int, batch: int, device: torch.device) -> State:
+    n = 2 if config.cell == "lstm" else 1
+    return [tuple(torch.zeros(1, batch, config.hidden, device=device) for _ in range(n)) for _ in range(layers)]
 
 
 class Stepper:

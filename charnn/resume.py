@@ -9,6 +9,7 @@ atomically, so a kill at any instant leaves one consistent state on disk.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from safetensors.torch import save as save_tensors
 from charnn.checkpoint import RESUME_FILE
 from charnn.errors import CheckpointError
 from charnn.files import atomic_write_bytes
-from charnn.model import RecurrentLM, State
+from charnn.model import State
 
 RESUME_VERSION = 1
 _ADAM_KEYS = ("exp_avg", "exp_avg_sq", "step")
@@ -39,15 +40,22 @@ class Position:
     rollbacks: int = 0
     evaluated_step: int = -1
     best_loss: float = float("inf")
+    """Validation loss of the kept model."""
+    best_score: float = float("inf")
+    """What picks the kept model, lower being better (the task's; a language model's is its loss)."""
     best_step: int = 0
     best_metrics: dict[str, Any] = field(default_factory=dict)
     metrics_bytes: int = 0
     """Size of metrics.jsonl when this state was saved: later lines are replayed on resume."""
     finished: bool = False
 
+    def __post_init__(self) -> None:
+        if math.isinf(self.best_score) and not math.isinf(self.best_loss):
+            self.best_score = self.best_loss  # written before tasks had scores: a language model's
+
 
 def save_resume(
-    folder: Path, model: RecurrentLM, optimizer: torch.optim.Optimizer, carry: State, position: Position
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, carry: State, position: Position
 ) -> None:
     tensors: dict[str, torch.Tensor] = {}
     names = {id(p): n for n, p in model.named_parameters()}
@@ -70,9 +78,12 @@ def save_resume(
 
 
 def load_resume(
-    folder: Path, model: RecurrentLM, optimizer: torch.optim.Optimizer, batch_size: int
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, carry_template: State
 ) -> tuple[State, Position]:
-    """Restore model, optimizer and RNG from the resume file; returns the carried state and position."""
+    """Restore model, optimizer and RNG from the resume file; returns the carried state and position.
+
+    ``carry_template`` is the carried state's shape (zeros), for the whole batch.
+    """
     path = folder / RESUME_FILE
     try:
         data = path.read_bytes()
@@ -89,7 +100,7 @@ def load_resume(
     device = next(model.parameters()).device
     _restore_model(path, model, tensors)
     _restore_optimizer(path, model, optimizer, tensors, device)
-    carry = _restore_carry(path, model, tensors, batch_size, device)
+    carry = _restore_carry(path, tensors, carry_template, device)
     try:
         torch.set_rng_state(tensors["rng.cpu"])
         cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
@@ -109,7 +120,7 @@ def _metadata(data: bytes) -> dict[str, str]:
     return meta
 
 
-def _restore_model(path: Path, model: RecurrentLM, tensors: dict[str, torch.Tensor]) -> None:
+def _restore_model(path: Path, model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     expected = model.state_dict()
     found = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     if set(found) != set(expected) or any(
@@ -136,10 +147,9 @@ def _restore_optimizer(path, model, optimizer, tensors, device) -> None:  # noqa
         }
 
 
-def _restore_carry(path, model, tensors, batch_size, device) -> State:  # noqa: ANN001
-    carry = model.initial_state(batch_size, device)
+def _restore_carry(path, tensors, carry_template, device) -> State:  # noqa: ANN001
     restored: State = []
-    for i, layer in enumerate(carry):
+    for i, layer in enumerate(carry_template):
         parts = []
         for j, zero in enumerate(layer):
             tensor = tensors.get(f"carry.{i}.{j}")

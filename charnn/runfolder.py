@@ -22,13 +22,15 @@ touching what a live process is still writing, and goes with the process that he
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from charnn.checkpoint import CONFIG_FILE, RESUME_FILE, RUN_FILES
+from charnn.checkpoint import CONFIG_FILE, FORMAT, RESUME_FILE, RUN_FILES
 from charnn.errors import RunFolderError
 from charnn.files import TEMPORARY_SUFFIX, FolderBusy, FolderLock, fsync_dir, remove_stale_temporaries
 
@@ -44,9 +46,23 @@ def old_path(folder: Path) -> Path:
     return folder.parent / f".{folder.name}{OLD_SUFFIX}"
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+"""The files charnn's tokenizers save (tests/test_checkpoint.py checks these against them)."""
+RUN_FOLDER_FILES = (*RUN_FILES, *TOKENIZER_FILES)
+
+
 def _ours(name: str) -> bool:
-    """Whether a file name is one a run folder holds (a killed older charnn may have left it)."""
-    return name in RUN_FILES or name.startswith("tokenizer.") or name.endswith(TEMPORARY_SUFFIX)
+    """Whether a file name is one a run folder holds, or a temporary of one (a killed charnn may have left it)."""
+    return name in RUN_FOLDER_FILES or any(
+        name.startswith(f".{own}.") and name.endswith(TEMPORARY_SUFFIX) for own in RUN_FOLDER_FILES
+    )
+
+
+def _is_run_config(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def folder_state(folder: Path) -> str:
@@ -64,6 +80,8 @@ def folder_state(folder: Path) -> str:
     names = [p.name for p in folder.iterdir()]
     if not names:
         return "empty"
+    if CONFIG_FILE in names and not _is_run_config(folder / CONFIG_FILE):
+        return "foreign"
     if CONFIG_FILE in names and RESUME_FILE in names:
         return "run"
     if not all(_ours(name) for name in names):
@@ -83,16 +101,17 @@ def recover(folder: Path) -> None:
     """
     try:
         _recover(Path(folder))
-    except (OSError, FolderBusy):
+    except (OSError, FolderBusy, RunFolderError):
         pass
 
 
 def _recover(folder: Path) -> None:
     pending, old = pending_path(folder), old_path(folder)
-    if pending.is_dir():
+    if pending.is_dir() and not _being_born(pending):
         with FolderLock(pending):
             if (pending / CONFIG_FILE).is_file():
-                _switch(pending, folder)
+                with _target_lock(folder):
+                    _switch(pending, folder)
             else:
                 shutil.rmtree(pending)
     if old.is_dir():
@@ -103,9 +122,35 @@ def _recover(folder: Path) -> None:
     if folder.is_dir():
         try:
             with FolderLock(folder):
-                remove_stale_temporaries(folder)
+                remove_stale_temporaries(folder, RUN_FOLDER_FILES)
         except FolderBusy:
             pass  # a live trainer's temporaries are not stale
+
+
+def _being_born(pending: Path) -> bool:
+    """An empty pending folder of a few seconds: its maker may not have locked it yet."""
+    try:
+        return not any(pending.iterdir()) and time.time() - pending.stat().st_mtime < 10
+    except OSError:
+        return True
+
+
+@contextmanager
+def _target_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock (if it exists) while it is swapped out: never swap out a run being trained."""
+    if not folder.is_dir():
+        yield
+        return
+    try:
+        lock = FolderLock(folder).acquire()
+    except FolderBusy:
+        raise RunFolderError(
+            f"{folder} is being trained by another charnn process; stop it before replacing the run"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _switch(pending: Path, folder: Path) -> None:
@@ -143,16 +188,23 @@ def check_target(folder: Path, overwrite: bool) -> str:
     return state
 
 
-def hold(folder: Path) -> FolderLock:
-    """Lock a run folder for training in it, or say that another process is training it."""
-    try:
-        return FolderLock(folder).acquire()
-    except FolderBusy:
-        raise RunFolderError(
-            f"{folder} is being written by another charnn process; wait for it to finish or stop it first"
-        ) from None
-    except OSError as exc:
-        raise RunFolderError(f"cannot open {folder}: {exc.strerror or exc}") from None
+def hold(folder: Path, patience: float = 3.0) -> FolderLock:
+    """Lock a run folder for training in it, or say that another process is training it.
+
+    A reader tidying the folder (``recover``) holds the lock for an instant: wait that out.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return FolderLock(folder).acquire()
+        except FolderBusy:
+            if time.monotonic() >= deadline:
+                raise RunFolderError(
+                    f"{folder} is being written by another charnn process; wait for it to finish or stop it first"
+                ) from None
+            time.sleep(0.05)
+        except OSError as exc:
+            raise RunFolderError(f"cannot open {folder}: {exc.strerror or exc}") from None
 
 
 @contextmanager
@@ -174,21 +226,31 @@ def new_run(folder: Path, overwrite: bool) -> Iterator[tuple[Path, FolderLock]]:
                 f"{folder} is being made by another charnn process; wait for it to finish or stop it first"
             )
         pending.mkdir()
+        lock = FolderLock(pending).acquire()
     except OSError as exc:
+        _remove_made(made)
         raise RunFolderError(f"cannot write to --out {folder}: {exc.strerror or exc}") from None
-    lock = FolderLock(pending).acquire()
     try:
-        yield pending, lock
-        check_target(folder, overwrite)  # nothing appeared there meanwhile that must be kept
-        _switch(pending, folder)
+        with _target_lock(folder):
+            yield pending, lock
+            check_target(folder, overwrite)  # nothing appeared there meanwhile that must be kept
+            try:
+                _switch(pending, folder)
+            except OSError as exc:
+                raise RunFolderError(f"cannot put the new run in place at {folder}: {exc.strerror or exc}") from None
     except BaseException as exc:
         lock.release()
         if isinstance(exc, (Exception, KeyboardInterrupt, SystemExit)):
             shutil.rmtree(pending, ignore_errors=True)
-            for parent in reversed(made):
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
+            _remove_made(made)
         # else: an abrupt end (tests stand in for SIGKILL so): leave it, as a kill would, for recover
         raise
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the (still empty) parent folders a failed new run made."""
+    for parent in reversed(made):
+        try:
+            parent.rmdir()
+        except OSError:
+            break

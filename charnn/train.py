@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charnn import checkpoint, runfolder
+from charnn import checkpoint, runfolder, tasks
 from charnn.config import ModelConfig, TrainConfig
 from charnn.data import Corpus, TBPTTStream, corpus_stats, split_pieces, split_point, token_dtype, training_sample
 from charnn.device import resolve_device
@@ -33,7 +34,7 @@ from charnn.distributed import init_world
 from charnn.errors import CheckpointError, ConfigError, CorpusError, RunFolderError
 from charnn.events import Event, Finished, Notice
 from charnn.files import FolderLock
-from charnn.loop import Data, Loop, clip_gradients, lr_at, make_optimizer
+from charnn.loop import Loop, clip_gradients, lr_at, make_optimizer
 from charnn.model import RecurrentLM
 from charnn.resume import Position, save_resume
 from charnn.tokenizers import build_tokenizer, load_tokenizer
@@ -67,14 +68,14 @@ def train(
     the current step with a resumable checkpoint.
     """
     config = config or TrainConfig()
-    folder = Path(folder)
+    folder = _unlinked(Path(folder))
     stats = corpus_stats(corpus)
     request = _request_digest(stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from)
     world, device = init_world(resolve_device(config.device))
     world.rows(config.batch_size)  # fails early if the batch does not split over the processes
     going_on = replace = False
     if world.main:
-        going_on, replace = _continue_or_start(folder, stats.sha256, request, overwrite, resume, on_event)
+        going_on, replace = _continue_or_start(folder, stats.sha256, request, config, overwrite, resume, on_event)
     going_on = bool(world.max(float(going_on))[0])  # rank 0 decides for all
     lock = None
     try:
@@ -108,7 +109,7 @@ def _request_digest(stats, val_text, model_options, config, tokenizer_kind, toke
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
-def _continue_or_start(folder, corpus_sha256, request, overwrite, resume, on_event) -> tuple[bool, bool]:  # noqa: ANN001
+def _continue_or_start(folder, corpus_sha256, request, config, overwrite, resume, on_event) -> tuple[bool, bool]:  # noqa: ANN001
     """(continue the run in ``folder``, replace what it holds) for a train call asked to ``resume``."""
     runfolder.recover(folder)
     state = runfolder.folder_state(folder)
@@ -119,23 +120,26 @@ def _continue_or_start(folder, corpus_sha256, request, overwrite, resume, on_eve
         runfolder.check_target(folder, overwrite=True)  # debris of a killed run may go; a user's files may not
         on_event(Notice(f"{folder} holds no run to resume yet; starting it afresh"))
         return False, state == "unfinished"
-    existing = checkpoint.check_run_folder(folder, for_resume=True)
+    existing = checkpoint.check_run_folder(folder, for_resume=True, recover=False)
     same_corpus = existing.get("data", {}).get("corpus_sha256") == corpus_sha256
-    if existing.get("request") == request:
+    started = existing.get("training", {})
+    same_budget = (started.get("steps"), started.get("time_budget")) == (config.steps, config.time_budget)
+    if existing.get("request") == request and (same_budget or not overwrite):
         return True, False
     if overwrite:
-        return False, True  # an older run: --overwrite replaces it
+        return False, True  # an older run (its settings or budget differ): --overwrite replaces it
     if not same_corpus:
         raise ConfigError(
             f"the corpus differs from the one {folder} was trained on; "
             "pass --overwrite to start a new run there, or --out to choose another folder"
         )
-    on_event(
-        Notice(
-            f"{folder} goes on with the settings it was started with, not those given here "
-            "(pass --overwrite to start it over with them)"
+    if "request" in existing:  # runs made before requests were recorded have none to compare
+        on_event(
+            Notice(
+                f"{folder} goes on with the settings it was started with, not those given here "
+                "(pass --overwrite to start it over with them)"
+            )
         )
-    )
     return True, False
 
 
@@ -279,9 +283,9 @@ def resume(
     ``steps`` / ``time_budget`` replace the run's budget; ``corpus``, when given,
     must be the text the run was trained on.
     """
-    folder = Path(folder)
-    runfolder.recover(folder)
-    state = runfolder.folder_state(folder)
+    folder = _unlinked(Path(folder))
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun, the first process alone recovers
+    state = runfolder.folder_state(folder) if not main else _recovered_state(folder)
     if state in ("absent", "empty", "unfinished"):
         what = (
             "does not exist"
@@ -292,7 +296,7 @@ def resume(
             f"run folder {folder} {what}; pass the corpus to start it: "
             f"charnn train CORPUS --out {folder} --resume {folder}"
         )
-    run_config = checkpoint.check_run_folder(folder, for_resume=True)
+    run_config = checkpoint.check_run_folder(folder, for_resume=True, recover=False)
     if corpus is not None and corpus_stats(corpus).sha256 != run_config.get("data", {}).get("corpus_sha256"):
         raise ConfigError(
             f"the corpus differs from the one {folder} was trained on; "
@@ -308,6 +312,16 @@ def resume(
             lock.release()
 
 
+def _recovered_state(folder: Path) -> str:
+    runfolder.recover(folder)
+    return runfolder.folder_state(folder)
+
+
+def _unlinked(folder: Path) -> Path:
+    """The folder a symbolic link names: a new run is renamed into place, which would replace the link."""
+    return folder.resolve() if folder.is_symlink() else folder
+
+
 def _run_device(folder: Path, run_config: dict[str, Any]) -> str:
     try:
         return TrainConfig.from_dict(run_config["training"]).device
@@ -320,8 +334,7 @@ def _train_in(folder, world, device, budget, on_event, stop, *, resumed: bool) -
 
     ``budget`` (steps, seconds), when given, replaces the run's.
     """
-    run_config = checkpoint.check_run_folder(folder, for_resume=True)
-    info = run_config.get("data", {})
+    run_config = checkpoint.check_run_folder(folder, for_resume=True, recover=False)
     try:
         config = TrainConfig.from_dict(run_config["training"])
         if budget is not None:
@@ -329,19 +342,11 @@ def _train_in(folder, world, device, budget, on_event, stop, *, resumed: bool) -
         model_config = ModelConfig.from_dict(run_config["model"])
         if load_tokenizer(folder, run_config["tokenizer"]).vocab_size != model_config.vocab_size:
             raise CheckpointError(f"{folder}: the tokenizer does not fit the model in config.json")
-        dtype = np.dtype(info["token_dtype"])
-        train_tokens = _read_tokens(folder / checkpoint.TRAIN_TOKENS_FILE, dtype, info["train_tokens"])
-        val_tokens = _read_tokens(folder / checkpoint.VAL_TOKENS_FILE, dtype, info["val_tokens"])
-        data = Data(
-            train_tokens,
-            val_tokens,
-            info["train_chars"] / info["train_tokens"],
-            info["val_chars"] / info["val_tokens"],
-        )
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
-    model = RecurrentLM(model_config).to(device)
-    loop = Loop(model, data, config, folder, device, run_config, on_event, stop, world)
+    model = tasks.build_model(run_config, model_config).to(device)
+    task = tasks.make_task(run_config, folder, model, config, world, device)
+    loop = Loop(model, task, config, folder, device, run_config, on_event, stop, world)
     loop.restore()
     if not resumed:
         loop.resumed_from = None
@@ -349,11 +354,3 @@ def _train_in(folder, world, device, budget, on_event, stop, *, resumed: bool) -
     if p.finished and loop.fraction(p.elapsed) >= 1.0:
         return loop.already_complete()
     return loop.run()
-
-
-def _read_tokens(path: Path, dtype: np.dtype, count: int | None = None) -> np.ndarray:
-    """The token file as a copy-on-write memory map: pages are read as training reaches them."""
-    size = path.stat().st_size if path.is_file() else -1
-    if size < 0 or (count is not None and size != count * dtype.itemsize) or size % dtype.itemsize:
-        raise CheckpointError(f"{path} is missing or not the size config.json says; the run cannot be resumed")
-    return np.memmap(path, dtype=dtype, mode="c", shape=(size // dtype.itemsize,))

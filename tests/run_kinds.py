@@ -7,7 +7,8 @@ here and is covered by those tests without writing them again.
 A kind says how to start a run in process (``start``) and on the command line (``command``).
 ``start(folder, resume=True)`` and ``command(...) + ["--resume", folder]`` are "the same
 command plus --resume": they go on from wherever a first, killed call stopped. ``variant``
-starts an older run of other settings, for the tests of --overwrite.
+starts an older run, for the tests of --overwrite: "settings" differs in its settings,
+"budget" only in its budget.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ STEPS, EVAL_EVERY, LOG_EVERY = 30, 10, 5
 class RunKind:
     name: str
     start: Callable[..., Any]
-    """start(folder, *, variant=False, resume=False, overwrite=False, on_event=None) -> Finished"""
+    """start(folder, *, variant=None, resume=False, overwrite=False, on_event=None) -> Finished"""
     command: Callable[[Path, Path], list[str]]
     """command(workdir, folder): the `charnn` arguments that start the run (its data written into workdir)."""
 
@@ -36,12 +37,16 @@ class RunKind:
         return self.name
 
 
-def _language_model(folder: Path, *, variant=False, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
+VARIANTS = {None: {}, "settings": {"seed": 99, "steps": 10}, "budget": {"steps": 10}}
+
+
+def _language_model(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
     from charnn.data import Corpus
     from charnn.train import train
 
-    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY}
-    config = tiny_train_config(**{**settings, **({"seed": 99, "steps": 10} if variant else {})})
+    # A short warm-up, so that the schedule (and so the weights) depends on the budget early on.
+    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
+    config = tiny_train_config(**{**settings, **VARIANTS[variant]})
     corpus = Corpus(text=TEXT, name="t", sources=("t.txt",))
     events = {"on_event": on_event} if on_event is not None else {}
     return train(corpus, folder, MODEL, config, resume=resume, overwrite=overwrite, **events)
@@ -57,7 +62,7 @@ def _language_model_command(workdir: Path, folder: Path) -> list[str]:
         *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--seq-len", str(c.seq_len)),
         *("--batch-size", str(c.batch_size), "--seed", str(c.seed), "--precision", c.precision),
         *("--hidden", str(m["hidden"]), "--embed", str(m["embed"]), "--dropout", str(m["dropout"])),
-        *("--device", "cpu"),
+        *("--device", "cpu", "--warmup", "5"),
     ]
 
 

@@ -125,3 +125,11 @@ def test_default_run_is_env_then_newest(tmp_path, monkeypatch, trained_run):
     monkeypatch.delenv("CHARNN_MODEL")
     with pytest.raises(CheckpointError, match="no trained run found"):
         find_default_run(tmp_path / "empty")
+
+
+def test_run_folders_know_every_tokenizer_file_name():
+    from charnn.runfolder import TOKENIZER_FILES
+    from charnn.tokenizers.char import CharTokenizer
+    from charnn.tokenizers.subword import FILE_NAME
+
+    assert set(TOKENIZER_FILES) == {CharTokenizer.file_name, FILE_NAME}

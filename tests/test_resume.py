@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import charnn.train as train_module_setup
 from charnn import runfolder
 from charnn.checkpoint import CONFIG_FILE, MODEL_FILE, RESUME_FILE, check_run_folder
 from charnn.data import Corpus
-from charnn.errors import CheckpointError, ConfigError, TrainingDiverged
+from charnn.errors import CheckpointError, ConfigError, RunFolderError, TrainingDiverged
 from charnn.events import Notice
 from charnn.files import atomic_write_bytes
 from charnn.train import resume, train
@@ -119,7 +120,7 @@ MOMENTS = {
     "before the first checkpoint": lambda mp: _kill_at_call(mp, train_module, "clip_gradients", 3),
     "mid-step": lambda mp: _kill_at_call(mp, train_module, "clip_gradients", 17),
     "mid-save": lambda mp: _kill_at_save(mp, 3),  # saving after step 20's evaluation
-    "mid-eval": lambda mp: _kill_at_call(mp, train_module, "total_nll", 2),
+    "mid-eval": lambda mp: _kill_at_call(mp, train_module, "Evaluated", 2),  # scored, not yet saved
     "writing the results": lambda mp: _kill_at_call(mp, train_module.Loop, "_write_results", 1),
 }
 BEFORE_THE_RUN_EXISTS = ("before the folder exists", "while the data is written")
@@ -164,14 +165,21 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_one(kind, momen
 
 @pytest.mark.parametrize("kind", KINDS, ids=str)
 @pytest.mark.parametrize(
-    "moment", [*BEFORE_THE_RUN_EXISTS, "when the new run is complete", "between the renames", "mid-step"]
+    ("moment", "older"),
+    [
+        *((m, "settings") for m in BEFORE_THE_RUN_EXISTS),
+        ("when the new run is complete", "settings"),
+        ("between the renames", "settings"),
+        ("mid-step", "settings"),
+        ("while the data is written", "budget"),  # the older run differs in its budget alone
+    ],
 )
 def test_a_killed_overwrite_leaves_one_whole_run_and_resumes_the_new_one(
-    kind, moment, references, tmp_path, monkeypatch
+    kind, moment, older, references, tmp_path, monkeypatch
 ):
     folder = tmp_path / "run"
-    kind.start(folder, variant=True)  # the older run
-    older = {p.name: p.read_bytes() for p in folder.iterdir()}
+    kind.start(folder, variant=older)
+    older_files = {p.name: p.read_bytes() for p in folder.iterdir()}
     MOMENTS[moment](monkeypatch)
     with pytest.raises(Killed):
         kind.start(folder, overwrite=True)
@@ -179,9 +187,10 @@ def test_a_killed_overwrite_leaves_one_whole_run_and_resumes_the_new_one(
     check_run_folder(folder, for_resume=True)  # opens; the next command finishes what the kill left
     now = {p.name: p.read_bytes() for p in folder.iterdir()}
     if moment in BEFORE_THE_RUN_EXISTS:
-        assert now == older  # the older run, whole
+        assert now == older_files  # the older run, whole
     else:
-        assert now[CONFIG_FILE] != older[CONFIG_FILE] and now[RESUME_FILE] != older[RESUME_FILE]  # the new one
+        assert now[CONFIG_FILE] != older_files[CONFIG_FILE]  # the new one
+        assert now[RESUME_FILE] != older_files[RESUME_FILE]
     kind.start(folder, overwrite=True, resume=True)
     assert_same_weights(final_weights(folder), final_weights(references[kind.name]))
     assert _leftovers(folder) == []
@@ -210,7 +219,8 @@ def charnn(*args, **kwargs):
 
 def _wait_for(condition, seconds):
     deadline = time.time() + seconds
-    while not condition() and time.time() < deadline:
+    while not condition():
+        assert time.time() < deadline, "timed out"
         time.sleep(0.005)
 
 
@@ -226,7 +236,7 @@ def test_two_early_sigkills_then_the_same_command_with_resume(kind, tmp_path):
     first.kill()
     first.wait()
     second = charnn(*command, "--resume", folder, stderr=subprocess.PIPE, text=True)
-    second.stderr.readline()  # its first line: it has set the run up and is about to train
+    _wait_for(lambda: "training" in second.stderr.readline(), 60)  # set up, about to train
     second.kill()
     second.wait()
     done = charnn(*command, "--resume", folder, stderr=subprocess.PIPE, text=True)
@@ -339,3 +349,45 @@ def test_cli_resume_auto_continues_a_stopped_run(tmp_path, small_text):
     )
     assert fresh.returncode == 0, fresh.stderr
     assert f"{tmp_path / 'new'} holds no run to resume yet; starting it afresh" in fresh.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_a_run_being_trained_is_neither_replaced_nor_trained_twice(kind, references, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(references[kind.name], folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with runfolder.hold(folder):  # as a live trainer holds it
+        with pytest.raises(RunFolderError, match="being trained by another charnn process"):
+            kind.start(folder, overwrite=True)
+        with pytest.raises(RunFolderError, match="being written by another charnn process"):
+            resume(folder, steps=40)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_a_symbolic_link_as_the_run_folder_stays_a_link(kind, references, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    kind.start(link)
+    assert link.is_symlink() and (target / CONFIG_FILE).is_file()
+    kind.start(link, overwrite=True)
+    assert link.is_symlink()
+    assert_same_weights(final_weights(target), final_weights(references[kind.name]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "link"]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_resume_never_takes_a_users_folder_for_debris(kind, tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "tokenizer.py").write_text("print(1)")
+    with pytest.raises(RunFolderError, match="holds no charnn run"):
+        kind.start(folder, resume=True)
+    with pytest.raises(RunFolderError, match="holds no charnn run"):
+        kind.start(folder, resume=True, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "tokenizer.py"]
+    assert [p.name for p in tmp_path.iterdir()] == ["project"]

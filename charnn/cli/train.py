@@ -137,7 +137,7 @@ def train_command(
     from charnn.data import read_corpus, read_text
 
     budget = parse_duration(time_budget) if time_budget else None
-    if resume not in (None, "auto") and out is not None and Path(resume) != out:
+    if resume not in (None, "auto") and out is not None and Path(resume).resolve() != out.resolve():
         raise ConfigError(f"--out {out} and --resume {resume} name different folders; give one of them")
     if resume is not None and not corpus:
         folder = out if resume == "auto" else Path(resume)
