@@ -26,11 +26,12 @@ from typing import Any
 
 from charnn import __version__
 from charnn.config import ModelConfig
-from charnn.errors import CheckpointError, ConfigError, TokenizerError
+from charnn.errors import CheckpointError, ConfigError, TokenizerError, WrongRunKind
 from charnn.files import atomic_write_bytes, atomic_write_text
 
 FORMAT = "charnn-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: config.json may name a task ('classify'); a folder with none is a language model (as in 1)."""
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 VALIDATION_FILE = "validation.txt"
@@ -126,8 +127,11 @@ def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = 
     return config
 
 
-def load_run(folder: str | Path, device: str = "cpu") -> Run:
-    """Load a run folder, validating every file; weights go to ``device``."""
+def load_run(folder: str | Path, device: str = "cpu", kind: str | None = None) -> Run:
+    """Load a run folder, validating every file; weights go to ``device``.
+
+    ``kind`` ('lm', 'classify'), when given, refuses a run of another kind.
+    """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
@@ -137,6 +141,7 @@ def load_run(folder: str | Path, device: str = "cpu") -> Run:
 
     folder = Path(folder)
     config = check_run_folder(folder)
+    check_kind(folder, config, kind)
     try:
         model_config = ModelConfig.from_dict(config["model"])
     except (KeyError, TypeError, ConfigError) as exc:
@@ -161,6 +166,17 @@ def load_run(folder: str | Path, device: str = "cpu") -> Run:
     return Run(folder=folder, config=config, model=model, tokenizer=tokenizer)
 
 
+def check_kind(folder: Path, config: dict[str, Any], kind: str | None) -> None:
+    """Refuse a run of another kind than ``kind`` in one line that says what it is and what to use."""
+    from charnn.tasks import TASK_NAMES, task_kind
+
+    found = task_kind(config)
+    if kind is None or found == kind:
+        return
+    use = {"lm": "charnn sample / charnn eval", "classify": "charnn classify predict / eval"}[found]
+    raise WrongRunKind(f"{folder} is {TASK_NAMES[found]}, not {TASK_NAMES[kind]}; use it with {use}")
+
+
 def _check_tensors(folder: Path, expected: dict[str, Any], found: dict[str, Any]) -> None:
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
@@ -183,15 +199,31 @@ def _check_tensors(folder: Path, expected: dict[str, Any], found: dict[str, Any]
             )
 
 
-def find_default_run(cwd: Path | None = None) -> Path:
-    """$CHARNN_MODEL, else the most recently trained run under ./runs."""
+def find_default_run(cwd: Path | None = None, kind: str | None = "lm") -> Path:
+    """$CHARNN_MODEL, else the most recently trained run of ``kind`` (None: any) under ./runs."""
+    from charnn.tasks import TASK_KINDS, TASK_NAMES
+
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env)
     runs = Path(cwd) / RUNS_DIR if cwd is not None else Path(RUNS_DIR)
-    candidates = [p.parent for p in runs.glob(f"*/{MODEL_FILE}") if (p.parent / CONFIG_FILE).is_file()]
+    candidates = [
+        p.parent for p in runs.glob(f"*/{MODEL_FILE}") if _run_kind(p.parent) in ((kind,) if kind else TASK_KINDS)
+    ]
     if not candidates:
+        train = "charnn classify train" if kind == "classify" else "charnn train"
+        what = f"trained run of {TASK_NAMES[kind]}" if kind else "trained run"
         raise CheckpointError(
-            f"no trained run found under {runs}; pass --model RUN, set {MODEL_ENV}, or train one with `charnn train`"
+            f"no {what} found under {runs}; pass --model RUN, set {MODEL_ENV}, or train one with `{train}`"
         )
     return max(candidates, key=lambda p: (p / MODEL_FILE).stat().st_mtime_ns)
+
+
+def _run_kind(folder: Path) -> str | None:
+    from charnn.tasks import task_kind
+
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        return task_kind(config) if config.get("format") == FORMAT else None
+    except (OSError, ValueError, AttributeError, CheckpointError):
+        return None

@@ -157,7 +157,7 @@ def _file_chunks(path: Path) -> Iterator[str]:
                     bad = (exc.object[exc.start : exc.start + 4]).hex(" ")
                     raise CorpusError(
                         f"{path} is not valid UTF-8: byte offset {where} ({bad}); "
-                        f"convert it first (e.g. iconv -f LATIN1 -t UTF-8)"
+                        f"convert it first (e.g. iconv -f CP1252 -t UTF-8, for text from Windows)"
                     ) from None
                 offset += len(data)
                 if text:
@@ -207,7 +207,7 @@ def decode_utf8(data: bytes, label: str) -> str:
         bad = data[exc.start : exc.start + 4].hex(" ")
         raise CorpusError(
             f"{label} is not valid UTF-8: byte offset {exc.start} ({bad}); "
-            f"convert it first (e.g. iconv -f LATIN1 -t UTF-8)"
+            f"convert it first (e.g. iconv -f CP1252 -t UTF-8, for text from Windows)"
         ) from None
 
 

@@ -36,6 +36,12 @@ class CheckpointError(CharnnError):
     """A run folder is missing, incomplete, or not one charnn can load."""
 
 
+class WrongRunKind(CheckpointError):
+    """A run of one kind (a classifier, say) was given to a command for another."""
+
+    exit_code = 2
+
+
 class RunFolderError(CharnnError):
     """The output folder cannot be used without risking a user's files."""
 

@@ -117,15 +117,17 @@ def metrics_from_nll(nll: float, tokens: int, chars: int, n_bytes: int, tokenize
 
 def evaluate_text(run: Any, text: str, *, rows: int = 1) -> Metrics:
     """Score ``text`` with a loaded run (see charnn.checkpoint.load_run)."""
-    return evaluate_tokens(run.model, run.tokenizer, text, rows=rows)
+    reverse = bool((run.config.get("task") or {}).get("reverse"))
+    return evaluate_tokens(run.model, run.tokenizer, text, rows=rows, reverse=reverse)
 
 
-def evaluate_tokens(model: RecurrentLM, tokenizer: Any, text: str, *, rows: int = 1) -> Metrics:
+def evaluate_tokens(model: RecurrentLM, tokenizer: Any, text: str, *, rows: int = 1, reverse: bool = False) -> Metrics:
+    """Score ``text``; a ``reverse`` model reads its tokens last to first."""
     tokens = tokenizer.encode(text)
     if len(tokens) < 2:
         raise CorpusError("the text is too short to evaluate: it needs at least two tokens")
     chars, n_bytes = covered_by_predictions(tokenizer, tokens, text)
-    nll = total_nll(model, tokens, rows=rows)
+    nll = total_nll(model, tokens[::-1].copy() if reverse else tokens, rows=rows)
     return metrics_from_nll(nll, len(tokens) - 1, chars, n_bytes, tokenizer.kind)
 
 

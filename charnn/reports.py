@@ -113,6 +113,14 @@ class RunInfo:
     best_val_bits_per_char: float | None
     stopped: str | None
     """'budget', 'interrupted', or None when training has not finished (figures then come from metrics.jsonl)."""
+    task: str = "lm"
+    """'lm' (a language model) or 'classify'."""
+    labels: list[str] | None = None
+    """A classifier's labels."""
+    reverse: bool = False
+    """A language model that reads right to left (charnn train --reverse)."""
+    best_val_accuracy: float | None = None
+    best_val_macro_f1: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,10 +130,12 @@ def run_info(folder: str | Path) -> RunInfo:
     """Summarise a run folder (loaded and validated as `charnn sample` would)."""
     from charnn.checkpoint import load_run
     from charnn.model import count_parameters
+    from charnn.tasks import task_kind
 
     run = load_run(folder)
     config = run.config
     results = config.get("results") or {}
+    task = config.get("task") or {}
     info = RunInfo(
         run=str(run.folder),
         created=config.get("created"),
@@ -141,6 +151,11 @@ def run_info(folder: str | Path) -> RunInfo:
         best_val_loss=results.get("val_loss"),
         best_val_bits_per_char=results.get("val_bits_per_char"),
         stopped=results.get("stopped"),
+        task=task_kind(config),
+        labels=task.get("labels"),
+        reverse=bool(task.get("reverse")),
+        best_val_accuracy=results.get("val_accuracy"),
+        best_val_macro_f1=results.get("val_macro_f1"),
     )
     return info if results else _unfinished_info(info)
 

@@ -53,13 +53,18 @@ def train(
     resume: bool = False,
     budget_given: bool = True,
     init_from: Path | None = None,
+    reverse: bool = False,
+    tokenizer_from: Path | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
     stop: threading.Event | None = None,
 ) -> Finished:
     """Train a new model on ``corpus``, keeping the best one in the run folder ``folder``.
 
-    ``init_from`` fine-tunes: the new run starts from that run's best weights, with its
-    model settings and tokenizer (which must cover the corpus), and a fresh optimizer.
+    ``reverse`` trains a right-to-left model (it reads every text backwards: a warm start
+    for the backward direction of classifiers); ``tokenizer_from`` takes another run's
+    tokenizer, which must cover the corpus. ``init_from`` fine-tunes: the new run starts
+    from that run's best weights, with its model settings and tokenizer (which must cover
+    the corpus), and a fresh optimizer.
     ``resume`` continues the run in ``folder`` when it is this one (the same corpus; with
     ``overwrite``, the same settings too) and starts it otherwise, so that the same call
     with ``resume=True`` goes on from any instant a first call was killed at; the budget
@@ -68,25 +73,53 @@ def train(
     the current step with a resumable checkpoint.
     """
     config = config or TrainConfig()
-    folder = _unlinked(Path(folder))
     stats = corpus_stats(corpus)
-    request = _request_digest(stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from)
+    request = _request_digest(
+        stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from, reverse, tokenizer_from
+    )
+
+    def make(folder: Path, overwrite: bool) -> FolderLock:
+        return _make_run(
+            corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options,
+            val_text, overwrite, init_from, request, reverse, tokenizer_from,
+        )  # fmt: skip
+
+    return start_run(
+        folder, config, stats.sha256, request, make, overwrite=overwrite, resume=resume,
+        budget_given=budget_given, on_event=on_event, stop=stop,
+    )  # fmt: skip
+
+
+def start_run(
+    folder: Path,
+    config: TrainConfig,
+    data_sha256: str,
+    request: str,
+    make: Callable[[Path, bool], FolderLock],
+    *,
+    overwrite: bool,
+    resume: bool,
+    budget_given: bool,
+    on_event: Callable[[Event], None],
+    stop: threading.Event | None,
+) -> Finished:
+    """Start (or, asked to ``resume``, continue) a run of any kind, then train it.
+
+    ``make(folder, overwrite)`` makes a new run's folder whole (charnn.runfolder.new_run)
+    and returns its held lock; ``request`` is the digest of what the run is asked to be
+    and ``data_sha256`` that of its data (see ``train``).
+    """
+    folder = _unlinked(Path(folder))
     world, device = init_world(resolve_device(config.device))
     world.rows(config.batch_size)  # fails early if the batch does not split over the processes
     going_on = replace = False
     if world.main:
-        going_on, replace = _continue_or_start(folder, stats.sha256, request, config, overwrite, resume, on_event)
+        going_on, replace = _continue_or_start(folder, data_sha256, request, config, overwrite, resume, on_event)
     going_on = bool(world.max(float(going_on))[0])  # rank 0 decides for all
     lock = None
     try:
         if world.main:
-            if going_on:
-                lock = runfolder.hold(folder)
-            else:
-                lock = _make_run(
-                    corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options,
-                    val_text, overwrite or replace, init_from, request,
-                )  # fmt: skip
+            lock = runfolder.hold(folder) if going_on else make(folder, overwrite or replace)
         world.barrier()
         budget = (config.steps, config.time_budget) if budget_given or not going_on else None
         return _train_in(folder, world, device, budget, on_event, stop, resumed=going_on)
@@ -95,17 +128,24 @@ def train(
             lock.release()
 
 
-def _request_digest(stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from) -> str:  # noqa: ANN001
+def _request_digest(
+    stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from, reverse, tokenizer_from
+) -> str:  # noqa: ANN001, E501
+    return request_digest(
+        corpus_sha256=stats.sha256,
+        val_sha256=hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,
+        model=model_options or {},
+        tokenizer=[tokenizer_kind, tokenizer_options or {}],
+        training=config,
+        init_from=str(init_from) if init_from is not None else None,
+        reverse=reverse,
+        tokenizer_from=str(tokenizer_from) if tokenizer_from is not None else None,
+    )
+
+
+def request_digest(*, training: TrainConfig, **request: Any) -> str:
     """A digest of what a new run is asked to be (its budget and device aside): it tells a run from an older one."""
-    training = {k: v for k, v in config.to_dict().items() if k not in ("steps", "time_budget", "device")}
-    request = {
-        "corpus_sha256": stats.sha256,
-        "val_sha256": hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,
-        "model": model_options or {},
-        "tokenizer": [tokenizer_kind, tokenizer_options or {}],
-        "training": training,
-        "init_from": str(init_from) if init_from is not None else None,
-    }
+    request["training"] = {k: v for k, v in training.to_dict().items() if k not in ("steps", "time_budget", "device")}
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
@@ -145,7 +185,7 @@ def _continue_or_start(folder, corpus_sha256, request, config, overwrite, resume
 
 def _make_run(
     corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options, val_text, overwrite, init_from,
-    request,
+    request, reverse=False, tokenizer_from=None,
 ) -> FolderLock:  # noqa: ANN001  # fmt: skip
     """Make the new run whole beside ``folder`` and switch it in (charnn.runfolder); returns its held lock."""
     runfolder.check_target(folder, overwrite)
@@ -156,12 +196,14 @@ def _make_run(
         n_train, val_source = stats.chars, "--val file"
     if n_train == 0:
         raise CorpusError("the training split holds no text; lower --val-fraction or give a longer corpus")
-    source = checkpoint.load_run(init_from) if init_from is not None else None
+    source = checkpoint.load_run(init_from, kind="lm") if init_from is not None else None
+    vocabulary = source or (checkpoint.load_run(tokenizer_from, kind="lm") if tokenizer_from is not None else None)
     tokenizer = (
-        source.tokenizer
-        if source is not None
+        vocabulary.tokenizer
+        if vocabulary is not None
         else _build_tokenizer(tokenizer_kind, tokenizer_options or {}, corpus, stats, n_train, val_text)
     )
+    covered_by = init_from if init_from is not None else tokenizer_from
     dtype = token_dtype(tokenizer.vocab_size)
     torch.manual_seed(config.seed)
     if source is not None:
@@ -170,12 +212,13 @@ def _make_run(
         model_config = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {}))
         model = RecurrentLM(model_config)
     with runfolder.new_run(folder, overwrite) as (pending, lock):
-        counts = _encode(corpus, n_train, val_text, tokenizer, dtype, pending, init_from)
+        counts = _encode(corpus, n_train, val_text, tokenizer, dtype, pending, covered_by)
         _check_counts(counts, config)
         tokenizer.save(pending)
         run_config = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "request": request,
+            "task": {"kind": "lm", "reverse": reverse},
             "model": model_config.to_dict(),
             "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
             "training": config.to_dict(),

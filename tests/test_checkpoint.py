@@ -33,7 +33,7 @@ def test_run_folder_holds_no_pickle(trained_run):
     assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "validation.txt"} <= names
     assert not any(name.endswith((".pt", ".pth", ".pkl", ".bin")) for name in names)
     config = json.loads((trained_run / CONFIG_FILE).read_text())
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2 and config["task"] == {"kind": "lm", "reverse": False}
     assert config["model"]["cell"] == "lstm"
 
 
@@ -123,7 +123,7 @@ def test_default_run_is_env_then_newest(tmp_path, monkeypatch, trained_run):
     monkeypatch.setenv("CHARNN_MODEL", str(old))
     assert find_default_run(tmp_path) == old
     monkeypatch.delenv("CHARNN_MODEL")
-    with pytest.raises(CheckpointError, match="no trained run found"):
+    with pytest.raises(CheckpointError, match="no trained run of a language model found"):
         find_default_run(tmp_path / "empty")
 
 

@@ -168,7 +168,7 @@ def test_invalid_utf8_names_file_and_offset(run_cli, tmp_path):
     assert code == 1
     assert err.strip() == (
         f"error: {bad} is not valid UTF-8: byte offset 6 (ff 20 77 6f); "
-        "convert it first (e.g. iconv -f LATIN1 -t UTF-8)"
+        "convert it first (e.g. iconv -f CP1252 -t UTF-8, for text from Windows)"
     )
     assert not (tmp_path / "r").exists()
 

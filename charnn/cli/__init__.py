@@ -12,6 +12,7 @@ import typer
 
 from charnn import __version__
 from charnn.cli import console
+from charnn.cli.classify import classify_app
 from charnn.cli.corpus import corpus_app
 from charnn.cli.evaluate import eval_command
 from charnn.cli.grads import grads_command
@@ -36,6 +37,7 @@ app.command("grads")(console.pipe_safe(grads_command))
 app.command("plot")(console.pipe_safe(plot_command))
 app.command("info")(console.pipe_safe(info_command))
 app.add_typer(corpus_app, name="corpus")
+app.add_typer(classify_app, name="classify")
 
 
 def _version(value: bool) -> None:

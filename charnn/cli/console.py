@@ -32,14 +32,15 @@ def install_warning_format() -> None:
     warnings.showwarning = show_warning
 
 
-def resolve_run(model: Path | None) -> Path:
-    """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs."""
+def resolve_run(model: Path | None, kind: str | None = "lm") -> Path:
+    """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs of ``kind`` (None: any)."""
     if model is not None:
         return model
     from charnn.checkpoint import MODEL_ENV, find_default_run
 
-    found = find_default_run()
-    source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "the newest run in ./runs"
+    found = find_default_run(kind=kind)
+    what = {"lm": "language-model run", "classify": "classifier run", None: "run"}[kind]
+    source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else f"the newest {what} in ./runs"
     say(f"using run {found} ({source}; choose another with --model)")
     return found
 

@@ -48,7 +48,7 @@ def eval_command(
     from charnn.device import resolve_device
     from charnn.evaluate import evaluate_text
 
-    run = load_run(resolve_run(model), device=str(resolve_device(device)))
+    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind="lm")
     source = text if text is not None else str(run.validation_path)
     if text is None and not run.validation_path.is_file():
         from charnn.errors import CheckpointError

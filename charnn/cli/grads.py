@@ -178,7 +178,7 @@ def _measure(
     name = "standard input" if text == "-" else text
     curves, texts = [], []
     for folder in runs:
-        run = load_run(folder)
+        run = load_run(folder, kind="lm")
         if given is None and not run.validation_path.is_file():
             raise CheckpointError(f"{run.folder} keeps no validation text; name a TEXT file to measure on")
         _progress(str(folder))

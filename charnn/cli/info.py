@@ -33,17 +33,19 @@ def info_command(
     """
     from charnn.reports import run_info
 
-    info = run_info(resolve_run(run))
+    info = run_info(resolve_run(run, kind=None))
     if as_json:
         print(json.dumps(info.to_dict()))
         return
     model, training = info.model, info.training
     layout = f"{model['layers']} x {model['cell']}, hidden {model['hidden']}, embed {model['embed']}"
-    extras = [name for name in ("residual", "tie_weights") if model.get(name)]
+    extras = [name for name in ("residual", "tie_weights", "bidirectional") if model.get(name)]
     if model.get("dropout"):
         extras.append(f"dropout {model['dropout']:g}")
+    kind = {"lm": "language model" + (" (right to left)" if info.reverse else ""), "classify": "classifier"}
     rows = [
         ("run", info.run),
+        ("task", kind[info.task] + (f": {', '.join(info.labels)}" if info.labels else "")),
         ("created", info.created or "-"),
         ("model", layout + (f" ({', '.join(extras)})" if extras else "")),
         ("tokenizer", f"{info.tokenizer}, {info.vocab_size} tokens"),
@@ -68,6 +70,10 @@ def info_command(
 
 
 def _best(info: RunInfo) -> str:
+    step = f" (step {info.best_step})" if info.best_step is not None else ""
+    if info.best_val_accuracy is not None:
+        f1 = f", macro-F1 {info.best_val_macro_f1:.4f}" if info.best_val_macro_f1 is not None else ""
+        return f"accuracy {info.best_val_accuracy:.4f}{f1}, loss {info.best_val_loss:.4f}{step}"
     if info.best_val_bits_per_char is None:
         return "-"
     nats = f"{info.best_val_loss:.4f} nats/token, " if info.best_val_loss is not None else ""

@@ -170,7 +170,7 @@ def plot_command(
     if png is not None:
         require_matplotlib()
         check_png_path(png)
-    history = read_history(resolve_run(run))
+    history = read_history(resolve_run(run, kind=None))
     for line in _summary(history):
         print(line)
     width = chart_width()

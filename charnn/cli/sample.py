@@ -91,7 +91,14 @@ def sample_command(
         prime=prime_text,
         stop=tuple(unescape(s) for s in stop or ()),
     )
-    run = load_run(resolve_run(model), device=str(resolve_device(device)))
+    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind="lm")
+    if (run.config.get("task") or {}).get("reverse"):
+        from charnn.errors import WrongRunKind
+
+        raise WrongRunKind(
+            f"{run.folder} reads right to left (trained with --reverse): it warm-starts classifiers and "
+            "`charnn eval` scores it, but it cannot sample text; sample a left-to-right run"
+        )
     out = sys.stdout
     if novel or as_json:
         _checked_samples(run, config, out, echo, novel, as_json)

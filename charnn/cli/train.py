@@ -13,12 +13,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from charnn.cli import options
 from charnn.cli.console import say, stderr_console
-from charnn.config import CELLS, ModelConfig, TrainConfig, parse_duration
+from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
 
-_MODEL = "Model"
-_TRAIN = "Training"
 _DEFAULT_MODEL = ModelConfig(vocab_size=2)
 _DEFAULT_TRAIN = TrainConfig()
 
@@ -49,6 +48,17 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    reverse: Annotated[
+        bool,
+        typer.Option(
+            help="Read the text right to left: a backward language model, to warm-start the backward "
+            "direction of `charnn classify train --init-from FWD --init-from BWD` (use --tokenizer-from FWD).",
+        ),
+    ] = False,
+    tokenizer_from: Annotated[
+        Optional[Path],
+        typer.Option(help="Use this run's tokenizer (it must cover the corpus).", show_default=False),
+    ] = None,
     val: Annotated[
         Optional[Path], typer.Option("--val", help="Validation text file (default: hold out the corpus's end).")
     ] = None,
@@ -60,67 +70,25 @@ def train_command(
         Optional[int],
         typer.Option(help="Subword vocabulary size \\[default: the tokenizer's own].", show_default=False),
     ] = None,
-    cell: Annotated[
-        str, typer.Option(help=f"Recurrent cell: {', '.join(CELLS)}.", rich_help_panel=_MODEL)
-    ] = _DEFAULT_MODEL.cell,
-    layers: Annotated[
-        int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=_MODEL)
-    ] = _DEFAULT_MODEL.layers,
-    hidden: Annotated[int, typer.Option(help="Hidden state width.", rich_help_panel=_MODEL)] = _DEFAULT_MODEL.hidden,
-    embed: Annotated[int, typer.Option(help="Embedding width.", rich_help_panel=_MODEL)] = _DEFAULT_MODEL.embed,
-    dropout: Annotated[
-        float, typer.Option(help="Dropout probability.", rich_help_panel=_MODEL)
-    ] = _DEFAULT_MODEL.dropout,
-    residual: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--residual/--no-residual",
-            help="Residual connections between layers \\[default: on for 2+ layers].",
-            rich_help_panel=_MODEL,
-            show_default=False,
-        ),
-    ] = None,
-    tie_weights: Annotated[
-        bool, typer.Option(help="Share embedding and output weights.", rich_help_panel=_MODEL)
-    ] = False,
-    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.", rich_help_panel=_TRAIN)] = None,
-    time_budget: Annotated[
-        Optional[str],
-        typer.Option(
-            "--time",
-            help="Stop after this long, e.g. 90s, 5m, 1h \\[default: 5m when --steps is not given].",
-            rich_help_panel=_TRAIN,
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int, typer.Option(help="Parallel rows of the text stream.", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.batch_size,
-    seq_len: Annotated[
-        int, typer.Option(help="Tokens per backpropagation window.", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.seq_len,
-    lr: Annotated[
-        float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine decay).", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.lr,
-    warmup: Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=_TRAIN)] = _DEFAULT_TRAIN.warmup_steps,
-    weight_decay: Annotated[
-        float, typer.Option(help="AdamW weight decay.", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.weight_decay,
-    clip: Annotated[
-        float, typer.Option(help="Gradient-norm clipping threshold (0: off).", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.clip,
-    eval_every: Annotated[
-        int, typer.Option(help="Validate every this many steps.", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.eval_every,
-    seed: Annotated[
-        int, typer.Option(help="Random seed: the same seed repeats a --steps run exactly.", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.seed,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.device,
-    precision: Annotated[
-        str, typer.Option(help="auto, fp32 or bf16 (autocast).", rich_help_panel=_TRAIN)
-    ] = _DEFAULT_TRAIN.precision,
+    cell: options.Cell = _DEFAULT_MODEL.cell,
+    layers: options.Layers = _DEFAULT_MODEL.layers,
+    hidden: options.Hidden = _DEFAULT_MODEL.hidden,
+    embed: options.Embed = _DEFAULT_MODEL.embed,
+    dropout: options.Dropout = _DEFAULT_MODEL.dropout,
+    residual: options.Residual = None,
+    tie_weights: options.TieWeights = False,
+    steps: options.Steps = None,
+    time_budget: options.TimeBudget = None,
+    batch_size: options.BatchSize = _DEFAULT_TRAIN.batch_size,
+    seq_len: options.SeqLen = _DEFAULT_TRAIN.seq_len,
+    lr: options.Lr = _DEFAULT_TRAIN.lr,
+    warmup: options.Warmup = _DEFAULT_TRAIN.warmup_steps,
+    weight_decay: options.WeightDecay = _DEFAULT_TRAIN.weight_decay,
+    clip: options.Clip = _DEFAULT_TRAIN.clip,
+    eval_every: options.EvalEvery = _DEFAULT_TRAIN.eval_every,
+    seed: options.Seed = _DEFAULT_TRAIN.seed,
+    device: options.Device = _DEFAULT_TRAIN.device,
+    precision: options.Precision = _DEFAULT_TRAIN.precision,
 ) -> None:
     """Train a model on text and keep the best one (by validation loss) in a run folder.
 
@@ -143,7 +111,7 @@ def train_command(
         folder = out if resume == "auto" else Path(resume)
         if folder is None:
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
-        _run(lambda **kw: _resume(folder, steps, budget, **kw))
+        run_training(lambda **kw: _resume(folder, steps, budget, **kw))
         return
     if not corpus:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
@@ -191,10 +159,12 @@ def train_command(
             resume=resume is not None,
             budget_given=steps is not None or budget is not None,
             init_from=init_from,
+            reverse=reverse,
+            tokenizer_from=tokenizer_from,
             **kw,
         )
 
-    _run(new_run)
+    run_training(new_run)
 
 
 def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
@@ -203,8 +173,8 @@ def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
     return resume(folder, steps=steps, time_budget=budget, **kw)
 
 
-def _run(start: Callable[..., Any]) -> None:
-    """Run training with SIGINT/SIGTERM turned into a clean, resumable stop."""
+def run_training(start: Callable[..., Any], command: str = "charnn train") -> None:
+    """Run training with SIGINT/SIGTERM turned into a clean, resumable stop; ``command`` resumes it."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -228,13 +198,17 @@ def _run(start: Callable[..., Any]) -> None:
             f"{finished.folder} already finished its budget at step {finished.steps}; nothing to do "
             "(pass a larger --steps or --time with --resume to train it further)"
         )
-    say(
-        f"best validation loss {finished.best_val_loss:.4f} nats/token "
-        f"({finished.best_val_bits_per_char:.4f} bits/char); model saved in {finished.folder}"
-    )
+    if finished.best_val_accuracy is not None:
+        best = f"best validation accuracy {finished.best_val_accuracy:.4f} (loss {finished.best_val_loss:.4f})"
+    else:
+        best = (
+            f"best validation loss {finished.best_val_loss:.4f} nats/token "
+            f"({finished.best_val_bits_per_char:.4f} bits/char)"
+        )
+    say(f"{best}; model saved in {finished.folder}")
     print(finished.folder, flush=True)
     if finished.reason == "stopped":
-        say(f"stopped at step {finished.steps}; continue with: charnn train --resume {finished.folder}")
+        say(f"stopped at step {finished.steps}; continue with: {command} --resume {finished.folder}")
         raise typer.Exit(130)
     if finished.reason == "interrupted":
         say(f"stopped early at step {finished.steps}; the best model so far is kept")
@@ -272,9 +246,14 @@ class _TrainView:
             )
             self._update(event.step, event.fraction, force=False)
         elif isinstance(event, Evaluated):
-            self.val = f"{event.val_loss:.3f}"
             marker = " (best)" if event.best else ""
-            self._print(f"step {event.step}: validation {event.val_loss:.4f} nats/token{marker}")
+            if event.val_accuracy is not None:
+                self.val = f"acc {event.val_accuracy:.3f}"
+                line = f"validation accuracy {event.val_accuracy:.4f}, loss {event.val_loss:.4f}"
+            else:
+                self.val = f"{event.val_loss:.3f}"
+                line = f"validation {event.val_loss:.4f} nats/token"
+            self._print(f"step {event.step}: {line}{marker}")
 
     def _started(self, event) -> None:  # noqa: ANN001
         budget = " and ".join(

@@ -1,0 +1,290 @@
+"""`charnn classify train | predict | eval`: sentence classifiers, in fastText's verbs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charnn.cli import options
+from charnn.cli.console import resolve_run, say
+from charnn.cli.train import run_training
+from charnn.config import ModelConfig, TrainConfig, parse_duration
+from charnn.errors import ConfigError
+
+classify_app = typer.Typer(
+    help="Classify sentences with a bidirectional recurrent encoder: train, predict, eval.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+# The classifier's defaults, chosen by measurement on sentiment-mr (see README, Benchmarks).
+DEFAULT_MODEL = ModelConfig(vocab_size=2, layers=1, hidden=256, embed=128, dropout=0.3, bidirectional=True)
+DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=50, eval_every=100)
+DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_POOL = "bpe", 4000, "mean-max"
+
+_Model = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--model", "-m", help="Classifier run \\[default: $CHARNN_MODEL, else the newest classifier in ./runs]."
+    ),
+]
+
+
+@classify_app.command("train")
+def classify_train(
+    data: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="label<TAB>text files; '-' reads standard input.", show_default=False),
+    ] = None,
+    label: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--label", help="NAME=FILE: every line of FILE is a text of label NAME (repeatable).", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<data-name>].")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    resume: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Continue a run exactly where it stopped or was killed: a run folder, or 'auto'.", show_default=False
+        ),
+    ] = None,
+    init_from: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Warm start from a language model run (charnn train) of the same text; give a second, "
+            "trained with --reverse --tokenizer-from FIRST, for the backward direction.",
+            show_default=False,
+        ),
+    ] = None,
+    val: Annotated[Optional[Path], typer.Option("--val", help="Validation file (label<TAB>text).")] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Fraction of each label's texts held out for validation.")
+    ] = DEFAULT_TRAIN.val_fraction,
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer: char, bpe or unigram.")] = DEFAULT_TOKENIZER,
+    vocab_size: Annotated[int, typer.Option(help="Subword vocabulary size.")] = DEFAULT_VOCAB,
+    pool: Annotated[
+        str, typer.Option(help="Sentence head: final, mean, max, mean-max or attention.", rich_help_panel=options.MODEL)
+    ] = DEFAULT_POOL,
+    bidirectional: Annotated[
+        bool, typer.Option(help="Read each text both ways.", rich_help_panel=options.MODEL)
+    ] = DEFAULT_MODEL.bidirectional,
+    cell: options.Cell = DEFAULT_MODEL.cell,
+    layers: options.Layers = DEFAULT_MODEL.layers,
+    hidden: options.Hidden = DEFAULT_MODEL.hidden,
+    embed: options.Embed = DEFAULT_MODEL.embed,
+    dropout: options.Dropout = DEFAULT_MODEL.dropout,
+    residual: options.Residual = None,
+    steps: options.Steps = None,
+    time_budget: options.TimeBudget = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Texts per step.", rich_help_panel=options.TRAIN)
+    ] = DEFAULT_TRAIN.batch_size,
+    lr: options.Lr = DEFAULT_TRAIN.lr,
+    warmup: options.Warmup = DEFAULT_TRAIN.warmup_steps,
+    weight_decay: options.WeightDecay = DEFAULT_TRAIN.weight_decay,
+    clip: options.Clip = DEFAULT_TRAIN.clip,
+    eval_every: options.EvalEvery = DEFAULT_TRAIN.eval_every,
+    seed: options.Seed = DEFAULT_TRAIN.seed,
+    device: options.Device = DEFAULT_TRAIN.device,
+    precision: options.Precision = DEFAULT_TRAIN.precision,
+) -> None:
+    """Train a sentence classifier and keep the best one (by validation accuracy) in a run folder.
+
+    [b]Examples[/b]
+
+      charnn classify train reviews.tsv --time 10m
+      charnn classify train --label pos=good.txt --label neg=bad.txt --out runs/mood
+      charnn train texts.txt --tokenizer bpe --out runs/fwd
+      charnn train texts.txt --reverse --tokenizer-from runs/fwd --out runs/bwd
+      charnn classify train few.tsv --init-from runs/fwd --init-from runs/bwd --time 5m
+    """
+    from charnn.labelled import parse_label_files, read_labelled
+
+    budget = parse_duration(time_budget) if time_budget else None
+    folder = Path(resume) if resume not in (None, "auto") else out
+    if resume is not None and not data and not label:
+        if folder is None:
+            raise ConfigError("--resume auto continues --out: pass --out, or the data")
+        run_training(lambda **kw: _resume(folder, steps, budget, **kw), "charnn classify train")
+        return
+    if not data and not label:
+        raise ConfigError("name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE")
+    config = TrainConfig(
+        batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip, steps=steps,
+        time_budget=budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
+        precision=precision,
+    )  # fmt: skip
+    model_options = dict(
+        cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, residual=residual,
+        bidirectional=bidirectional,
+    )  # fmt: skip
+    ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the data
+    labelled = read_labelled(data or [], parse_label_files(label or []))
+    val_data = read_labelled([val]) if val is not None else None
+    if folder is None:
+        first = (data or [""])[0]
+        folder = Path("runs") / (Path(first).stem if first and first != "-" else "classifier")
+
+    def new_run(**kw):  # noqa: ANN003, ANN202
+        from charnn.classify import train_classifier
+
+        return train_classifier(
+            labelled,
+            folder,
+            model_options,
+            config,
+            val=val_data,
+            pool=pool,
+            tokenizer_kind=tokenizer,
+            tokenizer_options={} if tokenizer == "char" else {"vocab_size": vocab_size},
+            init_from=init_from or (),
+            overwrite=overwrite,
+            resume=resume is not None,
+            budget_given=steps is not None or budget is not None,
+            **kw,
+        )
+
+    run_training(new_run, "charnn classify train")
+
+
+def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
+    from charnn.checkpoint import check_kind, check_run_folder
+    from charnn.train import resume
+
+    check_kind(folder, check_run_folder(folder, for_resume=True), "classify") if folder.is_dir() else None
+    return resume(folder, steps=steps, time_budget=budget, **kw)
+
+
+@classify_app.command("predict")
+def classify_predict(
+    source: Annotated[str, typer.Argument(help="Texts, one a line; '-' (the default) reads standard input.")] = "-",
+    model: _Model = None,
+    probs: Annotated[bool, typer.Option("--probs", help="Print the label's probability after it.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object a line: the text's label and every label's probability.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")] = "cpu",
+) -> None:
+    """Print one predicted label per input line, in order, as the lines arrive.
+
+    Lines holding a tab are read as label<TAB>text and their text is classified, so a
+    labelled file can be piped straight in.
+
+    [b]Examples[/b]
+
+      echo "a gripping, funny film" | charnn classify predict -m runs/mood
+      charnn classify predict reviews.txt --json > predictions.jsonl
+    """
+    from charnn.classify import load_classifier, predict_lines
+    from charnn.device import resolve_device
+
+    run = load_classifier(resolve_run(model, kind="classify"), device=str(resolve_device(device)))
+    told = False
+
+    def texts():  # noqa: ANN202
+        nonlocal told
+        for line in _input_lines(source):
+            if "\t" in line:
+                if not told:
+                    say("lines hold a tab: reading them as label<TAB>text and classifying the text")
+                    told = True
+                line = line.split("\t", 1)[1]
+            yield line.strip()
+
+    out = sys.stdout
+    for (label, probabilities), _ in zip(predict_lines(run, texts(), batch=1 if sys.stdin.isatty() else 256), _count()):
+        if as_json:
+            out.write(json.dumps({"label": label, "probabilities": probabilities}) + "\n")
+        elif probs:
+            out.write(f"{label}\t{probabilities[label]:.4f}\n")
+        else:
+            out.write(label + "\n")
+        out.flush()
+
+
+def _count():  # noqa: ANN202
+    n = 0
+    while True:
+        yield n
+        n += 1
+
+
+def _input_lines(source: str):  # noqa: ANN202
+    """Lines of a file or of standard input, decoded as UTF-8 with the same errors as corpora."""
+    from charnn.data import read_text
+
+    if source == "-" and not sys.stdin.isatty():
+        for raw in sys.stdin.buffer:
+            from charnn.data import decode_utf8
+
+            yield decode_utf8(raw, "standard input").rstrip("\r\n")
+        return
+    if source == "-":
+        raise ConfigError("no input: pipe texts in, one a line, or name a file")
+    for line in read_text(source).split("\n"):
+        if line.strip():
+            yield line.rstrip("\r")
+
+
+@classify_app.command("eval")
+def classify_eval(
+    source: Annotated[str, typer.Argument(help="label<TAB>text file; '-' reads standard input.")],
+    model: _Model = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")] = "cpu",
+) -> None:
+    """Accuracy, macro-F1, per-label precision/recall/F1 and the confusion matrix of labelled texts.
+
+    [b]Examples[/b]
+
+      charnn classify eval dev.tsv -m runs/mood
+      charnn classify eval dev.tsv --json | jq .accuracy
+    """
+    from charnn.classify import evaluate_labelled, load_classifier
+    from charnn.device import resolve_device
+    from charnn.labelled import read_labelled
+
+    run = load_classifier(resolve_run(model, kind="classify"), device=str(resolve_device(device)))
+    figures = evaluate_labelled(run, read_labelled([source]))
+    if figures["unknown_labels"]:
+        say(f"labels the run never saw, counted as errors: {', '.join(figures['unknown_labels'])}")
+    if as_json:
+        print(json.dumps({"run": str(run.folder), **figures}))
+        return
+    _print_table(figures)
+
+
+def _print_table(figures: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True) if sys.stdout.isatty() else None
+    print(f"accuracy {figures['accuracy']:.4f}  macro-F1 {figures['macro_f1']:.4f}  ({figures['texts']} texts)")
+    names = figures["labels"]
+    rows = [
+        [name, *(f"{figures[k][i]:.4f}" for k in ("precision", "recall", "f1")), str(figures["support"][i])]
+        for i, name in enumerate(names)
+    ]
+    if console is None:
+        print("label\tprecision\trecall\tf1\tsupport")
+        print("\n".join("\t".join(row) for row in rows))
+        print("confusion (rows: true, columns: predicted)\t" + "\t".join(names))
+        for name, row in zip(names, figures["confusion"]):
+            print(name + "\t" + "\t".join(str(n) for n in row))
+        return
+    table = Table("label", "precision", "recall", "F1", "support")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    confusion = Table("true \\ predicted", *names)
+    for name, row in zip(names, figures["confusion"]):
+        confusion.add_row(name, *(str(n) for n in row))
+    console.print(confusion)

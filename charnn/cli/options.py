@@ -1,0 +1,73 @@
+"""Options that `charnn train` and `charnn classify train` share: one declaration each.
+
+Each is an ``Annotated`` type; a command gives it its own default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from charnn.config import CELLS
+
+MODEL = "Model"
+TRAIN = "Training"
+
+Cell = Annotated[str, typer.Option(help=f"Recurrent cell: {', '.join(CELLS)}.", rich_help_panel=MODEL)]
+
+Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=MODEL)]
+
+Hidden = Annotated[int, typer.Option(help="Hidden state width.", rich_help_panel=MODEL)]
+
+Embed = Annotated[int, typer.Option(help="Embedding width.", rich_help_panel=MODEL)]
+
+Dropout = Annotated[float, typer.Option(help="Dropout probability.", rich_help_panel=MODEL)]
+
+Residual = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--residual/--no-residual",
+        help="Residual connections between layers \\[default: on for 2+ layers].",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+
+TieWeights = Annotated[bool, typer.Option(help="Share embedding and output weights.", rich_help_panel=MODEL)]
+
+Steps = Annotated[Optional[int], typer.Option(help="Stop after this many steps.", rich_help_panel=TRAIN)]
+
+TimeBudget = Annotated[
+    Optional[str],
+    typer.Option(
+        "--time",
+        help="Stop after this long, e.g. 90s, 5m, 1h \\[default: 5m when --steps is not given].",
+        rich_help_panel=TRAIN,
+        show_default=False,
+    ),
+]
+
+BatchSize = Annotated[int, typer.Option(help="Parallel rows of the text stream.", rich_help_panel=TRAIN)]
+
+SeqLen = Annotated[int, typer.Option(help="Tokens per backpropagation window.", rich_help_panel=TRAIN)]
+
+Lr = Annotated[
+    float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine decay).", rich_help_panel=TRAIN)
+]
+
+Warmup = Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=TRAIN)]
+
+WeightDecay = Annotated[float, typer.Option(help="AdamW weight decay.", rich_help_panel=TRAIN)]
+
+Clip = Annotated[float, typer.Option(help="Gradient-norm clipping threshold (0: off).", rich_help_panel=TRAIN)]
+
+EvalEvery = Annotated[int, typer.Option(help="Validate every this many steps.", rich_help_panel=TRAIN)]
+
+Seed = Annotated[
+    int, typer.Option(help="Random seed: the same seed repeats a --steps run exactly.", rich_help_panel=TRAIN)
+]
+
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=TRAIN)]
+
+Precision = Annotated[str, typer.Option(help="auto, fp32 or bf16 (autocast).", rich_help_panel=TRAIN)]

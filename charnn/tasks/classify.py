@@ -1,0 +1,169 @@
+"""The classification task: padded batches of whole texts, one label each.
+
+Each step reads ``batch_size`` texts. An epoch is a seeded shuffle of the training
+texts; to waste little on padding, each run of 50 batches is sorted by length before
+it is cut into batches, and the batches are then visited in a seeded order::
+
+    shuffle(seed, epoch) -> [ 50 batches' texts ][ 50 batches' texts ] ...
+                             sort by length, cut into batches, shuffle their order
+
+so step s reads the same texts whether or not the run was resumed. Validation reads
+every held-out text; the kept model is the one with the best validation accuracy
+(ties go to the lower validation loss).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charnn.errors import CheckpointError
+from charnn.labelled import Labelled, read_tsv_file
+from charnn.model import State
+
+TRAIN_FILE = "train.tsv"
+VALIDATION_FILE = "validation.tsv"
+"""A classifier run's labelled texts (label<TAB>text), kept so that resuming needs no data."""
+MAX_TOKENS = 1024
+"""Texts are cut to their first MAX_TOKENS tokens."""
+SORT_GROUP = 50
+EVAL_BATCH = 64
+
+
+def encode_texts(tokenizer: Any, texts: tuple[str, ...] | list[str]) -> list[np.ndarray]:
+    """Each text's ids, cut to MAX_TOKENS (texts are never empty)."""
+    return [np.asarray(tokenizer.encode(text)[:MAX_TOKENS], dtype=np.int64) for text in texts]
+
+
+def pad(ids: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T) tokens (padding id 0, never read) and the lengths (B,)."""
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+    tokens = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+    for row, x in enumerate(ids):
+        tokens[row, : len(x)] = torch.from_numpy(x)
+    return tokens.to(device), lengths.to(device)
+
+
+class ClassifyTask:
+    kind = "classify"
+
+    def __init__(self, model, train: Labelled, val: Labelled, labels: list[str], tokenizer, config, world, device):  # noqa: ANN001
+        self.model, self.config, self.device = model, config, device
+        index = {label: i for i, label in enumerate(labels)}
+        self.train_ids, self.val_ids = encode_texts(tokenizer, train.texts), encode_texts(tokenizer, val.texts)
+        self.train_labels = np.asarray([index[x] for x in train.labels])
+        self.val_labels = np.asarray([index[x] for x in val.labels])
+        self.labels = labels
+        self.my_rows = world.rows(config.batch_size)
+        self.batches_per_epoch = len(self.train_ids) // config.batch_size
+        self.lengths = np.asarray([len(x) for x in self.train_ids])
+        chars = sum(len(t) for t in train.texts)
+        self.chars_per_step = config.batch_size * chars / len(train.texts)
+        self.train_tokens, self.val_tokens = int(self.lengths.sum()), sum(len(x) for x in self.val_ids)
+        self._epoch: tuple[int, np.ndarray] | None = None
+
+    @classmethod
+    def from_folder(cls, folder: Path, run_config: dict[str, Any], model, config, world, device):  # noqa: ANN001, ANN206
+        from charnn.tokenizers import load_tokenizer
+
+        try:
+            labels = list(run_config["task"]["labels"])
+            train, val = read_tsv_file(folder / TRAIN_FILE), read_tsv_file(folder / VALIDATION_FILE)
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise CheckpointError(f"{folder} is not a whole classifier run: {exc}") from None
+        except Exception as exc:  # a damaged train.tsv reads as bad labelled data
+            raise CheckpointError(f"{folder} is not a whole classifier run: {exc}") from None
+        if set(train.labels) - set(labels) or set(val.labels) - set(labels):
+            raise CheckpointError(f"{folder}: its texts carry labels config.json does not list")
+        tokenizer = load_tokenizer(folder, run_config["tokenizer"])
+        return cls(model, train, val, labels, tokenizer, config, world, device)
+
+    # -- the loop's side --------------------------------------------------------------
+
+    def initial_carry(self) -> State:
+        return []
+
+    def carry_template(self) -> State:
+        return []
+
+    def own_rows(self, carry: State) -> State:
+        return carry
+
+    def batch(self, step: int) -> np.ndarray:
+        """Indices of the training texts of step ``step`` (all processes' rows)."""
+        epoch, k = divmod(step, self.batches_per_epoch)
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = (epoch, self._epoch_batches(epoch))
+        return self._epoch[1][k]
+
+    def _epoch_batches(self, epoch: int) -> np.ndarray:
+        b = self.config.batch_size
+        rng = np.random.default_rng([self.config.seed, epoch])
+        order = rng.permutation(len(self.train_ids))[: self.batches_per_epoch * b]
+        group = SORT_GROUP * b
+        for start in range(0, len(order), group):
+            part = order[start : start + group]
+            order[start : start + group] = part[np.argsort(self.lengths[part], kind="stable")]
+        batches = order.reshape(self.batches_per_epoch, b)
+        return batches[rng.permutation(self.batches_per_epoch)]
+
+    def loss(self, net, step: int, carry: State, autocast) -> tuple[torch.Tensor, State]:  # noqa: ANN001
+        rows = self.batch(step)[self.my_rows]
+        tokens, lengths = pad([self.train_ids[i] for i in rows], self.device)  # (b, T), (b,)
+        target = torch.from_numpy(self.train_labels[rows]).to(self.device)  # (b,)
+        with autocast():
+            logits = net(tokens, lengths)  # (b, C)
+        return F.cross_entropy(logits.float(), target), carry
+
+    @torch.inference_mode()
+    def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
+        probs = predict_ids(model, self.val_ids, self.device)  # (N, C)
+        target = torch.from_numpy(self.val_labels)
+        loss = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), target))
+        predicted = probs.argmax(1).numpy()
+        figures = scores(self.val_labels, predicted, len(self.labels))
+        metrics = {"val_loss": loss, "val_accuracy": figures["accuracy"], "val_macro_f1": figures["macro_f1"]}
+        # Accuracy first; the loss only breaks ties (it moves the score by less than one text does).
+        return (1.0 - figures["accuracy"]) + min(loss, 1e3) * 1e-9, metrics
+
+
+@torch.inference_mode()
+def predict_ids(model, ids: list[np.ndarray], device: torch.device, batch: int = EVAL_BATCH) -> torch.Tensor:  # noqa: ANN001
+    """Label probabilities (N, C) of each text, read in batches of similar length."""
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = torch.empty(len(ids), model.head.out_features)
+    try:
+        for start in range(0, len(ids), batch):
+            rows = order[start : start + batch]
+            tokens, lengths = pad([ids[i] for i in rows], device)
+            out[torch.from_numpy(rows)] = model(tokens, lengths).float().softmax(1).cpu()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def scores(target: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-label precision/recall/F1 and the confusion matrix (rows: true labels)."""
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (target, predicted), 1)
+    tp = np.diag(confusion).astype(float)
+    precision = np.divide(tp, confusion.sum(0), out=np.zeros(classes), where=confusion.sum(0) > 0)
+    recall = np.divide(tp, confusion.sum(1), out=np.zeros(classes), where=confusion.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(classes), where=precision + recall > 0)
+    present = confusion.sum(1) > 0
+    return {
+        "accuracy": float(tp.sum() / max(1, len(target))),
+        "macro_f1": float(f1[present].mean()) if present.any() else math.nan,
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": confusion.sum(1).tolist(),
+        "confusion": confusion.tolist(),
+    }
