@@ -39,7 +39,13 @@ METRICS_FILE = "metrics.jsonl"
 RESUME_FILE = "resume.safetensors"
 TRAIN_TOKENS_FILE = "train.tokens"
 VAL_TOKENS_FILE = "val.tokens"
-RUN_FILES = (CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, RESUME_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE)
+TRAIN_TEXTS_FILE = "train.tsv"
+VAL_TEXTS_FILE = "validation.tsv"
+"""A classifier run's labelled texts (label<TAB>text), kept so that resuming needs no data."""
+RUN_FILES = (
+    *(CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, RESUME_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE),
+    *(TRAIN_TEXTS_FILE, VAL_TEXTS_FILE),
+)
 """Every file a run folder may hold besides the tokenizer's, which config.json names."""
 RUNS_DIR = "runs"
 MAX_CONFIG_BYTES = 1 << 20

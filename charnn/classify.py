@@ -55,6 +55,7 @@ def train_classifier(
     else is as for charnn.train.train: the same resume, budget and folder guarantees.
     """
     config = config or TrainConfig()
+    check_labels(data, "the labelled data")
     train_part, val_part = (data, val) if val is not None else stratified_split(data, config.val_fraction, config.seed)
     check_labels(train_part)
     unseen = sorted(set(val_part.labels) - set(train_part.labels))

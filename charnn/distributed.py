@@ -59,6 +59,12 @@ class World:
         dist.all_reduce(value)
         return value / self.size
 
+    def close(self) -> None:
+        """Leave the process group together, so no process exits while another still talks to it."""
+        if self.active and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def gather_rows(self, tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
         """The blocks of all ranks joined in rank order along ``dim`` (on every rank)."""
         if not self.active:

@@ -28,11 +28,7 @@ class RecurrentLM(nn.Module):
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.embed)
         self.drop = nn.Dropout(c.dropout)
-        if c.bidirectional:
-            raise ConfigError(
-                "a language model reads left to right and cannot be --bidirectional; "
-                "drop the option (classifiers use it: charnn classify train)"
-            )
+        check_language_model(c)
         self.rnns = make_stack(c)
         # Tied weights reuse embed.weight as the head; a projection bridges the widths.
         self.project = nn.Linear(c.hidden, c.embed, bias=False) if c.tie_weights and c.hidden != c.embed else None
@@ -150,6 +146,14 @@ def _reverse_within(lengths: Tensor, steps: int) -> Tensor:
     i = torch.arange(steps, device=lengths.device)[None, :]  # (1, T)
     n = lengths[:, None]  # (B, 1)
     return torch.where(i < n, n - 1 - i, i)
+
+
+def check_language_model(config: ModelConfig) -> None:
+    if config.bidirectional:
+        raise ConfigError(
+            "a language model reads left to right and cannot be --bidirectional; "
+            "drop the option (classifiers use it: charnn classify train)"
+        )
 
 
 def make_stack(config: ModelConfig) -> nn.ModuleList:

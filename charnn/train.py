@@ -394,6 +394,6 @@ def _train_in(folder, world, device, budget, on_event, stop, *, resumed: bool) -
     if not resumed:
         loop.resumed_from = None
     p = loop.position
-    if p.finished and loop.fraction(p.elapsed) >= 1.0:
-        return loop.already_complete()
-    return loop.run()
+    finished = loop.already_complete() if p.finished and loop.fraction(p.elapsed) >= 1.0 else loop.run()
+    world.close()
+    return finished

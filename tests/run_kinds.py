@@ -66,4 +66,43 @@ def _language_model_command(workdir: Path, folder: Path) -> list[str]:
     ]
 
 
-KINDS = [RunKind("language-model", _language_model, _language_model_command)]
+def _labelled():
+    """200 short texts in two labels that a tiny model can start to tell apart."""
+    from charnn.labelled import Labelled
+
+    lines = [line.strip() for line in TEXT.split("\n") if len(line.strip()) > 20][:100]
+    texts = tuple(lines + [line.upper() for line in lines])
+    return Labelled(texts, tuple(["lower"] * len(lines) + ["upper"] * len(lines)), ("t.tsv",))
+
+
+CLASSIFIER = dict(cell="lstm", layers=1, hidden=16, embed=8, dropout=0.1, bidirectional=True)
+
+
+def _classifier(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
+    from charnn.classify import train_classifier
+
+    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5, "batch_size": 8}
+    config = tiny_train_config(**{**settings, **VARIANTS[variant]})
+    events = {"on_event": on_event} if on_event is not None else {}
+    return train_classifier(
+        _labelled(), folder, CLASSIFIER, config, resume=resume, overwrite=overwrite, tokenizer_kind="char", **events
+    )
+
+
+def _classifier_command(workdir: Path, folder: Path) -> list[str]:
+    data = workdir / "t.tsv"
+    if not data.exists():
+        data.write_text(_labelled().to_tsv(), encoding="utf-8")
+    c, m = tiny_train_config(steps=STEPS, eval_every=EVAL_EVERY, batch_size=8), CLASSIFIER
+    return [
+        *("classify", "train", str(data), "--out", str(folder), "--tokenizer", "char"),
+        *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--batch-size", str(c.batch_size)),
+        *("--seed", str(c.seed), "--precision", c.precision, "--layers", "1", "--hidden", str(m["hidden"])),
+        *("--embed", str(m["embed"]), "--dropout", str(m["dropout"]), "--device", "cpu", "--warmup", "5"),
+    ]
+
+
+KINDS = [
+    RunKind("language-model", _language_model, _language_model_command),
+    RunKind("classifier", _classifier, _classifier_command),
+]

@@ -14,8 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import charnn.loop as train_module
-import charnn.train as train_module_setup
-from charnn import runfolder
+from charnn import checkpoint, runfolder
 from charnn.checkpoint import CONFIG_FILE, MODEL_FILE, RESUME_FILE, check_run_folder
 from charnn.data import Corpus
 from charnn.errors import CheckpointError, ConfigError, RunFolderError, TrainingDiverged
@@ -114,7 +113,7 @@ def _kill_at_save(monkeypatch, at):
 
 MOMENTS = {
     "before the folder exists": lambda mp: _kill_at_call(mp, runfolder, "check_target", 1),
-    "while the data is written": lambda mp: _kill_at_call(mp, train_module_setup, "save_resume", 1),
+    "while the data is written": lambda mp: _kill_at_call(mp, checkpoint, "write_config", 1),  # its last file
     "when the new run is complete": lambda mp: _kill_at_call(mp, runfolder, "_switch", 1),
     "between the renames": lambda mp: _kill_at_rename(mp, 2),  # an --overwrite's second rename
     "before the first checkpoint": lambda mp: _kill_at_call(mp, train_module, "clip_gradients", 3),

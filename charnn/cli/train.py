@@ -77,6 +77,10 @@ def train_command(
     dropout: options.Dropout = _DEFAULT_MODEL.dropout,
     residual: options.Residual = None,
     tie_weights: options.TieWeights = False,
+    bidirectional: Annotated[
+        bool,
+        typer.Option(help="Refused: a language model reads left to right (classifiers read both ways).", hidden=True),
+    ] = False,
     steps: options.Steps = None,
     time_budget: options.TimeBudget = None,
     batch_size: options.BatchSize = _DEFAULT_TRAIN.batch_size,
@@ -104,6 +108,10 @@ def train_command(
     """
     from charnn.data import read_corpus, read_text
 
+    if bidirectional:
+        from charnn.model import check_language_model
+
+        check_language_model(ModelConfig(vocab_size=2, bidirectional=True))
     budget = parse_duration(time_budget) if time_budget else None
     if resume not in (None, "auto") and out is not None and Path(resume).resolve() != out.resolve():
         raise ConfigError(f"--out {out} and --resume {resume} name different folders; give one of them")
@@ -192,7 +200,12 @@ def run_training(start: Callable[..., Any], command: str = "charnn train") -> No
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if os.environ.get("RANK", "0") != "0":
-        return  # under torchrun, rank 0 speaks for all
+        # Under torchrun rank 0 speaks for all. The others leave at once: torch's teardown of
+        # its distributed threads at interpreter exit sometimes aborts ("terminate called
+        # without an active exception"), which torchrun reports as a failed run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     if finished.reason == "complete":
         say(
             f"{finished.folder} already finished its budget at step {finished.steps}; nothing to do "

@@ -22,13 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from charnn.checkpoint import TRAIN_TEXTS_FILE as TRAIN_FILE
+from charnn.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
 from charnn.errors import CheckpointError
 from charnn.labelled import Labelled, read_tsv_file
 from charnn.model import State
 
-TRAIN_FILE = "train.tsv"
-VALIDATION_FILE = "validation.tsv"
-"""A classifier run's labelled texts (label<TAB>text), kept so that resuming needs no data."""
 MAX_TOKENS = 1024
 """Texts are cut to their first MAX_TOKENS tokens."""
 SORT_GROUP = 50

@@ -1,0 +1,278 @@
+"""Sentence classifiers: input formats, the bidirectional encoder and its pooling, warm starts,
+run kinds and old runs, and every bad input named in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from charnn.config import ModelConfig
+from charnn.errors import ConfigError, CorpusError
+from charnn.labelled import check_labels, parse_label_files, read_labelled, stratified_split
+from charnn.model import POOLS, SentenceClassifier
+from tests.conftest import ROOT
+from tests.run_kinds import KINDS, TEXT
+
+V1_RUN = ROOT / "tests" / "data" / "v1-run"
+CLASSIFIER_KIND = next(kind for kind in KINDS if kind.name == "classifier")
+LM_KIND = next(kind for kind in KINDS if kind.name == "language-model")
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "clf"
+    CLASSIFIER_KIND.start(folder)
+    return folder
+
+
+# -- input ---------------------------------------------------------------------------------
+
+
+def test_tsv_and_one_file_per_label_read_alike(tmp_path):
+    (tmp_path / "d.tsv").write_text("pos\tgood film\nneg\tbad film\r\n\npos\tfine\tfun\n")
+    (tmp_path / "good.txt").write_text("good film\nfine\tfun\n")
+    (tmp_path / "bad.txt").write_text("bad film\n")
+    tsv = read_labelled([tmp_path / "d.tsv"])
+    assert tsv.texts == ("good film", "bad film", "fine\tfun") and tsv.labels == ("pos", "neg", "pos")
+    files = read_labelled([], parse_label_files([f"pos={tmp_path / 'good.txt'}", f"neg={tmp_path / 'bad.txt'}"]))
+    assert sorted(zip(files.labels, files.texts)) == sorted(zip(tsv.labels, tsv.texts))
+
+
+def test_a_text_may_hold_line_separators_that_are_not_newlines(tmp_path):
+    # U+0085 (what Latin-1 makes of CP1252's ellipsis) and U+2028 must not split a row.
+    (tmp_path / "d.tsv").write_text("pos\tit goes on\u0085 and on\u2028still\nneg\tno\n", encoding="utf-8")
+    assert len(read_labelled([tmp_path / "d.tsv"])) == 2
+
+
+def test_stratified_split_holds_out_each_label_alike():
+    from charnn.labelled import Labelled
+
+    data = Labelled(tuple(f"t{i}" for i in range(100)), tuple("a" * 80 + "b" * 20), ("x",))
+    train, val = stratified_split(data, 0.1, seed=1)
+    assert val.labels.count("a") == 8 and val.labels.count("b") == 2
+    assert sorted(train.texts + val.texts) == sorted(data.texts)
+    assert stratified_split(data, 0.1, seed=1) == (train, val)
+
+
+# -- the encoder ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_more_padding_never_changes_a_prediction(pool, bidirectional):
+    torch.manual_seed(0)
+    model = SentenceClassifier(
+        ModelConfig(vocab_size=20, layers=2, hidden=8, embed=6, bidirectional=bidirectional), 3, pool
+    )
+    model.eval()
+    tokens = torch.randint(1, 20, (3, 7))
+    lengths = torch.tensor([7, 4, 1])
+    padded = torch.cat([tokens, torch.randint(1, 20, (3, 5))], dim=1)  # more (and noisy) padding
+    short = tokens.clone()
+    short[1, 4:] = 0
+    short[2, 1:] = 0
+    expected = model(tokens, lengths)
+    assert torch.allclose(model(padded, lengths), expected, atol=1e-6)
+    assert torch.allclose(model(short, lengths), expected, atol=1e-6)
+    alone = model(tokens[1:2, :4], lengths[1:2])  # the text by itself, unpadded
+    assert torch.allclose(alone, expected[1:2], atol=1e-5)
+
+
+def test_the_backward_direction_reads_right_to_left():
+    torch.manual_seed(0)
+    model = SentenceClassifier(ModelConfig(vocab_size=20, layers=2, hidden=8, embed=6, bidirectional=True), 2)
+    model.eval()
+    tokens, lengths = torch.randint(1, 20, (1, 6)), torch.tensor([6])
+    states = model.states(tokens, lengths)  # (1, 6, 16)
+    # The backward half at position i has read t5 .. ti: it is what a forward pass of the
+    # reverse stack over the reversed text gives at position 5 - i.
+    from charnn.model import run_stack, zero_state
+
+    x = model.embed(tokens.flip(1))
+    ref, _ = run_stack(model.rnns_reverse, x, zero_state(model.config, 2, 1, None), model.config, model.drop)
+    assert torch.allclose(states[0, :, 8:], ref[0].flip(0), atol=1e-6)
+    changed = tokens.clone()
+    changed[0, 0] = (tokens[0, 0] % 19) + 1
+    after = model.states(changed, lengths)
+    assert torch.allclose(after[0, 1:, 8:], states[0, 1:, 8:])  # positions 1.. have not read t0 backwards
+    assert not torch.allclose(after[0, 1:, :8], states[0, 1:, :8])  # but forwards they have
+
+
+# -- warm start ----------------------------------------------------------------------------
+
+
+def test_warm_start_copies_the_language_models_into_both_directions(tmp_path):
+    from safetensors.torch import load_file
+
+    from charnn.classify import train_classifier
+    from charnn.data import Corpus
+    from charnn.train import train
+    from tests.conftest import TINY_MODEL, tiny_train_config
+    from tests.run_kinds import _labelled
+
+    texts = _labelled()
+    corpus = Corpus(text="\n".join(texts.texts) + "\n", name="u", sources=("u.txt",))
+    lm = dict(TINY_MODEL, layers=1)
+    config = tiny_train_config(steps=10, eval_every=10)
+    train(corpus, tmp_path / "fwd", lm, config)
+    train(corpus, tmp_path / "bwd", lm, config, reverse=True, tokenizer_from=tmp_path / "fwd")
+    assert (tmp_path / "bwd" / "tokenizer.json").read_bytes() == (tmp_path / "fwd" / "tokenizer.json").read_bytes()
+    import threading
+
+    stopped = threading.Event()
+    stopped.set()  # stop before the first step: the resume state holds the starting weights
+    train_classifier(
+        texts, tmp_path / "clf", {"dropout": 0.2, "bidirectional": True}, tiny_train_config(steps=5, batch_size=8),
+        init_from=[tmp_path / "bwd", tmp_path / "fwd"], stop=stopped,
+    )  # fmt: skip
+    start = {k[6:]: v for k, v in load_file(tmp_path / "clf" / "resume.safetensors").items() if k.startswith("model.")}
+    fwd, bwd = load_file(tmp_path / "fwd" / "model.safetensors"), load_file(tmp_path / "bwd" / "model.safetensors")
+    assert torch.equal(start["embed.weight"], fwd["embed.weight"])
+    assert torch.equal(start["rnns.0.weight_hh_l0"], fwd["rnns.0.weight_hh_l0"])
+    assert torch.equal(start["rnns_reverse.0.weight_hh_l0"], bwd["rnns.0.weight_hh_l0"])
+    config_json = json.loads((tmp_path / "clf" / "config.json").read_text())
+    assert config_json["model"]["hidden"] == TINY_MODEL["hidden"] and config_json["model"]["dropout"] == 0.2
+
+
+# -- run kinds and old runs ----------------------------------------------------------------
+
+
+def test_a_format_1_run_loads_samples_evaluates_and_resumes(run_cli, tmp_path):
+    run = tmp_path / "v1-run"
+    shutil.copytree(V1_RUN, run)
+    assert json.loads((run / "config.json").read_text())["format_version"] == 1
+    code, out, err = run_cli("sample", "-m", run, "--length", "40", "--seed", "1", "--temp", "0")
+    assert code == 0 and len(out) >= 40, err
+    code, out, err = run_cli("eval", "-m", run, "--json")
+    assert code == 0 and json.loads(out)["bits_per_char"] > 0, err
+    code, out, err = run_cli("train", "--resume", run, "--steps", "30")
+    assert code == 0 and "resuming" in err and "at step 20" in err, err
+    assert json.loads((run / "config.json").read_text())["results"]["steps"] == 30
+
+
+def test_each_command_defaults_to_the_newest_run_of_its_kind(
+    run_cli, tmp_path, monkeypatch, classifier_run, trained_run
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARNN_MODEL", raising=False)
+    (tmp_path / "runs").mkdir()
+    shutil.copytree(trained_run, tmp_path / "runs" / "lm")
+    shutil.copytree(classifier_run, tmp_path / "runs" / "clf")  # the newer
+    code, out, err = run_cli("sample", "--length", "5")
+    assert code == 0 and "using run runs/lm (the newest language-model run" in err
+    code, out, err = run_cli("classify", "predict", stdin=b"a line of text\n")
+    assert code == 0 and out.strip() in ("lower", "upper") and "using run runs/clf" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "-m", "CLF"], "is a classifier, not a language model; use it with charnn classify predict"),
+        (["eval", "-m", "CLF"], "is a classifier, not a language model"),
+        (["grads", "-m", "CLF"], "is a classifier, not a language model"),
+        (["classify", "predict", "-m", "LM"], "is a language model, not a classifier; use it with charnn sample"),
+        (["classify", "eval", "DATA", "-m", "LM"], "is a language model, not a classifier"),
+    ],
+)
+def test_a_run_of_the_wrong_kind_is_refused_in_one_line(args, message, run_cli, tmp_path, classifier_run, trained_run):
+    (tmp_path / "d.tsv").write_text("lower\tsome text\n")
+    names = {"CLF": str(classifier_run), "LM": str(trained_run), "DATA": str(tmp_path / "d.tsv")}
+    code, out, err = run_cli(*[names.get(a, a) for a in args], stdin=b"text\n")
+    assert code == 2 and message in err and err.count("\n") == 1 and out == ""
+
+
+def test_predict_streams_labels_probabilities_and_json(run_cli, tmp_path, classifier_run):
+    lines = b"the wizard\nTHE WIZARD\n"
+    code, out, err = run_cli("classify", "predict", "-m", classifier_run, stdin=lines)
+    assert code == 0 and len(out.splitlines()) == 2
+    code, out, _ = run_cli("classify", "predict", "-m", classifier_run, "--probs", stdin=lines)
+    label, prob = out.splitlines()[0].split("\t")
+    assert label in ("lower", "upper") and 0.5 <= float(prob) <= 1
+    code, out, _ = run_cli("classify", "predict", "-m", classifier_run, "--json", stdin=lines)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [set(r["probabilities"]) for r in rows] == [{"lower", "upper"}] * 2
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+    code, out, err = run_cli("classify", "predict", "-m", classifier_run, stdin=b"upper\tthe wizard\n")
+    assert code == 0 and "reading them as label<TAB>text" in err and len(out.splitlines()) == 1
+
+
+def test_eval_reports_accuracy_f1_confusion_and_unknown_labels(run_cli, tmp_path, classifier_run):
+    (tmp_path / "d.tsv").write_text("lower\tthe wizard\nupper\tTHE WIZARD\nmystery\tthe owl\n")
+    code, out, err = run_cli("classify", "eval", tmp_path / "d.tsv", "-m", classifier_run, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["labels"] == ["lower", "upper", "mystery"] and report["texts"] == 3
+    assert sum(map(sum, report["confusion"])) == 3 and report["support"] == [1, 1, 1]
+    assert report["accuracy"] <= 2 / 3  # the unknown label is an error
+    assert "labels the run never saw, counted as errors: mystery" in err
+    code, out, _ = run_cli("classify", "eval", tmp_path / "d.tsv", "-m", classifier_run)
+    assert out.startswith("accuracy ") and "confusion" in out
+
+
+def test_info_shows_the_task_labels_and_accuracy(run_cli, classifier_run):
+    code, out, _ = run_cli("info", classifier_run, "--json")
+    info = json.loads(out)
+    assert info["task"] == "classify" and info["labels"] == ["lower", "upper"]
+    assert 0 <= info["best_val_accuracy"] <= 1
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"pos\tfine\nno tab here\n", "line 2: no tab; each line is label<TAB>text"),
+        (b"pos\tfine\nneg\t   \n", "line 2: empty text"),
+        (b"pos\ta\npos\tb\nneg\tc\n", "label 'neg' has 1 text in the labelled data"),
+        (b"pos\ta\npos\tb\npos\tc\n", "has one label, 'pos'; a classifier needs texts of at least two labels"),
+        (b"pos\tit goes on\x85 and on\nneg\tno\n", "iconv -f CP1252 -t UTF-8"),
+    ],
+)
+def test_bad_labelled_data_gets_one_line_and_nothing_is_written(content, message, run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.tsv").write_bytes(content)
+    code, out, err = run_cli("classify", "train", "d.tsv", "--steps", "1")
+    assert code == 1 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tsv"]
+
+
+def test_a_bidirectional_language_model_is_refused(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(TEXT)
+    code, out, err = run_cli("train", "t.txt", "--bidirectional")
+    assert code == 2 and "a language model reads left to right and cannot be --bidirectional" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+def test_a_reverse_run_is_scored_but_not_sampled(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(TEXT)
+    args = ["--steps", "5", "--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--device", "cpu"]
+    assert run_cli("train", "t.txt", "--reverse", "--out", "runs/bwd", *args)[0] == 0
+    code, out, err = run_cli("sample", "-m", "runs/bwd")
+    assert code == 2 and "reads right to left" in err
+    code, out, err = run_cli("eval", "-m", "runs/bwd", "--json")
+    assert code == 0 and json.loads(out)["bits_per_char"] > 0
+
+
+def test_label_options_are_checked():
+    with pytest.raises(ConfigError, match="is not NAME=FILE"):
+        parse_label_files(["pos"])
+    with pytest.raises(CorpusError, match="has one label"):
+        from charnn.labelled import Labelled
+
+        check_labels(Labelled(("a", "b"), ("x", "x"), ("s",)))
+
+
+def test_the_shared_benchmark_data_reads_cleanly():
+    data = ROOT.parent / "shared" / "datasets" / "sentiment-mr" / "train.tsv"
+    if not data.is_file():
+        pytest.skip("../shared/datasets is absent")
+    labelled = read_labelled([data])
+    assert len(labelled) == 8528 and set(labelled.labels) == {"pos", "neg"}
+    assert Path(data).stat().st_size > 0
