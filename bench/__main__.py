@@ -14,6 +14,7 @@ BENCHMARKS = {
     "quality": "validation loss of `charnn train` with the defaults at a time budget (5+ minutes)",
     "gallery": "the three styles trained 15 minutes each: held-out bits/char, novel records, samples (45+ minutes)",
     "tokenizers": "char vs BPE 1k/4k vs unigram 4k at one time budget: held-out bits/char, chars/s (40+ minutes)",
+    "classify": "sentiment-mr: charnn classify vs a bigram logistic regression, warm start vs scratch, predict speed",
 }
 QUICK = ("throughput", "sampling", "encoding", "memory")
 

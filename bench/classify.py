@@ -1,0 +1,193 @@
+"""Sentence classification on sentiment-mr (../shared/datasets): charnn against a bigram
+logistic regression, warm starts against scratch, and prediction speed.
+
+Checkpoints are chosen on a held-out 10% of train.tsv (stratified, the classifier's
+default split); dev.tsv is scored once per configuration and never tuned on. Every
+`charnn` call is a fresh process, as a user's would be. Run it alone: time budgets
+on a shared 2-core machine mean nothing with another job beside them.
+
+    python -m bench classify [--parts default,baseline,warm,predict] [--time 10m]
+        [--lm-time 5m] [--few-time 2m] [--rows 500] [--draws 3] [-- EXTRA classify train ARGS]
+
+  default    `charnn classify train train.tsv --time 10m` with its defaults: held-out and dev accuracy
+  baseline   unigram+bigram bag-of-words logistic regression on the same split (C chosen on held-out)
+  warm       language models (forward and reverse) on the text of all 8,528 training rows; then
+             --rows labelled rows, --draws draws: warm-started against from scratch, same budget
+  predict    `charnn classify predict` on 10,000 lines with the default run, start-up included
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import ROOT, charnn, record
+
+DATASETS = Path(os.environ.get("CHARNN_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+SEED, VAL_FRACTION = 1337, 0.1  # the classifier's defaults: the baseline holds out the same rows
+
+
+def data(name: str) -> Path:
+    path = DATASETS / "sentiment-mr" / name
+    if not path.is_file():
+        sys.exit(f"bench: {path} not found; set CHARNN_SHARED_DATASETS to the folder holding sentiment-mr/")
+    return path
+
+
+def classify_train(out: Path, tsv: Path, budget: str, *extra: str) -> dict:
+    started = time.perf_counter()
+    charnn("classify", "train", tsv, "--out", out, "--time", budget, *extra, capture=False)
+    wall = time.perf_counter() - started
+    results = json.loads((out / "config.json").read_text())["results"]
+    dev = json.loads(charnn("classify", "eval", data("dev.tsv"), "-m", out, "--json").stdout)
+    return {
+        "heldout_accuracy": results["val_accuracy"],
+        "dev_accuracy": dev["accuracy"],
+        "dev_macro_f1": dev["macro_f1"],
+        "steps": results["steps"],
+        "best_step": results["best_step"],
+        "wall_seconds": round(wall, 1),
+    }
+
+
+def part_default(work: Path, args: argparse.Namespace) -> dict:
+    result = classify_train(work / "default", data("train.tsv"), args.time, *args.extra)
+    print(
+        f"charnn classify train (defaults{' ' + ' '.join(args.extra) if args.extra else ''}, --time {args.time}): "
+        f"held-out {result['heldout_accuracy']:.4f}, dev {result['dev_accuracy']:.4f} "
+        f"(macro-F1 {result['dev_macro_f1']:.4f}), {result['steps']} steps, best at {result['best_step']}",
+        flush=True,
+    )
+    record("classify", {"part": "default", "time": args.time, "extra": args.extra}, result)
+    return result
+
+
+def part_baseline(work: Path, args: argparse.Namespace) -> dict:
+    from bench.bow import logistic_regression
+    from charnn.labelled import read_labelled, stratified_split
+
+    train, held = stratified_split(read_labelled([data("train.tsv")]), VAL_FRACTION, SEED)
+    dev = read_labelled([data("dev.tsv")])
+    result = logistic_regression(train, held, dev)
+    print(
+        f"bigram bag-of-words logistic regression: held-out {result['heldout_accuracy']:.4f}, "
+        f"dev {result['dev_accuracy']:.4f} (C={result['C']:g}, {result['features']:,} features)",
+        flush=True,
+    )
+    record("classify", {"part": "baseline"}, result)
+    return result
+
+
+def part_warm(work: Path, args: argparse.Namespace) -> dict:
+    from charnn.labelled import Labelled, read_labelled
+
+    rows = read_labelled([data("train.tsv")])
+    text = work / "unlabelled.txt"
+    text.write_text("\n".join(rows.texts) + "\n", encoding="utf-8")
+    shape = ["--tokenizer", "bpe", "--vocab-size", "4000", "--layers", "1", "--hidden", "256", "--embed", "128"]
+    fwd, bwd = work / "lm-fwd", work / "lm-bwd"
+    charnn("train", text, "--out", fwd, "--time", args.lm_time, *shape, capture=False)
+    charnn(
+        "train", text, "--out", bwd, "--time", args.lm_time, "--reverse", "--tokenizer-from", fwd, *shape, capture=False
+    )
+    lm = [json.loads((f / "config.json").read_text())["results"]["val_bits_per_char"] for f in (fwd, bwd)]
+    print(f"language models, {args.lm_time} each: held-out {lm[0]:.3f} / {lm[1]:.3f} bits/char (forward / reverse)")
+    warm, scratch = [], []
+    for draw in range(args.draws):
+        chosen = random.Random(draw).sample(range(len(rows)), args.rows)
+        few = Labelled(tuple(rows.texts[i] for i in chosen), tuple(rows.labels[i] for i in chosen), rows.sources)
+        tsv = work / f"few-{draw}.tsv"
+        tsv.write_text(few.to_tsv(), encoding="utf-8")
+        small = ["--batch-size", "16", "--eval-every", "25"]
+        w = classify_train(work / f"warm-{draw}", tsv, args.few_time, "--init-from", fwd, "--init-from", bwd, *small)
+        s = classify_train(work / f"scratch-{draw}", tsv, args.few_time, *small)
+        warm.append(w["dev_accuracy"])
+        scratch.append(s["dev_accuracy"])
+        print(
+            f"  draw {draw}: warm start dev {w['dev_accuracy']:.4f}, from scratch dev {s['dev_accuracy']:.4f}",
+            flush=True,
+        )
+    result = {
+        "rows": args.rows,
+        "draws": args.draws,
+        "lm_time": args.lm_time,
+        "few_time": args.few_time,
+        "lm_bits_per_char": lm,
+        "warm_dev": warm,
+        "scratch_dev": scratch,
+        "warm_mean": statistics.mean(warm),
+        "scratch_mean": statistics.mean(scratch),
+    }
+    gain = 100 * (result["warm_mean"] - result["scratch_mean"])
+    print(
+        f"{args.rows} labelled rows, mean of {args.draws} draws: warm start {result['warm_mean']:.4f}, "
+        f"from scratch {result['scratch_mean']:.4f}: {gain:+.1f} points (target >= +5)",
+        flush=True,
+    )
+    record("classify", {"part": "warm"}, result)
+    return result
+
+
+def part_predict(work: Path, args: argparse.Namespace) -> dict:
+    run = work / "default"
+    if not (run / "model.safetensors").is_file():
+        classify_train(run, data("train.tsv"), "1m")
+    texts = [line.split("\t", 1)[1] for line in data("dev.tsv").read_text(encoding="utf-8").splitlines()]
+    lines = (texts * math.ceil(10_000 / len(texts)))[:10_000]
+    source = work / "lines.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    times = []
+    for _ in range(3):
+        with open(source, "rb") as stdin:
+            started = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-m", "charnn", "classify", "predict", "-m", str(run)],
+                stdin=stdin, stdout=subprocess.PIPE, check=True,
+            )  # fmt: skip
+            times.append(time.perf_counter() - started)
+        assert len(out.stdout.splitlines()) == 10_000
+    best = statistics.median(times)
+    result = {"lines": 10_000, "seconds": [round(t, 2) for t in times], "lines_per_second": 10_000 / best}
+    print(
+        f"charnn classify predict, 10,000 lines end to end: median {best:.2f}s of 3 = "
+        f"{result['lines_per_second']:,.0f} lines/s (target >= 1,000)",
+        flush=True,
+    )
+    record("classify", {"part": "predict"}, result)
+    return result
+
+
+PARTS = {"default": part_default, "baseline": part_baseline, "warm": part_warm, "predict": part_predict}
+
+
+def main(argv: list[str]) -> None:
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="python -m bench classify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="baseline,default,predict,warm")
+    parser.add_argument("--time", default="10m")
+    parser.add_argument("--lm-time", default="5m")
+    parser.add_argument("--few-time", default="2m")
+    parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    args.extra = extra
+    with tempfile.TemporaryDirectory(prefix="charnn-bench-classify-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for part in args.parts.split(","):
+            PARTS[part](work, args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
