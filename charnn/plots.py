@@ -67,10 +67,20 @@ def gradient_flow_png(curves: Sequence[GradientCurve], path: str | Path, title: 
 def history_png(history: TrainingHistory, path: str | Path) -> Path:
     """Draw train and validation loss (bits per character) and the gradient norm against steps."""
     figure = _figure(HISTORY_PNG_SIZE)
-    loss, grads = figure.subplots(2, 1, sharex=True)
-    loss.plot(history.train_steps, history.train_bits_per_char, label="train")
-    loss.plot(history.val_steps, history.val_bits_per_char, marker="o", label="validation")
-    loss.set_ylabel("loss (bits per character)")
+    classifier = bool(history.val_accuracy)
+    panels = figure.subplots(3 if classifier else 2, 1, sharex=True)
+    loss, grads = panels[0], panels[-1]
+    if classifier:
+        loss.plot(history.train_steps, history.train_loss, label="train")
+        loss.plot(history.val_steps, history.val_loss, marker="o", label="validation")
+        loss.set_ylabel("loss (nats per text)")
+        panels[1].plot(history.val_steps, history.val_accuracy, marker="o", label="validation")
+        panels[1].set_ylabel("accuracy")
+        panels[1].grid(True, alpha=0.3)
+    else:
+        loss.plot(history.train_steps, history.train_bits_per_char, label="train")
+        loss.plot(history.val_steps, history.val_bits_per_char, marker="o", label="validation")
+        loss.set_ylabel("loss (bits per character)")
     loss.set_title(f"Training of {history.folder}")
     loss.legend()
     loss.grid(True, alpha=0.3)

@@ -33,6 +33,11 @@ class TrainingHistory:
     clip: float | None = None
     """The clipping threshold (0: off), when config.json records it."""
     elapsed: float | None = None
+    val_accuracy: tuple[float, ...] = ()
+    """A classifier's validation accuracy at each of ``val_steps`` (a language model has none)."""
+    train_loss: tuple[float, ...] = ()
+    """Nats per token (a language model) or per text (a classifier)."""
+    val_loss: tuple[float, ...] = ()
 
 
 def read_history(folder: str | Path) -> TrainingHistory:
@@ -82,6 +87,9 @@ def read_history(folder: str | Path) -> TrainingHistory:
         skipped=sum(int(r.get("skipped", 0)) for r in train),
         clip=config.get("training", {}).get("clip"),
         elapsed=end.get("elapsed_seconds", (train or val)[-1].get("elapsed")),
+        val_accuracy=tuple(float(r["val_accuracy"]) for r in val if r.get("val_accuracy") is not None),
+        train_loss=tuple(float(r["loss"]) for r in train),
+        val_loss=tuple(float(r["val_loss"]) for r in val),
     )
 
 

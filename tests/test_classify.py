@@ -276,3 +276,10 @@ def test_the_shared_benchmark_data_reads_cleanly():
     labelled = read_labelled([data])
     assert len(labelled) == 8528 and set(labelled.labels) == {"pos", "neg"}
     assert Path(data).stat().st_size > 0
+
+
+def test_plot_draws_a_classifiers_loss_and_accuracy(run_cli, classifier_run, tmp_path):
+    code, out, err = run_cli("plot", classifier_run, "--png", tmp_path / "c.png")
+    assert code == 0, err
+    assert "best validation accuracy" in out and "validation accuracy" in out and "nats per text" in out
+    assert (tmp_path / "c.png").stat().st_size > 1000

@@ -174,10 +174,18 @@ def plot_command(
     for line in _summary(history):
         print(line)
     width = chart_width()
-    loss = [Series("train", history.train_steps, history.train_bits_per_char)]
-    loss.append(Series("validation", history.val_steps, history.val_bits_per_char))
     print()
-    print_chart(render_chart(loss, title="loss, bits per character", x_label="step", width=width))
+    if history.val_accuracy:  # a classifier: loss per text, and the accuracy that picks the model
+        loss = [Series("train", history.train_steps, history.train_loss)]
+        loss.append(Series("validation", history.val_steps, history.val_loss))
+        print_chart(render_chart(loss, title="loss, nats per text", x_label="step", width=width))
+        print()
+        accuracy = [Series("validation", history.val_steps, history.val_accuracy)]
+        print_chart(render_chart(accuracy, title="validation accuracy", x_label="step", width=width))
+    else:
+        loss = [Series("train", history.train_steps, history.train_bits_per_char)]
+        loss.append(Series("validation", history.val_steps, history.val_bits_per_char))
+        print_chart(render_chart(loss, title="loss, bits per character", x_label="step", width=width))
     grads = [
         Series("mean |g| before clipping", history.train_steps, history.grad_norm),
         Series("max |g|", history.train_steps, history.grad_norm_max),
@@ -195,10 +203,16 @@ def plot_command(
 def _summary(history: TrainingHistory) -> list[str]:
     lines = []
     steps = history.train_steps[-1] if history.train_steps else 0
-    if history.train_bits_per_char:
+    if history.val_accuracy and history.train_loss:
+        first, last = history.train_loss[0], history.train_loss[-1]
+        lines.append(f"{history.folder}: {steps} logged steps; train loss {first:.3f} -> {last:.3f} nats/text")
+    elif history.train_bits_per_char:
         first, last = history.train_bits_per_char[0], history.train_bits_per_char[-1]
         lines.append(f"{history.folder}: {steps} logged steps; train loss {first:.3f} -> {last:.3f} bits/char")
-    if history.val_bits_per_char:
+    if history.val_accuracy:
+        best = max(range(len(history.val_steps)), key=lambda i: history.val_accuracy[i])
+        lines.append(f"best validation accuracy {history.val_accuracy[best]:.4f} at step {history.val_steps[best]}")
+    elif history.val_bits_per_char:
         best = min(range(len(history.val_steps)), key=lambda i: history.val_bits_per_char[i])
         lines.append(
             f"best validation loss {history.val_bits_per_char[best]:.4f} bits/char at step {history.val_steps[best]}"
