@@ -39,7 +39,7 @@ def train_classifier(
     config: TrainConfig | None = None,
     *,
     val: Labelled | None = None,
-    pool: str = "mean-max",
+    pool: str = "attention",
     tokenizer_kind: str = "char",
     tokenizer_options: dict[str, Any] | None = None,
     init_from: Sequence[Path] = (),
@@ -143,7 +143,7 @@ def _model_config(vocab_size: int, options: dict[str, Any], sources: list[Any]) 
         return ModelConfig(vocab_size=vocab_size, **options)
     lm = sources[0].model.config
     shape = {k: getattr(lm, k) for k in ("cell", "layers", "hidden", "embed", "residual")}
-    keep = {k: v for k, v in options.items() if k in ("dropout", "bidirectional")}
+    keep = {k: v for k, v in options.items() if k in ("dropout", "bidirectional", "token_dropout")}
     return ModelConfig(vocab_size=vocab_size, **shape, **keep)
 
 

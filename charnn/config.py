@@ -47,6 +47,8 @@ class ModelConfig:
     """Share the embedding matrix with the output head (a projection bridges hidden != embed)."""
     bidirectional: bool = False
     """Encoders only: a second stack reads each text right to left; heads see both directions."""
+    token_dropout: float = 0.0
+    """Encoders only: drop each input token's embedding whole with this probability (training only)."""
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -59,6 +61,7 @@ class ModelConfig:
         _check(1 <= self.hidden <= 16384, f"--hidden must be between 1 and 16384, got {self.hidden}")
         _check(1 <= self.embed <= 16384, f"--embed must be between 1 and 16384, got {self.embed}")
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+        _check(0.0 <= self.token_dropout < 1.0, f"--token-dropout must be in [0, 1), got {self.token_dropout}")
         if self.residual is None:
             object.__setattr__(self, "residual", self.layers >= 2)
 

@@ -86,7 +86,7 @@ class SentenceClassifier(nn.Module):
     a right-to-left language model warm-start it. The directions join at the top.
     """
 
-    def __init__(self, config: ModelConfig, labels: int, pool: str = "mean-max") -> None:
+    def __init__(self, config: ModelConfig, labels: int, pool: str = "attention") -> None:
         super().__init__()
         if pool not in POOLS:
             raise ConfigError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}")
@@ -113,6 +113,9 @@ class SentenceClassifier(nn.Module):
         """The top layer's states of both directions, in text order: (B, T, H or 2H)."""
         batch, steps = tokens.shape
         x = self.drop(self.embed(tokens))  # (B, T, E)
+        p = self.config.token_dropout
+        if self.training and p > 0:  # whole tokens go: the head cannot lean on a few words
+            x = x * torch.bernoulli(torch.full((batch, steps, 1), 1 - p, device=x.device))  # (B, T, E)
         zeros = zero_state(self.config, len(self.rnns), batch, tokens.device)
         forward, _ = run_stack(self.rnns, x, zeros, self.config, self.drop)  # (B, T, H)
         if self.rnns_reverse is None:

@@ -22,9 +22,11 @@ classify_app = typer.Typer(
 )
 
 # The classifier's defaults, chosen by measurement on sentiment-mr (see README, Benchmarks).
-DEFAULT_MODEL = ModelConfig(vocab_size=2, layers=1, hidden=256, embed=128, dropout=0.3, bidirectional=True)
+DEFAULT_MODEL = ModelConfig(
+    vocab_size=2, layers=1, hidden=256, embed=128, dropout=0.3, bidirectional=True, token_dropout=0.15
+)
 DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=50, eval_every=100)
-DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_POOL = "bpe", 4000, "mean-max"
+DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_POOL = "bpe", 4000, "attention"
 
 _Model = Annotated[
     Optional[Path],
@@ -49,7 +51,7 @@ def classify_train(
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<data-name>].")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    overwrite: options.Overwrite = False,
     resume: Annotated[
         Optional[str],
         typer.Option(
@@ -81,6 +83,10 @@ def classify_train(
     hidden: options.Hidden = DEFAULT_MODEL.hidden,
     embed: options.Embed = DEFAULT_MODEL.embed,
     dropout: options.Dropout = DEFAULT_MODEL.dropout,
+    token_dropout: Annotated[
+        float,
+        typer.Option(help="Drop each input token whole with this probability.", rich_help_panel=options.MODEL),
+    ] = DEFAULT_MODEL.token_dropout,
     residual: options.Residual = None,
     steps: options.Steps = None,
     time_budget: options.TimeBudget = None,
@@ -124,7 +130,7 @@ def classify_train(
     )  # fmt: skip
     model_options = dict(
         cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, residual=residual,
-        bidirectional=bidirectional,
+        bidirectional=bidirectional, token_dropout=token_dropout,
     )  # fmt: skip
     ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the data
     labelled = read_labelled(data or [], parse_label_files(label or []))

@@ -14,6 +14,8 @@ from charnn.config import CELLS
 MODEL = "Model"
 TRAIN = "Training"
 
+Overwrite = Annotated[bool, typer.Option(help="Replace the run already in --out.")]
+
 Cell = Annotated[str, typer.Option(help=f"Recurrent cell: {', '.join(CELLS)}.", rich_help_panel=MODEL)]
 
 Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=MODEL)]

@@ -30,7 +30,7 @@ def train_command(
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<corpus-name>].")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    overwrite: options.Overwrite = False,
     resume: Annotated[
         Optional[str],
         typer.Option(

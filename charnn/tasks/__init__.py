@@ -43,7 +43,7 @@ def build_model(run_config: dict[str, Any], model_config: Any) -> Any:
         from charnn.model import SentenceClassifier
 
         task = run_config["task"]
-        return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "mean-max"))
+        return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "attention"))
     from charnn.model import RecurrentLM
 
     return RecurrentLM(model_config)
