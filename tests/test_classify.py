@@ -283,3 +283,11 @@ def test_plot_draws_a_classifiers_loss_and_accuracy(run_cli, classifier_run, tmp
     assert code == 0, err
     assert "best validation accuracy" in out and "validation accuracy" in out and "nats per text" in out
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_predict_gives_one_label_per_input_line_blank_ones_too(run_cli, tmp_path, classifier_run):
+    (tmp_path / "in.txt").write_text("the wizard\n\nTHE OWL\n")
+    code, out, err = run_cli("classify", "predict", tmp_path / "in.txt", "-m", classifier_run)
+    assert code == 0 and len(out.splitlines()) == 3, err
+    code, out, err = run_cli("classify", "predict", "-m", classifier_run, stdin=b"one\n\n\nfour\n")
+    assert code == 0 and len(out.splitlines()) == 4, err

@@ -235,9 +235,9 @@ def _input_lines(source: str):  # noqa: ANN202
         return
     if source == "-":
         raise ConfigError("no input: pipe texts in, one a line, or name a file")
-    for line in read_text(source).split("\n"):
-        if line.strip():
-            yield line.rstrip("\r")
+    text = read_text(source)
+    for line in text.split("\n")[: -1 if text.endswith("\n") else None]:
+        yield line.rstrip("\r")  # blank lines too: one label per input line
 
 
 @classify_app.command("eval")
