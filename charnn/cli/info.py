@@ -40,8 +40,9 @@ def info_command(
     model, training = info.model, info.training
     layout = f"{model['layers']} x {model['cell']}, hidden {model['hidden']}, embed {model['embed']}"
     extras = [name for name in ("residual", "tie_weights", "bidirectional") if model.get(name)]
-    if model.get("dropout"):
-        extras.append(f"dropout {model['dropout']:g}")
+    for key in ("dropout", "token_dropout"):
+        if model.get(key):
+            extras.append(f"{key.replace('_', ' ')} {model[key]:g}")
     kind = {"lm": "language model" + (" (right to left)" if info.reverse else ""), "classify": "classifier"}
     rows = [
         ("run", info.run),
@@ -56,7 +57,7 @@ def info_command(
             ", ".join(
                 f"{name} {training[key]}"
                 for name, key in (("seq-len", "seq_len"), ("batch", "batch_size"), ("lr", "lr"), ("clip", "clip"))
-                if key in training
+                if key in training and (key != "seq_len" or info.task == "lm")  # classifiers read whole texts
             )
             or "-",
         ),
