@@ -57,7 +57,7 @@ def train_classifier(
     config = config or TrainConfig()
     check_labels(data, "the labelled data")
     train_part, val_part = (data, val) if val is not None else stratified_split(data, config.val_fraction, config.seed)
-    check_labels(train_part)
+    check_labels(train_part, minimum=1)
     unseen = sorted(set(val_part.labels) - set(train_part.labels))
     if unseen:
         raise CorpusError(f"the validation texts have label {unseen[0]!r}, which no training text has")

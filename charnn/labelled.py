@@ -93,21 +93,23 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return [(i, line.rstrip("\r")) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 
-def check_labels(data: Labelled, what: str = "the training data") -> None:
+def check_labels(data: Labelled, what: str = "the training data", minimum: int = MIN_PER_LABEL) -> None:
     counts = Counter(data.labels)
+    if not counts:
+        raise CorpusError(f"{what} holds no texts")
     if len(counts) < 2:
         only = next(iter(counts))
         raise CorpusError(f"{what} has one label, {only!r}; a classifier needs texts of at least two labels")
-    rare = sorted(label for label, n in counts.items() if n < MIN_PER_LABEL)
+    rare = sorted(label for label, n in counts.items() if n < minimum)
     if rare:
         raise CorpusError(
             f"label {rare[0]!r} has {counts[rare[0]]} text in {what}; each label needs at least "
-            f"{MIN_PER_LABEL} (add texts, or drop the label's lines)"
+            f"{minimum} (add texts, or drop the label's lines)"
         )
 
 
 def stratified_split(data: Labelled, fraction: float, seed: int) -> tuple[Labelled, Labelled]:
-    """(train, validation): ``fraction`` of each label's texts, at least one, held out."""
+    """(train, validation): ``fraction`` of each label's texts held out, at least one, and at least one kept."""
     by_label: dict[str, list[int]] = {}
     for i, label in enumerate(data.labels):
         by_label.setdefault(label, []).append(i)
@@ -116,7 +118,7 @@ def stratified_split(data: Labelled, fraction: float, seed: int) -> tuple[Labell
     for indices in by_label.values():
         chosen = indices[:]
         rng.shuffle(chosen)
-        held.update(chosen[: max(1, round(len(chosen) * fraction))])
+        held.update(chosen[: min(len(chosen) - 1, max(1, round(len(chosen) * fraction)))])
     train = [i for i in range(len(data)) if i not in held]
     val = sorted(held)
     return _subset(data, train), _subset(data, val)

@@ -320,11 +320,13 @@ def resume(
     corpus: Corpus | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
     stop: threading.Event | None = None,
+    kind: str | None = None,
 ) -> Finished:
     """Continue the run in ``folder`` exactly where its last checkpoint left it.
 
     ``steps`` / ``time_budget`` replace the run's budget; ``corpus``, when given,
-    must be the text the run was trained on.
+    must be the text the run was trained on; ``kind`` ('lm', 'classify'), when given,
+    refuses a run of another kind.
     """
     folder = _unlinked(Path(folder))
     main = os.environ.get("RANK", "0") == "0"  # under torchrun, the first process alone recovers
@@ -335,11 +337,13 @@ def resume(
             if state == "absent"
             else "holds no run to resume yet (it stopped before its data was ready)"
         )
+        start = "charnn classify train DATA" if kind == "classify" else "charnn train CORPUS"
+        data = "labelled data" if kind == "classify" else "corpus"
         raise RunFolderError(
-            f"run folder {folder} {what}; pass the corpus to start it: "
-            f"charnn train CORPUS --out {folder} --resume {folder}"
+            f"run folder {folder} {what}; pass the {data} to start it: {start} --out {folder} --resume {folder}"
         )
     run_config = checkpoint.check_run_folder(folder, for_resume=True, recover=False)
+    checkpoint.check_kind(folder, run_config, kind)
     if corpus is not None and corpus_stats(corpus).sha256 != run_config.get("data", {}).get("corpus_sha256"):
         raise ConfigError(
             f"the corpus differs from the one {folder} was trained on; "

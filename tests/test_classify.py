@@ -291,3 +291,32 @@ def test_predict_gives_one_label_per_input_line_blank_ones_too(run_cli, tmp_path
     assert code == 0 and len(out.splitlines()) == 3, err
     code, out, err = run_cli("classify", "predict", "-m", classifier_run, stdin=b"one\n\n\nfour\n")
     assert code == 0 and len(out.splitlines()) == 4, err
+
+
+def test_predict_on_an_empty_file_or_a_closed_stdin(run_cli, tmp_path, classifier_run, monkeypatch):
+    (tmp_path / "empty.txt").write_text("")
+    code, out, err = run_cli("classify", "predict", tmp_path / "empty.txt", "-m", classifier_run)
+    assert (code, out) == (0, "")
+    from charnn.cli import main
+
+    monkeypatch.setattr("sys.stdin", None)
+    assert main(["classify", "predict", str(tmp_path / "empty.txt"), "-m", str(classifier_run)]) == 0
+    assert main(["classify", "predict", "-m", str(classifier_run)]) == 2
+
+
+def test_a_label_with_two_texts_keeps_one_to_learn_from(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = [f"lower\tsome text {i}" for i in range(20)] + ["rare\tonly two", "rare\ttexts here"]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    args = ["--steps", "2", "--batch-size", "2", "--hidden", "8", "--embed", "4", "--tokenizer", "char"]
+    code, out, err = run_cli("classify", "train", "d.tsv", "--val-fraction", "0.9", *args)
+    assert code == 0, err
+
+
+def test_resume_refuses_a_run_of_the_other_kind(run_cli, classifier_run, trained_run, tmp_path):
+    code, out, err = run_cli("train", "--resume", classifier_run)
+    assert code == 2 and "is a classifier, not a language model" in err
+    code, out, err = run_cli("classify", "train", "--resume", trained_run)
+    assert code == 2 and "is a language model, not a classifier" in err
+    code, out, err = run_cli("classify", "train", "--resume", tmp_path / "nothing")
+    assert code == 2 and "pass the labelled data to start it: charnn classify train DATA" in err

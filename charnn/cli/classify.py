@@ -162,11 +162,9 @@ def classify_train(
 
 
 def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
-    from charnn.checkpoint import check_kind, check_run_folder
     from charnn.train import resume
 
-    check_kind(folder, check_run_folder(folder, for_resume=True), "classify") if folder.is_dir() else None
-    return resume(folder, steps=steps, time_budget=budget, **kw)
+    return resume(folder, steps=steps, time_budget=budget, kind="classify", **kw)
 
 
 @classify_app.command("predict")
@@ -206,7 +204,8 @@ def classify_predict(
             yield line.strip()
 
     out = sys.stdout
-    for (label, probabilities), _ in zip(predict_lines(run, texts(), batch=1 if sys.stdin.isatty() else 256), _count()):
+    interactive = source == "-" and sys.stdin is not None and sys.stdin.isatty()
+    for (label, probabilities), _ in zip(predict_lines(run, texts(), batch=1 if interactive else 256), _count()):
         if as_json:
             out.write(json.dumps({"label": label, "probabilities": probabilities}) + "\n")
         elif probs:
@@ -227,6 +226,8 @@ def _input_lines(source: str):  # noqa: ANN202
     """Lines of a file or of standard input, decoded as UTF-8 with the same errors as corpora."""
     from charnn.data import read_text
 
+    if source == "-" and sys.stdin is None:
+        raise ConfigError("standard input is closed; pipe texts in, one a line, or name a file")
     if source == "-" and not sys.stdin.isatty():
         for raw in sys.stdin.buffer:
             from charnn.data import decode_utf8
@@ -236,6 +237,8 @@ def _input_lines(source: str):  # noqa: ANN202
     if source == "-":
         raise ConfigError("no input: pipe texts in, one a line, or name a file")
     text = read_text(source)
+    if not text:
+        return
     for line in text.split("\n")[: -1 if text.endswith("\n") else None]:
         yield line.rstrip("\r")  # blank lines too: one label per input line
 

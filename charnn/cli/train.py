@@ -178,7 +178,7 @@ def train_command(
 def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(folder, steps=steps, time_budget=budget, **kw)
+    return resume(folder, steps=steps, time_budget=budget, kind="lm", **kw)
 
 
 def run_training(start: Callable[..., Any], command: str = "charnn train") -> None:
