@@ -197,8 +197,14 @@ def load_classifier(folder: Path, device: str = "cpu") -> Any:
     return checkpoint.load_run(folder, device=device, kind="classify")
 
 
-def predict_lines(run: Any, texts: Iterable[str], batch: int = 256) -> Iterator[tuple[str, dict[str, float]]]:
-    """(label, {label: probability}) for each text, in order, a batch at a time (so input can stream)."""
+def predict_lines(
+    run: Any, texts: Iterable[str], batch: int = 256, more_ready: Callable[[], bool] | None = None
+) -> Iterator[tuple[str, dict[str, float]]]:
+    """(label, {label: probability}) for each text, in order, a batch at a time.
+
+    ``more_ready()`` says whether another text can be had without waiting: when it cannot,
+    the texts so far are answered at once, so that slow input streams line by line.
+    """
     labels = run.config["task"]["labels"]
     device = next(run.model.parameters()).device
     pending: list[str] = []
@@ -212,7 +218,7 @@ def predict_lines(run: Any, texts: Iterable[str], batch: int = 256) -> Iterator[
 
     for text in texts:
         pending.append(text)
-        if len(pending) >= batch:
+        if len(pending) >= batch or (more_ready is not None and not more_ready()):
             yield from flush()
     if pending:
         yield from flush()

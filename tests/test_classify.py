@@ -320,3 +320,25 @@ def test_resume_refuses_a_run_of_the_other_kind(run_cli, classifier_run, trained
     assert code == 2 and "is a language model, not a classifier" in err
     code, out, err = run_cli("classify", "train", "--resume", tmp_path / "nothing")
     assert code == 2 and "pass the labelled data to start it: charnn classify train DATA" in err
+
+
+def test_predict_answers_each_line_of_a_slow_pipe_at_once(classifier_run):
+    import os
+    import select
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "charnn", "classify", "predict", "-m", str(classifier_run)]
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("the wizard\n")
+        proc.stdin.flush()
+        assert select.select([proc.stdout], [], [], 60)[0], "no answer while the pipe stays open"
+        assert proc.stdout.readline().strip() in ("lower", "upper")
+        proc.stdin.write("THE OWL\n")
+        proc.stdin.close()
+        assert proc.stdout.readline().strip() in ("lower", "upper")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()

@@ -204,8 +204,8 @@ def classify_predict(
             yield line.strip()
 
     out = sys.stdout
-    interactive = source == "-" and sys.stdin is not None and sys.stdin.isatty()
-    for (label, probabilities), _ in zip(predict_lines(run, texts(), batch=1 if interactive else 256), _count()):
+    lines, more_ready = _read_ahead(texts())
+    for (label, probabilities), _ in zip(predict_lines(run, lines, more_ready=more_ready), _count()):
         if as_json:
             out.write(json.dumps({"label": label, "probabilities": probabilities}) + "\n")
         elif probs:
@@ -213,6 +213,37 @@ def classify_predict(
         else:
             out.write(label + "\n")
         out.flush()
+
+
+def _read_ahead(items):  # noqa: ANN001, ANN202
+    """Read ``items`` in a thread; returns them and a test of whether the next one is already here.
+
+    Input that arrives faster than it is classified fills whole batches; input that pauses
+    (a person typing, a slow pipe) is answered as far as it has come.
+    """
+    import queue
+    import threading
+
+    ahead: queue.Queue = queue.Queue(maxsize=4096)
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                ahead.put(item)
+            ahead.put(end)
+        except BaseException as exc:  # noqa: BLE001 (raised again in the reading thread)
+            ahead.put(exc)
+
+    threading.Thread(target=produce, daemon=True).start()
+
+    def consume():  # noqa: ANN202
+        while (item := ahead.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    return consume(), lambda: not ahead.empty()
 
 
 def _count():  # noqa: ANN202
