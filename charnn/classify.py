@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from charnn import checkpoint, runfolder
@@ -232,8 +233,6 @@ def evaluate_labelled(run: Any, data: Labelled) -> dict[str, Any]:
     index = {label: i for i, label in enumerate(names)}
     device = next(run.model.parameters()).device
     probs = predict_ids(run.model, encode_texts(run.tokenizer, data.texts), device)
-    import numpy as np
-
     target = np.asarray([index[label] for label in data.labels])
     figures = scores(target, probs.argmax(1).numpy(), len(names))
     figures["labels"] = names

@@ -126,8 +126,3 @@ def stratified_split(data: Labelled, fraction: float, seed: int) -> tuple[Labell
 
 def _subset(data: Labelled, indices: list[int]) -> Labelled:
     return Labelled(tuple(data.texts[i] for i in indices), tuple(data.labels[i] for i in indices), data.sources)
-
-
-def read_tsv_file(path: Path) -> Labelled:
-    """A label<TAB>text file charnn wrote into a run folder."""
-    return read_labelled([path])

@@ -106,6 +106,10 @@ class Loop:
         self.elapsed_before = 0.0
         self.metrics = open(folder / checkpoint.METRICS_FILE, "a", encoding="utf-8") if self.world.main else None
 
+    def _autocast(self) -> torch.autocast:
+        """The precision context of a forward pass (bf16 autocast where it pays, else a no-op)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
     def _seed_rank(self, step: int) -> None:
         """Give each rank after the first its own dropout masks (rank 0 keeps the run's RNG stream).
 
@@ -244,8 +248,7 @@ class Loop:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self._seed_rank(self.position.step)
-        autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)  # noqa: E731
-        loss, carry = self.task.loss(self.net, self.position.step, self.carry, autocast)
+        loss, carry = self.task.loss(self.net, self.position.step, self.carry, self._autocast)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # The norm is of the gradients averaged over all ranks, so every rank decides alike.

@@ -74,8 +74,15 @@ def train(
     """
     config = config or TrainConfig()
     stats = corpus_stats(corpus)
-    request = _request_digest(
-        stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from, reverse, tokenizer_from
+    request = request_digest(
+        corpus_sha256=stats.sha256,
+        val_sha256=hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,
+        model=model_options or {},
+        tokenizer=[tokenizer_kind, tokenizer_options or {}],
+        training=config,
+        init_from=str(init_from) if init_from is not None else None,
+        reverse=reverse,
+        tokenizer_from=str(tokenizer_from) if tokenizer_from is not None else None,
     )
 
     def make(folder: Path, overwrite: bool) -> FolderLock:
@@ -126,21 +133,6 @@ def start_run(
     finally:
         if lock is not None:
             lock.release()
-
-
-def _request_digest(
-    stats, val_text, model_options, config, tokenizer_kind, tokenizer_options, init_from, reverse, tokenizer_from
-) -> str:  # noqa: ANN001, E501
-    return request_digest(
-        corpus_sha256=stats.sha256,
-        val_sha256=hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,
-        model=model_options or {},
-        tokenizer=[tokenizer_kind, tokenizer_options or {}],
-        training=config,
-        init_from=str(init_from) if init_from is not None else None,
-        reverse=reverse,
-        tokenizer_from=str(tokenizer_from) if tokenizer_from is not None else None,
-    )
 
 
 def request_digest(*, training: TrainConfig, **request: Any) -> str:

@@ -205,7 +205,7 @@ def classify_predict(
 
     out = sys.stdout
     lines, more_ready = _read_ahead(texts())
-    for (label, probabilities), _ in zip(predict_lines(run, lines, more_ready=more_ready), _count()):
+    for label, probabilities in predict_lines(run, lines, more_ready=more_ready):
         if as_json:
             out.write(json.dumps({"label": label, "probabilities": probabilities}) + "\n")
         elif probs:
@@ -244,13 +244,6 @@ def _read_ahead(items):  # noqa: ANN001, ANN202
             yield item
 
     return consume(), lambda: not ahead.empty()
-
-
-def _count():  # noqa: ANN202
-    n = 0
-    while True:
-        yield n
-        n += 1
 
 
 def _input_lines(source: str):  # noqa: ANN202

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from charnn.checkpoint import TRAIN_TEXTS_FILE as TRAIN_FILE
 from charnn.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
-from charnn.errors import CheckpointError
-from charnn.labelled import Labelled, read_tsv_file
+from charnn.errors import CharnnError, CheckpointError
+from charnn.labelled import Labelled, read_labelled
 from charnn.model import State
 
 MAX_TOKENS = 1024
@@ -73,10 +73,8 @@ class ClassifyTask:
 
         try:
             labels = list(run_config["task"]["labels"])
-            train, val = read_tsv_file(folder / TRAIN_FILE), read_tsv_file(folder / VALIDATION_FILE)
-        except (KeyError, TypeError, ValueError, OSError) as exc:
-            raise CheckpointError(f"{folder} is not a whole classifier run: {exc}") from None
-        except Exception as exc:  # a damaged train.tsv reads as bad labelled data
+            train, val = read_labelled([folder / TRAIN_FILE]), read_labelled([folder / VALIDATION_FILE])
+        except (KeyError, TypeError, ValueError, OSError, CharnnError) as exc:  # CharnnError: a damaged .tsv
             raise CheckpointError(f"{folder} is not a whole classifier run: {exc}") from None
         if set(train.labels) - set(labels) or set(val.labels) - set(labels):
             raise CheckpointError(f"{folder}: its texts carry labels config.json does not list")
