@@ -183,11 +183,11 @@ def _warm_start_sources(init_from: Sequence[Path]) -> list[Any]:
 def _warm_start(model: SentenceClassifier, sources: list[Any]) -> None:
     """Copy the embedding and the recurrent layers of each source into its direction."""
     with torch.no_grad():
-        for run, stack in zip(sources, [model.rnns, model.rnns_reverse], strict=False):
+        directions = [(model.embed, model.rnns), (model.embed_reverse, model.rnns_reverse)]
+        for run, (embed, stack) in zip(sources, directions, strict=False):
             if stack is None:
                 break
-            if stack is model.rnns:
-                model.embed.weight.copy_(run.model.embed.weight)
+            embed.weight.copy_(run.model.embed.weight)
             stack.load_state_dict(run.model.rnns.state_dict())
 
 

@@ -82,8 +82,8 @@ class SentenceClassifier(nn.Module):
     Both stacks are causal and padding comes after every real token in both reading
     orders, so it never reaches a real position's state: a text padded more gets the
     same prediction. Each direction is exactly a language model's stack (same layer
-    shapes, residuals and names: ``rnns`` and ``rnns_reverse``), so a left-to-right and
-    a right-to-left language model warm-start it. The directions join at the top.
+    shapes, residuals and names: ``embed``/``rnns`` and ``embed_reverse``/``rnns_reverse``),
+    so a left-to-right and a right-to-left language model warm-start it. The directions join at the top.
     """
 
     def __init__(self, config: ModelConfig, labels: int, pool: str = "attention") -> None:
@@ -98,6 +98,8 @@ class SentenceClassifier(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.rnns = make_stack(c)
         self.rnns_reverse = make_stack(c) if c.bidirectional else None
+        # Each direction has its own embedding, as each language model that warm-starts it had.
+        self.embed_reverse = nn.Embedding(c.vocab_size, c.embed) if c.bidirectional else None
         width = c.hidden * (2 if c.bidirectional else 1)
         self.attention = nn.Linear(width, 1) if pool == "attention" else None
         self.head = nn.Linear(width * (2 if pool == "mean-max" else 1), labels)
@@ -112,16 +114,21 @@ class SentenceClassifier(nn.Module):
     def states(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """The top layer's states of both directions, in text order: (B, T, H or 2H)."""
         batch, steps = tokens.shape
-        x = self.drop(self.embed(tokens))  # (B, T, E)
         p = self.config.token_dropout
+        keep = None
         if self.training and p > 0:  # whole tokens go: the head cannot lean on a few words
-            x = x * torch.bernoulli(torch.full((batch, steps, 1), 1 - p, device=x.device))  # (B, T, E)
+            keep = torch.bernoulli(torch.full((batch, steps, 1), 1 - p, device=tokens.device))  # (B, T, 1)
+        x = self.drop(self.embed(tokens))  # (B, T, E)
+        if keep is not None:
+            x = x * keep
         zeros = zero_state(self.config, len(self.rnns), batch, tokens.device)
         forward, _ = run_stack(self.rnns, x, zeros, self.config, self.drop)  # (B, T, H)
         if self.rnns_reverse is None:
             return forward
         order = _reverse_within(lengths, steps)  # (B, T); its own inverse
-        x_rev = x.gather(1, order[..., None].expand_as(x))  # (B, T, E)
+        x_rev = self.drop(self.embed_reverse(tokens.gather(1, order)))  # (B, T, E)
+        if keep is not None:  # the same tokens go in both directions
+            x_rev = x_rev * keep.gather(1, order[..., None])
         backward, _ = run_stack(self.rnns_reverse, x_rev, zeros, self.config, self.drop)  # (B, T, H)
         backward = backward.gather(1, order[..., None].expand_as(backward))  # back in text order
         return torch.cat([forward, backward], dim=2)  # (B, T, 2H)

@@ -92,7 +92,7 @@ def test_the_backward_direction_reads_right_to_left():
     # reverse stack over the reversed text gives at position 5 - i.
     from charnn.model import run_stack, zero_state
 
-    x = model.embed(tokens.flip(1))
+    x = model.embed_reverse(tokens.flip(1))  # each direction has its own embedding
     ref, _ = run_stack(model.rnns_reverse, x, zero_state(model.config, 2, 1, None), model.config, model.drop)
     assert torch.allclose(states[0, :, 8:], ref[0].flip(0), atol=1e-6)
     changed = tokens.clone()
@@ -134,6 +134,9 @@ def test_warm_start_copies_the_language_models_into_both_directions(tmp_path):
     assert torch.equal(start["embed.weight"], fwd["embed.weight"])
     assert torch.equal(start["rnns.0.weight_hh_l0"], fwd["rnns.0.weight_hh_l0"])
     assert torch.equal(start["rnns_reverse.0.weight_hh_l0"], bwd["rnns.0.weight_hh_l0"])
+    # the reverse stack reads the embedding it was trained with, not the forward one
+    assert torch.equal(start["embed_reverse.weight"], bwd["embed.weight"])
+    assert not torch.equal(fwd["embed.weight"], bwd["embed.weight"])
     config_json = json.loads((tmp_path / "clf" / "config.json").read_text())
     assert config_json["model"]["hidden"] == TINY_MODEL["hidden"] and config_json["model"]["dropout"] == 0.2
 
