@@ -39,11 +39,14 @@ METRICS_FILE = "metrics.jsonl"
 RESUME_FILE = "resume.safetensors"
 TRAIN_TOKENS_FILE = "train.tokens"
 VAL_TOKENS_FILE = "val.tokens"
+TRAIN_RECORDS_FILE = "train.records"
+"""A record run's offsets (int64) of each training record's boundary in train.tokens, and of the last."""
 TRAIN_TEXTS_FILE = "train.tsv"
 VAL_TEXTS_FILE = "validation.tsv"
 """A classifier run's labelled texts (label<TAB>text), kept so that resuming needs no data."""
 RUN_FILES = (
     *(CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, RESUME_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE),
+    TRAIN_RECORDS_FILE,
     *(TRAIN_TEXTS_FILE, VAL_TEXTS_FILE),
 )
 """Every file a run folder may hold besides the tokenizer's, which config.json names."""
@@ -156,10 +159,10 @@ def load_run(folder: str | Path, device: str = "cpu", kind: str | None = None) -
         tokenizer = load_tokenizer(folder, config["tokenizer"])
     except TokenizerError as exc:
         raise CheckpointError(str(exc)) from None
-    if tokenizer.vocab_size != model_config.vocab_size:
+    if tokenizer.vocab_size + model_config.records != model_config.vocab_size:
         raise CheckpointError(
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
-            f"{model_config.vocab_size}; the folder mixes files of different runs"
+            f"{model_config.vocab_size - model_config.records}; the folder mixes files of different runs"
         )
     model = build_model(config, model_config)
     try:

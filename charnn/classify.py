@@ -187,7 +187,9 @@ def _warm_start(model: SentenceClassifier, sources: list[Any]) -> None:
         for run, (embed, stack) in zip(sources, directions, strict=False):
             if stack is None:
                 break
-            embed.weight.copy_(run.model.embed.weight)
+            embed.weight.copy_(
+                run.model.embed.weight[: embed.num_embeddings]
+            )  # a record run has one more: its boundary
             stack.load_state_dict(run.model.rnns.state_dict())
 
 

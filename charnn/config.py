@@ -49,6 +49,8 @@ class ModelConfig:
     """Encoders only: a second stack reads each text right to left; heads see both directions."""
     token_dropout: float = 0.0
     """Encoders only: drop each input token's embedding whole with this probability (training only)."""
+    records: bool = False
+    """Record runs: the last id is the record boundary; the state restarts from zeros where it is read."""
 
     def __post_init__(self) -> None:
         _check_types(self)

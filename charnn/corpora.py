@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 from charnn import __version__
 from charnn.errors import CheckpointError, ConfigError, CorpusError, CorpusFetchError
 from charnn.files import FolderLock, atomic_write, remove_stale_temporaries
+from charnn.records import parse_format
 from charnn.transforms import ENCODINGS, TRANSFORMS, decode
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "corpora" / "catalogue.json"
@@ -78,6 +79,7 @@ class CorpusEntry:
     transform: str  # a key of charnn.transforms.TRANSFORMS
     parameters: dict[str, Any] = field(default_factory=dict)
     licence_text: str = ""  # the full licence, where it asks to travel with the data
+    records: str | None = None  # what separates its records (charnn.records); None: one stream of prose
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +91,7 @@ class CorpusEntry:
             "licence_text": self.licence_text,
             "files": [{"url": f.url, "sha256": f.sha256, "encoding": f.encoding, "title": f.title} for f in self.files],
             "transform": {"name": self.transform, "parameters": self.parameters},
+            "records": self.records,
         }
 
     @property
@@ -153,6 +156,14 @@ def _entry(path: Path, name: str, spec: Any) -> CorpusEntry:
     licence_text = spec.get("licence_text", "")
     if not isinstance(licence_text, str):
         raise bad("'licence_text' must be a string")
+    records = spec.get("records")
+    if records is not None:
+        if not isinstance(records, str):
+            raise bad("'records' must be 'line', 'blank' or a separator regex")
+        try:
+            parse_format(records)
+        except ConfigError as exc:
+            raise bad(f"'records': {exc}") from None
     try:  # the parameters must be ones the transform takes
         inspect.signature(TRANSFORMS[transform["name"]]).bind([], [], **parameters)
     except TypeError as exc:
@@ -163,6 +174,7 @@ def _entry(path: Path, name: str, spec: Any) -> CorpusEntry:
         transform=transform["name"],
         parameters=parameters,
         licence_text=licence_text,
+        records=records,
         **texts,
     )
 
@@ -283,6 +295,19 @@ def _prepare(entry: CorpusEntry, mirror: Path | str | None, notify: Notify | Non
     _write(prepared_path(name), lambda f: f.write(data))
     _write(_record_path(name), lambda f: f.write((json.dumps(record, indent=2) + "\n").encode("utf-8")))
     return prepared_path(name)
+
+
+def declared_records(sources: tuple[str, ...], sha256: str) -> str | None:
+    """The record format a prepared corpus declares: ``sources`` is the text of a `corpus get`
+    (its record beside it vouches for it by sha256) whose catalogue entry names its records."""
+    if len(sources) != 1 or sources[0] == "-":
+        return None
+    try:
+        record = json.loads(Path(sources[0]).with_suffix(".json").read_text(encoding="utf-8"))
+        entry = load_catalogue().get(record["corpus"]) if record.get("sha256") == sha256 else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, CorpusError):
+        return None
+    return entry.records if entry is not None else None
 
 
 def _make_cache_folder(folder: Path) -> None:

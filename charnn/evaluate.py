@@ -9,6 +9,7 @@ one scale.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from charnn.errors import CorpusError
 from charnn.model import RecurrentLM, State
+from charnn.records import record_chars, record_format, split
 
 LN2 = math.log(2)
 
@@ -35,6 +37,8 @@ class Metrics:
     perplexity: float
     bits_per_char: float
     bits_per_byte: float
+    records: int | None = None
+    """On a record run, the records scored: each from its start, its end included."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,9 +120,26 @@ def metrics_from_nll(nll: float, tokens: int, chars: int, n_bytes: int, tokenize
 
 
 def evaluate_text(run: Any, text: str, *, rows: int = 1) -> Metrics:
-    """Score ``text`` with a loaded run (see charnn.checkpoint.load_run)."""
+    """Score ``text`` with a loaded run (see charnn.checkpoint.load_run).
+
+    A record run scores the records of ``text`` as samples are made: each from the zero
+    state and its boundary, and the boundary that ends it; a record's end counts as one
+    character (the separator it stands for) and one byte.
+    """
+    fmt = record_format(run)
+    if fmt is not None:
+        return evaluate_records(run.model, run.tokenizer, split(text, fmt, "the text", minimum=1), rows=rows)
     reverse = bool((run.config.get("task") or {}).get("reverse"))
     return evaluate_tokens(run.model, run.tokenizer, text, rows=rows, reverse=reverse)
+
+
+def evaluate_records(model: RecurrentLM, tokenizer: Any, records: list[str], *, rows: int = 1) -> Metrics:
+    boundary = np.asarray([model.boundary], dtype=np.int64)
+    tokens = np.concatenate([*(part for r in records for part in (boundary, tokenizer.encode(r))), boundary])
+    nll = total_nll(model, tokens, rows=rows)
+    n_bytes = sum(len(r.encode("utf-8", "surrogatepass")) for r in records) + len(records)
+    metrics = metrics_from_nll(nll, len(tokens) - 1, record_chars(records), n_bytes, tokenizer.kind)
+    return dataclasses.replace(metrics, records=len(records))
 
 
 def evaluate_tokens(model: RecurrentLM, tokenizer: Any, text: str, *, rows: int = 1, reverse: bool = False) -> Metrics:

@@ -47,8 +47,14 @@ class RecurrentLM(nn.Module):
         if state is None:
             state = self.initial_state(tokens.shape[0], tokens.device)
         x = self.drop(self.embed(tokens))  # (B, T, E)
-        x, new_state = run_stack(self.rnns, x, state, self.config, self.drop)  # (B, T, H)
+        resets = tokens == self.boundary if self.boundary is not None else None  # (B, T)
+        x, new_state = run_stack(self.rnns, x, state, self.config, self.drop, resets)  # (B, T, H)
         return self.logits(x), new_state
+
+    @property
+    def boundary(self) -> int | None:
+        """A record run's boundary id (the last), where the state restarts; None otherwise."""
+        return self.config.vocab_size - 1 if self.config.records else None
 
     def logits(self, x: Tensor) -> Tensor:
         """Top-layer output (..., H) -> logits (..., V)."""
@@ -185,17 +191,54 @@ def forget_bias_one(config: ModelConfig, rnns: nn.ModuleList) -> None:
 
 
 def run_stack(
-    rnns: nn.ModuleList, x: Tensor, state: State, config: ModelConfig, drop: nn.Module
+    rnns: nn.ModuleList,
+    x: Tensor,
+    state: State,
+    config: ModelConfig,
+    drop: nn.Module,
+    resets: Tensor | None = None,
 ) -> tuple[Tensor, State]:
-    """x (B, T, E) through the layers, dropout after each, residual from layer 2 on -> (B, T, H), state."""
+    """x (B, T, E) through the layers, dropout after each, residual from layer 2 on -> (B, T, H), state.
+
+    ``resets`` (B, T) marks where a row's state restarts from zeros before reading the
+    token (a record boundary). The window is then cut at every position where some row
+    restarts and each piece runs fused, the restarting rows' state zeroed between pieces:
+    exactly what stepping token by token gives. (Measured on 2 cores, a 2x384 LSTM on
+    paint names, about 25 tokens a record: 2.3x the time of an uncut window. Packing the
+    records as separate sequences, or a cell loop in Python, cost as much; long records,
+    with few cuts a window, cost little.)
+    """
+    cuts = _cuts(resets, x.shape[1]) if resets is not None else None
     new_state: State = []
     for i, (rnn, layer_state) in enumerate(zip(rnns, state, strict=True)):
-        hx = layer_state if config.cell == "lstm" else layer_state[0]
-        out, hn = rnn(x, hx)  # (B, T, H)
-        new_state.append(hn if isinstance(hn, tuple) else (hn,))
+        if cuts is None:
+            out, hn = rnn(x, layer_state if config.cell == "lstm" else layer_state[0])  # (B, T, H)
+            hn = hn if isinstance(hn, tuple) else (hn,)
+        else:
+            out, hn = _run_in_pieces(rnn, x, layer_state, config.cell, resets, cuts)
+        new_state.append(hn)
         out = drop(out)
         x = x + out if config.residual and i > 0 else out  # (B, T, H)
     return x, new_state
+
+
+def _cuts(resets: Tensor, steps: int) -> list[int] | None:
+    """[0, t1, .., T]: the pieces a window is run in; None when no row restarts in it."""
+    where = resets.any(dim=0).nonzero().flatten().tolist()
+    if not where:
+        return None
+    return sorted({0, *where, steps})
+
+
+def _run_in_pieces(rnn: nn.Module, x: Tensor, state: tuple[Tensor, ...], cell: str, resets: Tensor, cuts: list[int]):
+    outs = []
+    for start, end in zip(cuts, cuts[1:]):
+        keep = (~resets[:, start]).to(state[0].dtype)[None, :, None]  # (1, B, 1): 0 where the row restarts
+        state = tuple(s * keep for s in state)
+        out, hn = rnn(x[:, start:end], state if cell == "lstm" else state[0])  # (B, t, H)
+        state = hn if isinstance(hn, tuple) else (hn,)
+        outs.append(out)
+    return torch.cat(outs, dim=1), state
 
 
 def zero_state(config: ModelConfig, layers: int, batch: int, device: torch.device) -> State:
@@ -226,6 +269,10 @@ class Stepper:
 
     @torch.inference_mode()
     def __call__(self, token: Tensor, state: State) -> tuple[Tensor, State]:
+        boundary = self.model.boundary
+        if boundary is not None:  # a row that reads a record boundary starts from zeros
+            keep = (token != boundary).to(self.model.embed.weight.dtype)[None, :, None]  # (1, B, 1)
+            state = [tuple(s * keep for s in layer) for layer in state]
         x = self.model.embed(token)  # (B, E)
         new_state: State = []
         for i, ((weight, bias), layer_state) in enumerate(zip(self.layers, state, strict=True)):

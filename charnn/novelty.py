@@ -1,7 +1,8 @@
 """Is a sample new, or copied from the training text? And how much does it share with it?
 
-A record is what a sample stands for: a line when the stop string is a newline, a
-block when it is a blank line, the whole sample otherwise. A sample is a copy when
+A record is what a sample stands for: on a record run (charnn.records), one of its
+training records; else a line when the stop string is a newline, a block when it is
+a blank line, the whole sample otherwise. A sample is a copy when
 it equals a training record (surrounding whitespace aside), or, without a stop
 string, when it appears in the training text verbatim.
 """
@@ -18,17 +19,34 @@ from charnn.errors import CheckpointError
 
 
 def training_text(run: Any) -> str:
-    """The run's training split, decoded from the tokens kept in its folder."""
+    """The run's training split, decoded from the tokens kept in its folder (a record run's
+    records joined as in its corpus)."""
+    records = training_records(run)
+    if records is not None:
+        return run.config["task"]["records"]["joiner"].join(records)
+    return run.tokenizer.decode(_training_tokens(run))
+
+
+def training_records(run: Any) -> list[str] | None:
+    """A record run's training records, decoded; None for a stream run."""
+    boundary = run.model.boundary
+    if boundary is None:
+        return None
+    tokens = _training_tokens(run)
+    cuts = np.flatnonzero(tokens == boundary)
+    return [run.tokenizer.decode(tokens[a + 1 : b]) for a, b in zip(cuts, cuts[1:])]
+
+
+def _training_tokens(run: Any) -> np.ndarray:
     path = run.folder / TRAIN_TOKENS_FILE
     info = run.config.get("data", {})
     try:
-        tokens = np.fromfile(path, dtype=np.dtype(info["token_dtype"]))
+        return np.fromfile(path, dtype=np.dtype(info["token_dtype"]))
     except (OSError, KeyError, TypeError, ValueError):
         raise CheckpointError(
             f"{run.folder} keeps no training tokens ({TRAIN_TOKENS_FILE}), so samples cannot be checked "
             "against the training text; retrain it with this version of charnn"
         ) from None
-    return run.tokenizer.decode(tokens)
 
 
 @dataclass(frozen=True)
@@ -40,11 +58,13 @@ class Overlap:
 
 
 class NoveltyChecker:
-    def __init__(self, text: str, stops: tuple[str, ...] = ()) -> None:
+    def __init__(self, text: str, stops: tuple[str, ...] = (), records: list[str] | None = None) -> None:
         self.text = text
         self.stops = stops
         self.records: set[str] | None = None
-        if stops:
+        if records is not None:  # a record run: a sample is a record
+            self.records = {r.strip() for r in records}
+        elif stops:
             records = [text]
             for stop in stops:
                 records = [part for record in records for part in record.split(stop)]

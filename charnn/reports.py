@@ -129,6 +129,8 @@ class RunInfo:
     """A language model that reads right to left (charnn train --reverse)."""
     best_val_accuracy: float | None = None
     best_val_macro_f1: float | None = None
+    records: dict[str, Any] | None = None
+    """A record run's format (charnn.records: spec, pattern, joiner)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +166,7 @@ def run_info(folder: str | Path) -> RunInfo:
         reverse=bool(task.get("reverse")),
         best_val_accuracy=results.get("val_accuracy"),
         best_val_macro_f1=results.get("val_macro_f1"),
+        records=task.get("records"),
     )
     return info if results else _unfinished_info(info)
 

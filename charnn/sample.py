@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from charnn.config import SampleConfig
+from charnn.records import record_format
 
 MAX_HEALED_TOKENS = 4
 """At most this many tokens at the end of a prime are taken back and generated again."""
@@ -228,8 +229,10 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
     """Yield pieces of text as they are generated, for every sample of the batch.
 
     ``length`` counts generated characters; a sample also ends at its first stop
-    string. Each sample ends with exactly one piece whose ``done`` is True. The text
-    continues the prime exactly and never repeats it, even when the prime was healed.
+    string, and a record run's at the end of its record (the prime, if any, is the
+    record's start). Each sample ends with exactly one piece whose ``done`` is True.
+    The text continues the prime exactly and never repeats it, even when the prime
+    was healed.
     """
     model, tokenizer = run.model, run.tokenizer
     device = model.embed.weight.device
@@ -237,9 +240,13 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
     generator.manual_seed(config.seed if config.seed is not None else int(torch.seed() % (2**63)))
     n = config.num_samples
 
+    boundary = model.boundary  # a record run: a sample is one record, from its start to its end
     token_bytes = [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
+    token_bytes += [b""] * (model.config.vocab_size - len(token_bytes))  # the boundary spells nothing
     context, owed = heal_prime(tokenizer.encode(config.prime), token_bytes) if config.prime else ([], b"")
-    if not context:
+    if boundary is not None:
+        context = [boundary, *context]
+    elif not context:
         context = tokenizer.start_ids()
     context_ids = torch.from_numpy(np.asarray(context, dtype=np.int64)).to(device)
     healing = _Healing(token_bytes, owed, n, device)
@@ -250,7 +257,11 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
             _, state = model(context_ids[:-1].expand(n, -1), state)  # (n, P-1): read the prime once
         token = context_ids[-1:].expand(n)  # (n,)
         step = model.stepper()
-        banned = torch.tensor(tokenizer.never_sample(), dtype=torch.long, device=device)
+        never = list(tokenizer.never_sample())
+        fmt = record_format(run)
+        if fmt is not None and fmt.spec == "line":  # a line record never holds a line break
+            never += [i for i, data in enumerate(token_bytes) if b"\n" in data]
+        banned = torch.tensor(sorted(set(never)), dtype=torch.long, device=device)
 
         decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]
         scanners = [StopScanner(config.stop) for _ in range(n)]
@@ -266,6 +277,10 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
             token = sample_next(logits, config.temperature, config.top_k, config.top_p, generator)
             ids = token.tolist()
             for i in sorted(active):
+                if ids[i] == boundary:  # the record ends here
+                    active.discard(i)
+                    yield Piece(i, scanners[i].flush(), True)
+                    continue
                 utf8.update(i, ids[i])
                 text = decoders[i].decode(healing.new_bytes(i, ids[i]))
                 if produced[i] + len(text) >= config.length:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from charnn import checkpoint, runfolder, tasks
+from charnn import records as records_module
 from charnn.config import ModelConfig, TrainConfig
 from charnn.data import Corpus, TBPTTStream, corpus_stats, split_pieces, split_point, token_dtype, training_sample
 from charnn.device import resolve_device
@@ -55,10 +56,15 @@ def train(
     init_from: Path | None = None,
     reverse: bool = False,
     tokenizer_from: Path | None = None,
+    records: str | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
     stop: threading.Event | None = None,
 ) -> Finished:
     """Train a new model on ``corpus``, keeping the best one in the run folder ``folder``.
+
+    ``records`` ('line', 'blank' or a separator regex; see charnn.records) trains on the
+    corpus as records: validation is a random sample of them, each pass reads them in a
+    fresh order, and the model learns where each starts and ends.
 
     ``reverse`` trains a right-to-left model (it reads every text backwards: a warm start
     for the backward direction of classifiers); ``tokenizer_from`` takes another run's
@@ -74,6 +80,10 @@ def train(
     """
     config = config or TrainConfig()
     stats = corpus_stats(corpus)
+    if records is not None:
+        records_module.parse_format(records)  # a bad separator is refused before anything else
+        if reverse:
+            raise ConfigError("--reverse does not read records yet; drop --records or --reverse")
     request = request_digest(
         corpus_sha256=stats.sha256,
         val_sha256=hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,
@@ -83,12 +93,13 @@ def train(
         init_from=str(init_from) if init_from is not None else None,
         reverse=reverse,
         tokenizer_from=str(tokenizer_from) if tokenizer_from is not None else None,
+        **({"records": records} if records is not None else {}),
     )
 
     def make(folder: Path, overwrite: bool) -> FolderLock:
         return _make_run(
             corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options,
-            val_text, overwrite, init_from, request, reverse, tokenizer_from,
+            val_text, overwrite, init_from, request, reverse, tokenizer_from, records,
         )  # fmt: skip
 
     return start_run(
@@ -177,10 +188,15 @@ def _continue_or_start(folder, corpus_sha256, request, config, overwrite, resume
 
 def _make_run(
     corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options, val_text, overwrite, init_from,
-    request, reverse=False, tokenizer_from=None,
+    request, reverse=False, tokenizer_from=None, records=None,
 ) -> FolderLock:  # noqa: ANN001  # fmt: skip
     """Make the new run whole beside ``folder`` and switch it in (charnn.runfolder); returns its held lock."""
     runfolder.check_target(folder, overwrite)
+    if records is not None:
+        return _make_record_run(
+            corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options, val_text, overwrite,
+            init_from, request, tokenizer_from, records,
+        )  # fmt: skip
     if val_text is None:
         n_train = split_point(stats.chars, config.val_fraction)
         val_source = f"last {config.val_fraction:g} of the corpus"
@@ -189,6 +205,11 @@ def _make_run(
     if n_train == 0:
         raise CorpusError("the training split holds no text; lower --val-fraction or give a longer corpus")
     source = checkpoint.load_run(init_from, kind="lm") if init_from is not None else None
+    if source is not None and source.model.config.records:
+        raise ConfigError(
+            f"{init_from} was trained on records ({records_module.record_format(source).describe()}); "
+            "fine-tune it on records too: drop --records none, or pass --records"
+        )
     vocabulary = source or (checkpoint.load_run(tokenizer_from, kind="lm") if tokenizer_from is not None else None)
     tokenizer = (
         vocabulary.tokenizer
@@ -232,6 +253,106 @@ def _make_run(
         save_resume(pending, model, make_optimizer(model, config), carry, Position())
         checkpoint.write_config(pending, run_config)  # last: it marks the pending run complete
     return lock
+
+
+def _make_record_run(
+    corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options, val_text, overwrite, init_from,
+    request, tokenizer_from, spec,
+) -> FolderLock:  # noqa: ANN001  # fmt: skip
+    """``_make_run`` for a record corpus (charnn.records): records are split, held out and encoded whole."""
+    text = "".join(corpus.chunks())
+    fmt = records_module.with_joiner(records_module.parse_format(spec), text)
+    every = records_module.split(text, fmt, ", ".join(corpus.sources))
+    if val_text is None:
+        chosen = set(records_module.held_out(len(every), config.val_fraction, config.seed).tolist())
+        train_records = [r for i, r in enumerate(every) if i not in chosen]
+        val_records = [r for i, r in enumerate(every) if i in chosen]
+        val_source = f"a random {config.val_fraction:g} of the records (seed {config.seed})"
+    else:
+        train_records, val_source = every, "--val file"
+        val_records = records_module.split(val_text, fmt, "the --val file", minimum=1)
+    source = checkpoint.load_run(init_from, kind="lm") if init_from is not None else None
+    if source is not None and not source.model.config.records:
+        raise ConfigError(
+            f"{init_from} was not trained on records, so it has no record boundary; "
+            "fine-tune from a record run, or train afresh with --records"
+        )
+    vocabulary = source or (checkpoint.load_run(tokenizer_from, kind="lm") if tokenizer_from is not None else None)
+    if vocabulary is not None:
+        tokenizer = vocabulary.tokenizer
+    elif tokenizer_kind == "char":
+        tokenizer = build_tokenizer("char", stats.alphabet + (val_text or ""), **(tokenizer_options or {}))
+    else:
+        sample = fmt.joiner.join(train_records)[:SUBWORD_SAMPLE_CHARS]
+        tokenizer = build_tokenizer(tokenizer_kind, sample, **(tokenizer_options or {}))
+    boundary = tokenizer.vocab_size
+    dtype = token_dtype(boundary + 1)
+    torch.manual_seed(config.seed)
+    if source is not None:
+        model_config, model = source.model.config, source.model
+    else:
+        model_config = ModelConfig(vocab_size=boundary + 1, records=True, **(model_options or {}))
+        model = RecurrentLM(model_config)
+    covered_by = init_from if init_from is not None else tokenizer_from
+    with runfolder.new_run(folder, overwrite) as (pending, lock):
+        counts = _Counts(source=covered_by)
+        train_ids, starts = _encode_records(train_records, tokenizer, boundary, dtype, counts)
+        val_ids, _ = _encode_records(val_records, tokenizer, boundary, dtype, counts)
+        counts.train_tokens, counts.val_tokens = len(train_ids), len(val_ids)
+        _check_counts(counts, config)
+        (pending / checkpoint.TRAIN_TOKENS_FILE).write_bytes(train_ids.tobytes())
+        (pending / checkpoint.TRAIN_RECORDS_FILE).write_bytes(starts.tobytes())
+        (pending / checkpoint.VAL_TOKENS_FILE).write_bytes(val_ids.tobytes())
+        (pending / checkpoint.VALIDATION_FILE).write_text(fmt.joiner.join(val_records) + "\n", encoding="utf-8")
+        tokenizer.save(pending)
+        run_config = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "request": request,
+            "task": {"kind": "lm", "reverse": False, "records": fmt.to_dict()},
+            "model": model_config.to_dict(),
+            "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
+            "training": config.to_dict(),
+            "data": {
+                "sources": list(corpus.sources),
+                "corpus_sha256": stats.sha256,
+                "validation": val_source,
+                "token_dtype": dtype.name,
+                "train_chars": records_module.record_chars(train_records),
+                "val_chars": records_module.record_chars(val_records),
+                "train_tokens": counts.train_tokens,
+                "val_tokens": counts.val_tokens,
+                "train_records": len(train_records),
+                "val_records": len(val_records),
+                "longest_record": max(len(r) for r in train_records),
+            },
+        }
+        if init_from is not None:
+            run_config["init_from"] = str(init_from)
+        carry = model.initial_state(config.batch_size, torch.device("cpu"))
+        save_resume(pending, model, make_optimizer(model, config), carry, Position())
+        checkpoint.write_config(pending, run_config)  # last: it marks the pending run complete
+    return lock
+
+
+def _encode_records(texts, tokenizer, boundary: int, dtype, counts: _Counts) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """[boundary, record 1, boundary, record 2, ..., boundary] and each record's boundary offset (and the last)."""
+    banned = np.asarray(tokenizer.never_sample())
+    pieces, starts, at = [], [], 0
+    mark = np.asarray([boundary], dtype=dtype)
+    with warnings.catch_warnings(record=counts.source is not None):
+        for text in texts:
+            ids = tokenizer.encode(text).astype(dtype, copy=False)
+            if counts.source is not None and len(banned):
+                unknown = np.isin(ids, banned)
+                if unknown.any():
+                    counts.unknown += int(unknown.sum())
+                    seen = {text[i] for i in np.flatnonzero(unknown)[:100] if i < len(text)}
+                    counts.unknown_chars = "".join(sorted(set(counts.unknown_chars) | seen))[:10]
+            starts.append(at)
+            pieces += [mark, ids]
+            at += 1 + len(ids)
+    starts.append(at)
+    return np.concatenate([*pieces, mark]), np.asarray(starts, dtype=np.int64)
 
 
 SUBWORD_SAMPLE_CHARS = 100_000_000
@@ -379,7 +500,8 @@ def _train_in(folder, world, device, budget, on_event, stop, *, resumed: bool) -
         if budget is not None:
             config = dataclasses.replace(config, steps=budget[0], time_budget=budget[1])
         model_config = ModelConfig.from_dict(run_config["model"])
-        if load_tokenizer(folder, run_config["tokenizer"]).vocab_size != model_config.vocab_size:
+        tokens = load_tokenizer(folder, run_config["tokenizer"]).vocab_size + model_config.records
+        if tokens != model_config.vocab_size:
             raise CheckpointError(f"{folder}: the tokenizer does not fit the model in config.json")
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None

@@ -102,7 +102,37 @@ def _classifier_command(workdir: Path, folder: Path) -> list[str]:
     ]
 
 
+NAMES = "".join((CORPORA / "paint-names.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:40])
+"""40 records, about 7 windows a pass: a run of 30 steps reads them in 5 orders."""
+
+
+def _record_model(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
+    from charnn.data import Corpus
+    from charnn.train import train
+
+    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
+    config = tiny_train_config(**{**settings, **VARIANTS[variant]})
+    corpus = Corpus(text=NAMES, name="n", sources=("n.txt",))
+    events = {"on_event": on_event} if on_event is not None else {}
+    return train(corpus, folder, MODEL, config, resume=resume, overwrite=overwrite, records="line", **events)
+
+
+def _record_model_command(workdir: Path, folder: Path) -> list[str]:
+    corpus = workdir / "n.txt"
+    if not corpus.exists():
+        corpus.write_text(NAMES, encoding="utf-8")
+    c, m = tiny_train_config(steps=STEPS, eval_every=EVAL_EVERY), MODEL
+    return [
+        *("train", str(corpus), "--out", str(folder), "--records", "line"),
+        *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--seq-len", str(c.seq_len)),
+        *("--batch-size", str(c.batch_size), "--seed", str(c.seed), "--precision", c.precision),
+        *("--hidden", str(m["hidden"]), "--embed", str(m["embed"]), "--dropout", str(m["dropout"])),
+        *("--device", "cpu", "--warmup", "5"),
+    ]
+
+
 KINDS = [
     RunKind("language-model", _language_model, _language_model_command),
     RunKind("classifier", _classifier, _classifier_command),
+    RunKind("record-model", _record_model, _record_model_command),
 ]

@@ -72,6 +72,7 @@ def info_command(name: Name, as_json: AsJson = False) -> None:
         ("name", entry.name),
         ("description", entry.description),
         ("style", entry.style),
+        ("records", _records(entry.records)),
         ("licence", entry.licence),
         ("attribution", entry.attribution),
         ("transform", f"{entry.transform} {params}".strip()),
@@ -122,3 +123,9 @@ def get_command(
 corpus_app.command("list")(console.pipe_safe(list_command))
 corpus_app.command("info")(console.pipe_safe(info_command))
 corpus_app.command("get")(console.pipe_safe(get_command))
+
+
+def _records(spec: str | None) -> str:
+    from charnn.records import parse_format
+
+    return "none: one stream of text" if spec is None else f"{parse_format(spec).describe()} (charnn train picks it up)"

@@ -35,7 +35,9 @@ def eval_command(
 
     Reports the tokens predicted (all but the first), characters and bytes they
     cover, mean negative log-likelihood, perplexity per token, and bits per
-    character and per byte (comparable across tokenizers).
+    character and per byte (comparable across tokenizers). A run trained with
+    --records scores the text's records the way samples are made: each from its
+    start, its end included (counted as one character).
 
     [b]Examples[/b]
 
@@ -71,5 +73,8 @@ def eval_command(
         ("bits per char", f"{metrics.bits_per_char:.4f}"),
         ("bits per byte", f"{metrics.bits_per_byte:.4f}"),
     ]
+    if metrics.records is not None:
+        scored = f"{metrics.records:,} records, each from its start as a sample is, its end included"
+        rows.insert(2, ("scored as", scored))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))

@@ -52,6 +52,7 @@ def info_command(
         ("tokenizer", f"{info.tokenizer}, {info.vocab_size} tokens"),
         ("parameters", f"{info.parameters:,}"),
         ("trained on", ", ".join(info.data.get("sources", [])) or "-"),
+        *([("records", _records(info))] if info.records else []),
         (
             "training",
             ", ".join(
@@ -68,6 +69,14 @@ def info_command(
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def _records(info: RunInfo) -> str:
+    from charnn.records import RecordFormat
+
+    described = RecordFormat.from_dict(info.records).describe()
+    counts = info.data.get("train_records"), info.data.get("val_records")
+    return f"{described}: {counts[0]:,} for training, {counts[1]:,} held out" if None not in counts else described
 
 
 def _best(info: RunInfo) -> str:

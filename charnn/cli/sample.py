@@ -33,7 +33,16 @@ def sample_command(
             help="Text to continue \\[default: standard input when it is not a terminal].", show_default=False
         ),
     ] = None,
-    length: Annotated[int, typer.Option("--length", "-l", help="Characters to generate per sample.")] = _DEFAULT.length,
+    length: Annotated[
+        Optional[int],
+        typer.Option(
+            "--length",
+            "-l",
+            help=f"Characters to generate per sample \\[default: {_DEFAULT.length}; on a record run, a cap: "
+            "twice its longest training record].",
+            show_default=False,
+        ),
+    ] = None,
     temp: Annotated[float, typer.Option("--temp", "-t", help="Temperature; 0 is greedy.")] = _DEFAULT.temperature,
     top_k: Annotated[int, typer.Option(help="Sample from the k most likely tokens only (0: off).")] = _DEFAULT.top_k,
     top_p: Annotated[
@@ -67,20 +76,31 @@ def sample_command(
 
     Each sample ends with a newline. With several samples, each is printed when it
     is complete; samples are separated by a blank line unless a --stop string
-    holds a newline (one record per line).
+    holds a newline (one record per line). On a run trained with --records, each
+    sample is one whole record, from its start (or --prime) to its end, and records
+    are separated as in the corpus.
 
     [b]Examples[/b]
 
       charnn sample --temp 0.8 --length 1000
       echo "ROMEO:" | charnn sample -m runs/tinyshakespeare --seed 1
-      charnn sample -n 20 --stop '\\n' --prime $'\\n'     # twenty lines
+      charnn sample -n 20                    # twenty records, on a --records run
       charnn sample | head -3
       charnn sample -n 20 --stop '\\n' --prime '\\n' --no-echo --novel --json
     """
     from charnn.checkpoint import load_run
     from charnn.device import resolve_device
+    from charnn.records import record_cap, record_format
 
     prime_text = unescape(prime) if prime is not None else read_stdin_prime()
+    SampleConfig(length=length or _DEFAULT.length)  # a bad --length is refused before the run is read
+    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind="lm")
+    fmt = record_format(run)
+    if length is None:
+        length = _DEFAULT.length if fmt is None else record_cap(run)
+    if fmt is not None and prime_text and not prime_text.strip("\r\n"):
+        say("a record run starts every sample at a record's start: the line-break prime is not needed")
+        prime_text = ""
     config = SampleConfig(
         length=length,
         temperature=temp,
@@ -91,7 +111,6 @@ def sample_command(
         prime=prime_text,
         stop=tuple(unescape(s) for s in stop or ()),
     )
-    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind="lm")
     if (run.config.get("task") or {}).get("reverse"):
         from charnn.errors import WrongRunKind
 
@@ -127,7 +146,7 @@ def _stream_one(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: AN
 def _print_batch(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: ANN001
     from charnn.sample import stream
 
-    printer = _Printer(config, out)
+    printer = _Printer(config, out, _joiner(run))
     texts = [config.prime if echo else "" for _ in range(config.num_samples)]
     for piece in stream(run, config):
         texts[piece.sample] += piece.text
@@ -140,8 +159,10 @@ class _Printer:
     (not when a --stop string holds a newline: one record per line), and a colour swatch
     beside `Name R G B` lines when stdout is a terminal."""
 
-    def __init__(self, config: SampleConfig, out) -> None:  # noqa: ANN001
+    def __init__(self, config: SampleConfig, out, joiner: str | None = None) -> None:  # noqa: ANN001
         self.separator = "" if any("\n" in s for s in config.stop) else "\n"
+        if joiner is not None:  # records, separated as in the corpus: the joiner stands for the text's newline
+            self.separator = joiner[1:] if joiner.startswith("\n") else joiner
         self.out = out
         self.printed = 0
         self.console = None
@@ -166,6 +187,13 @@ class _Printer:
         self.printed += 1
 
 
+def _joiner(run) -> str | None:  # noqa: ANN001
+    from charnn.records import record_format
+
+    fmt = record_format(run)
+    return fmt.joiner if fmt is not None else None
+
+
 _RGB = re.compile(r"^(.*\S)\s+(\d{1,3})\s+(\d{1,3})\s+(\d{1,3})\s*$")
 
 
@@ -185,10 +213,10 @@ def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as
     """Whole samples checked against the training text; with --novel, copies are drawn again."""
     import dataclasses
 
-    from charnn.novelty import NoveltyChecker, training_text
+    from charnn.novelty import NoveltyChecker, training_records, training_text
     from charnn.sample import generate_text
 
-    checker = NoveltyChecker(training_text(run), config.stop)
+    checker = NoveltyChecker(training_text(run), config.stop, training_records(run))
     kept: list[tuple[str, object]] = []
     rejected = 0
     for round_ in range(_MAX_ROUNDS):
@@ -222,7 +250,7 @@ def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as
         ]
         out.write(json.dumps({"run": str(run.folder), "rejected_copies": rejected, "samples": samples}) + "\n")
         return
-    printer = _Printer(config, out)
+    printer = _Printer(config, out, _joiner(run))
     for text, _ in kept:
         printer.print(text)
 

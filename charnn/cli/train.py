@@ -59,11 +59,23 @@ def train_command(
         Optional[Path],
         typer.Option(help="Use this run's tokenizer (it must cover the corpus).", show_default=False),
     ] = None,
+    records: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Train on whole records: 'line' (one a line), 'blank' (blocks between blank lines) or a separator "
+            "regex ('\\n{3,}'); 'none' reads a record corpus as one stream \\[default: what a `charnn corpus get` "
+            "text declares, else none].",
+            show_default=False,
+        ),
+    ] = None,
     val: Annotated[
         Optional[Path], typer.Option("--val", help="Validation text file (default: hold out the corpus's end).")
     ] = None,
     val_fraction: Annotated[
-        float, typer.Option(help="Fraction of the corpus, from its end, held out for validation.")
+        float,
+        typer.Option(
+            help="Fraction held out for validation: of the corpus, from its end; with --records, of the records."
+        ),
     ] = _DEFAULT_TRAIN.val_fraction,
     tokenizer: Annotated[str, typer.Option(help="Tokenizer: char, or a subword kind (bpe, unigram).")] = "char",
     vocab_size: Annotated[
@@ -105,6 +117,7 @@ def train_command(
       cat *.txt | charnn train - --steps 2000 --out runs/all
       charnn train --resume runs/corpus                # after Ctrl-C, a kill or a reboot
       charnn train my-letters.txt --init-from runs/big --time 2m --out runs/letters
+      charnn train names.txt --records line            # a name a line: whole names sampled
     """
     from charnn.data import read_corpus, read_text
 
@@ -148,8 +161,13 @@ def train_command(
         tie_weights=tie_weights,
     )
     ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the corpus
+    if records is not None and records != "none":
+        from charnn.records import parse_format
+
+        parse_format(records)  # a bad separator is refused before the corpus is read
     corpus_text = read_corpus(corpus)
     val_text = read_text(val) if val is not None else None
+    records = _records_setting(records, corpus_text, init_from)
     folder = Path(resume) if resume not in (None, "auto") else out or Path("runs") / corpus_text.name
 
     def new_run(**kw):  # noqa: ANN003, ANN202
@@ -169,10 +187,47 @@ def train_command(
             init_from=init_from,
             reverse=reverse,
             tokenizer_from=tokenizer_from,
+            records=records,
             **kw,
         )
 
     run_training(new_run)
+
+
+def _records_setting(given: str | None, corpus, init_from: Path | None) -> str | None:  # noqa: ANN001
+    """--records as given; else what a prepared corpus or the fine-tuned run declares; else a hint."""
+    from charnn.corpora import declared_records
+    from charnn.records import parse_format, suggest
+
+    if given is not None:
+        return None if given == "none" else given
+    declared = declared_records(corpus.sources, corpus.stats.sha256)
+    if declared is not None:
+        say(
+            f"{corpus.sources[0]}: {parse_format(declared).describe()}, as its catalogue entry says; "
+            "training on whole records (--records none reads it as one stream)"
+        )
+        return declared
+    if init_from is not None:
+        from charnn.checkpoint import check_run_folder
+
+        declared = ((check_run_folder(init_from).get("task") or {}).get("records") or {}).get("spec")
+        if declared is not None:
+            say(f"{init_from} was trained on records ({parse_format(declared).describe()}); fine-tuning on records")
+            return declared
+    hint = suggest(next(iter(corpus.chunks()), ""))
+    if hint is not None:
+        say(
+            f"hint: {corpus.sources[0]} looks like a record corpus ({parse_format(hint).describe()}); "
+            f"--records {_quoted(hint)} trains on whole records (random held-out records, whole records sampled)"
+        )
+    return None
+
+
+def _quoted(spec: str) -> str:
+    import shlex
+
+    return shlex.quote(spec)
 
 
 def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202

@@ -4,7 +4,8 @@ The state is carried from each window to the next in every row (see
 charnn.data.TBPTTStream) and restarts with each pass over the text. Validation is
 the loss per token over the held-out text, state carried; bits per character make
 char and subword runs compare. A reverse run (``charnn train --reverse``) reads
-every token sequence right to left.
+every token sequence right to left. A record run (charnn.records) reads its training
+records in a fresh seeded order each pass, and its model restarts at each record.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charnn import checkpoint
+from charnn import checkpoint, records
 from charnn.data import TBPTTStream
 from charnn.errors import CheckpointError
 from charnn.evaluate import LN2, total_nll
@@ -42,15 +43,16 @@ class LanguageModelTask:
         config: Any,
         world: Any,
         device: torch.device,
+        record_starts: np.ndarray | None = None,
     ) -> None:
         self.model, self.val, self.config, self.device = model, val, config, device
         self.val_chars_per_token = val_chars_per_token
+        self.train, self.record_starts = train, record_starts
         self.stream = TBPTTStream(train, config.batch_size, config.seq_len)
         self.my_rows = world.rows(config.batch_size)
         self.local_batch = self.my_rows.stop - self.my_rows.start
-        # The rows stay in their compact dtype; each window is widened to int64 on use.
-        rows = np.ascontiguousarray(self.stream.rows[self.my_rows])
-        self.rows = torch.from_numpy(rows).to(device)  # (B / ranks, L)
+        self.pass_laid_out = -1
+        self._lay_out(0)
         self.chars_per_step = config.batch_size * config.seq_len * chars_per_token
         self.train_tokens, self.val_tokens = len(train), len(val)
 
@@ -61,12 +63,39 @@ class LanguageModelTask:
             dtype = np.dtype(info["token_dtype"])
             train = read_tokens(folder / checkpoint.TRAIN_TOKENS_FILE, dtype, info["train_tokens"])
             val = read_tokens(folder / checkpoint.VAL_TOKENS_FILE, dtype, info["val_tokens"])
-            per_token = info["train_chars"] / info["train_tokens"], info["val_chars"] / info["val_tokens"]
+            # A record run's held-out characters are those its predicted tokens stand for (all but the first).
+            val_tokens = info["val_tokens"] - 1 if (run_config.get("task") or {}).get("records") else info["val_tokens"]
+            per_token = info["train_chars"] / info["train_tokens"], info["val_chars"] / val_tokens
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
-        if (run_config.get("task") or {}).get("reverse"):
+        task = run_config.get("task") or {}
+        if task.get("reverse"):
             train, val = np.ascontiguousarray(train[::-1]), np.ascontiguousarray(val[::-1])
-        return cls(model, train, val, *per_token, config, world, device)
+        starts = None
+        if task.get("records"):
+            try:
+                starts = read_tokens(
+                    folder / checkpoint.TRAIN_RECORDS_FILE, np.dtype(np.int64), info["train_records"] + 1
+                )
+            except (KeyError, TypeError) as exc:
+                raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
+        return cls(model, train, val, *per_token, config, world, device, starts)
+
+    def _lay_out(self, epoch: int) -> None:
+        """The rows of pass ``epoch``: the text as it is, or the records in that pass's order."""
+        if epoch == self.pass_laid_out:
+            return
+        if self.record_starts is None:
+            if self.pass_laid_out >= 0:
+                return  # a stream is the same every pass
+            rows = self.stream.rows
+        else:
+            order = records.epoch_order(len(self.record_starts) - 1, self.config.seed, epoch)
+            tokens = records.layout(self.train, self.record_starts, order)
+            rows = TBPTTStream(tokens, self.config.batch_size, self.config.seq_len).rows
+        # The rows stay in their compact dtype; each window is widened to int64 on use.
+        self.rows = torch.from_numpy(np.ascontiguousarray(rows[self.my_rows])).to(self.device)  # (B / ranks, L)
+        self.pass_laid_out = epoch
 
     def initial_carry(self) -> State:
         return self.model.initial_state(self.local_batch, self.device)
@@ -79,9 +108,11 @@ class LanguageModelTask:
 
     def loss(self, net, step: int, carry: State, autocast) -> tuple[torch.Tensor, State]:  # noqa: ANN001
         c = self.config
-        t = (step % self.stream.windows_per_epoch) * c.seq_len
+        epoch, window = divmod(step, self.stream.windows_per_epoch)
+        t = window * c.seq_len
         if t == 0:
             carry = self.initial_carry()  # a new pass over the text
+        self._lay_out(epoch)
         x = self.rows[:, t : t + c.seq_len].long()  # (b, T)
         y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
         with autocast():
