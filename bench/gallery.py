@@ -8,7 +8,7 @@ so): they are trained, sampled and scored as whole records with no extra flags, 
 samples are checked for form. Prints the commands and their real output, ready for the
 README gallery.
 
-    python -m bench gallery [--time 15m] [--only paint-names ...] [--mirror DIR] [--keep DIR]
+    python -m bench gallery [--time 15m] [--only paint-names ...] [--mirror DIR] [--keep DIR [--reuse]]
 
 Checks (issue 15): paint names, 1,000 records at --temp 0.8: well formed (a name, then three
 integers 0-255), novel, and colours that fit their names: for samples whose name holds
@@ -120,6 +120,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(STYLES))
     parser.add_argument("--mirror", default=str(SHARED_CORPORA / "upstream"))
     parser.add_argument("--keep", help="keep the runs in this folder")
+    parser.add_argument("--reuse", action="store_true", help="sample and score the runs already in --keep")
     args = parser.parse_args(argv)
     os.environ.setdefault("CHARNN_CACHE", str(Path(tempfile.gettempdir()) / "charnn-bench-cache"))
     print(f"machine: {machine()}")
@@ -135,7 +136,8 @@ def one_style(style: str, run: Path, args) -> dict:  # noqa: ANN001
     settings = STYLES[style]
     text = charnn("corpus", "get", style, "--mirror", args.mirror).stdout.strip()
     train = settings.get("train", [])
-    charnn("train", text, "--time", args.time, *train, "--out", run, "--overwrite", capture=True)
+    if not (args.reuse and (run / "model.safetensors").is_file()):
+        charnn("train", text, "--time", args.time, *train, "--out", run, "--overwrite", capture=True)
     metrics = eval_json(run)
     count = settings["check"]
     checked = json.loads(

@@ -1,12 +1,19 @@
-"""Sampling speed and start-up: charnn's stepped generation against stepping torch.nn.LSTM.
+"""Sampling speed, in process and through `charnn sample`, side by side, and start-up.
 
-Both generate from the same 2x512 LSTM weights one character at a time with the
-state carried; the reference feeds each character to the fused nn.LSTM as a
-length-1 sequence (what most char-rnn code does). Time to first character is a
-fresh `charnn sample` process until its first byte on stdout, against a bare
-`python -c "import torch"`; `charnn --help` is timed too.
+All from the same 2x512 LSTM (embed 64) at temperature 0.8:
 
-    python -m bench sampling [--hidden 512] [--length 2000] [--repeat 3]
+- in process: `charnn.sample.stream`, one sample and 256 as one batch; against stepping
+  torch's fused nn.LSTM one character at a time (what most char-rnn code does);
+- through the command line, as a user runs it: marginal rates, so start-up does not count:
+  (time of `--length L` - time of `--length 1`) / characters, for one sample and for `-n 256`;
+- records: 1,000 paint names (`-n 1000`) from a record run (trained briefly here on
+  ../shared/corpora/paint-names.txt, or `--records-run RUN`), records per second, CLI and in
+  process; finished rows leave the batch;
+- time to first character of a fresh `charnn sample` against a bare `import torch`;
+- precision: the held-out loss with the sampler's arithmetic (bf16 for large batches where the
+  CPU has bf16 units) against fp32, on the same text.
+
+    python -m bench sampling [--hidden 512] [--length 20000] [--repeat 3] [--records-run RUN]
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ def charnn_rate(run, length: int, n: int) -> float:  # noqa: ANN001
     return chars / (time.perf_counter() - start)
 
 
+def records_rate(run, n: int) -> float:  # noqa: ANN001
+    from charnn.config import SampleConfig
+    from charnn.records import record_cap
+    from charnn.sample import stream
+
+    start = time.perf_counter()
+    done = sum(p.done for p in stream(run, SampleConfig(length=record_cap(run), num_samples=n, seed=0)))
+    return done / (time.perf_counter() - start)
+
+
 def reference_rate(model, length: int) -> float:  # noqa: ANN001
     """Step the fused modules one character at a time (the common char-rnn loop)."""
     token = torch.zeros(1, 1, dtype=torch.long)
@@ -44,6 +61,22 @@ def reference_rate(model, length: int) -> float:  # noqa: ANN001
             logits, state = model(token, state)
             token = torch.multinomial(torch.softmax(logits[:, -1] / 0.8, -1), 1)
     return length / (time.perf_counter() - start)
+
+
+def cli_seconds(run: Path, *args: str) -> tuple[float, int]:
+    """Wall time of a fresh `charnn sample` process and the characters it printed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "charnn", "sample", "-m", str(run), "--seed", "1", *args]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return time.perf_counter() - start, len(out)
+
+
+def cli_rate(run: Path, long: list[str], short: list[str]) -> float:
+    """Marginal characters per second between two commands: start-up cancels out."""
+    t_long, c_long = cli_seconds(run, *long)
+    t_short, c_short = cli_seconds(run, *short)
+    return (c_long - c_short) / max(t_long - t_short, 1e-9)
 
 
 def first_char_seconds(run: Path) -> float:
@@ -65,57 +98,83 @@ def command_seconds(*cmd: str) -> float:
     return time.perf_counter() - start
 
 
+def record_run(folder: Path, hidden: int) -> Path:
+    from charnn.config import TrainConfig
+    from charnn.data import read_corpus
+    from charnn.train import train
+
+    config = TrainConfig(steps=150, batch_size=32, eval_every=150, device="cpu")
+    train(read_corpus([corpus("paint-names.txt")]), folder, {"hidden": hidden, "dropout": 0.3}, config, records="line")
+    return folder
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench sampling")
     parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--length", type=int, default=2000)
+    parser.add_argument("--length", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--records-run", type=Path, default=None)
     args = parser.parse_args(argv)
 
     from charnn.checkpoint import load_run
     from charnn.config import TrainConfig
     from charnn.data import Corpus
+    from charnn.evaluate import evaluate_text
+    from charnn.sample import stepped_nll
     from charnn.train import train
 
     text = corpus("tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
     print(f"machine: {machine()}")
-    print(f"settings: LSTM 2x{args.hidden}, embed 64, {args.length} characters per sample, temperature 0.8")
+    print(f"settings: LSTM 2x{args.hidden}, embed 64, temperature 0.8, median of {args.repeat}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "run"
-        config = TrainConfig(steps=1, batch_size=8, eval_every=10, device="cpu")
+        config = TrainConfig(steps=300, batch_size=32, eval_every=300, device="cpu")
         train(Corpus(text, "bench", ("bench",)), folder, {"hidden": args.hidden}, config)
-        run = load_run(folder)
-        reference = run.model  # the same weights, stepped through the fused modules
-        one, batch, ref, ratios = [], [], [], []
+        names = args.records_run or record_run(Path(tmp) / "names", args.hidden)
+        run, names_run = load_run(folder), load_run(names)
+        n_long = max(1, args.length // 100)  # characters per sample in the batch of 256
+        rows = {key: [] for key in ("one", "batch", "ref", "ratio", "cli_one", "cli_batch", "rec", "cli_rec")}
         for _ in range(args.repeat):
-            one.append(charnn_rate(run, args.length, 1))
-            ref.append(reference_rate(reference, min(args.length, 500)))
-            ratios.append(one[-1] / ref[-1])
-            batch.append(charnn_rate(run, args.length // 4, 64))
+            rows["one"].append(charnn_rate(run, args.length, 1))
+            rows["ref"].append(reference_rate(run.model, 1000))
+            rows["ratio"].append(rows["one"][-1] / rows["ref"][-1])
+            rows["batch"].append(charnn_rate(run, n_long, 256))
+            rows["rec"].append(records_rate(names_run, 1000))
+            rows["cli_one"].append(cli_rate(folder, ["--length", str(args.length + 1)], ["--length", "1"]))
+            batch = ["-n", "256", "--no-echo"]
+            rows["cli_batch"].append(cli_rate(folder, [*batch, "--length", str(n_long)], [*batch, "--length", "1"]))
+            t_long, _ = cli_seconds(names, "-n", "1000")
+            t_short, _ = cli_seconds(names, "-n", "1")
+            rows["cli_rec"].append(999 / max(t_long - t_short, 1e-9))
         first = statistics.median(first_char_seconds(folder) for _ in range(args.repeat))
-        torch_import = statistics.median(
-            command_seconds(sys.executable, "-c", "import torch") for _ in range(args.repeat)
-        )
-        help_time = statistics.median(
-            command_seconds(sys.executable, "-m", "charnn", "--help") for _ in range(max(5, args.repeat))
-        )
-    result = {
-        "one_sample_chars_per_sec": statistics.median(one),
-        "reference_chars_per_sec": statistics.median(ref),
-        "ratio": statistics.median(ratios),
-        "batch64_chars_per_sec": statistics.median(batch),
-        "first_char_seconds": first,
-        "import_torch_seconds": torch_import,
-        "help_seconds": help_time,
-    }
+        torch_import = statistics.median(command_seconds(sys.executable, "-c", "import torch") for _ in range(3))
+        help_time = statistics.median(command_seconds(sys.executable, "-m", "charnn", "--help") for _ in range(5))
+        held_out = run.tokenizer.encode(run.validation_path.read_text(encoding="utf-8"))
+        exact = evaluate_text(run, run.validation_path.read_text(encoding="utf-8")).nll_per_token
+        fp32, bf16 = stepped_nll(run.model, held_out), stepped_nll(run.model, held_out, torch.bfloat16)
+    result = {key: statistics.median(values) for key, values in rows.items()}
+    result.update(
+        first_char_seconds=first, import_torch_seconds=torch_import, help_seconds=help_time,
+        eval_nll=exact, stepped_fp32_nll=fp32, stepped_bf16_nll=bf16,
+    )  # fmt: skip
     print(
-        f"one sample: {result['one_sample_chars_per_sec']:,.0f} chars/s (target >= 2,000); stepped nn.LSTM "
-        f"{result['reference_chars_per_sec']:,.0f} chars/s; median ratio {result['ratio']:.1f}x"
+        f"one sample:  in process {result['one']:,.0f} chars/s, `charnn sample` {result['cli_one']:,.0f} chars/s "
+        f"(target >= 5,000); stepped nn.LSTM {result['ref']:,.0f} chars/s, ratio {result['ratio']:.1f}x"
     )
-    print(f"64 samples as one batch: {result['batch64_chars_per_sec']:,.0f} chars/s in all")
+    print(
+        f"256 samples: in process {result['batch']:,.0f} chars/s, `charnn sample -n 256` "
+        f"{result['cli_batch']:,.0f} chars/s in all (target >= 30,000)"
+    )
+    print(
+        f"1,000 paint-name records: in process {result['rec']:,.0f} records/s, `charnn sample -n 1000` "
+        f"{result['cli_rec']:,.0f} records/s"
+    )
     print(
         f"time to first character: {first:.2f} s; bare `import torch`: {torch_import:.2f} s; "
-        f"difference {first - torch_import:.2f} s (target <= 0.5 s)"
+        f"difference {first - torch_import:.2f} s (target <= 0.3 s); `charnn --help` {help_time:.2f} s"
     )
-    print(f"`charnn --help`: {help_time:.2f} s (target <= 0.3 s)")
-    record("sampling", vars(args), result)
+    print(
+        f"held-out loss with the sampler's arithmetic: bf16 {bf16:.4f}, fp32 {fp32:.4f} nats/token "
+        f"({100 * (bf16 / fp32 - 1):+.2f}%, target within 0.5%); `charnn eval` {exact:.4f}"
+    )
+    record("sampling", vars(args) | {"records_run": str(args.records_run)}, result)

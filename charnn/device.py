@@ -26,13 +26,13 @@ def resolve_bf16(precision: str, device: torch.device) -> bool:
     """Whether to train under bf16 autocast: 'auto' uses it where the hardware is fast at it."""
     if precision == "fp32":
         return False
-    supported = _fast_bf16(device)
+    supported = fast_bf16(device)
     if precision == "bf16" and device.type == "mps":
         raise ConfigError("--precision bf16 is not supported on MPS; use --precision fp32")
     return supported if precision == "auto" else True
 
 
-def _fast_bf16(device: torch.device) -> bool:
+def fast_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":

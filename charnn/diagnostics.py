@@ -341,11 +341,7 @@ def _run_steps(
 
 
 def _cell_step(cell: str, rnn: Any, x: torch.Tensor, state: tuple, activation: str) -> tuple:
-    """One step of the model's own nn.RNN/LSTM/GRU module on (B, In) and (B, H) state tensors.
-
-    Not model._cell_update: its GRU wants the Stepper's joined 4-block gates and computes
-    (1 − z)·n + z·h where torch computes (h − n)·z + n, so the last bits would differ.
-    """
+    """One step of the model's own nn.RNN/LSTM/GRU module on (B, In) and (B, H) state tensors."""
     import torch.nn.functional as F
 
     if activation == "linear":

@@ -76,8 +76,8 @@ def test_generation_is_one_step_per_token(trained_run, monkeypatch):
         calls["forward"] += 1
         return forward(*a, **k)
 
-    def counting_stepper():
-        step = make_stepper()
+    def counting_stepper(dtype=None):
+        step = make_stepper(dtype)
 
         def count_step(*a, **k):
             calls["step"] += 1
@@ -145,9 +145,10 @@ def test_bad_sample_settings_name_the_flag(options, flag):
 
 
 def record_tokens(monkeypatch):
-    """Collect the ids stream() samples, one (n,) tensor per step."""
+    """Collect the ids stream() samples, one (n,) tensor per step (the batch kept whole)."""
     import charnn.sample
 
+    monkeypatch.setattr(charnn.sample, "COMPACT_AT", 0.0)
     steps = []
     original = charnn.sample.sample_next
 
@@ -248,3 +249,55 @@ def test_sampled_subword_text_is_always_valid_utf8(bpe_run):
     texts = generate_text(run, prime="Alice", length=200, seed=0, num_samples=4, temperature=1.5)
     assert all(len(t) == 200 and "\ufffd" not in t for t in texts)
     assert any(ord(c) > 127 for t in texts for c in t)  # bytes were sampled, and spelled characters
+
+
+def test_bf16_stepping_keeps_the_held_out_loss_within_half_a_percent(trained_run):
+    from charnn.sample import stepped_nll
+
+    run = load_run(trained_run)
+    tokens = run.tokenizer.encode(run.validation_path.read_text(encoding="utf-8"))
+    exact = stepped_nll(run.model, tokens, rows=16)
+    assert stepped_nll(run.model, tokens, torch.bfloat16, rows=16) == pytest.approx(exact, rel=0.005)
+    # the fp32 stepper is the fused model: the same cut scored by the model's forward
+    length = (len(tokens) - 1) // 16
+    ids = torch.from_numpy(tokens[: 16 * length + 1].astype("int64"))
+    with torch.no_grad():
+        logits, _ = run.model(ids[:-1].view(16, length))
+    fused = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[1:].view(16, length).flatten())
+    assert exact == pytest.approx(float(fused), rel=1e-5)
+
+
+def test_finished_rows_stop_costing_compute_and_change_no_text(trained_run, monkeypatch):
+    import charnn.sample
+
+    run = load_run(trained_run)
+    sizes = []
+    make_stepper = run.model.stepper
+
+    def sized_stepper(dtype=None):
+        step = make_stepper(dtype)
+
+        def sized(token, state):
+            sizes.append(len(token))
+            return step(token, state)
+
+        return sized
+
+    monkeypatch.setattr(run.model, "stepper", sized_stepper)
+    # Each row starts from its own state, so that greedy samples differ and end at different steps.
+    zeros = run.model.initial_state
+    noise = [
+        tuple(torch.randn_like(s, generator=torch.Generator().manual_seed(1)) for s in layer) for layer in zeros(12)
+    ]
+    monkeypatch.setattr(
+        run.model, "initial_state", lambda n, device=None: [tuple(s.clone() for s in ly) for ly in noise]
+    )
+    stops = ("e", "a", " ")
+    shrunk = generate_text(run, prime="The", length=80, temperature=0, num_samples=12, stop=stops)
+    assert len(set(shrunk)) > 3
+    assert sizes[0] == 12 and sizes[-1] < 12 and sizes == sorted(sizes, reverse=True)
+    steps_shrunk = sum(sizes)
+    sizes.clear()
+    monkeypatch.setattr(charnn.sample, "COMPACT_AT", 0.0)
+    whole = generate_text(run, prime="The", length=80, temperature=0, num_samples=12, stop=stops)
+    assert shrunk == whole and set(sizes) == {12} and steps_shrunk < sum(sizes)
