@@ -220,39 +220,51 @@ def _make_run(
     dtype = token_dtype(tokenizer.vocab_size)
     torch.manual_seed(config.seed)
     if source is not None:
-        model_config, model = source.model.config, source.model
+        model = source.model
     else:
-        model_config = ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {}))
-        model = RecurrentLM(model_config)
+        model = RecurrentLM(ModelConfig(vocab_size=tokenizer.vocab_size, **(model_options or {})))
     with runfolder.new_run(folder, overwrite) as (pending, lock):
         counts = _encode(corpus, n_train, val_text, tokenizer, dtype, pending, covered_by)
         _check_counts(counts, config)
         tokenizer.save(pending)
-        run_config = {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "request": request,
-            "task": {"kind": "lm", "reverse": reverse},
-            "model": model_config.to_dict(),
-            "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
-            "training": config.to_dict(),
-            "data": {
-                "sources": list(corpus.sources),
-                "corpus_sha256": stats.sha256,
-                "validation": val_source,
-                "token_dtype": dtype.name,
-                "train_chars": n_train,
-                "val_chars": stats.chars - n_train if val_text is None else len(val_text),
-                "train_tokens": counts.train_tokens,
-                "val_tokens": counts.val_tokens,
-            },
+        data = {
+            "train_chars": n_train,
+            "val_chars": stats.chars - n_train if val_text is None else len(val_text),
         }
-        if init_from is not None:
-            run_config["init_from"] = str(init_from)
-        # The step-0 state, with the RNG as initialisation left it: the run starts by resuming it.
-        carry = model.initial_state(config.batch_size, torch.device("cpu"))
-        save_resume(pending, model, make_optimizer(model, config), carry, Position())
-        checkpoint.write_config(pending, run_config)  # last: it marks the pending run complete
+        task = {"kind": "lm", "reverse": reverse}
+        _complete_run(
+            pending, model, config, request, task, tokenizer, corpus, stats, val_source, dtype, counts, data, init_from
+        )
     return lock
+
+
+def _complete_run(
+    pending, model, config, request, task, tokenizer, corpus, stats, val_source, dtype, counts, data, init_from,
+) -> None:  # noqa: ANN001  # fmt: skip
+    """Write a new language-model run's step-0 resume state, then its config.json (which marks it complete)."""
+    run_config = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "request": request,
+        "task": task,
+        "model": model.config.to_dict(),
+        "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
+        "training": config.to_dict(),
+        "data": {
+            "sources": list(corpus.sources),
+            "corpus_sha256": stats.sha256,
+            "validation": val_source,
+            "token_dtype": dtype.name,
+            **data,
+            "train_tokens": counts.train_tokens,
+            "val_tokens": counts.val_tokens,
+        },
+    }
+    if init_from is not None:
+        run_config["init_from"] = str(init_from)
+    # The step-0 state, with the RNG as initialisation left it: the run starts by resuming it.
+    carry = model.initial_state(config.batch_size, torch.device("cpu"))
+    save_resume(pending, model, make_optimizer(model, config), carry, Position())
+    checkpoint.write_config(pending, run_config)  # last: it marks the pending run complete
 
 
 def _make_record_run(
@@ -289,10 +301,9 @@ def _make_record_run(
     dtype = token_dtype(boundary + 1)
     torch.manual_seed(config.seed)
     if source is not None:
-        model_config, model = source.model.config, source.model
+        model = source.model
     else:
-        model_config = ModelConfig(vocab_size=boundary + 1, records=True, **(model_options or {}))
-        model = RecurrentLM(model_config)
+        model = RecurrentLM(ModelConfig(vocab_size=boundary + 1, records=True, **(model_options or {})))
     covered_by = init_from if init_from is not None else tokenizer_from
     with runfolder.new_run(folder, overwrite) as (pending, lock):
         counts = _Counts(source=covered_by)
@@ -305,32 +316,17 @@ def _make_record_run(
         (pending / checkpoint.VAL_TOKENS_FILE).write_bytes(val_ids.tobytes())
         (pending / checkpoint.VALIDATION_FILE).write_text(fmt.joiner.join(val_records) + "\n", encoding="utf-8")
         tokenizer.save(pending)
-        run_config = {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "request": request,
-            "task": {"kind": "lm", "reverse": False, "records": fmt.to_dict()},
-            "model": model_config.to_dict(),
-            "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
-            "training": config.to_dict(),
-            "data": {
-                "sources": list(corpus.sources),
-                "corpus_sha256": stats.sha256,
-                "validation": val_source,
-                "token_dtype": dtype.name,
-                "train_chars": records_module.record_chars(train_records),
-                "val_chars": records_module.record_chars(val_records),
-                "train_tokens": counts.train_tokens,
-                "val_tokens": counts.val_tokens,
-                "train_records": len(train_records),
-                "val_records": len(val_records),
-                "longest_record": max(len(r) for r in train_records),
-            },
+        data = {
+            "train_chars": records_module.record_chars(train_records),
+            "val_chars": records_module.record_chars(val_records),
+            "train_records": len(train_records),
+            "val_records": len(val_records),
+            "longest_record": max(len(r) for r in train_records),
         }
-        if init_from is not None:
-            run_config["init_from"] = str(init_from)
-        carry = model.initial_state(config.batch_size, torch.device("cpu"))
-        save_resume(pending, model, make_optimizer(model, config), carry, Position())
-        checkpoint.write_config(pending, run_config)  # last: it marks the pending run complete
+        task = {"kind": "lm", "reverse": False, "records": fmt.to_dict()}
+        _complete_run(
+            pending, model, config, request, task, tokenizer, corpus, stats, val_source, dtype, counts, data, init_from
+        )
     return lock
 
 
