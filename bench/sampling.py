@@ -10,10 +10,11 @@ All from the same 2x512 LSTM (embed 64) at temperature 0.8:
   ../shared/corpora/paint-names.txt, or `--records-run RUN`), records per second, CLI and in
   process; finished rows leave the batch;
 - time to first character of a fresh `charnn sample` against a bare `import torch`;
-- precision: the held-out loss with the sampler's arithmetic (bf16 for large batches where the
-  CPU has bf16 units) against fp32, on the same text.
+- precision: the held-out loss with the sampler's arithmetic (where the CPU has bf16 units:
+  bf16 for large batches, int8 weights for small ones) against fp32, on the same text.
 
-    python -m bench sampling [--hidden 512] [--length 20000] [--repeat 3] [--records-run RUN]
+    python -m bench sampling [--hidden 512] [--cell lstm] [--tokenizer char] [--length 20000] [--repeat 3]
+        [--records-run RUN]
 """
 
 from __future__ import annotations
@@ -98,13 +99,13 @@ def command_seconds(*cmd: str) -> float:
     return time.perf_counter() - start
 
 
-def record_run(folder: Path, hidden: int) -> Path:
+def record_run(folder: Path, shape: dict) -> Path:
     from charnn.config import TrainConfig
     from charnn.data import read_corpus
     from charnn.train import train
 
     config = TrainConfig(steps=150, batch_size=32, eval_every=150, device="cpu")
-    train(read_corpus([corpus("paint-names.txt")]), folder, {"hidden": hidden, "dropout": 0.3}, config, records="line")
+    train(read_corpus([corpus("paint-names.txt")]), folder, {**shape, "dropout": 0.3}, config, records="line")
     return folder
 
 
@@ -114,6 +115,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--length", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--records-run", type=Path, default=None)
+    parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
+    parser.add_argument("--tokenizer", default="char", help="char, or a subword kind (bpe, unigram)")
     args = parser.parse_args(argv)
 
     from charnn.checkpoint import load_run
@@ -125,12 +128,16 @@ def main(argv: list[str]) -> None:
 
     text = corpus("tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
     print(f"machine: {machine()}")
-    print(f"settings: LSTM 2x{args.hidden}, embed 64, temperature 0.8, median of {args.repeat}")
+    print(
+        f"settings: {args.cell.upper()} 2x{args.hidden}, embed 64, {args.tokenizer} tokenizer, temperature 0.8, "
+        f"median of {args.repeat}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "run"
         config = TrainConfig(steps=300, batch_size=32, eval_every=300, device="cpu")
-        train(Corpus(text, "bench", ("bench",)), folder, {"hidden": args.hidden}, config)
-        names = args.records_run or record_run(Path(tmp) / "names", args.hidden)
+        shape = {"hidden": args.hidden, "cell": args.cell}
+        train(Corpus(text, "bench", ("bench",)), folder, shape, config, tokenizer_kind=args.tokenizer)
+        names = args.records_run or record_run(Path(tmp) / "names", shape)
         run, names_run = load_run(folder), load_run(names)
         n_long = max(1, args.length // 100)  # characters per sample in the batch of 256
         rows = {key: [] for key in ("one", "batch", "ref", "ratio", "cli_one", "cli_batch", "rec", "cli_rec")}
@@ -152,14 +159,16 @@ def main(argv: list[str]) -> None:
         held_out = run.tokenizer.encode(run.validation_path.read_text(encoding="utf-8"))
         exact = evaluate_text(run, run.validation_path.read_text(encoding="utf-8")).nll_per_token
         fp32, bf16 = stepped_nll(run.model, held_out), stepped_nll(run.model, held_out, torch.bfloat16)
+        int8 = stepped_nll(run.model, held_out, torch.int8)
     result = {key: statistics.median(values) for key, values in rows.items()}
     result.update(
         first_char_seconds=first, import_torch_seconds=torch_import, help_seconds=help_time,
-        eval_nll=exact, stepped_fp32_nll=fp32, stepped_bf16_nll=bf16,
+        eval_nll=exact, stepped_fp32_nll=fp32, stepped_bf16_nll=bf16, stepped_int8_nll=int8,
     )  # fmt: skip
     print(
         f"one sample:  in process {result['one']:,.0f} chars/s, `charnn sample` {result['cli_one']:,.0f} chars/s "
-        f"(target >= 5,000); stepped nn.LSTM {result['ref']:,.0f} chars/s, ratio {result['ratio']:.1f}x"
+        f"(target >= 5,000); the fused module stepped per token {result['ref']:,.0f} chars/s, "
+        f"ratio {result['ratio']:.1f}x"
     )
     print(
         f"256 samples: in process {result['batch']:,.0f} chars/s, `charnn sample -n 256` "
@@ -174,7 +183,8 @@ def main(argv: list[str]) -> None:
         f"difference {first - torch_import:.2f} s (target <= 0.3 s); `charnn --help` {help_time:.2f} s"
     )
     print(
-        f"held-out loss with the sampler's arithmetic: bf16 {bf16:.4f}, fp32 {fp32:.4f} nats/token "
-        f"({100 * (bf16 / fp32 - 1):+.2f}%, target within 0.5%); `charnn eval` {exact:.4f}"
+        f"held-out loss with the sampler's arithmetic: fp32 {fp32:.4f}, bf16 (batches) {bf16:.4f} "
+        f"({100 * (bf16 / fp32 - 1):+.2f}%), int8 weights (one sample) {int8:.4f} ({100 * (int8 / fp32 - 1):+.2f}%) "
+        f"nats/token (target within 0.5%); `charnn eval` {exact:.4f}"
     )
     record("sampling", vars(args) | {"records_run": str(args.records_run)}, result)

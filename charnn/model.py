@@ -263,7 +263,8 @@ class Stepper:
     def __init__(self, model: RecurrentLM, dtype: torch.dtype | None = None) -> None:
         c = model.config
         self.cell, self.residual, self.boundary = c.cell, c.residual, model.boundary
-        self.dtype = d = dtype or model.embed.weight.dtype
+        self.int8 = dtype == torch.int8
+        self.dtype = d = model.embed.weight.dtype if dtype is None or self.int8 else dtype
         self._step = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}[c.cell]
         with torch.no_grad():
             self.embed = model.embed.weight.detach().to(d)  # (V, E)
@@ -271,6 +272,8 @@ class Stepper:
                 tuple(p.detach().to(d) for p in (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0))
                 for rnn in model.rnns
             ]
+            if self.int8:
+                self.layers = [(*_int8(w_ih), *_int8(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in self.layers]
             self.project = model.project.weight.detach().to(d) if model.project is not None else None
             if model.head is not None:
                 self.head = (model.head.weight.detach().to(d), model.head.bias.detach().to(d))
@@ -286,12 +289,44 @@ class Stepper:
         new_state: State = []
         for i, (weights, layer_state) in enumerate(zip(self.layers, state, strict=True)):
             hx = tuple(s[0].to(self.dtype) for s in layer_state)  # (B, H) each
-            new = self._step(x, hx, *weights) if self.cell == "lstm" else (self._step(x, hx[0], *weights),)
+            if self.int8:
+                new = _int8_cell(self.cell, x, hx, *weights)
+            else:
+                new = self._step(x, hx, *weights) if self.cell == "lstm" else (self._step(x, hx[0], *weights),)
             new_state.append(tuple(s.unsqueeze(0) for s in new))
             x = x + new[0] if self.residual and i > 0 else new[0]  # (B, H)
         if self.project is not None:
             x = F.linear(x, self.project)  # (B, E)
         return F.linear(x, *self.head).float(), new_state
+
+
+def int8_available() -> bool:
+    """Whether this torch has the CPU kernel for int8 weights (``torch._weight_int8pack_mm``)."""
+    return hasattr(torch, "_weight_int8pack_mm")
+
+
+def _int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, K) weights -> int8 (N, K) and a bf16 scale per output row: weight ~ int8 * scale."""
+    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127  # (N,)
+    return torch.round(weight / scale[:, None]).to(torch.int8), scale.to(torch.bfloat16)
+
+
+def _int8_cell(cell: str, x: Tensor, hx: tuple[Tensor, ...], w_ih, s_ih, w_hh, s_hh, b_ih, b_hh):  # noqa: ANN001
+    """One step of nn.LSTM/GRU/RNN's equations with int8 weights; products in bf16, the rest in fp32."""
+    h = hx[0]
+    gi = torch._weight_int8pack_mm(x.to(torch.bfloat16), w_ih, s_ih).float() + b_ih  # (B, G*H)
+    gh = torch._weight_int8pack_mm(h.to(torch.bfloat16), w_hh, s_hh).float() + b_hh  # (B, G*H)
+    if cell == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * hx[1] + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if cell == "gru":
+        ir, iz, i_n = gi.chunk(3, dim=1)
+        hr, hz, h_n = gh.chunk(3, dim=1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        n = torch.tanh(i_n + r * h_n)
+        return ((1 - z) * n + z * h,)
+    return (torch.tanh(gi + gh),)
 
 
 def detach_state(state: State) -> State:

@@ -251,13 +251,14 @@ def test_sampled_subword_text_is_always_valid_utf8(bpe_run):
     assert any(ord(c) > 127 for t in texts for c in t)  # bytes were sampled, and spelled characters
 
 
-def test_bf16_stepping_keeps_the_held_out_loss_within_half_a_percent(trained_run):
+def test_bf16_and_int8_stepping_keep_the_held_out_loss_within_half_a_percent(trained_run):
     from charnn.sample import stepped_nll
 
     run = load_run(trained_run)
     tokens = run.tokenizer.encode(run.validation_path.read_text(encoding="utf-8"))
     exact = stepped_nll(run.model, tokens, rows=16)
     assert stepped_nll(run.model, tokens, torch.bfloat16, rows=16) == pytest.approx(exact, rel=0.005)
+    assert stepped_nll(run.model, tokens, torch.int8, rows=16) == pytest.approx(exact, rel=0.005)
     # the fp32 stepper is the fused model: the same cut scored by the model's forward
     length = (len(tokens) - 1) // 16
     ids = torch.from_numpy(tokens[: 16 * length + 1].astype("int64"))
@@ -301,3 +302,19 @@ def test_finished_rows_stop_costing_compute_and_change_no_text(trained_run, monk
     monkeypatch.setattr(charnn.sample, "COMPACT_AT", 0.0)
     whole = generate_text(run, prime="The", length=80, temperature=0, num_samples=12, stop=stops)
     assert shrunk == whole and set(sizes) == {12} and steps_shrunk < sum(sizes)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_int8_stepper_follows_the_model_for_every_cell(cell):
+    from charnn.config import ModelConfig
+    from charnn.model import RecurrentLM
+
+    torch.manual_seed(0)
+    model = RecurrentLM(ModelConfig(vocab_size=30, cell=cell, layers=2, hidden=64, embed=16)).eval()
+    tokens = torch.randint(0, 30, (3, 20))
+    with torch.no_grad():
+        full, _ = model(tokens)
+    step, state = model.stepper(torch.int8), model.initial_state(3)
+    for t in range(tokens.shape[1]):
+        logits, state = step(tokens[:, t], state)
+        torch.testing.assert_close(logits, full[:, t], rtol=0.05, atol=0.02)
