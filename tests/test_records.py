@@ -203,6 +203,13 @@ def test_novelty_is_checked_per_record_without_a_stop_string(record_run, cli):
     assert all(s["text"].strip() not in set(names) for s in json.loads(result.stdout)["samples"])
 
 
+def test_info_shows_the_record_format_and_counts(record_run, cli):
+    config = json.loads((record_run / "config.json").read_text())
+    out = cli(["info", str(record_run)]).stdout
+    assert f"one record a line: {config['data']['train_records']:,} for training" in out
+    assert "and a record boundary" in out
+
+
 def test_eval_scores_records_as_samples_are_made_and_says_so(record_run, cli):
     config = json.loads((record_run / "config.json").read_text())
     result = cli(["eval", "-m", str(record_run), "--json"])
@@ -259,3 +266,26 @@ def test_nothing_is_written_for_a_bad_record_corpus(tmp_path, cli):
         assert result.exit_code == code, result.output
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
         assert not (tmp_path / "r").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
+
+
+@pytest.mark.filterwarnings("ignore::charnn.tokenizers.base.UnknownTextWarning")  # the names have no commas
+def test_a_classifier_warm_starts_from_a_record_run(record_run, tmp_path):
+    import threading
+
+    from safetensors.torch import load_file
+
+    from charnn.classify import train_classifier
+    from tests.run_kinds import _labelled
+
+    stopped = threading.Event()
+    stopped.set()  # stop before the first step: the resume state holds the starting weights
+    train_classifier(
+        _labelled(), tmp_path / "clf", {"bidirectional": False}, tiny_train_config(steps=5, batch_size=8),
+        init_from=[record_run], stop=stopped,
+    )  # fmt: skip
+    start = load_file(tmp_path / "clf" / "resume.safetensors")
+    lm = load_file(record_run / "model.safetensors")
+    vocab = json.loads((record_run / "config.json").read_text())["model"]["vocab_size"] - 1  # less the boundary
+    assert start["model.embed.weight"].shape[0] == vocab
+    assert torch.equal(start["model.embed.weight"], lm["embed.weight"][:vocab])
+    assert torch.equal(start["model.rnns.0.weight_hh_l0"], lm["rnns.0.weight_hh_l0"])

@@ -49,7 +49,10 @@ def info_command(
         ("task", kind[info.task] + (f": {', '.join(info.labels)}" if info.labels else "")),
         ("created", info.created or "-"),
         ("model", layout + (f" ({', '.join(extras)})" if extras else "")),
-        ("tokenizer", f"{info.tokenizer}, {info.vocab_size} tokens"),
+        (
+            "tokenizer",
+            f"{info.tokenizer}, {info.vocab_size} tokens" + (" and a record boundary" if info.records else ""),
+        ),
         ("parameters", f"{info.parameters:,}"),
         ("trained on", ", ".join(info.data.get("sources", [])) or "-"),
         *([("records", _records(info))] if info.records else []),
