@@ -263,8 +263,9 @@ class Stepper:
     def __init__(self, model: RecurrentLM, dtype: torch.dtype | None = None) -> None:
         c = model.config
         self.cell, self.residual, self.boundary = c.cell, c.residual, model.boundary
-        self.int8 = dtype == torch.int8
-        self.dtype = d = model.embed.weight.dtype if dtype is None or self.int8 else dtype
+        # torch's int8 kernel is only right for input widths that are multiples of 16; else fp32.
+        self.int8 = dtype == torch.int8 and c.embed % 16 == 0 and c.hidden % 16 == 0
+        self.dtype = d = model.embed.weight.dtype if dtype in (None, torch.int8) else dtype
         self._step = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}[c.cell]
         with torch.no_grad():
             self.embed = model.embed.weight.detach().to(d)  # (V, E)

@@ -266,7 +266,7 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
         never = list(tokenizer.never_sample())
         fmt = record_format(run)
         if fmt is not None and fmt.spec == "line":  # a line record never holds a line break
-            never += [i for i, data in enumerate(token_bytes) if b"\n" in data]
+            never += [i for i, data in enumerate(token_bytes) if b"\n" in data or b"\r" in data]
         banned = torch.tensor(sorted(set(never)), dtype=torch.long, device=device)
 
         decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]

@@ -83,7 +83,10 @@ def train(
     if records is not None:
         records_module.parse_format(records)  # a bad separator is refused before anything else
         if reverse:
-            raise ConfigError("--reverse does not read records yet; drop --records or --reverse")
+            raise ConfigError(
+                "--reverse does not read records yet; drop --reverse, or read the corpus as one stream "
+                "with --records none"
+            )
     request = request_digest(
         corpus_sha256=stats.sha256,
         val_sha256=hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,

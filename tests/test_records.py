@@ -15,6 +15,7 @@ from charnn.config import ModelConfig
 from charnn.errors import ConfigError, CorpusError
 from charnn.model import RecurrentLM
 from tests.conftest import CORPORA, TINY_MODEL, tiny_train_config
+from tests.run_kinds import NAMES
 
 
 @pytest.fixture
@@ -171,6 +172,22 @@ def test_the_old_incantation_still_gives_whole_records(record_run, cli):
     assert "the line-break prime is not needed" in result.stderr
     assert result.stdout == cli(["sample", "-m", str(record_run), "-n", "5", "--seed", "3"]).stdout
     assert len(result.stdout.splitlines()) == 5
+
+
+def test_a_prime_holding_a_separator_is_refused(record_run, cli):
+    result = cli(["sample", "-m", str(record_run), "--prime", "Deep\\nSea", "--seed", "1"])
+    assert result.exit_code == 2 and "a prime begins one record" in result.stderr and not result.stdout
+
+
+def test_a_crlf_line_corpus_never_samples_a_carriage_return(tmp_path, cli):
+    names = tmp_path / "crlf.txt"
+    names.write_bytes(NAMES.replace("\n", "\r\n").encode("utf-8"))
+    small = ["--steps", "3", "--batch-size", "4", "--seq-len", "16", "--hidden", "16", "--embed", "8"]
+    assert cli(["train", str(names), "--records", "line", *small, "--out", str(tmp_path / "r")]).exit_code == 0
+    result = cli(["sample", "-m", str(tmp_path / "r"), "-n", "40", "--temp", "1.5", "--seed", "1"])
+    assert "\r" not in result.stdout and len(result.stdout.splitlines()) == 40
+    again = cli(["train", "--resume", str(tmp_path / "r"), "--records", "blank"])
+    assert again.exit_code == 2 and "fixed when a run starts" in again.stderr
 
 
 def records_rgb(line: str) -> bool:

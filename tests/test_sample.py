@@ -304,13 +304,16 @@ def test_finished_rows_stop_costing_compute_and_change_no_text(trained_run, monk
     assert shrunk == whole and set(sizes) == {12} and steps_shrunk < sum(sizes)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_the_int8_stepper_follows_the_model_for_every_cell(cell):
+@pytest.mark.parametrize(
+    ("cell", "hidden", "embed"),
+    [("lstm", 64, 16), ("gru", 64, 16), ("rnn", 64, 16), ("lstm", 20, 8), ("gru", 40, 24)],  # odd widths: fp32
+)
+def test_the_int8_stepper_follows_the_model_for_every_cell(cell, hidden, embed):
     from charnn.config import ModelConfig
     from charnn.model import RecurrentLM
 
     torch.manual_seed(0)
-    model = RecurrentLM(ModelConfig(vocab_size=30, cell=cell, layers=2, hidden=64, embed=16)).eval()
+    model = RecurrentLM(ModelConfig(vocab_size=30, cell=cell, layers=2, hidden=hidden, embed=embed)).eval()
     tokens = torch.randint(0, 30, (3, 20))
     with torch.no_grad():
         full, _ = model(tokens)

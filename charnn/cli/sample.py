@@ -101,6 +101,13 @@ def sample_command(
     if fmt is not None and prime_text and not prime_text.strip("\r\n"):
         say("a record run starts every sample at a record's start: the line-break prime is not needed")
         prime_text = ""
+    if fmt is not None and re.search(fmt.pattern, prime_text.strip("\r\n")):
+        from charnn.errors import ConfigError
+
+        raise ConfigError(
+            f"--prime holds a record separator, but on this run ({fmt.describe()}) a prime begins one record; "
+            "give the start of a single record"
+        )
     config = SampleConfig(
         length=length,
         temperature=temp,

@@ -129,6 +129,8 @@ def train_command(
     if resume not in (None, "auto") and out is not None and Path(resume).resolve() != out.resolve():
         raise ConfigError(f"--out {out} and --resume {resume} name different folders; give one of them")
     if resume is not None and not corpus:
+        if records is not None or val is not None:
+            raise ConfigError("--records and --val are fixed when a run starts; drop them to resume the run as it is")
         folder = out if resume == "auto" else Path(resume)
         if folder is None:
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
@@ -201,9 +203,10 @@ def _records_setting(given: str | None, corpus, init_from: Path | None) -> str |
 
     if given is not None:
         return None if given == "none" else given
+    speak = say if os.environ.get("RANK", "0") == "0" else _quiet  # under torchrun the first process speaks
     declared = declared_records(corpus.sources, corpus.stats.sha256)
     if declared is not None:
-        say(
+        speak(
             f"{corpus.sources[0]}: {parse_format(declared).describe()}, as its catalogue entry says; "
             "training on whole records (--records none reads it as one stream)"
         )
@@ -213,15 +216,19 @@ def _records_setting(given: str | None, corpus, init_from: Path | None) -> str |
 
         declared = ((check_run_folder(init_from).get("task") or {}).get("records") or {}).get("spec")
         if declared is not None:
-            say(f"{init_from} was trained on records ({parse_format(declared).describe()}); fine-tuning on records")
+            speak(f"{init_from} was trained on records ({parse_format(declared).describe()}); fine-tuning on records")
             return declared
     hint = suggest(next(iter(corpus.chunks()), ""))
     if hint is not None:
-        say(
+        speak(
             f"hint: {corpus.sources[0]} looks like a record corpus ({parse_format(hint).describe()}); "
             f"--records {_quoted(hint)} trains on whole records (random held-out records, whole records sampled)"
         )
     return None
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def _quoted(spec: str) -> str:

@@ -96,6 +96,11 @@ class LanguageModelTask:
         # The rows stay in their compact dtype; each window is widened to int64 on use.
         self.rows = torch.from_numpy(np.ascontiguousarray(rows[self.my_rows])).to(self.device)  # (B / ranks, L)
         self.pass_laid_out = epoch
+        if self.record_starts is not None:
+            # A row but the first begins inside a record, from the zero state: what it predicts
+            # before its first boundary is not learnt (a record is learnt from its start only).
+            at = self.rows == self.model.boundary  # (b, L)
+            self.first_boundary = torch.where(at.any(dim=1), at.int().argmax(dim=1), at.shape[1])  # (b,)
 
     def initial_carry(self) -> State:
         return self.model.initial_state(self.local_batch, self.device)
@@ -115,6 +120,9 @@ class LanguageModelTask:
         self._lay_out(epoch)
         x = self.rows[:, t : t + c.seq_len].long()  # (b, T)
         y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
+        if self.record_starts is not None:
+            before = t + torch.arange(c.seq_len, device=y.device)[None, :] < self.first_boundary[:, None]  # (b, T)
+            y = y.masked_fill(before, -100)  # cross_entropy's ignore_index
         with autocast():
             logits, carry = net(x, carry)  # (b, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), carry
