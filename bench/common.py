@@ -31,10 +31,29 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    gpu = f", CUDA: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}{gpu}"
     )
+
+
+def device_name(device: str) -> str:
+    """What a benchmark ran on, for its result: 'cpu', or the GPU's name."""
+    import torch
+
+    from charnn.device import resolve_device
+
+    resolved = resolve_device(device)
+    return torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else resolved.type
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (timings of CUDA code must)."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def charnn(*args: str, capture: bool = True) -> subprocess.CompletedProcess:
@@ -43,8 +62,8 @@ def charnn(*args: str, capture: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, text=True, stdout=subprocess.PIPE if capture else None)
 
 
-def eval_json(run: Path, text: str | None = None) -> dict:
-    args = ["eval", "--json", "-m", run] + ([text] if text else [])
+def eval_json(run: Path, text: str | None = None, device: str = "cpu") -> dict:
+    args = ["eval", "--json", "-m", run, "--device", device] + ([text] if text else [])
     return json.loads(charnn(*args).stdout)
 
 
@@ -52,6 +71,8 @@ def record(name: str, settings: dict, result: dict) -> None:
     """Append one result to bench/results/<name>.jsonl."""
     import time
 
-    entry = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), **settings, **result}
+    device = device_name(settings.get("device", "cpu"))  # every result says what it ran on
+    entry = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), **settings}
+    entry.update(device=device, **result)
     with open(ROOT / "bench" / "results" / f"{name}.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")

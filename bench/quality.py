@@ -1,7 +1,11 @@
 """Quality at a time budget: `charnn train tinyshakespeare.txt --time 5m` with the defaults,
 then the exact validation loss over the whole held-out last 10%.
 
-    python -m bench quality [--time 5m] [--repeat 1] [--corpus tinyshakespeare.txt] [-- extra train args]
+    python -m bench quality [--time 5m] [--repeat 1] [--corpus tinyshakespeare.txt] [--keep DIR]
+        [--label NAME] [-- extra train args]
+
+On a GPU: `python -m bench quality --time 3m -- --device cuda` (the issue's 3-minute budget);
+the result records the device. `--keep DIR` keeps each run folder (DIR/LABEL-N) for its curves.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, charnn, corpus, eval_json, machine
+from bench.common import ROOT, charnn, corpus, device_name, eval_json, machine
 
 
 def main(argv: list[str]) -> None:
@@ -21,19 +25,21 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--corpus", default="tinyshakespeare.txt")
     parser.add_argument("--label", default="defaults")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     parser.add_argument("extra", nargs="*", help="extra `charnn train` arguments (after --)")
     args = parser.parse_args(argv)
+    device = args.extra[args.extra.index("--device") + 1] if "--device" in args.extra else "cpu"
     text = corpus(args.corpus)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; device: {device_name(device)}")
     print(f"command: charnn train {args.corpus} --time {args.time} {' '.join(args.extra)}")
     rows = []
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            run = Path(tmp) / "run"
+            run = Path(tmp) / "run" if args.keep is None else args.keep / f"{args.label}-{i + 1}"
             start = time.perf_counter()
             charnn("train", text, "--time", args.time, "--out", run, *args.extra)
             wall = time.perf_counter() - start
-            metrics = eval_json(run)
+            metrics = eval_json(run, device=device)
             config = json.loads((run / "config.json").read_text())
         rows.append((metrics["nll_per_token"], metrics["bits_per_char"], config["results"]["steps"], wall))
         print(
@@ -50,6 +56,7 @@ def main(argv: list[str]) -> None:
         "time": args.time,
         "extra": args.extra,
         "machine": machine(),
+        "device": device_name(device),
         "val_nats_per_char": [r[0] for r in rows],
         "steps": [r[2] for r in rows],
         "median": median,

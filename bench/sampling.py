@@ -14,12 +14,16 @@ All from the same 2x512 LSTM (embed 64) at temperature 0.8:
   bf16 for large batches, int8 weights for small ones) against fp32, on the same text.
 
     python -m bench sampling [--hidden 512] [--cell lstm] [--tokenizer char] [--length 20000] [--repeat 3]
-        [--records-run RUN]
+        [--records-run RUN] [--device cpu|cuda]
+
+On CUDA (`--device cuda --hidden 1024`) the models are trained there, every sampler runs
+there, and the targets quoted are the GPU's: one sample >= 5,000 chars/s, 256 >= 200,000.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -30,13 +34,14 @@ from pathlib import Path
 
 import torch
 
-from bench.common import ROOT, corpus, machine, record
+from bench.common import ROOT, corpus, device_name, machine, record, synchronize
 
 
 def charnn_rate(run, length: int, n: int) -> float:  # noqa: ANN001
     from charnn.config import SampleConfig
     from charnn.sample import stream
 
+    synchronize(str(run.model.embed.weight.device))
     start = time.perf_counter()
     chars = sum(len(p.text) for p in stream(run, SampleConfig(length=length, num_samples=n, seed=0)))
     return chars / (time.perf_counter() - start)
@@ -54,20 +59,25 @@ def records_rate(run, n: int) -> float:  # noqa: ANN001
 
 def reference_rate(model, length: int) -> float:  # noqa: ANN001
     """Step the fused modules one character at a time (the common char-rnn loop)."""
-    token = torch.zeros(1, 1, dtype=torch.long)
+    token = torch.zeros(1, 1, dtype=torch.long, device=model.embed.weight.device)
     state = None
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(length):
             logits, state = model(token, state)
             token = torch.multinomial(torch.softmax(logits[:, -1] / 0.8, -1), 1)
+            int(token)  # a sampler hands each character over as it comes
     return length / (time.perf_counter() - start)
+
+
+DEVICE = ["--device", "cpu"]
+"""The `charnn sample` option every command of the benchmark passes (set from --device)."""
 
 
 def cli_seconds(run: Path, *args: str) -> tuple[float, int]:
     """Wall time of a fresh `charnn sample` process and the characters it printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "charnn", "sample", "-m", str(run), "--seed", "1", *args]
+    cmd = [sys.executable, "-m", "charnn", "sample", "-m", str(run), "--seed", "1", *DEVICE, *args]
     start = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return time.perf_counter() - start, len(out)
@@ -82,7 +92,7 @@ def cli_rate(run: Path, long: list[str], short: list[str]) -> float:
 
 def first_char_seconds(run: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "charnn", "sample", "-m", str(run), "--length", "200", "--seed", "1"]
+    cmd = [sys.executable, "-m", "charnn", "sample", "-m", str(run), "--length", "200", "--seed", "1", *DEVICE]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
     proc.stdout.read(1)
@@ -99,12 +109,12 @@ def command_seconds(*cmd: str) -> float:
     return time.perf_counter() - start
 
 
-def record_run(folder: Path, shape: dict) -> Path:
+def record_run(folder: Path, shape: dict, device: str) -> Path:
     from charnn.config import TrainConfig
     from charnn.data import read_corpus
     from charnn.train import train
 
-    config = TrainConfig(steps=150, batch_size=32, eval_every=150, device="cpu")
+    config = TrainConfig(steps=150, batch_size=32, eval_every=150, device=device)
     train(read_corpus([corpus("paint-names.txt")]), folder, {**shape, "dropout": 0.3}, config, records="line")
     return folder
 
@@ -117,7 +127,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--records-run", type=Path, default=None)
     parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
     parser.add_argument("--tokenizer", default="char", help="char, or a subword kind (bpe, unigram)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the models train and sample")
+    parser.add_argument("--no-records", action="store_true", help="skip the paint-name records")
     args = parser.parse_args(argv)
+    DEVICE[1] = args.device
 
     from charnn.checkpoint import load_run
     from charnn.config import TrainConfig
@@ -127,18 +140,19 @@ def main(argv: list[str]) -> None:
     from charnn.train import train
 
     text = corpus("tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; device: {device_name(args.device)}")
     print(
         f"settings: {args.cell.upper()} 2x{args.hidden}, embed 64, {args.tokenizer} tokenizer, temperature 0.8, "
         f"median of {args.repeat}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "run"
-        config = TrainConfig(steps=300, batch_size=32, eval_every=300, device="cpu")
+        config = TrainConfig(steps=300, batch_size=32, eval_every=300, device=args.device)
         shape = {"hidden": args.hidden, "cell": args.cell}
         train(Corpus(text, "bench", ("bench",)), folder, shape, config, tokenizer_kind=args.tokenizer)
-        names = args.records_run or record_run(Path(tmp) / "names", shape)
-        run, names_run = load_run(folder), load_run(names)
+        run = load_run(folder, device=args.device)
+        names = None if args.no_records else args.records_run or record_run(Path(tmp) / "names", shape, args.device)
+        names_run = load_run(names, device=args.device) if names is not None else None
         n_long = max(1, args.length // 100)  # characters per sample in the batch of 256
         rows = {key: [] for key in ("one", "batch", "ref", "ratio", "cli_one", "cli_batch", "rec", "cli_rec")}
         for _ in range(args.repeat):
@@ -146,10 +160,13 @@ def main(argv: list[str]) -> None:
             rows["ref"].append(reference_rate(run.model, 1000))
             rows["ratio"].append(rows["one"][-1] / rows["ref"][-1])
             rows["batch"].append(charnn_rate(run, n_long, 256))
-            rows["rec"].append(records_rate(names_run, 1000))
+            rows["rec"].append(records_rate(names_run, 1000) if names_run is not None else math.nan)
             rows["cli_one"].append(cli_rate(folder, ["--length", str(args.length + 1)], ["--length", "1"]))
             batch = ["-n", "256", "--no-echo"]
             rows["cli_batch"].append(cli_rate(folder, [*batch, "--length", str(n_long)], [*batch, "--length", "1"]))
+            if names is None:
+                rows["cli_rec"].append(math.nan)
+                continue
             t_long, _ = cli_seconds(names, "-n", "1000")
             t_short, _ = cli_seconds(names, "-n", "1")
             rows["cli_rec"].append(999 / max(t_long - t_short, 1e-9))
@@ -159,7 +176,7 @@ def main(argv: list[str]) -> None:
         held_out = run.tokenizer.encode(run.validation_path.read_text(encoding="utf-8"))
         exact = evaluate_text(run, run.validation_path.read_text(encoding="utf-8")).nll_per_token
         fp32, bf16 = stepped_nll(run.model, held_out), stepped_nll(run.model, held_out, torch.bfloat16)
-        int8 = stepped_nll(run.model, held_out, torch.int8)
+        int8 = stepped_nll(run.model, held_out, torch.int8) if args.device == "cpu" else math.nan
     result = {key: statistics.median(values) for key, values in rows.items()}
     result.update(
         first_char_seconds=first, import_torch_seconds=torch_import, help_seconds=help_time,
@@ -172,7 +189,7 @@ def main(argv: list[str]) -> None:
     )
     print(
         f"256 samples: in process {result['batch']:,.0f} chars/s, `charnn sample -n 256` "
-        f"{result['cli_batch']:,.0f} chars/s in all (target >= 30,000)"
+        f"{result['cli_batch']:,.0f} chars/s in all (target >= {30_000 if args.device == 'cpu' else 200_000:,})"
     )
     print(
         f"1,000 paint-name records: in process {result['rec']:,.0f} records/s, `charnn sample -n 1000` "

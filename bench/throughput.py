@@ -7,8 +7,11 @@ for a minute slows both. Model-FLOP utilisation is against the best fp32 matrix
 multiply measured in the same run.
 
     python -m bench throughput [--steps 60] [--repeat 3] [--hidden H] [--seq-len T] [--precision auto]
+        [--device cpu|cuda]
 
-Shapes default to those of `charnn train`.
+Shapes default to those of `charnn train` on the device. On CUDA the issue's shapes are
+`--layers 2 --hidden 1024 --batch-size 128 --seq-len 128`; the matrix-multiply peak is then
+the GPU's, at 8192x8192.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.common import corpus, machine, record
+from bench.common import corpus, device_name, machine, record, synchronize
 
 WARMUP = 10
 
@@ -31,22 +34,25 @@ WARMUP = 10
 def reference_loop(tokens: torch.Tensor, vocab: int, args, bf16: bool) -> float:  # noqa: ANN001
     """A plain nn.LSTM TBPTT loop (dropout like charnn's): chars/s from step WARMUP to the end."""
     torch.manual_seed(0)
-    embed = nn.Embedding(vocab, args.embed)
+    device = torch.device(args.device)
+    embed = nn.Embedding(vocab, args.embed).to(device)
     lstm = nn.LSTM(args.embed, args.hidden, num_layers=args.layers, batch_first=True, dropout=args.dropout)
-    head = nn.Linear(args.hidden, vocab)
+    lstm = lstm.to(device)
+    head = nn.Linear(args.hidden, vocab).to(device)
     drop = nn.Dropout(args.dropout)  # on the embedding and before the head, as charnn does
     params = [*embed.parameters(), *lstm.parameters(), *head.parameters()]
-    opt = torch.optim.AdamW(params, lr=2e-3)
+    opt = torch.optim.AdamW(params, lr=2e-3, fused=True)  # charnn's optimizer is the fused one too
     b, t = args.batch_size, args.seq_len
-    rows = tokens[: len(tokens) // b * b].view(b, -1)
+    rows = tokens[: len(tokens) // b * b].view(b, -1).to(device)
     hidden = None
     start = 0.0
     for step in range(args.steps):
         if step == WARMUP:
+            synchronize(args.device)
             start = time.perf_counter()
-        pos = step * t
+        pos = step * t % (rows.shape[1] - t - 1)
         x, y = rows[:, pos : pos + t], rows[:, pos + 1 : pos + t + 1]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out, hidden = lstm(drop(embed(x)), hidden)
             logits = head(drop(out))
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
@@ -55,6 +61,7 @@ def reference_loop(tokens: torch.Tensor, vocab: int, args, bf16: bool) -> float:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         hidden = tuple(h.detach() for h in hidden)
+    synchronize(args.device)
     return (args.steps - WARMUP) * b * t / (time.perf_counter() - start)
 
 
@@ -81,7 +88,7 @@ def charnn_loop(text: str, args) -> tuple[float, bool, int]:  # noqa: ANN001
         eval_every=10**9,
         log_every=WARMUP,
         precision=args.precision,
-        device="cpu",
+        device=args.device,
     )
     model = dict(layers=args.layers, hidden=args.hidden, embed=args.embed, dropout=args.dropout)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,12 +97,17 @@ def charnn_loop(text: str, args) -> tuple[float, bool, int]:  # noqa: ANN001
     return chars / (marks[args.steps] - marks[WARMUP]), info["bf16"], info["params"]
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, size: int = 2048, repeat: int = 5) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak(dtype: torch.dtype = torch.float32, device: str = "cpu", repeat: int = 5) -> float:
+    size = 2048 if device == "cpu" else 8192
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
     best = float("inf")
+    a @ b
     for _ in range(repeat):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
@@ -124,6 +136,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seq-len", type=int, default=train.seq_len)
     parser.add_argument("--dropout", type=float, default=model.dropout)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the run's device, and the reference's)")
     args = parser.parse_args(argv)
 
     from charnn.tokenizers.char import CharTokenizer
@@ -131,7 +144,7 @@ def main(argv: list[str]) -> None:
     text = corpus("tinyshakespeare.txt").read_text(encoding="utf-8")
     tokenizer = CharTokenizer.build(text)
     tokens = torch.from_numpy(tokenizer.encode(text).astype("int64"))
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; device: {device_name(args.device)}")
     print(
         f"settings: LSTM {args.layers}x{args.hidden}, embed {args.embed}, batch {args.batch_size}, "
         f"window {args.seq_len}, dropout {args.dropout}, {args.steps} steps (timed from step {WARMUP}), "
@@ -147,8 +160,8 @@ def main(argv: list[str]) -> None:
         refs.append(ref)
         ratios.append(rate / ref)
         print(f"  pair {i + 1}: charnn {rate:,.0f} chars/s, reference {ref:,.0f} chars/s, ratio {rate / ref:.3f}")
-    peak = matmul_peak()
-    peak_bf16 = matmul_peak(torch.bfloat16)
+    peak = matmul_peak(device=args.device)
+    peak_bf16 = matmul_peak(torch.bfloat16, args.device)
     flops = flops_per_char(args, tokenizer.vocab_size)
     median = statistics.median(ours)
     result = {

@@ -177,6 +177,30 @@ class SampleConfig:
         _check(all(self.stop), "--stop strings must not be empty")
 
 
+CUDA_DEFAULTS: dict[str, Any] = {
+    "layers": 2,
+    "hidden": 1024,
+    "dropout": 0.5,
+    "batch_size": 128,
+    "seq_len": 128,
+    "lr": 3e-3,
+}
+"""What `charnn train` uses on CUDA for these settings when they are not given.
+
+A GPU trains a 2x1024 LSTM faster than a CPU trains a 2x384 one, and a few minutes of it
+read a small corpus hundreds of times: the model is wider and dropout holds it back. The
+values come from the sweep kept in bench/results/quality.jsonl (device "NVIDIA H100").
+"""
+
+
+def device_defaults(device_type: str) -> dict[str, Any]:
+    """The defaults of the settings in CUDA_DEFAULTS on a device type ('cpu', 'cuda', 'mps')."""
+    if device_type == "cuda":
+        return dict(CUDA_DEFAULTS)
+    model, train = ModelConfig(vocab_size=2), TrainConfig()
+    return {key: getattr(model, key) if hasattr(model, key) else getattr(train, key) for key in CUDA_DEFAULTS}
+
+
 def _check_types(config: Any) -> None:
     """Fields hold the types their annotations name (values may come from a JSON file)."""
     for f in fields(config):

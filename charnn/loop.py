@@ -28,7 +28,7 @@ from charnn.distributed import World
 from charnn.errors import TrainingDiverged
 from charnn.events import Evaluated, Event, Finished, Progress, RolledBack, Started
 from charnn.files import remove_stale_temporaries
-from charnn.model import State, count_parameters, detach_state
+from charnn.model import State, count_parameters
 from charnn.resume import Position, load_resume, save_resume
 from charnn.runfolder import RUN_FOLDER_FILES
 
@@ -64,13 +64,26 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
 
 
 class _Window:
-    """Statistics of the steps since the last progress report."""
+    """Statistics of the steps since the last progress report, kept on the device.
+
+    They are added up without reading anything back to the host, so a CUDA step never
+    waits for the GPU; ``_report`` reads them all at once.
+    """
 
     def __init__(self, step: int, device: torch.device) -> None:
         self.start_step, self.start_time = step, time.perf_counter()
-        self.loss_sum = torch.zeros((), device=device)
-        self.norms: list[torch.Tensor] = []
-        self.clipped = self.skipped = 0
+        zero = torch.zeros((), device=device)
+        self.loss_sum, self.good, self.norm_sum, self.norm_max, self.clipped = (zero.clone() for _ in range(5))
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, finite: torch.Tensor, clip: float) -> None:
+        """One step: its loss and gradient norm count when they are finite (the update was applied)."""
+        self.loss_sum += torch.where(finite, loss, 0.0)
+        kept = torch.where(finite, norm, 0.0)
+        self.norm_sum += kept
+        torch.maximum(self.norm_max, kept, out=self.norm_max)
+        self.good += finite
+        if clip > 0:
+            self.clipped += kept > clip
 
 
 class Loop:
@@ -216,7 +229,7 @@ class Loop:
         c = self.config
         self.net.train()
         window = _Window(self.position.step, self.device)
-        bad_in_a_row = 0
+        self._clear_bad_run()
         while True:
             stop = self.stop is not None and self.stop.is_set()
             fraction, stop = self.world.max(self.fraction(self.elapsed()), float(stop))
@@ -225,15 +238,15 @@ class Loop:
             if stop:
                 return "stopped"
             lr = lr_at(self.position.step, fraction, c) * self.position.lr_scale
-            good = self._step(lr, window)
-            bad_in_a_row = 0 if good else bad_in_a_row + 1
-            if bad_in_a_row >= MAX_BAD_STEPS:
-                self._roll_back()
-                bad_in_a_row = 0
-                window = _Window(self.position.step, self.device)
-                continue
+            self._step(lr, window)
             step = self.position.step
             if step % c.log_every == 0:
+                # The host reads the device's statistics here only: a CUDA step never waits for the GPU.
+                if int(self.worst_bad_run) >= MAX_BAD_STEPS:
+                    self._roll_back()
+                    window = _Window(self.position.step, self.device)
+                    self._clear_bad_run()
+                    continue
                 self._report(window, lr)
                 window = _Window(step, self.device)
             if step % c.eval_every == 0:
@@ -242,8 +255,18 @@ class Loop:
                 self.save_resume()
                 self.net.train()
 
-    def _step(self, lr: float, window: _Window) -> bool:
-        """One optimizer step on the next window; False when it was skipped as non-finite."""
+    def _clear_bad_run(self) -> None:
+        """Non-finite steps in a row (now, and the most since the last report), counted on the device."""
+        self.bad_run = torch.zeros((), device=self.device)
+        self.worst_bad_run = torch.zeros((), device=self.device)
+
+    def _step(self, lr: float, window: _Window) -> None:
+        """One optimizer step on the next window; a non-finite one changes no weight.
+
+        Whether the step was finite is decided on the device: the fused optimizer skips
+        its whole update (moments and step count included) where ``found_inf`` is 1, as
+        for a gradient scaler. The loop reads the verdicts at the report interval.
+        """
         c = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -252,19 +275,19 @@ class Loop:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # The norm is of the gradients averaged over all ranks, so every rank decides alike.
-        norm = clip_gradients(self.model.parameters(), c.clip)
+        norm = clip_gradients(self.model.parameters(), c.clip).detach()
         self.position.step += 1
-        if not torch.isfinite(norm):
-            # A non-finite step never reaches the weights; the carried state starts afresh.
-            window.skipped += 1
-            self.carry = self.task.initial_carry()
-            return False
-        self.optimizer.step()
-        self.carry = detach_state(carry)
-        window.loss_sum += loss.detach()
-        window.norms.append(norm.detach())
-        window.clipped += int(c.clip > 0 and norm > c.clip)
-        return True
+        finite = torch.isfinite(norm)
+        if self.optimizer.defaults.get("fused"):
+            self.optimizer.found_inf = (~finite).float()
+            self.optimizer.step()
+        elif finite:  # an optimizer without the fused kernel (MPS): decided on the host
+            self.optimizer.step()
+        # A non-finite step's carried state starts afresh (zeros, as a new pass's).
+        self.carry = [tuple(torch.where(finite, s.detach(), 0.0) for s in layer) for layer in carry]
+        window.add(loss.detach(), norm, finite, c.clip)
+        self.bad_run = (self.bad_run + 1) * ~finite
+        torch.maximum(self.worst_bad_run, self.bad_run, out=self.worst_bad_run)
 
     def _roll_back(self) -> None:
         """Go back to the last saved good state with half the learning rate, or give up."""
@@ -287,20 +310,22 @@ class Loop:
 
     def _report(self, window: _Window, lr: float) -> None:
         steps = self.position.step - window.start_step
-        norms = torch.stack(window.norms) if window.norms else torch.full((1,), math.nan)
         loss_sum = float(self.world.mean(window.loss_sum))
         if not self.world.main:
             return
+        good, norm_sum, norm_max, clipped = torch.stack(
+            [window.good, window.norm_sum, window.norm_max, window.clipped]
+        ).tolist()
         chars = steps * self.task.chars_per_step
         elapsed = self.elapsed()
         event = Progress(
             step=self.position.step,
-            loss=loss_sum / len(window.norms) if window.norms else math.nan,
+            loss=loss_sum / good if good else math.nan,
             lr=lr,
-            grad_norm=float(norms.mean()),
-            grad_norm_max=float(norms.max()),
-            clipped=window.clipped,
-            skipped=window.skipped,
+            grad_norm=norm_sum / good if good else math.nan,
+            grad_norm_max=norm_max if good else math.nan,
+            clipped=int(clipped),
+            skipped=steps - int(good),
             chars_per_sec=chars / max(1e-9, time.perf_counter() - window.start_time),
             elapsed=elapsed,
             fraction=self.fraction(elapsed),

@@ -141,7 +141,8 @@ def _restore_optimizer(path, model, optimizer, tensors, device) -> None:  # noqa
         if exp_avg.numel() != param.numel() or exp_avg_sq.numel() != param.numel():
             raise CheckpointError(f"{path}: optimizer state for {name} does not fit the model")
         optimizer.state[param] = {
-            "step": step.reshape(()).clone(),
+            # The fused kernel counts steps on the parameters' device; the others count on the host.
+            "step": step.reshape(()).clone().to(device if optimizer.defaults.get("fused") else "cpu"),
             "exp_avg": exp_avg.reshape(param.shape).to(device),
             "exp_avg_sq": exp_avg_sq.reshape(param.shape).to(device),
         }

@@ -274,29 +274,41 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
         produced = [0] * n
         active = set(range(n))
         rows = list(range(n))  # the sample each row of the batch generates
+        chunk = 1
         while active:
-            logits, state = step(token, state)  # (b, V)
-            if len(banned):
-                logits.index_fill_(1, banned, float("-inf"))
-            utf8.restrict(logits, rows)
-            if healing.active():
-                healing.restrict(logits, rows)
-            token = sample_next(logits, config.temperature, config.top_k, config.top_p, generator)
-            ids = token.tolist()
+            # A GPU runs a chunk of steps before the host reads their tokens back (one wait a chunk,
+            # not one a token); a CPU reads every token at once. The guards below choose the next
+            # token from what the host knows of the last, so they step one token at a time.
+            ahead = _steps_ahead(device) if not (utf8.enabled or healing.active()) else 1
+            chunk = min(ahead, 2 * chunk, max(config.length - produced[i] for i in active))
+            drawn = []
+            for _ in range(chunk):
+                logits, state = step(token, state)  # (b, V)
+                if len(banned):
+                    logits.index_fill_(1, banned, float("-inf"))
+                utf8.restrict(logits, rows)
+                if healing.active():
+                    healing.restrict(logits, rows)
+                token = sample_next(logits, config.temperature, config.top_k, config.top_p, generator)
+                drawn.append(token)
+            chunk_ids = (torch.stack(drawn, dim=1) if chunk > 1 else drawn[0][:, None]).tolist()  # (b, chunk)
             for j, i in enumerate(rows):
                 if i not in active:
                     continue
-                if ids[j] == boundary:  # the record ends here
-                    active.discard(i)
-                    yield Piece(i, scanners[i].flush(), True)
-                    continue
-                utf8.update(i, ids[j])
-                text = decoders[i].decode(healing.new_bytes(i, ids[j]))
+                ids = chunk_ids[j]
+                ends = boundary is not None and boundary in ids
+                if ends:  # the record ends at its boundary; what was drawn after it is dropped
+                    ids = ids[: ids.index(boundary)]
+                data = b""
+                for token_id in ids:
+                    utf8.update(i, token_id)
+                    data += healing.new_bytes(i, token_id)
+                text = decoders[i].decode(data)
                 if produced[i] + len(text) >= config.length:
                     text = text[: config.length - produced[i]]
                 produced[i] += len(text)
                 out = scanners[i].push(text)
-                finished = scanners[i].stopped or produced[i] >= config.length
+                finished = ends or scanners[i].stopped or produced[i] >= config.length
                 if finished:
                     out += scanners[i].flush()
                     active.discard(i)
@@ -307,6 +319,14 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
                 index = torch.tensor(keep, dtype=torch.long, device=token.device)
                 token, rows = token[index], [rows[j] for j in keep]
                 state = [tuple(s[:, index] for s in layer) for layer in state]
+
+
+STEPS_AHEAD = 32
+"""On a GPU, tokens drawn before the host reads them back (the steps of a chunk)."""
+
+
+def _steps_ahead(device: torch.device) -> int:
+    return 1 if device.type == "cpu" else STEPS_AHEAD
 
 
 def stepping_dtype(n: int, device: torch.device) -> torch.dtype | None:

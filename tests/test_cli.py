@@ -261,3 +261,23 @@ def test_swatch_for_paint_lines_only_on_a_terminal(monkeypatch):
     plain = io.StringIO()
     _Printer(SampleConfig(stop=("\n",)), plain).print("Quiet Harbour Fog 182 190 196")
     assert plain.getvalue() == "Quiet Harbour Fog 182 190 196\n"
+
+
+def test_cuda_defaults_are_larger_and_a_small_corpus_keeps_the_cpu_batch():
+    from charnn.cli.train import _device_defaults, _fit_small_corpus
+    from charnn.config import CUDA_DEFAULTS, TrainConfig
+
+    unset = dict.fromkeys(("layers", "hidden", "dropout", "batch_size", "seq_len", "lr"))
+    assert _device_defaults("cpu", unset) == {"layers": 2, "hidden": 384, "dropout": 0.1} | {
+        "batch_size": 32,
+        "seq_len": 64,
+        "lr": 5e-3,
+    }
+    assert _device_defaults("cpu", {**unset, "hidden": 99})["hidden"] == 99
+    on_gpu = TrainConfig(batch_size=CUDA_DEFAULTS["batch_size"], seq_len=CUDA_DEFAULTS["seq_len"])
+    assert _fit_small_corpus(on_gpu, unset, 1_115_394, notes := []) == on_gpu  # tinyshakespeare keeps 128 x 128
+    small = _fit_small_corpus(on_gpu, unset, 100_000, notes)
+    assert (small.batch_size, small.seq_len) == (32, 64) and notes == [
+        "the corpus is small for CUDA's batch and window: --batch-size 32 --seq-len 64"
+    ]
+    assert _fit_small_corpus(on_gpu, {**unset, "batch_size": 128}, 100_000, []) == on_gpu  # given: kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -306,3 +307,20 @@ def test_a_classifier_warm_starts_from_a_record_run(record_run, tmp_path):
     assert start["model.embed.weight"].shape[0] == vocab
     assert torch.equal(start["model.embed.weight"], lm["embed.weight"][:vocab])
     assert torch.equal(start["model.rnns.0.weight_hh_l0"], lm["rnns.0.weight_hh_l0"])
+
+
+def test_records_drawn_ahead_as_on_a_gpu_end_at_their_boundary(record_run, monkeypatch):
+    import charnn.sample as sample_module
+    from charnn.checkpoint import load_run
+    from charnn.config import SampleConfig
+    from charnn.sample import stream
+
+    run = load_run(record_run)
+    monkeypatch.setattr(sample_module, "_steps_ahead", lambda device: 32)
+    texts, done = [""] * 50, [0] * 50
+    for piece in stream(run, SampleConfig(length=200, num_samples=50, seed=2)):
+        texts[piece.sample] += piece.text
+        done[piece.sample] += piece.done
+    assert done == [1] * 50
+    assert all(text and "\n" not in text and len(text) < 200 for text in texts)
+    assert sum(bool(re.fullmatch(r".+ \d{1,3} \d{1,3} \d{1,3}", t)) for t in texts) >= 25

@@ -321,3 +321,21 @@ def test_the_int8_stepper_follows_the_model_for_every_cell(cell, hidden, embed):
     for t in range(tokens.shape[1]):
         logits, state = step(tokens[:, t], state)
         torch.testing.assert_close(logits, full[:, t], rtol=0.05, atol=0.02)
+
+
+def test_drawing_tokens_ahead_as_on_a_gpu_gives_the_same_text(trained_run, monkeypatch):
+    """A GPU draws a chunk of tokens before the host reads them; lengths and stops still cut exactly."""
+    import charnn.sample as sample_module
+
+    run = load_run(trained_run)
+    cases = [
+        dict(length=300, seed=3),
+        dict(length=7, seed=3),
+        dict(length=400, seed=5, stop=("e ",)),
+        dict(length=150, seed=8, num_samples=4),  # no row ends early: the batch never shrinks
+    ]
+    one_at_a_time = [generate_text(run, prime="The ", **case) for case in cases]
+    monkeypatch.setattr(sample_module, "_steps_ahead", lambda device: 32)
+    ahead = [generate_text(run, prime="The ", **case) for case in cases]
+    assert ahead == one_at_a_time
+    assert len(ahead[1][0]) == 7 and "e " not in ahead[2][0] and len(ahead[2][0]) < 400

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from charnn.config import CELLS
+from charnn.config import CELLS, CUDA_DEFAULTS, device_defaults
 
 MODEL = "Model"
 TRAIN = "Training"
@@ -73,3 +73,20 @@ Seed = Annotated[
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=TRAIN)]
 
 Precision = Annotated[str, typer.Option(help="auto, fp32 or bf16 (autocast).", rich_help_panel=TRAIN)]
+
+
+def _by_device(kind: type, what: str, key: str, panel: str):  # noqa: ANN202
+    """An option whose default depends on the device (None: not given; see charnn.config.CUDA_DEFAULTS)."""
+    cpu, cuda = device_defaults("cpu")[key], CUDA_DEFAULTS[key]
+    return Annotated[
+        Optional[kind],
+        typer.Option(help=f"{what} \\[default: {cpu:g}; {cuda:g} on CUDA].", rich_help_panel=panel, show_default=False),
+    ]
+
+
+LayersByDevice = _by_device(int, "Stacked recurrent layers.", "layers", MODEL)
+HiddenByDevice = _by_device(int, "Hidden state width.", "hidden", MODEL)
+DropoutByDevice = _by_device(float, "Dropout probability.", "dropout", MODEL)
+BatchSizeByDevice = _by_device(int, "Parallel rows of the text stream.", "batch_size", TRAIN)
+SeqLenByDevice = _by_device(int, "Tokens per backpropagation window.", "seq_len", TRAIN)
+LrByDevice = _by_device(float, "Peak learning rate (AdamW, warm-up then cosine decay).", "lr", TRAIN)

@@ -83,10 +83,10 @@ def train_command(
         typer.Option(help="Subword vocabulary size \\[default: the tokenizer's own].", show_default=False),
     ] = None,
     cell: options.Cell = _DEFAULT_MODEL.cell,
-    layers: options.Layers = _DEFAULT_MODEL.layers,
-    hidden: options.Hidden = _DEFAULT_MODEL.hidden,
+    layers: options.LayersByDevice = None,
+    hidden: options.HiddenByDevice = None,
     embed: options.Embed = _DEFAULT_MODEL.embed,
-    dropout: options.Dropout = _DEFAULT_MODEL.dropout,
+    dropout: options.DropoutByDevice = None,
     residual: options.Residual = None,
     tie_weights: options.TieWeights = False,
     bidirectional: Annotated[
@@ -95,9 +95,9 @@ def train_command(
     ] = False,
     steps: options.Steps = None,
     time_budget: options.TimeBudget = None,
-    batch_size: options.BatchSize = _DEFAULT_TRAIN.batch_size,
-    seq_len: options.SeqLen = _DEFAULT_TRAIN.seq_len,
-    lr: options.Lr = _DEFAULT_TRAIN.lr,
+    batch_size: options.BatchSizeByDevice = None,
+    seq_len: options.SeqLenByDevice = None,
+    lr: options.LrByDevice = None,
     warmup: options.Warmup = _DEFAULT_TRAIN.warmup_steps,
     weight_decay: options.WeightDecay = _DEFAULT_TRAIN.weight_decay,
     clip: options.Clip = _DEFAULT_TRAIN.clip,
@@ -138,6 +138,10 @@ def train_command(
         return
     if not corpus:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
+    given = dict(layers=layers, hidden=hidden, dropout=dropout, batch_size=batch_size, seq_len=seq_len, lr=lr)
+    notes: list[str] = []  # said when training starts: a bad corpus still gets its one line alone
+    chosen = _device_defaults(device, given, notes)
+    layers, hidden, dropout, batch_size, seq_len, lr = (chosen[key] for key in given)
     config = TrainConfig(
         seq_len=seq_len,
         batch_size=batch_size,
@@ -168,6 +172,7 @@ def train_command(
 
         parse_format(records)  # a bad separator is refused before the corpus is read
     corpus_text = read_corpus(corpus)
+    config = _fit_small_corpus(config, given, corpus_text.stats.chars, notes)
     val_text = read_text(val) if val is not None else None
     records = _records_setting(records, corpus_text, init_from)
     folder = Path(resume) if resume not in (None, "auto") else out or Path("runs") / corpus_text.name
@@ -193,7 +198,51 @@ def train_command(
             **kw,
         )
 
-    run_training(new_run)
+    run_training(new_run, notes=notes)
+
+
+def _device_defaults(device: str, given: dict[str, Any], notes: list[str] | None = None) -> dict[str, Any]:
+    """The settings as given, the device's defaults where not (a GPU's are larger: charnn.config.CUDA_DEFAULTS)."""
+    from charnn.config import DEVICES, device_defaults
+
+    if device not in DEVICES:
+        return {key: value for key, value in given.items()}  # TrainConfig names the bad --device
+    from charnn.device import resolve_device
+
+    kind = resolve_device(device).type
+    defaults = device_defaults(kind)
+    chosen = {key: defaults[key] if value is None else value for key, value in given.items()}
+    if kind == "cuda" and any(value is None for value in given.values()):
+        shown = ", ".join(
+            f"--{key.replace('_', '-')} {defaults[key]:g}" for key, value in given.items() if value is None
+        )
+        if notes is not None:
+            notes.append(f"on CUDA: {shown} (the GPU defaults; give any of them to change it)")
+    return chosen
+
+
+GPU_WINDOWS_PER_ROW = 32
+"""CUDA's batch and window defaults apply where each row of the text holds this many windows."""
+
+
+def _fit_small_corpus(config: TrainConfig, given: dict[str, Any], chars: int, notes: list[str]) -> TrainConfig:
+    """A corpus too small for CUDA's batch and window defaults keeps the CPU's (as it would train on one)."""
+    import dataclasses
+
+    from charnn.config import CUDA_DEFAULTS, device_defaults
+
+    if given["batch_size"] is not None or given["seq_len"] is not None:
+        return config
+    if (config.batch_size, config.seq_len) != (CUDA_DEFAULTS["batch_size"], CUDA_DEFAULTS["seq_len"]):
+        return config
+    needed = config.batch_size * (config.seq_len + 1) * GPU_WINDOWS_PER_ROW
+    if chars * (1 - config.val_fraction) >= needed:
+        return config
+    cpu = device_defaults("cpu")
+    notes.append(
+        f"the corpus is small for CUDA's batch and window: --batch-size {cpu['batch_size']} --seq-len {cpu['seq_len']}"
+    )
+    return dataclasses.replace(config, batch_size=cpu["batch_size"], seq_len=cpu["seq_len"])
 
 
 def _records_setting(given: str | None, corpus, init_from: Path | None) -> str | None:  # noqa: ANN001
@@ -243,8 +292,10 @@ def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
     return resume(folder, steps=steps, time_budget=budget, kind="lm", **kw)
 
 
-def run_training(start: Callable[..., Any], command: str = "charnn train") -> None:
-    """Run training with SIGINT/SIGTERM turned into a clean, resumable stop; ``command`` resumes it."""
+def run_training(start: Callable[..., Any], command: str = "charnn train", notes: list[str] | None = None) -> None:
+    """Run training with SIGINT/SIGTERM turned into a clean, resumable stop; ``command`` resumes it.
+
+    ``notes`` are said when training starts, before its first line."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -254,7 +305,7 @@ def run_training(start: Callable[..., Any], command: str = "charnn train") -> No
         say("stopping after this step with a resumable checkpoint (press Ctrl-C again to stop at once)")
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    view = _TrainView()
+    view = _TrainView(notes or [])
     try:
         finished = start(on_event=view, stop=stop)
     finally:
@@ -293,7 +344,8 @@ def run_training(start: Callable[..., Any], command: str = "charnn train") -> No
 class _TrainView:
     """Renders trainer events: a rich progress bar on a terminal, plain lines otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
         self.console = stderr_console()
         self.live = sys.stderr.isatty()
         self.progress = None
@@ -340,6 +392,8 @@ class _TrainView:
             if part
         )
         precision = "bf16 autocast" if event.bf16 else "fp32"
+        for note in self.notes:
+            say(note)
         if event.resumed_from is not None:
             say(f"resuming {event.folder} at step {event.resumed_from}")
         say(
