@@ -41,6 +41,8 @@ class ModelConfig:
     """Width of the token embedding."""
     dropout: float = 0.1
     """Dropout on the embedding, between layers and before the head (training only)."""
+    weight_drop: float = 0.0
+    """DropConnect on each layer's hidden-to-hidden weights, one mask a window (training only)."""
     residual: bool | None = None
     """Add each layer's input to its output for layers 2.. (None: on when layers >= 2)."""
     tie_weights: bool = False
@@ -63,6 +65,7 @@ class ModelConfig:
         _check(1 <= self.hidden <= 16384, f"--hidden must be between 1 and 16384, got {self.hidden}")
         _check(1 <= self.embed <= 16384, f"--embed must be between 1 and 16384, got {self.embed}")
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+        _check(0.0 <= self.weight_drop < 1.0, f"--weight-drop must be in [0, 1), got {self.weight_drop}")
         _check(0.0 <= self.token_dropout < 1.0, f"--token-dropout must be in [0, 1), got {self.token_dropout}")
         if self.residual is None:
             object.__setattr__(self, "residual", self.layers >= 2)

@@ -9,6 +9,8 @@ fast one-token-at-a-time view of the same weights for generation.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -211,15 +213,33 @@ def run_stack(
     cuts = _cuts(resets, x.shape[1]) if resets is not None else None
     new_state: State = []
     for i, (rnn, layer_state) in enumerate(zip(rnns, state, strict=True)):
+        layer = _with_weight_drop(rnn, config.weight_drop) if drop.training and config.weight_drop > 0 else rnn
         if cuts is None:
-            out, hn = rnn(x, layer_state if config.cell == "lstm" else layer_state[0])  # (B, T, H)
+            out, hn = layer(x, layer_state if config.cell == "lstm" else layer_state[0])  # (B, T, H)
             hn = hn if isinstance(hn, tuple) else (hn,)
         else:
-            out, hn = _run_in_pieces(rnn, x, layer_state, config.cell, resets, cuts)
+            out, hn = _run_in_pieces(layer, x, layer_state, config.cell, resets, cuts)
         new_state.append(hn)
         out = drop(out)
         x = x + out if config.residual and i > 0 else out  # (B, T, H)
     return x, new_state
+
+
+def _with_weight_drop(rnn: nn.Module, p: float):  # noqa: ANN202
+    """The layer with DropConnect on its hidden-to-hidden weights: one mask for the whole window.
+
+    Dropping recurrent connections (not activations) regularises what the state carries from
+    step to step without breaking the fused kernels: the mask is drawn once and the whole
+    window runs fused with the masked matrix (the recurrent-weight dropout of AWD-LSTM).
+    """
+    weights = {"weight_hh_l0": F.dropout(rnn.weight_hh_l0, p, training=True)}
+
+    def call(x: Tensor, state):  # noqa: ANN001, ANN202
+        with warnings.catch_warnings():  # cuDNN copies the masked weights into its buffer: expected
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            return torch.func.functional_call(rnn, weights, (x, state))
+
+    return call
 
 
 def _cuts(resets: Tensor, steps: int) -> list[int] | None:

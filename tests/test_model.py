@@ -116,3 +116,35 @@ def test_detach_cuts_the_graph_but_keeps_values():
 def test_bad_model_settings_name_the_flag(options, flag):
     with pytest.raises(ConfigError, match=flag):
         ModelConfig(vocab_size=10, **options)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_weight_drop_masks_recurrent_weights_in_training_only(cell):
+    torch.manual_seed(0)
+    plain = RecurrentLM(ModelConfig(vocab_size=20, cell=cell, hidden=32, embed=8, dropout=0.0))
+    dropped = RecurrentLM(ModelConfig(vocab_size=20, cell=cell, hidden=32, embed=8, dropout=0.0, weight_drop=0.5))
+    dropped.load_state_dict(plain.state_dict())
+    tokens = torch.randint(0, 20, (3, 12))
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(tokens)[0], dropped(tokens)[0])  # evaluation and sampling see every weight
+    dropped.train()
+    first, second = dropped(tokens)[0], dropped(tokens)[0]
+    assert not torch.allclose(first, second)  # a fresh mask each window
+    # One mask for the whole window: each layer reads its masked matrix at every step, so the
+    # window's output equals the plain model's with that matrix put in place.
+    torch.manual_seed(5)
+    out = dropped(tokens)[0]
+    torch.manual_seed(5)
+    masked = [torch.nn.functional.dropout(rnn.weight_hh_l0, 0.5, training=True) for rnn in dropped.rnns]
+    with torch.no_grad():
+        for rnn, weight in zip(plain.rnns, masked, strict=True):
+            rnn.weight_hh_l0.copy_(weight)
+    plain.train()
+    assert torch.allclose(out, plain(tokens)[0], atol=1e-6)
+    out.sum().backward()
+    assert all(rnn.weight_hh_l0.grad is not None and rnn.weight_hh_l0.grad.abs().sum() > 0 for rnn in dropped.rnns)
+
+
+def test_weight_drop_is_checked():
+    with pytest.raises(ConfigError, match="--weight-drop must be in"):
+        ModelConfig(vocab_size=5, weight_drop=1.0)

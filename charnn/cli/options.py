@@ -26,6 +26,15 @@ Embed = Annotated[int, typer.Option(help="Embedding width.", rich_help_panel=MOD
 
 Dropout = Annotated[float, typer.Option(help="Dropout probability.", rich_help_panel=MODEL)]
 
+WeightDrop = Annotated[
+    float,
+    typer.Option(
+        help="DropConnect on the recurrent (hidden-to-hidden) weights, one mask a window: holds back a large "
+        "model on a small corpus.",
+        rich_help_panel=MODEL,
+    ),
+]
+
 Residual = Annotated[
     Optional[bool],
     typer.Option(

@@ -87,6 +87,7 @@ def train_command(
     hidden: options.HiddenByDevice = None,
     embed: options.Embed = _DEFAULT_MODEL.embed,
     dropout: options.DropoutByDevice = None,
+    weight_drop: options.WeightDrop = _DEFAULT_MODEL.weight_drop,
     residual: options.Residual = None,
     tie_weights: options.TieWeights = False,
     bidirectional: Annotated[
@@ -163,6 +164,7 @@ def train_command(
         hidden=hidden,
         embed=embed,
         dropout=dropout,
+        weight_drop=weight_drop,
         residual=residual,
         tie_weights=tie_weights,
     )
