@@ -280,7 +280,8 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
             # not one a token); a CPU reads every token at once. The guards below choose the next
             # token from what the host knows of the last, so they step one token at a time.
             ahead = _steps_ahead(device) if not (utf8.enabled or healing.active()) else 1
-            chunk = min(ahead, 2 * chunk, max(config.length - produced[i] for i in active))
+            # Ramp up, and draw no more than the longest unfinished sample can take.
+            chunk = min(ahead, 2 * chunk, max(config.length - produced[i] for i in active)) if ahead > 1 else 1
             drawn = []
             for _ in range(chunk):
                 logits, state = step(token, state)  # (b, V)

@@ -13,6 +13,7 @@ starts an older run, for the tests of --overwrite: "settings" differs in its set
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 from tests.conftest import CORPORA, TINY_MODEL, tiny_train_config
 
 TEXT = (CORPORA / "fantasy.txt").read_text(encoding="utf-8")[:6000]
+NAMES = "".join((CORPORA / "paint-names.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:40])
+"""40 records, about 7 windows a pass: a run of 30 steps reads them in 5 orders."""
 MODEL = {**TINY_MODEL, "dropout": 0.1}  # dropout makes the RNG state matter
 STEPS, EVAL_EVERY, LOG_EVERY = 30, 10, 5
 
@@ -40,25 +43,30 @@ class RunKind:
 VARIANTS = {None: {}, "settings": {"seed": 99, "steps": 10}, "budget": {"steps": 10}}
 
 
-def _language_model(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
+def _language_model(  # noqa: ANN001
+    folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None, records: str | None = None
+):
     from charnn.data import Corpus
     from charnn.train import train
 
     # A short warm-up, so that the schedule (and so the weights) depends on the budget early on.
     settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
     config = tiny_train_config(**{**settings, **VARIANTS[variant]})
-    corpus = Corpus(text=TEXT, name="t", sources=("t.txt",))
+    text, name = (TEXT, "t") if records is None else (NAMES, "n")
+    corpus = Corpus(text=text, name=name, sources=(f"{name}.txt",))
     events = {"on_event": on_event} if on_event is not None else {}
-    return train(corpus, folder, MODEL, config, resume=resume, overwrite=overwrite, **events)
+    return train(corpus, folder, MODEL, config, resume=resume, overwrite=overwrite, records=records, **events)
 
 
-def _language_model_command(workdir: Path, folder: Path) -> list[str]:
-    corpus = workdir / "t.txt"
+def _language_model_command(workdir: Path, folder: Path, records: str | None = None) -> list[str]:
+    text, name = (TEXT, "t") if records is None else (NAMES, "n")
+    corpus = workdir / f"{name}.txt"
     if not corpus.exists():
-        corpus.write_text(TEXT, encoding="utf-8")
+        corpus.write_text(text, encoding="utf-8")
     c, m = tiny_train_config(steps=STEPS, eval_every=EVAL_EVERY), MODEL
     return [
         *("train", str(corpus), "--out", str(folder)),
+        *(("--records", records) if records is not None else ()),
         *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--seq-len", str(c.seq_len)),
         *("--batch-size", str(c.batch_size), "--seed", str(c.seed), "--precision", c.precision),
         *("--hidden", str(m["hidden"]), "--embed", str(m["embed"]), "--dropout", str(m["dropout"])),
@@ -102,37 +110,12 @@ def _classifier_command(workdir: Path, folder: Path) -> list[str]:
     ]
 
 
-NAMES = "".join((CORPORA / "paint-names.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:40])
-"""40 records, about 7 windows a pass: a run of 30 steps reads them in 5 orders."""
-
-
-def _record_model(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
-    from charnn.data import Corpus
-    from charnn.train import train
-
-    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
-    config = tiny_train_config(**{**settings, **VARIANTS[variant]})
-    corpus = Corpus(text=NAMES, name="n", sources=("n.txt",))
-    events = {"on_event": on_event} if on_event is not None else {}
-    return train(corpus, folder, MODEL, config, resume=resume, overwrite=overwrite, records="line", **events)
-
-
-def _record_model_command(workdir: Path, folder: Path) -> list[str]:
-    corpus = workdir / "n.txt"
-    if not corpus.exists():
-        corpus.write_text(NAMES, encoding="utf-8")
-    c, m = tiny_train_config(steps=STEPS, eval_every=EVAL_EVERY), MODEL
-    return [
-        *("train", str(corpus), "--out", str(folder), "--records", "line"),
-        *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--seq-len", str(c.seq_len)),
-        *("--batch-size", str(c.batch_size), "--seed", str(c.seed), "--precision", c.precision),
-        *("--hidden", str(m["hidden"]), "--embed", str(m["embed"]), "--dropout", str(m["dropout"])),
-        *("--device", "cpu", "--warmup", "5"),
-    ]
-
-
 KINDS = [
     RunKind("language-model", _language_model, _language_model_command),
     RunKind("classifier", _classifier, _classifier_command),
-    RunKind("record-model", _record_model, _record_model_command),
+    RunKind(
+        "record-model",
+        functools.partial(_language_model, records="line"),
+        functools.partial(_language_model_command, records="line"),
+    ),
 ]

@@ -107,6 +107,7 @@ def test_closed_stdout_ends_quietly(trained_run):
             "unknown --cell 'transformer'; choose one of: rnn, lstm, gru",
         ),
         (["train", "CORPUS", "--hidden", "-1"], 2, "--hidden must be between"),
+        (["train", "CORPUS", "--device", "tpu"], 2, "unknown --device 'tpu'; choose one of: auto, cpu, cuda, mps"),
         (["train", "CORPUS", "--time", "soon"], 2, "--time 'soon' is not a duration"),
         (["sample", "-m", "nowhere"], 1, "run folder nowhere does not exist"),
         (["sample", "-m", "RUN", "--temp", "-1"], 2, "--temp must be between 0"),

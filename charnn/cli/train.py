@@ -206,12 +206,9 @@ def train_command(
 def _device_defaults(device: str, given: dict[str, Any], notes: list[str] | None = None) -> dict[str, Any]:
     """The settings as given, the device's defaults where not (a GPU's are larger: charnn.config.CUDA_DEFAULTS)."""
     from charnn.config import DEVICES, device_defaults
-
-    if device not in DEVICES:
-        return {key: value for key, value in given.items()}  # TrainConfig names the bad --device
     from charnn.device import resolve_device
 
-    kind = resolve_device(device).type
+    kind = resolve_device(device).type if device in DEVICES else "cpu"  # TrainConfig names a bad --device
     defaults = device_defaults(kind)
     chosen = {key: defaults[key] if value is None else value for key, value in given.items()}
     if kind == "cuda" and any(value is None for value in given.values()):
