@@ -31,7 +31,7 @@ from charnn.files import atomic_write_bytes, atomic_write_text
 
 FORMAT = "charnn-run"
 FORMAT_VERSION = 2
-"""2: config.json may name a task ('classify'); a folder with none is a language model (as in 1)."""
+"""2: config.json may name a task ('classify', 'tag'); a folder with none is a language model (as in 1)."""
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 VALIDATION_FILE = "validation.txt"
@@ -44,10 +44,13 @@ TRAIN_RECORDS_FILE = "train.records"
 TRAIN_TEXTS_FILE = "train.tsv"
 VAL_TEXTS_FILE = "validation.tsv"
 """A classifier run's labelled texts (label<TAB>text), kept so that resuming needs no data."""
+TRAIN_TAGS_FILE = "train.tags"
+VAL_TAGS_FILE = "validation.tags"
+"""A tagger run's sentences (token<TAB>tag, an empty line after each sentence)."""
 RUN_FILES = (
     *(CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, RESUME_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE),
     TRAIN_RECORDS_FILE,
-    *(TRAIN_TEXTS_FILE, VAL_TEXTS_FILE),
+    *(TRAIN_TEXTS_FILE, VAL_TEXTS_FILE, TRAIN_TAGS_FILE, VAL_TAGS_FILE),
 )
 """Every file a run folder may hold besides the tokenizer's, which config.json names."""
 RUNS_DIR = "runs"
@@ -139,7 +142,7 @@ def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = 
 def load_run(folder: str | Path, device: str = "cpu", kind: str | None = None) -> Run:
     """Load a run folder, validating every file; weights go to ``device``.
 
-    ``kind`` ('lm', 'classify'), when given, refuses a run of another kind.
+    ``kind`` ('lm', 'classify', 'tag'), when given, refuses a run of another kind.
     """
     import torch
     from safetensors import SafetensorError
@@ -182,7 +185,11 @@ def check_kind(folder: Path, config: dict[str, Any], kind: str | None) -> None:
     found = task_kind(config)
     if kind is None or found == kind:
         return
-    use = {"lm": "charnn sample / charnn eval", "classify": "charnn classify predict / eval"}[found]
+    use = {
+        "lm": "charnn sample / charnn eval",
+        "classify": "charnn classify predict / eval",
+        "tag": "charnn tag predict / eval",
+    }[found]
     raise WrongRunKind(f"{folder} is {TASK_NAMES[found]}, not {TASK_NAMES[kind]}; use it with {use}")
 
 
@@ -220,7 +227,7 @@ def find_default_run(cwd: Path | None = None, kind: str | None = "lm") -> Path:
         p.parent for p in runs.glob(f"*/{MODEL_FILE}") if _run_kind(p.parent) in ((kind,) if kind else TASK_KINDS)
     ]
     if not candidates:
-        train = "charnn classify train" if kind == "classify" else "charnn train"
+        train = {"classify": "charnn classify train", "tag": "charnn tag train"}.get(kind or "", "charnn train")
         what = f"trained run of {TASK_NAMES[kind]}" if kind else "trained run"
         raise CheckpointError(
             f"no {what} found under {runs}; pass --model RUN, set {MODEL_ENV}, or train one with `{train}`"

@@ -27,7 +27,7 @@ from charnn.events import Event, Finished
 from charnn.files import FolderLock, atomic_write_text
 from charnn.labelled import Labelled, check_labels, stratified_split
 from charnn.loop import make_optimizer
-from charnn.model import SentenceClassifier
+from charnn.model import Encoder, SentenceClassifier
 from charnn.resume import Position, save_resume
 from charnn.tasks.classify import TRAIN_FILE, VALIDATION_FILE, encode_texts, predict_ids, scores
 from charnn.train import request_digest, start_run
@@ -77,7 +77,7 @@ def train_classifier(
         training=config,
         init_from=[str(p) for p in init_from],
     )
-    sources = _warm_start_sources(init_from)
+    sources = warm_start_sources(init_from)
     _check_options(model_options or {}, pool)
 
     def make(folder: Path, overwrite: bool) -> FolderLock:
@@ -87,11 +87,11 @@ def train_classifier(
             if sources
             else _build_tokenizer(tokenizer_kind, tokenizer_options, train_part, val_part)
         )
-        model_config = _model_config(tokenizer.vocab_size, model_options or {}, sources)
+        model_config = warm_model_config(tokenizer.vocab_size, model_options or {}, sources)
         labels = train_part.label_set()
         torch.manual_seed(config.seed)
         model = SentenceClassifier(model_config, len(labels), pool)
-        _warm_start(model, sources)
+        warm_start(model, sources)
         with runfolder.new_run(folder, overwrite) as (pending, lock):
             atomic_write_text(pending / TRAIN_FILE, train_part.to_tsv())
             atomic_write_text(pending / VALIDATION_FILE, val_part.to_tsv())
@@ -139,7 +139,7 @@ def _build_tokenizer(kind: str, options: dict[str, Any] | None, train: Labelled,
     return build_tokenizer(kind, "\n".join(train.texts) + "\n", **(options or {}))
 
 
-def _model_config(vocab_size: int, options: dict[str, Any], sources: list[Any]) -> ModelConfig:
+def warm_model_config(vocab_size: int, options: dict[str, Any], sources: list[Any]) -> ModelConfig:
     if not sources:
         return ModelConfig(vocab_size=vocab_size, **options)
     lm = sources[0].model.config
@@ -148,7 +148,7 @@ def _model_config(vocab_size: int, options: dict[str, Any], sources: list[Any]) 
     return ModelConfig(vocab_size=vocab_size, **shape, **keep)
 
 
-def _warm_start_sources(init_from: Sequence[Path]) -> list[Any]:
+def warm_start_sources(init_from: Sequence[Path]) -> list[Any]:
     """The language-model runs to start from: [forward] or [forward, backward]."""
     if not init_from:
         return []
@@ -180,7 +180,7 @@ def _warm_start_sources(init_from: Sequence[Path]) -> list[Any]:
     return runs
 
 
-def _warm_start(model: SentenceClassifier, sources: list[Any]) -> None:
+def warm_start(model: Encoder, sources: list[Any]) -> None:
     """Copy the embedding and the recurrent layers of each source into its direction."""
     with torch.no_grad():
         directions = [(model.embed, model.rnns), (model.embed_reverse, model.rnns_reverse)]

@@ -47,7 +47,9 @@ class Evaluated:
     """NaN where it has no meaning (a classifier)."""
     best: bool
     val_accuracy: float | None = None
-    """A classifier's share of validation texts labelled right."""
+    """A classifier's share of validation texts labelled right (a tagger's: of words)."""
+    val_f1: float | None = None
+    """A BIO tagger's entity F1 (the measure that picks its model)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Finished:
     best_val_loss: float
     best_val_bits_per_char: float
     best_val_accuracy: float | None = None
+    best_val_f1: float | None = None
 
 
 Event = Started | Progress | Evaluated | RolledBack | Notice | Finished

@@ -223,6 +223,7 @@ class Loop:
             p.best_loss,
             p.best_metrics.get("val_bits_per_char", math.nan),
             p.best_metrics.get("val_accuracy"),
+            p.best_metrics.get("val_f1"),
         )
 
     def _train(self) -> str:
@@ -345,6 +346,7 @@ class Loop:
                 metrics.get("val_bits_per_char", math.nan),
                 is_best,
                 metrics.get("val_accuracy"),
+                metrics.get("val_f1"),
             )
             self._log({"event": "eval", "elapsed": self.elapsed(), **asdict(event)})
             if is_best:

@@ -122,13 +122,15 @@ class RunInfo:
     stopped: str | None
     """'budget', 'interrupted', or None when training has not finished (figures then come from metrics.jsonl)."""
     task: str = "lm"
-    """'lm' (a language model) or 'classify'."""
+    """'lm' (a language model), 'classify' or 'tag'."""
     labels: list[str] | None = None
-    """A classifier's labels."""
+    """A classifier's labels, or a tagger's tags."""
     reverse: bool = False
     """A language model that reads right to left (charnn train --reverse)."""
     best_val_accuracy: float | None = None
     best_val_macro_f1: float | None = None
+    best_val_f1: float | None = None
+    """A BIO tagger's entity F1."""
     records: dict[str, Any] | None = None
     """A record run's format (charnn.records: spec, pattern, joiner)."""
 
@@ -162,10 +164,11 @@ def run_info(folder: str | Path) -> RunInfo:
         best_val_bits_per_char=results.get("val_bits_per_char"),
         stopped=results.get("stopped"),
         task=task_kind(config),
-        labels=task.get("labels"),
+        labels=task.get("labels") or task.get("tags"),
         reverse=bool(task.get("reverse")),
         best_val_accuracy=results.get("val_accuracy"),
         best_val_macro_f1=results.get("val_macro_f1"),
+        best_val_f1=results.get("val_f1"),
         records=task.get("records"),
     )
     return info if results else _unfinished_info(info)

@@ -437,7 +437,7 @@ def resume(
     """Continue the run in ``folder`` exactly where its last checkpoint left it.
 
     ``steps`` / ``time_budget`` replace the run's budget; ``corpus``, when given,
-    must be the text the run was trained on; ``kind`` ('lm', 'classify'), when given,
+    must be the text the run was trained on; ``kind`` ('lm', 'classify', 'tag'), when given,
     refuses a run of another kind.
     """
     folder = _unlinked(Path(folder))
@@ -449,8 +449,10 @@ def resume(
             if state == "absent"
             else "holds no run to resume yet (it stopped before its data was ready)"
         )
-        start = "charnn classify train DATA" if kind == "classify" else "charnn train CORPUS"
-        data = "labelled data" if kind == "classify" else "corpus"
+        start = {"classify": "charnn classify train DATA", "tag": "charnn tag train DATA"}.get(
+            kind or "", "charnn train CORPUS"
+        )
+        data = {"classify": "labelled data", "tag": "tagged data"}.get(kind or "", "corpus")
         raise RunFolderError(
             f"run folder {folder} {what}; pass the {data} to start it: {start} --out {folder} --resume {folder}"
         )

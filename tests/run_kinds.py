@@ -110,9 +110,53 @@ def _classifier_command(workdir: Path, folder: Path) -> list[str]:
     ]
 
 
+def _tagged():
+    """40 sentences whose words are tagged by their case: UP, LOW, or a BIO entity of capitalised runs."""
+    from charnn.tagged import Tagged
+
+    lines = [line.split() for line in TEXT.split("\n") if len(line.split()) > 3][:40]
+    tags = []
+    for words in lines:
+        row, inside = [], False
+        for word in words:
+            capital = word[:1].isupper()
+            row.append(("I-name" if inside else "B-name") if capital else "O")
+            inside = capital
+        tags.append(tuple(row))
+    return Tagged(tuple(tuple(words) for words in lines), tuple(tags), ("t.tags",))
+
+
+TAGGER = dict(cell="lstm", layers=1, hidden=16, embed=8, dropout=0.1, bidirectional=True)
+
+
+def _tagger(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
+    from charnn.tag import train_tagger
+
+    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5, "batch_size": 4}
+    config = tiny_train_config(**{**settings, **VARIANTS[variant]})
+    events = {"on_event": on_event} if on_event is not None else {}
+    return train_tagger(
+        _tagged(), folder, TAGGER, config, resume=resume, overwrite=overwrite, tokenizer_kind="char", **events
+    )
+
+
+def _tagger_command(workdir: Path, folder: Path) -> list[str]:
+    data = workdir / "t.tags"
+    if not data.exists():
+        data.write_text(_tagged().to_text(), encoding="utf-8")
+    c, m = tiny_train_config(steps=STEPS, eval_every=EVAL_EVERY, batch_size=4), TAGGER
+    return [
+        *("tag", "train", str(data), "--out", str(folder)),
+        *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--batch-size", str(c.batch_size)),
+        *("--seed", str(c.seed), "--precision", c.precision, "--layers", "1", "--hidden", str(m["hidden"])),
+        *("--embed", str(m["embed"]), "--dropout", str(m["dropout"]), "--device", "cpu", "--warmup", "5"),
+    ]
+
+
 KINDS = [
     RunKind("language-model", _language_model, _language_model_command),
     RunKind("classifier", _classifier, _classifier_command),
+    RunKind("tagger", _tagger, _tagger_command),
     RunKind(
         "record-model",
         functools.partial(_language_model, records="line"),

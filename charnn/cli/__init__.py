@@ -19,6 +19,7 @@ from charnn.cli.grads import grads_command
 from charnn.cli.info import info_command
 from charnn.cli.plot import plot_command
 from charnn.cli.sample import sample_command
+from charnn.cli.tag import tag_app
 from charnn.cli.train import train_command
 from charnn.errors import CharnnError
 
@@ -38,6 +39,7 @@ app.command("plot")(console.pipe_safe(plot_command))
 app.command("info")(console.pipe_safe(info_command))
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(classify_app, name="classify")
+app.add_typer(tag_app, name="tag")
 
 
 def _version(value: bool) -> None:

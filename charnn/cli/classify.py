@@ -195,7 +195,7 @@ def classify_predict(
 
     def texts():  # noqa: ANN202
         nonlocal told
-        for line in _input_lines(source):
+        for line in input_lines(source):
             if "\t" in line:
                 if not told:
                     say("lines hold a tab: reading them as label<TAB>text and classifying the text")
@@ -204,7 +204,7 @@ def classify_predict(
             yield line.strip()
 
     out = sys.stdout
-    lines, more_ready = _read_ahead(texts())
+    lines, more_ready = read_ahead(texts())
     for label, probabilities in predict_lines(run, lines, more_ready=more_ready):
         if as_json:
             out.write(json.dumps({"label": label, "probabilities": probabilities}) + "\n")
@@ -215,7 +215,7 @@ def classify_predict(
         out.flush()
 
 
-def _read_ahead(items):  # noqa: ANN001, ANN202
+def read_ahead(items):  # noqa: ANN001, ANN202
     """Read ``items`` in a thread; returns them and a test of whether the next one is already here.
 
     Input that arrives faster than it is classified fills whole batches; input that pauses
@@ -246,7 +246,7 @@ def _read_ahead(items):  # noqa: ANN001, ANN202
     return consume(), lambda: not ahead.empty()
 
 
-def _input_lines(source: str):  # noqa: ANN202
+def input_lines(source: str):  # noqa: ANN202
     """Lines of a file or of standard input, decoded as UTF-8 with the same errors as corpora."""
     from charnn.data import read_text
 

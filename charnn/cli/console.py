@@ -39,7 +39,7 @@ def resolve_run(model: Path | None, kind: str | None = "lm") -> Path:
     from charnn.checkpoint import MODEL_ENV, find_default_run
 
     found = find_default_run(kind=kind)
-    what = {"lm": "language-model run", "classify": "classifier run", None: "run"}[kind]
+    what = {"lm": "language-model run", "classify": "classifier run", "tag": "tagger run", None: "run"}[kind]
     source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else f"the newest {what} in ./runs"
     say(f"using run {found} ({source}; choose another with --model)")
     return found

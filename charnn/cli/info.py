@@ -43,7 +43,11 @@ def info_command(
     for key in ("dropout", "token_dropout"):
         if model.get(key):
             extras.append(f"{key.replace('_', ' ')} {model[key]:g}")
-    kind = {"lm": "language model" + (" (right to left)" if info.reverse else ""), "classify": "classifier"}
+    kind = {
+        "lm": "language model" + (" (right to left)" if info.reverse else ""),
+        "classify": "classifier",
+        "tag": "tagger",
+    }
     rows = [
         ("run", info.run),
         ("task", kind[info.task] + (f": {', '.join(info.labels)}" if info.labels else "")),
@@ -86,6 +90,8 @@ def _best(info: RunInfo) -> str:
     step = f" (step {info.best_step})" if info.best_step is not None else ""
     if info.best_val_accuracy is not None:
         f1 = f", macro-F1 {info.best_val_macro_f1:.4f}" if info.best_val_macro_f1 is not None else ""
+        if info.best_val_f1 is not None:
+            f1 = f", entity F1 {info.best_val_f1:.4f}"
         return f"accuracy {info.best_val_accuracy:.4f}{f1}, loss {info.best_val_loss:.4f}{step}"
     if info.best_val_bits_per_char is None:
         return "-"

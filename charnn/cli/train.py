@@ -323,7 +323,12 @@ def run_training(start: Callable[..., Any], command: str = "charnn train", notes
             f"{finished.folder} already finished its budget at step {finished.steps}; nothing to do "
             "(pass a larger --steps or --time with --resume to train it further)"
         )
-    if finished.best_val_accuracy is not None:
+    if finished.best_val_f1 is not None:
+        best = (
+            f"best validation entity F1 {finished.best_val_f1:.4f} "
+            f"(accuracy {finished.best_val_accuracy:.4f}, loss {finished.best_val_loss:.4f})"
+        )
+    elif finished.best_val_accuracy is not None:
         best = f"best validation accuracy {finished.best_val_accuracy:.4f} (loss {finished.best_val_loss:.4f})"
     else:
         best = (
@@ -373,7 +378,13 @@ class _TrainView:
             self._update(event.step, event.fraction, force=False)
         elif isinstance(event, Evaluated):
             marker = " (best)" if event.best else ""
-            if event.val_accuracy is not None:
+            if event.val_f1 is not None:
+                self.val = f"F1 {event.val_f1:.3f}"
+                line = (
+                    f"validation entity F1 {event.val_f1:.4f}, accuracy {event.val_accuracy:.4f}, "
+                    f"loss {event.val_loss:.4f}"
+                )
+            elif event.val_accuracy is not None:
                 self.val = f"acc {event.val_accuracy:.3f}"
                 line = f"validation accuracy {event.val_accuracy:.4f}, loss {event.val_loss:.4f}"
             else:

@@ -3,7 +3,7 @@ loss and for validation figures, and knows nothing else of it.
 
 A task object is made for one training session, with its data loaded, and gives:
 
-    kind              the name in config.json's "task" section ('lm', 'classify')
+    kind              the name in config.json's "task" section ('lm', 'classify', 'tag')
     chars_per_step    characters of text one optimizer step reads (for chars/s)
     initial_carry()   this process's state carried into the next step ([] when none is)
     carry_template()  the whole batch's carried state, zeros: the shape the resume file holds
@@ -21,8 +21,8 @@ from typing import Any
 
 from charnn.errors import CheckpointError
 
-TASK_KINDS = ("lm", "classify")
-TASK_NAMES = {"lm": "a language model", "classify": "a classifier"}
+TASK_KINDS = ("lm", "classify", "tag")
+TASK_NAMES = {"lm": "a language model", "classify": "a classifier", "tag": "a tagger"}
 """How messages name a run of each kind."""
 
 
@@ -44,6 +44,11 @@ def build_model(run_config: dict[str, Any], model_config: Any) -> Any:
 
         task = run_config["task"]
         return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "attention"))
+    if task_kind(run_config) == "tag":
+        from charnn.model import WordTagger
+
+        task = run_config["task"]
+        return WordTagger(model_config, len(task["tags"]), int(task.get("word_layers", 1)))
     from charnn.model import RecurrentLM
 
     return RecurrentLM(model_config)
@@ -55,6 +60,10 @@ def make_task(run_config: dict[str, Any], folder: Any, model: Any, config: Any, 
         from charnn.tasks.classify import ClassifyTask
 
         return ClassifyTask.from_folder(folder, run_config, model, config, world, device)
+    if task_kind(run_config) == "tag":
+        from charnn.tasks.tag import TagTask
+
+        return TagTask.from_folder(folder, run_config, model, config, world, device)
     from charnn.tasks.lm import LanguageModelTask
 
     return LanguageModelTask.from_folder(folder, run_config, model, config, world, device)

@@ -1,0 +1,301 @@
+"""`charnn tag train | predict | eval`: word taggers (part of speech, named entities)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charnn.cli import options
+from charnn.cli.classify import input_lines, read_ahead
+from charnn.cli.console import resolve_run, say
+from charnn.cli.train import run_training
+from charnn.config import ModelConfig, TrainConfig, parse_duration
+from charnn.errors import ConfigError
+
+tag_app = typer.Typer(
+    help="Tag words (part of speech, named entities) with a bidirectional recurrent encoder: train, predict, eval.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+# The tagger's defaults, chosen by measurement on pos-ewt and ner-wnut17 (see README, Benchmarks).
+DEFAULT_MODEL = ModelConfig(vocab_size=2, layers=1, hidden=256, embed=64, dropout=0.3, bidirectional=True)
+DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=100, eval_every=200)
+DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_WORD_LAYERS = "char", 4000, 1
+
+_Model = Annotated[
+    Optional[Path],
+    typer.Option("--model", "-m", help="Tagger run \\[default: $CHARNN_MODEL, else the newest tagger in ./runs]."),
+]
+_Format = Annotated[
+    str, typer.Option("--format", help="conllu, columns (token<TAB>tag) or auto (detected from the file).")
+]
+_Column = Annotated[str, typer.Option(help="CoNLL-U column holding the tags: upos, xpos, deprel, ... or its number.")]
+_Device = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")]
+
+
+@tag_app.command("train")
+def tag_train(
+    data: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="CoNLL-U or token<TAB>tag files; '-' reads standard input.", show_default=False),
+    ] = None,
+    fmt: _Format = "auto",
+    column: _Column = "upos",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<data-name>].")
+    ] = None,
+    overwrite: options.Overwrite = False,
+    resume: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Continue a run exactly where it stopped or was killed: a run folder, or 'auto'.", show_default=False
+        ),
+    ] = None,
+    init_from: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Warm start from a language model run (charnn train) of the same kind of text; give a second, "
+            "trained with --reverse --tokenizer-from FIRST, for the backward direction.",
+            show_default=False,
+        ),
+    ] = None,
+    val: Annotated[Optional[Path], typer.Option("--val", help="Validation file, in the same format.")] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Fraction of the training sentences held out for validation.")
+    ] = DEFAULT_TRAIN.val_fraction,
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer: char, bpe or unigram.")] = DEFAULT_TOKENIZER,
+    vocab_size: Annotated[int, typer.Option(help="Subword vocabulary size.")] = DEFAULT_VOCAB,
+    word_layers: Annotated[
+        int,
+        typer.Option(
+            help="Two-way word-level LSTM layers over the word vectors (0: none).", rich_help_panel=options.MODEL
+        ),
+    ] = DEFAULT_WORD_LAYERS,
+    bidirectional: Annotated[
+        bool, typer.Option(help="Read each sentence both ways.", rich_help_panel=options.MODEL)
+    ] = DEFAULT_MODEL.bidirectional,
+    cell: options.Cell = DEFAULT_MODEL.cell,
+    layers: options.Layers = DEFAULT_MODEL.layers,
+    hidden: options.Hidden = DEFAULT_MODEL.hidden,
+    embed: options.Embed = DEFAULT_MODEL.embed,
+    dropout: options.Dropout = DEFAULT_MODEL.dropout,
+    token_dropout: Annotated[
+        float,
+        typer.Option(help="Drop each input token whole with this probability.", rich_help_panel=options.MODEL),
+    ] = DEFAULT_MODEL.token_dropout,
+    residual: options.Residual = None,
+    steps: options.Steps = None,
+    time_budget: options.TimeBudget = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Sentences per step.", rich_help_panel=options.TRAIN)
+    ] = DEFAULT_TRAIN.batch_size,
+    lr: options.Lr = DEFAULT_TRAIN.lr,
+    warmup: options.Warmup = DEFAULT_TRAIN.warmup_steps,
+    weight_decay: options.WeightDecay = DEFAULT_TRAIN.weight_decay,
+    clip: options.Clip = DEFAULT_TRAIN.clip,
+    eval_every: options.EvalEvery = DEFAULT_TRAIN.eval_every,
+    seed: options.Seed = DEFAULT_TRAIN.seed,
+    device: options.Device = DEFAULT_TRAIN.device,
+    precision: options.Precision = DEFAULT_TRAIN.precision,
+) -> None:
+    """Train a word tagger and keep the best one (by validation accuracy; entity F1 for BIO tags) in a run folder.
+
+    Reads CoNLL-U (the UPOS column unless --column names another) and token<TAB>tag files,
+    sentences separated by an empty line.
+
+    [b]Examples[/b]
+
+      charnn tag train en_ewt-ud-train.conllu --val en_ewt-ud-dev.conllu --time 15m
+      charnn tag train wnut17train.conll --out runs/ner --time 15m
+      charnn tag train train.conllu --column xpos --out runs/xpos
+    """
+    from charnn.tagged import read_tagged
+
+    budget = parse_duration(time_budget) if time_budget else None
+    folder = Path(resume) if resume not in (None, "auto") else out
+    if resume is not None and not data:
+        if folder is None:
+            raise ConfigError("--resume auto continues --out: pass --out, or the data")
+        run_training(lambda **kw: _resume(folder, steps, budget, **kw), "charnn tag train")
+        return
+    if not data:
+        raise ConfigError("name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)")
+    config = TrainConfig(
+        batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip, steps=steps,
+        time_budget=budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
+        precision=precision,
+    )  # fmt: skip
+    model_options = dict(
+        cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, residual=residual,
+        bidirectional=bidirectional, token_dropout=token_dropout,
+    )  # fmt: skip
+    ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the data
+    if word_layers < 0:
+        raise ConfigError(f"--word-layers must be >= 0, got {word_layers}")
+    tagged = read_tagged(data, fmt, column)
+    val_data = read_tagged([val], fmt, column) if val is not None else None
+    if folder is None:
+        first = data[0]
+        folder = Path("runs") / (Path(first).stem if first != "-" else "tagger")
+
+    def new_run(**kw):  # noqa: ANN003, ANN202
+        from charnn.tag import train_tagger
+
+        return train_tagger(
+            tagged,
+            folder,
+            model_options,
+            config,
+            val=val_data,
+            word_layers=word_layers,
+            tokenizer_kind=tokenizer,
+            tokenizer_options={} if tokenizer == "char" else {"vocab_size": vocab_size},
+            init_from=init_from or (),
+            overwrite=overwrite,
+            resume=resume is not None,
+            budget_given=steps is not None or budget is not None,
+            **kw,
+        )
+
+    run_training(new_run, "charnn tag train")
+
+
+def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
+    from charnn.train import resume
+
+    return resume(folder, steps=steps, time_budget=budget, kind="tag", **kw)
+
+
+@tag_app.command("predict")
+def tag_predict(
+    source: Annotated[
+        str,
+        typer.Argument(help="Sentences, one a line (or tokens, one a line, with --tokens); '-' reads standard input."),
+    ] = "-",
+    model: _Model = None,
+    tokens: Annotated[
+        bool,
+        typer.Option(
+            "--tokens", help="Read one token a line, an empty line between sentences (a line's first column)."
+        ),
+    ] = False,
+    probs: Annotated[bool, typer.Option("--probs", help="Print each tag's probability after it.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object a sentence: its tokens, tags and their probabilities.")
+    ] = False,
+    device: _Device = "cpu",
+) -> None:
+    """Tag text: print token<TAB>tag lines, an empty line after each sentence, as the sentences arrive.
+
+    Raw text is read one sentence a line and split on whitespace; --tokens reads one token a
+    line, so a token<TAB>tag or CoNLL-style file's first column can be piped straight in.
+
+    [b]Examples[/b]
+
+      echo "Where is the Empire State Building ?" | charnn tag predict -m runs/ner
+      charnn tag predict sentences.txt --json > tagged.jsonl
+      cut -f1 wnut17train.conll | charnn tag predict --tokens -m runs/ner
+    """
+    from charnn.device import resolve_device
+    from charnn.tag import load_tagger, tag_sentences
+
+    run = load_tagger(resolve_run(model, kind="tag"), device=str(resolve_device(device)))
+    sentences = _token_sentences(source) if tokens else (line.split() for line in input_lines(source))
+    out = sys.stdout
+    ahead, more_ready = read_ahead(sentences)
+    for words, tags, chosen in tag_sentences(run, ahead, more_ready=more_ready):
+        if as_json:
+            out.write(json.dumps({"tokens": words, "tags": tags, "probabilities": chosen}) + "\n")
+        elif probs:
+            out.write("".join(f"{w}\t{t}\t{p:.4f}\n" for w, t, p in zip(words, tags, chosen, strict=True)) + "\n")
+        else:
+            out.write("".join(f"{w}\t{t}\n" for w, t in zip(words, tags, strict=True)) + "\n")
+        out.flush()
+
+
+def _token_sentences(source: str):  # noqa: ANN202
+    """Sentences of one token a line (a line's first tab-separated column), split at empty lines."""
+    words: list[str] = []
+    told = False
+    for line in input_lines(source):
+        if not line.strip():
+            if words:
+                yield words
+                words = []
+            continue
+        if "\t" in line and not told:
+            say("lines hold tabs: tagging each line's first column")
+            told = True
+        words.append(line.split("\t", 1)[0].strip() or "_")
+    if words:
+        yield words
+
+
+@tag_app.command("eval")
+def tag_eval(
+    source: Annotated[str, typer.Argument(help="CoNLL-U or token<TAB>tag file; '-' reads standard input.")],
+    model: _Model = None,
+    fmt: _Format = "auto",
+    column: _Column = "upos",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: _Device = "cpu",
+) -> None:
+    """Token accuracy, per-tag precision/recall/F1 and, for BIO tags, entity precision/recall/F1.
+
+    An entity counts when its span and type both match, as conlleval counts them.
+
+    [b]Examples[/b]
+
+      charnn tag eval en_ewt-ud-dev.conllu -m runs/pos
+      charnn tag eval emerging.dev.conll -m runs/ner --json | jq .entity_f1
+    """
+    from charnn.device import resolve_device
+    from charnn.tag import evaluate_tagged, load_tagger
+    from charnn.tagged import read_tagged
+
+    run = load_tagger(resolve_run(model, kind="tag"), device=str(resolve_device(device)))
+    figures = evaluate_tagged(run, read_tagged([source], fmt, column))
+    if figures["unknown_tags"]:
+        say(f"tags the run never saw, counted as errors: {', '.join(figures['unknown_tags'])}")
+    if as_json:
+        print(json.dumps({"run": str(run.folder), **figures}))
+        return
+    _print_table(figures)
+
+
+def _print_table(figures: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True) if sys.stdout.isatty() else None
+    print(f"token accuracy {figures['accuracy']:.4f}  ({figures['words']:,} words, {figures['sentences']:,} sentences)")
+    if "entity_f1" in figures:
+        print(
+            f"entities: precision {figures['entity_precision']:.4f}  recall {figures['entity_recall']:.4f}  "
+            f"F1 {figures['entity_f1']:.4f}  ({figures['entities']:,} in the file)"
+        )
+    sections = [("tag", figures["tags"], [figures[k] for k in ("precision", "recall", "f1", "support")])]
+    if "entity_types" in figures:
+        types = figures["entity_types"]
+        names = list(types)
+        sections.append(
+            ("entity", names, [[types[n][k] for n in names] for k in ("precision", "recall", "f1", "support")])
+        )
+    for title, names, (precision, recall, f1, support) in sections:
+        rows = [
+            [name, f"{precision[i]:.4f}", f"{recall[i]:.4f}", f"{f1[i]:.4f}", str(support[i])]
+            for i, name in enumerate(names)
+        ]
+        if console is None:
+            print(f"{title}\tprecision\trecall\tf1\tsupport")
+            print("\n".join("\t".join(row) for row in rows))
+            continue
+        table = Table(title, "precision", "recall", "F1", "support")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)

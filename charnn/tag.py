@@ -1,0 +1,197 @@
+"""Word taggers: set a tagger run up and train it with the one loop; tag; evaluate.
+
+A tagger run folder holds what a classifier run holds, with its sentences as train.tags
+and validation.tags (token<TAB>tag) and a "task" section in config.json naming the tags.
+``--init-from`` warm-starts the embedding and the token-level stacks from language-model
+runs of the same tokenizer, as for classifiers (charnn.classify).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from charnn import checkpoint, runfolder
+from charnn.classify import warm_model_config, warm_start, warm_start_sources
+from charnn.config import ModelConfig, TrainConfig
+from charnn.errors import ConfigError, CorpusError
+from charnn.events import Event, Finished
+from charnn.files import FolderLock, atomic_write_text
+from charnn.loop import make_optimizer
+from charnn.model import WordTagger
+from charnn.resume import Position, save_resume
+from charnn.tagged import Tagged, is_bio, split_sentences
+from charnn.tasks.tag import TRAIN_FILE, VALIDATION_FILE, decode, encode_sentences, predict_encoded, scores
+from charnn.train import request_digest, start_run
+
+
+def train_tagger(
+    data: Tagged,
+    folder: Path,
+    model_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    *,
+    val: Tagged | None = None,
+    word_layers: int = 1,
+    tokenizer_kind: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    init_from: Sequence[Path] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+    budget_given: bool = True,
+    on_event: Callable[[Event], None] = lambda event: None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Train a tagger of ``data``'s tags, keeping the best (by validation accuracy, or entity F1) in ``folder``.
+
+    Validation is ``val``, or a seeded random ``config.val_fraction`` of ``data``'s
+    sentences. Everything else is as for charnn.train.train: the same resume, budget and
+    folder guarantees.
+    """
+    config = config or TrainConfig()
+    train_part, val_part = (data, val) if val is not None else split_sentences(data, config.val_fraction, config.seed)
+    unseen = sorted(set(val_part.tag_set()) - set(train_part.tag_set()))
+    if unseen:
+        raise CorpusError(f"the validation sentences have tag {unseen[0]!r}, which no training sentence has")
+    if len(train_part) < config.batch_size:
+        raise CorpusError(
+            f"{len(train_part)} training sentences are fewer than --batch-size {config.batch_size}; "
+            "lower --batch-size or give more sentences"
+        )
+    if word_layers < 0:
+        raise ConfigError(f"--word-layers must be >= 0, got {word_layers}")
+    ModelConfig(vocab_size=2, **(model_options or {}))
+    data_sha256 = hashlib.sha256((data.to_text() + "\0" + (val.to_text() if val else "")).encode()).hexdigest()
+    request = request_digest(
+        task="tag",
+        data_sha256=data_sha256,
+        model=model_options or {},
+        word_layers=word_layers,
+        tokenizer=[tokenizer_kind, tokenizer_options or {}],
+        training=config,
+        init_from=[str(p) for p in init_from],
+    )
+    sources = warm_start_sources(init_from)
+
+    def make(folder: Path, overwrite: bool) -> FolderLock:
+        runfolder.check_target(folder, overwrite)
+        tokenizer = (
+            sources[0].tokenizer
+            if sources
+            else _build_tokenizer(tokenizer_kind, tokenizer_options, train_part, val_part)
+        )
+        # Refuse a sentence too long to read before anything is written.
+        encode_sentences(tokenizer, data.sentences, ", ".join(data.sources))
+        if val is not None:
+            encode_sentences(tokenizer, val.sentences, ", ".join(val.sources))
+        model_config = warm_model_config(tokenizer.vocab_size, model_options or {}, sources)
+        tags = train_part.tag_set()
+        torch.manual_seed(config.seed)
+        model = WordTagger(model_config, len(tags), word_layers)
+        warm_start(model, sources)
+        with runfolder.new_run(folder, overwrite) as (pending, lock):
+            atomic_write_text(pending / TRAIN_FILE, train_part.to_text())
+            atomic_write_text(pending / VALIDATION_FILE, val_part.to_text())
+            tokenizer.save(pending)
+            run_config = {
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "request": request,
+                "task": {"kind": "tag", "tags": tags, "bio": is_bio(tags), "word_layers": word_layers},
+                "model": model_config.to_dict(),
+                "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
+                "training": config.to_dict(),
+                "data": {
+                    "sources": list(data.sources),
+                    "corpus_sha256": data_sha256,
+                    "validation": "--val file" if val is not None else f"random {config.val_fraction:g} of sentences",
+                    "train_sentences": len(train_part),
+                    "val_sentences": len(val_part),
+                    "train_words": train_part.words,
+                    "val_words": val_part.words,
+                },
+            }
+            if sources:
+                run_config["init_from"] = [str(run.folder) for run in sources]
+            save_resume(pending, model, make_optimizer(model, config), [], Position())
+            checkpoint.write_config(pending, run_config)
+        return lock
+
+    return start_run(
+        folder, config, data_sha256, request, make, overwrite=overwrite, resume=resume,
+        budget_given=budget_given, on_event=on_event, stop=stop,
+    )  # fmt: skip
+
+
+def _build_tokenizer(kind: str, options: dict[str, Any] | None, train: Tagged, val: Tagged) -> Any:
+    from charnn.tokenizers import build_tokenizer
+
+    lines = "\n".join(" ".join(words) for words in train.sentences) + "\n"
+    if kind == "char":
+        # The sentences' alphabet (validation's too, as for classifiers) and the space between words.
+        held = "".join(" ".join(words) for words in val.sentences)
+        return build_tokenizer(kind, "".join(sorted(set(lines + held) | {" "})), **(options or {}))
+    return build_tokenizer(kind, lines, **(options or {}))
+
+
+# -- tagging and evaluation -------------------------------------------------------------
+
+
+def load_tagger(folder: Path, device: str = "cpu") -> Any:
+    return checkpoint.load_run(folder, device=device, kind="tag")
+
+
+def tag_sentences(
+    run: Any, sentences: Iterable[list[str]], batch: int = 256, more_ready: Callable[[], bool] | None = None
+) -> Iterator[tuple[list[str], list[str], list[float]]]:
+    """(words, tags, each tag's probability) for each sentence, in order, a batch at a time.
+
+    ``more_ready()`` says whether another sentence can be had without waiting: when it
+    cannot, the sentences so far are answered at once, so that slow input streams.
+    """
+    tags = run.config["task"]["tags"]
+    device = next(run.model.parameters()).device
+    pending: list[list[str]] = []
+    done = 0
+
+    def flush() -> Iterator[tuple[list[str], list[str], list[float]]]:
+        nonlocal done
+        encoded = encode_sentences(run.tokenizer, pending, f"the input (from sentence {done + 1})")
+        for words, probs in zip(pending, predict_encoded(run.model, encoded, device), strict=True):
+            best = decode(probs, tags)
+            chosen = probs[torch.arange(len(best)), torch.from_numpy(best)].tolist() if len(best) else []
+            yield words, [tags[i] for i in best], chosen
+        done += len(pending)
+        pending.clear()
+
+    for words in sentences:
+        pending.append(words)
+        if len(pending) >= batch or (more_ready is not None and not more_ready()):
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def evaluate_tagged(run: Any, data: Tagged) -> dict[str, Any]:
+    """Token accuracy, per-tag figures and, for BIO tags, entity figures; tags the run never saw count as errors."""
+    tags = list(run.config["task"]["tags"])
+    unknown = sorted(set(data.tag_set()) - set(tags))
+    names = tags + unknown
+    index = {tag: i for i, tag in enumerate(names)}
+    device = next(run.model.parameters()).device
+    encoded = encode_sentences(run.tokenizer, data.sentences, ", ".join(data.sources))
+    probs = predict_encoded(run.model, encoded, device)
+    predicted = [decode(p, tags) for p in probs]
+    target = [np.asarray([index[t] for t in sentence]) for sentence in data.tags]
+    figures = scores(target, predicted, names)
+    figures["tags"] = names
+    figures["unknown_tags"] = unknown
+    figures["sentences"] = len(data)
+    figures["words"] = data.words
+    return figures

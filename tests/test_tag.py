@@ -1,0 +1,332 @@
+"""Word taggers: CoNLL-U and two-column input, the word vectors and padding, BIO entities as
+conlleval counts them, well-formed decoding, the commands, run kinds, and bad input in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from charnn.config import ModelConfig
+from charnn.errors import ConfigError, CorpusError
+from charnn.model import WordTagger
+from charnn.tagged import entities, is_bio, read_tagged, split_sentences, tag_column
+from charnn.tasks.tag import decode, encode_sentence, entity_scores, pad
+from tests.conftest import ROOT
+from tests.run_kinds import KINDS, _tagged
+
+TAGGER_KIND = next(kind for kind in KINDS if kind.name == "tagger")
+CONLLU = (
+    "# sent_id = 1\n"
+    "# text = Don't go.\n"
+    "1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_\n"
+    "1\tDo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_\n"
+    "2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_\n"
+    "3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_\n"
+    "3.1\tgone\tgo\tVERB\tVBN\t_\t_\t_\t3:x\t_\n"
+    "4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_\n"
+    "\n"
+    "1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n"
+)
+
+
+@pytest.fixture(scope="module")
+def tagger_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "tagger"
+    TAGGER_KIND.start(folder)
+    return folder
+
+
+# -- input ---------------------------------------------------------------------------------
+
+
+def test_conllu_skips_comments_multiword_tokens_and_empty_nodes(tmp_path):
+    (tmp_path / "d.conllu").write_text(CONLLU)
+    data = read_tagged([tmp_path / "d.conllu"])
+    assert data.sentences == (("Do", "n't", "go", "."), ("Hi",))
+    assert data.tags == (("AUX", "PART", "VERB", "PUNCT"), ("INTJ",))
+    xpos = read_tagged([tmp_path / "d.conllu"], column="xpos")
+    assert xpos.tags == (("VBP", "RB", "VB", "."), ("UH",))
+    assert read_tagged([tmp_path / "d.conllu"], column="5").tags == xpos.tags
+    assert read_tagged([tmp_path / "d.conllu"], fmt="conllu") == data
+
+
+def test_two_columns_split_sentences_at_empty_or_whitespace_only_lines(tmp_path):
+    # WNUT-17's training file ends most sentences with a line holding only a tab; '#' is a token here.
+    (tmp_path / "d.conll").write_text("#\tO\nEmpire\tB-location\nState\tI-location\n\t\nHi\tO\r\n \n\nyo\tO\n")
+    data = read_tagged([tmp_path / "d.conll"])
+    assert data.sentences == (("#", "Empire", "State"), ("Hi",), ("yo",))
+    assert data.tags[0] == ("O", "B-location", "I-location")
+    back = tmp_path / "again.tags"
+    back.write_text(data.to_text())
+    assert read_tagged([back]).sentences == data.sentences
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1\tDo\tdo\tAUX\n", "line 1: 4 tab-separated columns; tagged data is CoNLL-U (10 columns) or token<TAB>tag"),
+        (CONLLU + "2\tthere\tthere\n", "line 11: a CoNLL-U line has 10 tab-separated columns, this one has 3"),
+        (CONLLU + "\nthere\tADV\n", "line 12: a CoNLL-U line has 10 tab-separated columns, this one has 2 (a token"),
+        (
+            "a\tO\nb\tO\n\n" + CONLLU.split("\n", 4)[4],
+            "line 4: a token<TAB>tag line has 2 tab-separated columns, this one has 10 (a",
+        ),
+        ("a\tO\n\tO\n", "line 2: empty token"),
+        ("# only a comment\n\n", "holds no tagged tokens"),
+    ],
+)
+def test_bad_tagged_files_are_named_with_the_line(content, message, tmp_path):
+    (tmp_path / "d.txt").write_text(content)
+    with pytest.raises(CorpusError, match="d.txt") as caught:
+        read_tagged([tmp_path / "d.txt"])
+    assert message in str(caught.value)
+
+
+def test_tag_columns_and_formats_are_checked():
+    assert tag_column("UPOS") == 3 and tag_column("deprel") == 7 and tag_column("10") == 9
+    for bad in ("form", "2", "nope"):
+        with pytest.raises(ConfigError, match="not a CoNLL-U tag column"):
+            tag_column(bad)
+    with pytest.raises(ConfigError, match="unknown --format 'csv'"):
+        read_tagged(["x"], fmt="csv")
+
+
+def test_the_held_out_sentences_are_a_seeded_random_sample():
+    data = _tagged()
+    train, val = split_sentences(data, 0.25, seed=3)
+    assert len(val) == 10 and len(train) == 30
+    assert sorted(train.sentences + val.sentences) == sorted(data.sentences)
+    assert split_sentences(data, 0.25, seed=3) == (train, val) != split_sentences(data, 0.25, seed=4)
+    assert val.sentences != data.sentences[-10:]  # not the tail
+
+
+# -- BIO -----------------------------------------------------------------------------------
+
+
+def test_entities_are_counted_as_conlleval_counts_them():
+    tags = ["B-per", "I-per", "O", "I-loc", "I-loc", "B-loc", "I-per", "B-org", "B-org"]
+    # an I- after O starts an entity; an I- of another type starts one too
+    assert entities(tags) == [(0, 2, "per"), (3, 5, "loc"), (5, 6, "loc"), (6, 7, "per"), (7, 8, "org"), (8, 9, "org")]
+    assert entities(["O", "O"]) == [] and entities(["I-x"]) == [(0, 1, "x")]
+    assert is_bio(["O", "B-x", "I-x"]) and not is_bio(["NOUN", "VERB"]) and not is_bio(["O"]) and not is_bio(["B-"])
+
+
+def test_entity_f1_needs_both_span_and_type():
+    tags = ["O", "B-per", "I-per", "B-loc"]
+    gold = [np.array([1, 2, 0, 3])]  # per [0,2), loc [3,4)
+    guess = [np.array([1, 0, 0, 1])]  # per [0,1): wrong span; per [3,4): wrong type
+    figures = entity_scores(gold, guess, tags)
+    assert (figures["entity_precision"], figures["entity_recall"], figures["entity_f1"]) == (0.0, 0.0, 0.0)
+    half = entity_scores(gold, [np.array([1, 2, 0, 0])], tags)
+    assert (
+        half["entity_precision"] == 1.0 and half["entity_recall"] == 0.5 and half["entity_f1"] == pytest.approx(2 / 3)
+    )
+    assert half["entity_types"]["loc"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_bio_decoding_never_starts_an_entity_with_an_inside_tag():
+    tags = ["O", "B-per", "I-per", "I-loc", "B-loc"]
+    probs = torch.tensor(
+        [[0.1, 0.1, 0.6, 0.1, 0.1], [0.5, 0.1, 0.1, 0.2, 0.1], [0.1, 0.05, 0.05, 0.6, 0.2]]
+    )  # argmax: I-per, O, I-loc: two fragments
+    assert probs.argmax(1).tolist() == [2, 0, 3]
+    import itertools
+
+    def well_formed(path):  # noqa: ANN001, ANN202
+        return all(not tags[b].startswith("I-") or tags[a][2:] == tags[b][2:] for a, b in zip((0, *path), path))
+
+    def score(path):  # noqa: ANN001, ANN202
+        return float(probs[torch.arange(3), torch.tensor(path)].log().sum())
+
+    best = max((p for p in itertools.product(range(5), repeat=3) if well_formed(p)), key=score)
+    assert decode(probs, tags).tolist() == list(best) == [4, 3, 3]  # B-loc I-loc I-loc: the best well-formed path
+    plain = ["NOUN", "VERB", "ADJ", "DET", "X"]
+    assert decode(probs, plain).tolist() == [2, 0, 3]  # other tag sets: each word's most probable
+
+
+# -- the model -----------------------------------------------------------------------------
+
+
+def test_words_are_read_at_their_spans():
+    from charnn.tokenizers import build_tokenizer
+
+    tokenizer = build_tokenizer("char", "Th ecatsa")
+    x = encode_sentence(tokenizer, ["The", "cat", "sat"])
+    assert tokenizer.decode(x.ids) == "The cat sat"
+    assert x.starts.tolist() == [0, 4, 8] and x.ends.tolist() == [3, 7, 11]
+
+
+@pytest.mark.parametrize("word_layers", [0, 1, 2])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_more_padding_never_changes_a_tag(word_layers, bidirectional):
+    from charnn.tasks.tag import Encoded
+
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=20, layers=2, hidden=8, embed=6, bidirectional=bidirectional)
+    model = WordTagger(config, 5, word_layers).eval()
+    rng = np.random.default_rng(0)
+    sentences = [
+        Encoded(rng.integers(1, 20, n).astype(np.int64), np.array(starts), np.array(ends))
+        for n, starts, ends in [(9, [0, 3, 6], [2, 5, 9]), (4, [0, 2], [1, 4]), (1, [0], [1])]
+    ]
+    together = model(*pad(sentences, torch.device("cpu")))  # (3, 3, 5)
+    for i, sentence in enumerate(sentences):
+        alone = model(*pad([sentence], torch.device("cpu")))[0]  # (W, 5)
+        assert torch.allclose(alone, together[i, : len(sentence.starts)], atol=1e-5)
+    # Noise in the padding changes nothing either.
+    inputs = list(pad(sentences, torch.device("cpu")))
+    inputs[0] = torch.where(inputs[0] == 0, torch.randint(1, 20, inputs[0].shape), inputs[0])
+    noisy = model(*inputs)
+    assert torch.allclose(noisy[1, :2], together[1, :2], atol=1e-5) and torch.allclose(noisy[2, :1], together[2, :1])
+
+
+def test_a_word_is_tagged_from_both_sides():
+    from charnn.tasks.tag import Encoded
+
+    torch.manual_seed(0)
+    model = WordTagger(ModelConfig(vocab_size=20, layers=1, hidden=8, embed=6, bidirectional=True), 3, 0).eval()
+    base = np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.int64)
+    spans = (np.array([0, 3, 5]), np.array([2, 4, 7]))
+    before = model(*pad([Encoded(base, *spans)], torch.device("cpu")))[0]
+    for position in (0, 6):  # a letter of the first word, then of the last
+        changed = base.copy()
+        changed[position] = 9
+        after = model(*pad([Encoded(changed, *spans)], torch.device("cpu")))[0]
+        assert not torch.allclose(after[1], before[1])  # the middle word sees both
+
+
+# -- the commands --------------------------------------------------------------------------
+
+
+def test_training_learns_the_tags_and_keeps_the_best_by_entity_f1(tagger_run):
+    config = json.loads((tagger_run / "config.json").read_text())
+    assert config["task"]["kind"] == "tag" and config["task"]["bio"] is True
+    assert set(config["task"]["tags"]) == {"O", "B-name", "I-name"}
+    results = config["results"]
+    assert 0 <= results["val_f1"] <= 1 and results["val_accuracy"] > 0.5
+    evals = [json.loads(line) for line in (tagger_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e.get("event") == "eval"]
+    best = max(evals, key=lambda e: (e["val_f1"], -e["val_loss"]))
+    assert results["best_step"] == best["step"]
+
+
+def test_predict_prints_token_tag_lines_and_json(run_cli, tagger_run, tmp_path):
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, stdin=b"The Dark Lord  rose\n\nagain\n")
+    assert code == 0, err
+    # four tagged words and an empty line; the blank input line's empty sentence; one word
+    assert [len(line.split("\t")) for line in out.split("\n")] == [2, 2, 2, 2, 1, 1, 2, 1, 1]
+    assert out.startswith("The\t") and "\nrose\t" in out
+    for line in out.splitlines():
+        if line:
+            word, tag = line.split("\t")
+            assert tag in ("O", "B-name", "I-name")
+    code, out, _ = run_cli("tag", "predict", "-m", tagger_run, "--json", stdin=b"The Dark Lord\n")
+    row = json.loads(out)
+    assert row["tokens"] == ["The", "Dark", "Lord"] and len(row["tags"]) == 3
+    assert all(0 < p <= 1 for p in row["probabilities"])
+    assert not any(t.startswith("I-") and p == "O" for p, t in zip(["O", *row["tags"]], row["tags"]))
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, "--tokens", stdin=b"The\tB-x\nOwl\tI-x\n\t\nflew\n")
+    assert code == 0 and "first column" in err
+    assert [line.split("\t")[0] for line in out.split("\n")] == ["The", "Owl", "", "flew", "", ""]
+
+
+def test_eval_reports_accuracy_per_tag_and_entities(run_cli, tagger_run, tmp_path):
+    (tmp_path / "d.conll").write_text(
+        "The\tB-name\nowl\tO\nflew\tO\n\nHarry\tB-name\nPotter\tI-name\nran\tO\nx\tB-mystery\n"
+    )
+    code, out, err = run_cli("tag", "eval", tmp_path / "d.conll", "-m", tagger_run, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["sentences"] == 2 and report["words"] == 7 and report["entities"] == 3
+    assert report["tags"][-1] == "B-mystery" and report["unknown_tags"] == ["B-mystery"]
+    assert report["accuracy"] <= 6 / 7 and "tags the run never saw, counted as errors: B-mystery" in err
+    assert set(report["entity_types"]) <= {"name", "mystery"} and 0 <= report["entity_f1"] <= 1
+    code, out, _ = run_cli("tag", "eval", tmp_path / "d.conll", "-m", tagger_run)
+    assert out.startswith("token accuracy ") and "entities: precision" in out
+
+
+def test_a_loose_inside_tag_is_said_once(run_cli, tagger_run, tmp_path):
+    (tmp_path / "d.conll").write_text("the\tI-name\nOwl\tI-name\n\nan\tO\nOwl\tI-name\n")
+    code, out, err = run_cli("tag", "eval", tmp_path / "d.conll", "-m", tagger_run, "--json")
+    assert code == 0 and err.count("follow no entity of their type") == 1 and "2 I- tag(s)" in err
+    assert json.loads(out)["entities"] == 2
+
+
+def test_info_and_plot_know_a_tagger(run_cli, tagger_run, tmp_path):
+    code, out, _ = run_cli("info", tagger_run, "--json")
+    info = json.loads(out)
+    assert info["task"] == "tag" and set(info["labels"]) == {"O", "B-name", "I-name"}
+    assert 0 <= info["best_val_f1"] <= 1
+    code, out, _ = run_cli("info", tagger_run)
+    assert "tagger:" in out and "entity F1" in out
+    code, out, err = run_cli("plot", tagger_run, "--png", tmp_path / "t.png")
+    assert code == 0 and "validation accuracy" in out, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "-m", "TAG"], "is a tagger, not a language model; use it with charnn tag predict"),
+        (["eval", "-m", "TAG"], "is a tagger, not a language model"),
+        (["grads", "-m", "TAG"], "is a tagger, not a language model"),
+        (["classify", "predict", "-m", "TAG"], "is a tagger, not a classifier"),
+        (["tag", "predict", "-m", "LM"], "is a language model, not a tagger; use it with charnn sample"),
+        (["tag", "eval", "DATA", "-m", "LM"], "is a language model, not a tagger"),
+        (["tag", "train", "--resume", "LM"], "is a language model, not a tagger"),
+        (["train", "--resume", "TAG"], "is a tagger, not a language model"),
+    ],
+)
+def test_a_run_of_the_wrong_kind_is_refused_in_one_line(args, message, run_cli, tmp_path, tagger_run, trained_run):
+    (tmp_path / "d.conll").write_text("a\tO\n")
+    names = {"TAG": str(tagger_run), "LM": str(trained_run), "DATA": str(tmp_path / "d.conll")}
+    code, out, err = run_cli(*[names.get(a, a) for a in args], stdin=b"text\n")
+    assert code == 2 and message in err and err.count("\n") == 1 and out == ""
+
+
+def test_tag_predict_defaults_to_the_newest_tagger(run_cli, tmp_path, monkeypatch, tagger_run, trained_run):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARNN_MODEL", raising=False)
+    (tmp_path / "runs").mkdir()
+    shutil.copytree(tagger_run, tmp_path / "runs" / "tagger")
+    shutil.copytree(trained_run, tmp_path / "runs" / "lm")  # the newer
+    code, out, err = run_cli("tag", "predict", stdin=b"the Owl\n")
+    assert code == 0 and "using run runs/tagger (the newest tagger run" in err and out.count("\t") == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message", "code"),
+    [
+        ("a\tO\n\n" + "1\tb\tb\tX\tX\t_\t0\troot\t_\t_\n", [], "the file mixes the two formats", 1),
+        ("".join(f"w{i}\tO\n" for i in range(1200)) + "\nb\tO\n", [], "a tagger reads at most 4,096 at once", 1),
+        ("a\tO\n\nb\tO\n", ["--word-layers", "-1"], "--word-layers must be >= 0", 2),
+        ("a\tO\n\nb\tO\n", ["--column", "lemmas"], "not a CoNLL-U tag column", 2),
+    ],
+)
+def test_bad_tagged_data_gets_one_line_and_nothing_is_written(
+    content, args, message, code, run_cli, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.conll").write_text(content)
+    got, out, err = run_cli("tag", "train", "d.conll", "--steps", "1", "--batch-size", "1", *args)
+    assert got == code and message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.conll"]
+
+
+def test_a_sentence_too_long_to_tag_is_refused_in_one_line(run_cli, tagger_run, tmp_path):
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, stdin=("word " * 1000 + "\n").encode())
+    assert code == 1 and "sentence 1 of the input" in err and "split it into sentences" in err and out == ""
+
+
+def test_the_shared_benchmark_data_reads_cleanly():
+    datasets = ROOT.parent / "shared" / "datasets"
+    if not (datasets / "pos-ewt").is_dir():
+        pytest.skip("../shared/datasets is absent")
+    ewt = read_tagged([datasets / "pos-ewt" / "en_ewt-ud-train.conllu"])
+    assert (len(ewt), ewt.words, len(ewt.tag_set())) == (12544, 204577, 17)
+    wnut = read_tagged([datasets / "ner-wnut17" / "wnut17train.conll"])
+    assert len(wnut) == 3394 and is_bio(wnut.tag_set()) and len(wnut.tag_set()) == 13
