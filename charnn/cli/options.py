@@ -26,15 +26,6 @@ Embed = Annotated[int, typer.Option(help="Embedding width.", rich_help_panel=MOD
 
 Dropout = Annotated[float, typer.Option(help="Dropout probability.", rich_help_panel=MODEL)]
 
-WeightDrop = Annotated[
-    float,
-    typer.Option(
-        help="DropConnect on the recurrent (hidden-to-hidden) weights, one mask a window: holds back a large "
-        "model on a small corpus.",
-        rich_help_panel=MODEL,
-    ),
-]
-
 Residual = Annotated[
     Optional[bool],
     typer.Option(
@@ -96,6 +87,13 @@ def _by_device(kind: type, what: str, key: str, panel: str):  # noqa: ANN202
 LayersByDevice = _by_device(int, "Stacked recurrent layers.", "layers", MODEL)
 HiddenByDevice = _by_device(int, "Hidden state width.", "hidden", MODEL)
 DropoutByDevice = _by_device(float, "Dropout probability.", "dropout", MODEL)
+WeightDropByDevice = _by_device(
+    float,
+    "DropConnect on the recurrent (hidden-to-hidden) weights, one mask a window: holds back a large model "
+    "on a small corpus.",
+    "weight_drop",
+    MODEL,
+)
 BatchSizeByDevice = _by_device(int, "Parallel rows of the text stream.", "batch_size", TRAIN)
 SeqLenByDevice = _by_device(int, "Tokens per backpropagation window.", "seq_len", TRAIN)
 LrByDevice = _by_device(float, "Peak learning rate (AdamW, warm-up then cosine decay).", "lr", TRAIN)

@@ -87,7 +87,7 @@ def train_command(
     hidden: options.HiddenByDevice = None,
     embed: options.Embed = _DEFAULT_MODEL.embed,
     dropout: options.DropoutByDevice = None,
-    weight_drop: options.WeightDrop = _DEFAULT_MODEL.weight_drop,
+    weight_drop: options.WeightDropByDevice = None,
     residual: options.Residual = None,
     tie_weights: options.TieWeights = False,
     bidirectional: Annotated[
@@ -139,10 +139,13 @@ def train_command(
         return
     if not corpus:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
-    given = dict(layers=layers, hidden=hidden, dropout=dropout, batch_size=batch_size, seq_len=seq_len, lr=lr)
+    given = dict(
+        layers=layers, hidden=hidden, dropout=dropout, weight_drop=weight_drop, batch_size=batch_size,
+        seq_len=seq_len, lr=lr,
+    )  # fmt: skip
     notes: list[str] = []  # said when training starts: a bad corpus still gets its one line alone
     chosen = _device_defaults(device, given, notes)
-    layers, hidden, dropout, batch_size, seq_len, lr = (chosen[key] for key in given)
+    layers, hidden, dropout, weight_drop, batch_size, seq_len, lr = (chosen[key] for key in given)
     config = TrainConfig(
         seq_len=seq_len,
         batch_size=batch_size,
