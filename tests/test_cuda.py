@@ -141,3 +141,20 @@ def test_a_run_folder_written_on_cuda_works_on_a_cpu_only_machine(cuda_run):
     sampled = cpu_only("sample", "-m", str(folder), "--seed", "1", "--length", "50")
     assert sampled.returncode == 0, sampled.stderr
     assert len(sampled.stdout.rstrip("\n")) >= 50
+
+
+def test_a_tagger_trains_and_tags_on_cuda(tmp_path):
+    from charnn.tag import evaluate_tagged, load_tagger, tag_sentences, train_tagger
+    from tests.run_kinds import TAGGER, _tagged
+
+    config = TrainConfig(steps=20, batch_size=4, eval_every=10, warmup_steps=2, device="cuda", precision="bf16")
+    finished = train_tagger(_tagged(), tmp_path / "tag", TAGGER, config)
+    assert finished.steps == 20 and 0 <= finished.best_val_f1 <= 1
+    run = load_tagger(tmp_path / "tag", device="cuda")
+    assert next(run.model.parameters()).device.type == "cuda"
+    words, tags, probs = next(tag_sentences(run, [["The", "Dark", "Lord", "rose"]]))
+    assert len(tags) == 4 and all(0 < p <= 1 for p in probs)
+    cpu = load_tagger(tmp_path / "tag")
+    assert evaluate_tagged(cpu, _tagged())["accuracy"] == pytest.approx(
+        evaluate_tagged(run, _tagged())["accuracy"], abs=0.02
+    )

@@ -330,3 +330,36 @@ def test_the_shared_benchmark_data_reads_cleanly():
     assert (len(ewt), ewt.words, len(ewt.tag_set())) == (12544, 204577, 17)
     wnut = read_tagged([datasets / "ner-wnut17" / "wnut17train.conll"])
     assert len(wnut) == 3394 and is_bio(wnut.tag_set()) and len(wnut.tag_set()) == 13
+
+
+def test_warm_start_copies_the_language_models_into_both_directions(tmp_path):
+    import threading
+
+    from safetensors.torch import load_file
+
+    from charnn.data import Corpus
+    from charnn.tag import train_tagger
+    from charnn.train import train
+    from tests.conftest import TINY_MODEL, tiny_train_config
+
+    tagged = _tagged()
+    corpus = Corpus(text="\n".join(" ".join(s) for s in tagged.sentences) + "\n", name="u", sources=("u.txt",))
+    lm = dict(TINY_MODEL, layers=1)
+    config = tiny_train_config(steps=10, eval_every=10)
+    train(corpus, tmp_path / "fwd", lm, config)
+    train(corpus, tmp_path / "bwd", lm, config, reverse=True, tokenizer_from=tmp_path / "fwd")
+    stopped = threading.Event()
+    stopped.set()  # stop before the first step: the resume state holds the starting weights
+    train_tagger(
+        tagged, tmp_path / "tag", {"dropout": 0.2, "bidirectional": True}, tiny_train_config(steps=5, batch_size=4),
+        init_from=[tmp_path / "fwd", tmp_path / "bwd"], stop=stopped,
+    )  # fmt: skip
+    start = {k[6:]: v for k, v in load_file(tmp_path / "tag" / "resume.safetensors").items() if k.startswith("model.")}
+    fwd, bwd = load_file(tmp_path / "fwd" / "model.safetensors"), load_file(tmp_path / "bwd" / "model.safetensors")
+    assert torch.equal(start["embed.weight"], fwd["embed.weight"])
+    assert torch.equal(start["rnns.0.weight_ih_l0"], fwd["rnns.0.weight_ih_l0"])
+    assert torch.equal(start["embed_reverse.weight"], bwd["embed.weight"])
+    assert torch.equal(start["rnns_reverse.0.weight_hh_l0"], bwd["rnns.0.weight_hh_l0"])
+    config_json = json.loads((tmp_path / "tag" / "config.json").read_text())
+    assert config_json["model"]["hidden"] == TINY_MODEL["hidden"] and len(config_json["init_from"]) == 2
+    assert (tmp_path / "tag" / "tokenizer.json").read_bytes() == (tmp_path / "fwd" / "tokenizer.json").read_bytes()
