@@ -363,3 +363,25 @@ def test_warm_start_copies_the_language_models_into_both_directions(tmp_path):
     config_json = json.loads((tmp_path / "tag" / "config.json").read_text())
     assert config_json["model"]["hidden"] == TINY_MODEL["hidden"] and len(config_json["init_from"]) == 2
     assert (tmp_path / "tag" / "tokenizer.json").read_bytes() == (tmp_path / "fwd" / "tokenizer.json").read_bytes()
+
+
+def test_predict_answers_each_sentence_of_a_slow_pipe_at_once(tagger_run):
+    import os
+    import select
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "charnn", "tag", "predict", "-m", str(tagger_run)]
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("the Owl\n")
+        proc.stdin.flush()
+        assert select.select([proc.stdout], [], [], 60)[0], "no answer while the pipe stays open"
+        assert [proc.stdout.readline().split("\t")[0] for _ in range(3)] == ["the", "Owl", "\n"]
+        proc.stdin.write("flew\n")
+        proc.stdin.close()
+        assert proc.stdout.readline().startswith("flew\t")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
