@@ -1,13 +1,7 @@
 """The classification task: padded batches of whole texts, one label each.
 
-Each step reads ``batch_size`` texts. An epoch is a seeded shuffle of the training
-texts; to waste little on padding, each run of 50 batches is sorted by length before
-it is cut into batches, and the batches are then visited in a seeded order::
-
-    shuffle(seed, epoch) -> [ 50 batches' texts ][ 50 batches' texts ] ...
-                             sort by length, cut into batches, shuffle their order
-
-so step s reads the same texts whether or not the run was resumed. Validation reads
+Each step reads ``batch_size`` texts, in the seeded, length-sorted batches of
+charnn.tasks.batches, so step s reads the same texts whether or not the run was resumed. Validation reads
 every held-out text; the kept model is the one with the best validation accuracy
 (ties go to the lower validation loss).
 """
@@ -27,10 +21,10 @@ from charnn.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
 from charnn.errors import CharnnError, CheckpointError
 from charnn.labelled import Labelled, read_labelled
 from charnn.model import State
+from charnn.tasks.batches import WholeTextBatches
 
 MAX_TOKENS = 1024
 """Texts are cut to their first MAX_TOKENS tokens."""
-SORT_GROUP = 50
 EVAL_BATCH = 64
 
 
@@ -49,7 +43,7 @@ def pad(ids: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torc
     return tokens.to(device), lengths.to(device)
 
 
-class ClassifyTask:
+class ClassifyTask(WholeTextBatches):
     kind = "classify"
 
     def __init__(self, model, train: Labelled, val: Labelled, labels: list[str], tokenizer, config, world, device):  # noqa: ANN001
@@ -65,7 +59,6 @@ class ClassifyTask:
         chars = sum(len(t) for t in train.texts)
         self.chars_per_step = config.batch_size * chars / len(train.texts)
         self.train_tokens, self.val_tokens = int(self.lengths.sum()), sum(len(x) for x in self.val_ids)
-        self._epoch: tuple[int, np.ndarray] | None = None
 
     @classmethod
     def from_folder(cls, folder: Path, run_config: dict[str, Any], model, config, world, device):  # noqa: ANN001, ANN206
@@ -80,35 +73,6 @@ class ClassifyTask:
             raise CheckpointError(f"{folder}: its texts carry labels config.json does not list")
         tokenizer = load_tokenizer(folder, run_config["tokenizer"])
         return cls(model, train, val, labels, tokenizer, config, world, device)
-
-    # -- the loop's side --------------------------------------------------------------
-
-    def initial_carry(self) -> State:
-        return []
-
-    def carry_template(self) -> State:
-        return []
-
-    def own_rows(self, carry: State) -> State:
-        return carry
-
-    def batch(self, step: int) -> np.ndarray:
-        """Indices of the training texts of step ``step`` (all processes' rows)."""
-        epoch, k = divmod(step, self.batches_per_epoch)
-        if self._epoch is None or self._epoch[0] != epoch:
-            self._epoch = (epoch, self._epoch_batches(epoch))
-        return self._epoch[1][k]
-
-    def _epoch_batches(self, epoch: int) -> np.ndarray:
-        b = self.config.batch_size
-        rng = np.random.default_rng([self.config.seed, epoch])
-        order = rng.permutation(len(self.train_ids))[: self.batches_per_epoch * b]
-        group = SORT_GROUP * b
-        for start in range(0, len(order), group):
-            part = order[start : start + group]
-            order[start : start + group] = part[np.argsort(self.lengths[part], kind="stable")]
-        batches = order.reshape(self.batches_per_epoch, b)
-        return batches[rng.permutation(self.batches_per_epoch)]
 
     def loss(self, net, step: int, carry: State, autocast) -> tuple[torch.Tensor, State]:  # noqa: ANN001
         rows = self.batch(step)[self.my_rows]

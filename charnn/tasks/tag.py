@@ -3,9 +3,8 @@
 A sentence is read as one text: with a char tokenizer its words joined by single spaces,
 with a subword tokenizer each word's pieces one after another; each word keeps the span
 of tokens it became (charnn.model.WordTagger reads its vector there). Batches are made as
-for classification: a seeded shuffle of the sentences each epoch, runs of 50 batches
-sorted by length, batches visited in a seeded order, so step s reads the same sentences
-whether or not the run was resumed.
+for classification (charnn.tasks.batches), so step s reads the same sentences whether or
+not the run was resumed.
 
 The kept model is the one with the best validation token accuracy, or, for BIO tags,
 the best entity F1 (ties go to the lower validation loss).
@@ -25,10 +24,10 @@ from charnn.checkpoint import VAL_TAGS_FILE as VALIDATION_FILE
 from charnn.errors import CharnnError, CheckpointError, CorpusError
 from charnn.model import State
 from charnn.tagged import Tagged, entities, is_bio, read_tagged
+from charnn.tasks.batches import WholeTextBatches
 
 MAX_TOKENS = 4096
 """The most tokens a sentence may have (characters, with a char tokenizer); longer ones are refused."""
-SORT_GROUP = 50
 EVAL_BATCH = 64
 IGNORE = -100
 
@@ -84,7 +83,7 @@ def pad(batch: list[Encoded], device: torch.device) -> tuple[torch.Tensor, ...]:
     return tuple(t.to(device) for t in (tokens, lengths, starts, ends, words))
 
 
-class TagTask:
+class TagTask(WholeTextBatches):
     kind = "tag"
 
     def __init__(self, model, train: Tagged, val: Tagged, tags: list[str], tokenizer, config, world, device):  # noqa: ANN001
@@ -102,7 +101,6 @@ class TagTask:
         self.chars_per_step = config.batch_size * chars / len(train)
         self.train_tokens = int(self.lengths.sum())
         self.val_tokens = sum(len(x.ids) for x in self.val_x)
-        self._epoch: tuple[int, np.ndarray] | None = None
 
     @classmethod
     def from_folder(cls, folder: Path, run_config: dict[str, Any], model, config, world, device):  # noqa: ANN001, ANN206
@@ -118,35 +116,6 @@ class TagTask:
             raise CheckpointError(f"{folder}: its sentences carry tags config.json does not list")
         tokenizer = load_tokenizer(folder, run_config["tokenizer"])
         return cls(model, train, val, tags, tokenizer, config, world, device)
-
-    # -- the loop's side --------------------------------------------------------------
-
-    def initial_carry(self) -> State:
-        return []
-
-    def carry_template(self) -> State:
-        return []
-
-    def own_rows(self, carry: State) -> State:
-        return carry
-
-    def batch(self, step: int) -> np.ndarray:
-        """Indices of the training sentences of step ``step`` (all processes' rows)."""
-        epoch, k = divmod(step, self.batches_per_epoch)
-        if self._epoch is None or self._epoch[0] != epoch:
-            self._epoch = (epoch, self._epoch_batches(epoch))
-        return self._epoch[1][k]
-
-    def _epoch_batches(self, epoch: int) -> np.ndarray:
-        b = self.config.batch_size
-        rng = np.random.default_rng([self.config.seed, epoch])
-        order = rng.permutation(len(self.train_x))[: self.batches_per_epoch * b]
-        group = SORT_GROUP * b
-        for start in range(0, len(order), group):
-            part = order[start : start + group]
-            order[start : start + group] = part[np.argsort(self.lengths[part], kind="stable")]
-        batches = order.reshape(self.batches_per_epoch, b)
-        return batches[rng.permutation(self.batches_per_epoch)]
 
     def loss(self, net, step: int, carry: State, autocast) -> tuple[torch.Tensor, State]:  # noqa: ANN001
         rows = self.batch(step)[self.my_rows]
