@@ -107,8 +107,9 @@ def recover(folder: Path) -> None:
 
 def _recover(folder: Path) -> None:
     pending, old = pending_path(folder), old_path(folder)
-    if pending.is_dir() and not _being_born(pending):
-        with FolderLock(pending):
+    if pending.is_dir():
+        # Under the birth lock a pending folder is locked by its maker if that maker lives.
+        with _birth_lock(pending.parent), FolderLock(pending):
             if (pending / CONFIG_FILE).is_file():
                 with _target_lock(folder):
                     _switch(pending, folder)
@@ -127,12 +128,19 @@ def _recover(folder: Path) -> None:
             pass  # a live trainer's temporaries are not stale
 
 
-def _being_born(pending: Path) -> bool:
-    """An empty pending folder of a few seconds: its maker may not have locked it yet."""
+@contextmanager
+def _birth_lock(parent: Path) -> Iterator[None]:
+    """Held (on the parent folder) while a pending folder is made and locked, and while one is judged.
+
+    A pending folder is made, then locked: without this lock, another command could find it
+    in between, unlocked though its maker lives. With it, an unlocked pending folder is always
+    debris of a killed command, to be cleared at once, however young.
+    """
+    lock = FolderLock(parent).acquire(wait=True)
     try:
-        return not any(pending.iterdir()) and time.time() - pending.stat().st_mtime < 10
-    except OSError:
-        return True
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager
@@ -221,12 +229,13 @@ def new_run(folder: Path, overwrite: bool) -> Iterator[tuple[Path, FolderLock]]:
     made = [p for p in reversed(folder.parents) if not p.exists()]  # removed again if the run fails
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        if pending.exists():  # recover found it live: another process is making this run
-            raise RunFolderError(
-                f"{folder} is being made by another charnn process; wait for it to finish or stop it first"
-            )
-        pending.mkdir()
-        lock = FolderLock(pending).acquire()
+        with _birth_lock(folder.parent):
+            if pending.exists():  # recover found it live: another process is making this run
+                raise RunFolderError(
+                    f"{folder} is being made by another charnn process; wait for it to finish or stop it first"
+                )
+            pending.mkdir()
+            lock = FolderLock(pending).acquire()
     except OSError as exc:
         _remove_made(made)
         raise RunFolderError(f"cannot write to --out {folder}: {exc.strerror or exc}") from None

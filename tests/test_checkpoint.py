@@ -133,3 +133,30 @@ def test_run_folders_know_every_tokenizer_file_name():
     from charnn.tokenizers.subword import FILE_NAME
 
     assert set(TOKENIZER_FILES) == {CharTokenizer.file_name, FILE_NAME}
+
+
+def test_a_pending_folder_left_empty_by_a_kill_is_cleared_at_once(tmp_path):
+    """A command killed between making its pending folder and locking it leaves it empty and
+    young; the next command must not take it for a live maker's."""
+    import threading
+
+    from charnn.files import FolderLock
+    from charnn.runfolder import new_run, pending_path, recover
+
+    folder = tmp_path / "runs" / "run"
+    pending = pending_path(folder)
+    pending.mkdir(parents=True)  # as a kill right after mkdir leaves it
+    with new_run(folder, overwrite=False) as (made, lock):
+        (made / "config.json").write_text("{}")
+    lock.release()
+    assert folder.is_dir() and not pending.exists()
+    # A live maker's pending folder is left alone: it is locked whenever another command looks.
+    other = tmp_path / "runs" / "other"
+    pending_path(other).mkdir()
+    held = FolderLock(pending_path(other)).acquire()
+    recover(other)
+    assert pending_path(other).is_dir()
+    held.release()
+    done = threading.Event()
+    threading.Thread(target=lambda: (recover(other), done.set())).start()
+    assert done.wait(10) and not pending_path(other).exists()
