@@ -136,7 +136,18 @@ def _birth_lock(parent: Path) -> Iterator[None]:
     in between, unlocked though its maker lives. With it, an unlocked pending folder is always
     debris of a killed command, to be cleared at once, however young.
     """
-    lock = FolderLock(parent).acquire(wait=True)
+    deadline = time.monotonic() + 10.0  # others hold it for an instant
+    while True:
+        try:
+            lock = FolderLock(parent).acquire()
+            break
+        except FolderBusy:
+            if time.monotonic() >= deadline:  # e.g. the parent is itself a run being trained
+                raise RunFolderError(
+                    f"{parent} is locked by another charnn process (a run being trained there?); "
+                    "choose an --out outside it"
+                ) from None
+            time.sleep(0.01)
     try:
         yield
     finally:

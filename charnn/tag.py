@@ -28,7 +28,15 @@ from charnn.loop import make_optimizer
 from charnn.model import WordTagger
 from charnn.resume import Position, save_resume
 from charnn.tagged import Tagged, is_bio, split_sentences
-from charnn.tasks.tag import TRAIN_FILE, VALIDATION_FILE, decode, encode_sentences, predict_encoded, scores
+from charnn.tasks.tag import (
+    TRAIN_FILE,
+    VALIDATION_FILE,
+    decode,
+    encode_sentences,
+    predict_encoded,
+    scores,
+    strict_bio,
+)
 from charnn.train import request_digest, start_run
 
 
@@ -57,6 +65,8 @@ def train_tagger(
     """
     config = config or TrainConfig()
     train_part, val_part = (data, val) if val is not None else split_sentences(data, config.val_fraction, config.seed)
+    if val is None:  # a tag held out whole would be unknown to training: its sentences stay in training
+        train_part, val_part = _keep_every_tag(train_part, val_part)
     unseen = sorted(set(val_part.tag_set()) - set(train_part.tag_set()))
     if unseen:
         raise CorpusError(f"the validation sentences have tag {unseen[0]!r}, which no training sentence has")
@@ -103,7 +113,13 @@ def train_tagger(
             run_config = {
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "request": request,
-                "task": {"kind": "tag", "tags": tags, "bio": is_bio(tags), "word_layers": word_layers},
+                "task": {
+                    "kind": "tag",
+                    "tags": tags,
+                    "bio": is_bio(tags),
+                    "strict_bio": strict_bio(train_part),
+                    "word_layers": word_layers,
+                },
                 "model": model_config.to_dict(),
                 "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
                 "training": config.to_dict(),
@@ -127,6 +143,17 @@ def train_tagger(
         folder, config, data_sha256, request, make, overwrite=overwrite, resume=resume,
         budget_given=budget_given, on_event=on_event, stop=stop,
     )  # fmt: skip
+
+
+def _keep_every_tag(train: Tagged, val: Tagged) -> tuple[Tagged, Tagged]:
+    known = set(train.tag_set())
+    moved = [i for i, tags in enumerate(val.tags) if not set(tags) <= known]
+    if not moved or len(moved) == len(val):
+        return train, val
+    keep = [i for i in range(len(val)) if i not in set(moved)]
+    back = val.subset(moved)
+    joined = Tagged(train.sentences + back.sentences, train.tags + back.tags, train.sources)
+    return joined, val.subset(keep)
 
 
 def _build_tokenizer(kind: str, options: dict[str, Any] | None, train: Tagged, val: Tagged) -> Any:
@@ -156,15 +183,16 @@ def tag_sentences(
     cannot, the sentences so far are answered at once, so that slow input streams.
     """
     tags = run.config["task"]["tags"]
+    strict = run.config["task"].get("strict_bio", True)
     device = next(run.model.parameters()).device
     pending: list[list[str]] = []
     done = 0
 
     def flush() -> Iterator[tuple[list[str], list[str], list[float]]]:
         nonlocal done
-        encoded = encode_sentences(run.tokenizer, pending, f"the input (from sentence {done + 1})")
+        encoded = encode_sentences(run.tokenizer, pending, "the input", first=done + 1)
         for words, probs in zip(pending, predict_encoded(run.model, encoded, device), strict=True):
-            best = decode(probs, tags)
+            best = decode(probs, tags, strict)
             chosen = probs[torch.arange(len(best)), torch.from_numpy(best)].tolist() if len(best) else []
             yield words, [tags[i] for i in best], chosen
         done += len(pending)
@@ -187,7 +215,7 @@ def evaluate_tagged(run: Any, data: Tagged) -> dict[str, Any]:
     device = next(run.model.parameters()).device
     encoded = encode_sentences(run.tokenizer, data.sentences, ", ".join(data.sources))
     probs = predict_encoded(run.model, encoded, device)
-    predicted = [decode(p, tags) for p in probs]
+    predicted = [decode(p, tags, run.config["task"].get("strict_bio", True)) for p in probs]
     target = [np.asarray([index[t] for t in sentence]) for sentence in data.tags]
     figures = scores(target, predicted, names)
     figures["tags"] = names

@@ -385,3 +385,39 @@ def test_predict_answers_each_sentence_of_a_slow_pipe_at_once(tagger_run):
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
+
+
+def test_iob1_tags_that_start_entities_with_inside_tags_are_decoded_as_they_come():
+    from charnn.tagged import Tagged
+    from charnn.tasks.tag import strict_bio
+
+    tags = ["O", "I-PER"]
+    probs = torch.tensor([[0.05, 0.95], [0.9, 0.1]])
+    assert decode(probs, tags).tolist() == [0, 0]  # held to IOB2, an I- cannot start a sentence
+    assert decode(probs, tags, strict=False).tolist() == [1, 0]
+    iob1 = Tagged((("Ann", "ran"),), (("I-PER", "O"),), ("x",))
+    iob2 = Tagged((("Ann", "ran"),), (("B-PER", "O"),), ("x",))
+    assert not strict_bio(iob1) and strict_bio(iob2)
+
+
+def test_the_automatic_split_never_holds_out_a_tag_whole():
+    from charnn.tag import _keep_every_tag
+    from charnn.tagged import Tagged
+
+    data = _tagged()
+    rare = (("B-rare",) * len(data.sentences[0]),)
+    train = data.subset(range(1, 30))
+    val = Tagged(data.sentences[:1] + data.sentences[30:], rare + data.tags[30:], data.sources)
+    kept, held = _keep_every_tag(train, val)
+    assert "B-rare" in kept.tag_set() and "B-rare" not in held.tag_set()
+    assert len(kept) == 30 and held.sentences == data.sentences[30:]
+
+
+def test_subword_words_are_read_with_the_spaces_between_them():
+    from charnn.tokenizers import build_tokenizer
+
+    text = "\n".join(" ".join(s) for s in _tagged().sentences) * 4
+    tokenizer = build_tokenizer("bpe", text, vocab_size=400)
+    x = encode_sentence(tokenizer, ["The", "Dark", "Lord"])
+    assert tokenizer.decode(x.ids) == "The Dark Lord"
+    assert [tokenizer.decode(x.ids[a:b]) for a, b in zip(x.starts, x.ends)] == ["The", "Dark", "Lord"]

@@ -119,6 +119,8 @@ def tag_train(
     budget = parse_duration(time_budget) if time_budget else None
     folder = Path(resume) if resume not in (None, "auto") else out
     if resume is not None and not data:
+        if val is not None:
+            raise ConfigError("--val is fixed when a run starts; drop it to resume the run as it is")
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
         run_training(lambda **kw: _resume(folder, steps, budget, **kw), "charnn tag train")

@@ -23,7 +23,7 @@ from charnn.checkpoint import TRAIN_TAGS_FILE as TRAIN_FILE
 from charnn.checkpoint import VAL_TAGS_FILE as VALIDATION_FILE
 from charnn.errors import CharnnError, CheckpointError, CorpusError
 from charnn.model import State
-from charnn.tagged import Tagged, entities, is_bio, read_tagged
+from charnn.tagged import Tagged, entities, is_bio, loose_inside_tags, read_tagged
 from charnn.tasks.batches import WholeTextBatches
 
 MAX_TOKENS = 4096
@@ -48,17 +48,28 @@ def encode_sentence(tokenizer: Any, words: tuple[str, ...] | list[str]) -> Encod
         lengths = np.asarray([len(w) for w in words], dtype=np.int64)
         ends = np.cumsum(lengths + 1) - 1  # each word is followed by one space
         return Encoded(ids, ends - lengths, ends)
+    # Each word's pieces, the space's between them (as the tokenizer reads running text), so the
+    # encoder sees where words start; a word's span is its own pieces.
+    space = np.asarray(tokenizer.encode(" "), dtype=np.int64)
     pieces = [np.asarray(tokenizer.encode(w), dtype=np.int64) for w in words]
     pieces = [p if len(p) else np.zeros(1, dtype=np.int64) for p in pieces]
-    lengths = np.asarray([len(p) for p in pieces], dtype=np.int64)
-    ends = np.cumsum(lengths)
-    return Encoded(np.concatenate(pieces) if pieces else np.zeros(0, np.int64), ends - lengths, ends)
+    ids, starts, ends, at = [], [], [], 0
+    for i, p in enumerate(pieces):
+        if i:
+            ids.append(space)
+            at += len(space)
+        starts.append(at)
+        ids.append(p)
+        at += len(p)
+        ends.append(at)
+    as_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    return Encoded(as_ids, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64))
 
 
-def encode_sentences(tokenizer: Any, sentences: Any, where: str = "the data") -> list[Encoded]:
-    """Every sentence encoded; one longer than MAX_TOKENS is refused, naming it."""
+def encode_sentences(tokenizer: Any, sentences: Any, where: str = "the data", first: int = 1) -> list[Encoded]:
+    """Every sentence encoded; one longer than MAX_TOKENS is refused, naming it (counting from ``first``)."""
     out = []
-    for number, words in enumerate(sentences, 1):
+    for number, words in enumerate(sentences, first):
         encoded = encode_sentence(tokenizer, words)
         if len(encoded.ids) > MAX_TOKENS:
             raise CorpusError(
@@ -94,6 +105,7 @@ class TagTask(WholeTextBatches):
         self.train_y = [np.asarray([index[t] for t in s], dtype=np.int64) for s in train.tags]
         self.val_y = [np.asarray([index[t] for t in s], dtype=np.int64) for s in val.tags]
         self.tags, self.bio = tags, is_bio(tags)
+        self.strict = strict_bio(train)
         self.my_rows = world.rows(config.batch_size)
         self.batches_per_epoch = len(self.train_x) // config.batch_size
         self.lengths = np.asarray([len(x.ids) for x in self.train_x])
@@ -131,7 +143,7 @@ class TagTask(WholeTextBatches):
         target = np.concatenate(self.val_y)
         flat = torch.cat(probs)  # (N, tags)
         loss = float(F.nll_loss(torch.log(flat.clamp_min(1e-12)), torch.from_numpy(target)))
-        predicted = [decode(p, self.tags) for p in probs]
+        predicted = [decode(p, self.tags, self.strict) for p in probs]
         figures = scores(self.val_y, predicted, self.tags)
         metrics = {"val_loss": loss, "val_accuracy": figures["accuracy"]}
         measure = figures["accuracy"]
@@ -139,6 +151,11 @@ class TagTask(WholeTextBatches):
             metrics["val_f1"] = figures["entity_f1"]
             measure = figures["entity_f1"]
         return (1.0 - measure) + min(loss, 1e3) * 1e-9, metrics
+
+
+def strict_bio(data: Tagged) -> bool:
+    """Whether BIO tags always start an entity with B- (IOB2), so predictions may be held to it."""
+    return not any(loose_inside_tags(tags) for tags in data.tags)
 
 
 def _targets(tags: list[np.ndarray], width: int) -> torch.Tensor:
@@ -169,14 +186,16 @@ def predict_encoded(
     return out
 
 
-def decode(probs: torch.Tensor, tags: list[str]) -> np.ndarray:
+def decode(probs: torch.Tensor, tags: list[str], strict: bool = True) -> np.ndarray:
     """Each word's tag: the most probable, or for BIO tags the most probable sequence that is well formed.
 
     In a well-formed BIO sequence an I- tag continues an entity of its type; the best such
     sequence is found by Viterbi over the words' log-probabilities (the constraints are the
-    only transitions), so the tagger never reports a fragment that no entity starts.
+    only transitions), so the tagger never reports a fragment that no entity starts. A run
+    whose training tags start entities with I- (IOB1, as the original CoNLL-2003 files do)
+    is not ``strict``: each word then gets its most probable tag.
     """
-    if not is_bio(tags) or len(probs) == 0:
+    if not strict or not is_bio(tags) or len(probs) == 0:
         return probs.argmax(1).numpy()
     logp = torch.log(probs.clamp_min(1e-12)).numpy()  # (W, K)
     allowed = _bio_transitions(tuple(tags))  # (K, K): from, to
