@@ -231,6 +231,8 @@ def test_predict_prints_token_tag_lines_and_json(run_cli, tagger_run, tmp_path):
     code, out, err = run_cli("tag", "predict", "-m", tagger_run, "--tokens", stdin=b"The\tB-x\nOwl\tI-x\n\t\nflew\n")
     assert code == 0 and "first column" in err
     assert [line.split("\t")[0] for line in out.split("\n")] == ["The", "Owl", "", "flew", "", ""]
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, "--tokens", stdin=CONLLU.encode())
+    assert code == 0 and [line.split("\t")[0] for line in out.split("\n")] == ["Do", "n't", "go", ".", "", "Hi", "", ""]
 
 
 def test_eval_reports_accuracy_per_tag_and_entities(run_cli, tagger_run, tmp_path):

@@ -183,7 +183,9 @@ def tag_predict(
     tokens: Annotated[
         bool,
         typer.Option(
-            "--tokens", help="Read one token a line, an empty line between sentences (a line's first column)."
+            "--tokens",
+            help="Read one token a line, an empty line between sentences (a line's first column; "
+            "CoNLL-U lines give their FORM).",
         ),
     ] = False,
     probs: Annotated[bool, typer.Option("--probs", help="Print each tag's probability after it.")] = False,
@@ -195,7 +197,7 @@ def tag_predict(
     """Tag text: print token<TAB>tag lines, an empty line after each sentence, as the sentences arrive.
 
     Raw text is read one sentence a line and split on whitespace; --tokens reads one token a
-    line, so a token<TAB>tag or CoNLL-style file's first column can be piped straight in.
+    line, so a token<TAB>tag file or a CoNLL-U file can be piped straight in.
 
     [b]Examples[/b]
 
@@ -221,7 +223,11 @@ def tag_predict(
 
 
 def _token_sentences(source: str):  # noqa: ANN202
-    """Sentences of one token a line (a line's first tab-separated column), split at empty lines."""
+    """Sentences of one token a line, split at empty lines.
+
+    A token<TAB>tag line gives its first column; a CoNLL-U line (10 columns) its FORM, with
+    comment lines ('# ...'), multiword-token lines (3-4) and empty nodes (8.1) skipped.
+    """
     words: list[str] = []
     told = False
     for line in input_lines(source):
@@ -230,10 +236,17 @@ def _token_sentences(source: str):  # noqa: ANN202
                 yield words
                 words = []
             continue
-        if "\t" in line and not told:
-            say("lines hold tabs: tagging each line's first column")
+        fields = line.split("\t")
+        if len(fields) == 1 and line.startswith("# "):
+            continue  # a CoNLL-U comment: a token holds no space
+        if len(fields) == 10:
+            if "-" in fields[0] or "." in fields[0]:
+                continue
+            fields = fields[1:]
+        if len(fields) > 1 and not told:
+            say("lines hold tabs: tagging each line's token (the FORM of CoNLL-U lines, else the first column)")
             told = True
-        words.append(line.split("\t", 1)[0].strip() or "_")
+        words.append(fields[0].strip() or "_")
     if words:
         yield words
 
