@@ -200,6 +200,21 @@ def load_classifier(folder: Path, device: str = "cpu") -> Any:
     return checkpoint.load_run(folder, device=device, kind="classify")
 
 
+def arriving_batches(
+    items: Iterable[Any], size: int, more_ready: Callable[[], bool] | None = None
+) -> Iterator[list[Any]]:
+    """``items`` in lists of up to ``size``, in order; a list is cut short when ``more_ready()``
+    says the next item is not here yet, so that slow input is answered as it comes."""
+    pending: list[Any] = []
+    for item in items:
+        pending.append(item)
+        if len(pending) >= size or (more_ready is not None and not more_ready()):
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
 def predict_lines(
     run: Any, texts: Iterable[str], batch: int = 256, more_ready: Callable[[], bool] | None = None
 ) -> Iterator[tuple[str, dict[str, float]]]:
@@ -210,21 +225,11 @@ def predict_lines(
     """
     labels = run.config["task"]["labels"]
     device = next(run.model.parameters()).device
-    pending: list[str] = []
-
-    def flush() -> Iterator[tuple[str, dict[str, float]]]:
+    for pending in arriving_batches(texts, batch, more_ready):
         probs = predict_ids(run.model, encode_texts(run.tokenizer, [t if t else " " for t in pending]), device)
         for row in probs.tolist():
             best = max(range(len(labels)), key=row.__getitem__)
             yield labels[best], dict(zip(labels, row, strict=True))
-        pending.clear()
-
-    for text in texts:
-        pending.append(text)
-        if len(pending) >= batch or (more_ready is not None and not more_ready()):
-            yield from flush()
-    if pending:
-        yield from flush()
 
 
 def evaluate_labelled(run: Any, data: Labelled) -> dict[str, Any]:

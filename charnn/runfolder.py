@@ -136,18 +136,8 @@ def _birth_lock(parent: Path) -> Iterator[None]:
     in between, unlocked though its maker lives. With it, an unlocked pending folder is always
     debris of a killed command, to be cleared at once, however young.
     """
-    deadline = time.monotonic() + 10.0  # others hold it for an instant
-    while True:
-        try:
-            lock = FolderLock(parent).acquire()
-            break
-        except FolderBusy:
-            if time.monotonic() >= deadline:  # e.g. the parent is itself a run being trained
-                raise RunFolderError(
-                    f"{parent} is locked by another charnn process (a run being trained there?); "
-                    "choose an --out outside it"
-                ) from None
-            time.sleep(0.01)
+    busy = f"{parent} is locked by another charnn process (a run being trained there?); choose an --out outside it"
+    lock = _lock_within(parent, 10.0, busy)
     try:
         yield
     finally:
@@ -212,18 +202,23 @@ def hold(folder: Path, patience: float = 3.0) -> FolderLock:
 
     A reader tidying the folder (``recover``) holds the lock for an instant: wait that out.
     """
-    deadline = time.monotonic() + patience
+    busy = f"{folder} is being written by another charnn process; wait for it to finish or stop it first"
+    try:
+        return _lock_within(folder, patience, busy)
+    except OSError as exc:
+        raise RunFolderError(f"cannot open {folder}: {exc.strerror or exc}") from None
+
+
+def _lock_within(folder: Path, seconds: float, busy: str) -> FolderLock:
+    """``folder``'s lock, waited for up to ``seconds`` (others hold it for an instant); RunFolderError(busy) after."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
             return FolderLock(folder).acquire()
         except FolderBusy:
             if time.monotonic() >= deadline:
-                raise RunFolderError(
-                    f"{folder} is being written by another charnn process; wait for it to finish or stop it first"
-                ) from None
-            time.sleep(0.05)
-        except OSError as exc:
-            raise RunFolderError(f"cannot open {folder}: {exc.strerror or exc}") from None
+                raise RunFolderError(busy) from None
+            time.sleep(0.01)
 
 
 @contextmanager

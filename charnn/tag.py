@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from charnn import checkpoint, runfolder
-from charnn.classify import warm_model_config, warm_start, warm_start_sources
+from charnn.classify import arriving_batches, warm_model_config, warm_start, warm_start_sources
 from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import ConfigError, CorpusError
 from charnn.events import Event, Finished
@@ -150,7 +150,7 @@ def _keep_every_tag(train: Tagged, val: Tagged) -> tuple[Tagged, Tagged]:
     moved = [i for i, tags in enumerate(val.tags) if not set(tags) <= known]
     if not moved or len(moved) == len(val):
         return train, val
-    keep = [i for i in range(len(val)) if i not in set(moved)]
+    keep = sorted(set(range(len(val))) - set(moved))
     back = val.subset(moved)
     joined = Tagged(train.sentences + back.sentences, train.tags + back.tags, train.sources)
     return joined, val.subset(keep)
@@ -185,25 +185,14 @@ def tag_sentences(
     tags = run.config["task"]["tags"]
     strict = run.config["task"].get("strict_bio", True)
     device = next(run.model.parameters()).device
-    pending: list[list[str]] = []
     done = 0
-
-    def flush() -> Iterator[tuple[list[str], list[str], list[float]]]:
-        nonlocal done
+    for pending in arriving_batches(sentences, batch, more_ready):
         encoded = encode_sentences(run.tokenizer, pending, "the input", first=done + 1)
         for words, probs in zip(pending, predict_encoded(run.model, encoded, device), strict=True):
             best = decode(probs, tags, strict)
             chosen = probs[torch.arange(len(best)), torch.from_numpy(best)].tolist() if len(best) else []
             yield words, [tags[i] for i in best], chosen
         done += len(pending)
-        pending.clear()
-
-    for words in sentences:
-        pending.append(words)
-        if len(pending) >= batch or (more_ready is not None and not more_ready()):
-            yield from flush()
-    if pending:
-        yield from flush()
 
 
 def evaluate_tagged(run: Any, data: Tagged) -> dict[str, Any]:

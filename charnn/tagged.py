@@ -86,8 +86,7 @@ def read_tagged(
         text = read_text(source, stdin=stdin)
         lines = [line.rstrip("\r") for line in text.split("\n")]
         found = fmt if fmt != "auto" else detect_format(lines, label)
-        parsed = _conllu(lines, label, index) if found == "conllu" else _columns(lines, label)
-        for words, labels in parsed:
+        for words, labels in _sentences(lines, label, found == "conllu", index):
             sentences.append(words)
             tags.append(labels)
         names.append(label)
@@ -117,38 +116,13 @@ def detect_format(lines: list[str], label: str) -> str:
     raise CorpusError(f"{label} holds no tagged tokens; give CoNLL-U or token<TAB>tag lines")
 
 
-def _conllu(lines: list[str], label: str, column: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    out: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-    words: list[str] = []
-    tags: list[str] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            if words:
-                out.append((tuple(words), tuple(tags)))
-                words, tags = [], []
-            continue
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 10:
-            other = " (a token<TAB>tag line: the file mixes the two formats)" if len(fields) == 2 else ""
-            raise CorpusError(
-                f"{label}, line {number}: a CoNLL-U line has 10 tab-separated columns, this one has "
-                f"{len(fields)}{other}; fix the line"
-            )
-        if "-" in fields[0] or "." in fields[0]:
-            continue  # a multiword token (3-4) or an empty node (8.1): no tag to predict
-        word, tag = fields[1].strip(), fields[column].strip()
-        if not word or not tag:
-            raise CorpusError(f"{label}, line {number}: empty {'form' if not word else 'tag'}; fix the line")
-        words.append(word)
-        tags.append(tag)
-    if words:
-        out.append((tuple(words), tuple(tags)))
-    return out
-
-
-def _columns(lines: list[str], label: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+def _sentences(
+    lines: list[str], label: str, conllu: bool, column: int
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The (words, tags) of each sentence of a CoNLL-U (``conllu``) or token<TAB>tag file."""
+    formats = {10: "a CoNLL-U line", 2: "a token<TAB>tag line"}
+    width, other = (10, 2) if conllu else (2, 10)
+    word_at, tag_at = (1, column) if conllu else (0, 1)
     out: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     words: list[str] = []
     tags: list[str] = []
@@ -158,16 +132,21 @@ def _columns(lines: list[str], label: str) -> list[tuple[tuple[str, ...], tuple[
                 out.append((tuple(words), tuple(tags)))
                 words, tags = [], []
             continue
+        if conllu and line.startswith("#"):
+            continue
         fields = line.split("\t")
-        if len(fields) != 2:
-            other = " (a CoNLL-U line: the file mixes the two formats)" if len(fields) == 10 else ""
+        if len(fields) != width:
+            mixed = f" ({formats[other]}: the file mixes the two formats)" if len(fields) == other else ""
             raise CorpusError(
-                f"{label}, line {number}: a token<TAB>tag line has 2 tab-separated columns, this one has "
-                f"{len(fields)}{other}; fix the line"
+                f"{label}, line {number}: {formats[width]} has {width} tab-separated columns, this one has "
+                f"{len(fields)}{mixed}; fix the line"
             )
-        word, tag = fields[0].strip(), fields[1].strip()
+        if conllu and ("-" in fields[0] or "." in fields[0]):
+            continue  # a multiword token (3-4) or an empty node (8.1): no tag to predict
+        word, tag = fields[word_at].strip(), fields[tag_at].strip()
         if not word or not tag:
-            raise CorpusError(f"{label}, line {number}: empty {'token' if not word else 'tag'}; fix the line")
+            what = "tag" if word else ("form" if conllu else "token")
+            raise CorpusError(f"{label}, line {number}: empty {what}; fix the line")
         words.append(word)
         tags.append(tag)
     if words:

@@ -25,6 +25,7 @@ from charnn.errors import CharnnError, CheckpointError, CorpusError
 from charnn.model import State
 from charnn.tagged import Tagged, entities, is_bio, loose_inside_tags, read_tagged
 from charnn.tasks.batches import WholeTextBatches
+from charnn.tasks.classify import scores as label_scores
 
 MAX_TOKENS = 4096
 """The most tokens a sentence may have (characters, with a char tokenizer); longer ones are refused."""
@@ -81,7 +82,10 @@ def encode_sentences(tokenizer: Any, sentences: Any, where: str = "the data", fi
 
 
 def pad(batch: list[Encoded], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(tokens (B, T), lengths (B,), starts (B, W), ends (B, W), words (B,)), right-padded with 0."""
+    """(tokens (B, T), lengths (B,), starts (B, W), ends (B, W), words (B,)), right-padded with 0.
+
+    ``words`` stays on the CPU, where the word-level LSTM's packing reads it.
+    """
     lengths = torch.tensor([max(1, len(x.ids)) for x in batch], dtype=torch.long)
     words = torch.tensor([len(x.starts) for x in batch], dtype=torch.long)
     tokens = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
@@ -91,7 +95,7 @@ def pad(batch: list[Encoded], device: torch.device) -> tuple[torch.Tensor, ...]:
         tokens[row, : len(x.ids)] = torch.from_numpy(x.ids)
         starts[row, : len(x.starts)] = torch.from_numpy(x.starts)
         ends[row, : len(x.ends)] = torch.from_numpy(x.ends)
-    return tuple(t.to(device) for t in (tokens, lengths, starts, ends, words))
+    return (*(t.to(device) for t in (tokens, lengths, starts, ends)), words)
 
 
 class TagTask(WholeTextBatches):
@@ -225,21 +229,8 @@ def _bio_transitions(tags: tuple[str, ...]) -> np.ndarray:
 
 def scores(target: list[np.ndarray], predicted: list[np.ndarray], tags: list[str]) -> dict[str, Any]:
     """Token accuracy and per-tag precision/recall/F1; for BIO tags, entity-level precision/recall/F1."""
-    k = len(tags)
-    gold, guess = np.concatenate(target), np.concatenate(predicted)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (gold, guess), 1)
-    tp = np.diag(confusion).astype(float)
-    precision = np.divide(tp, confusion.sum(0), out=np.zeros(k), where=confusion.sum(0) > 0)
-    recall = np.divide(tp, confusion.sum(1), out=np.zeros(k), where=confusion.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=precision + recall > 0)
-    figures: dict[str, Any] = {
-        "accuracy": float(tp.sum() / max(1, len(gold))),
-        "precision": precision.tolist(),
-        "recall": recall.tolist(),
-        "f1": f1.tolist(),
-        "support": confusion.sum(1).tolist(),
-    }
+    words = label_scores(np.concatenate(target), np.concatenate(predicted), len(tags))  # each word a "text"
+    figures: dict[str, Any] = {key: words[key] for key in ("accuracy", "precision", "recall", "f1", "support")}
     if is_bio(tags):
         figures.update(entity_scores(target, predicted, tags))
     return figures
