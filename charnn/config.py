@@ -53,6 +53,8 @@ class ModelConfig:
     """Encoders only: drop each input token's embedding whole with this probability (training only)."""
     records: bool = False
     """Record runs: the last id is the record boundary; the state restarts from zeros where it is read."""
+    styles: int = 0
+    """Conditional language models: how many styles; a learned vector per style and layer joins every input."""
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -67,6 +69,7 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
         _check(0.0 <= self.weight_drop < 1.0, f"--weight-drop must be in [0, 1), got {self.weight_drop}")
         _check(0.0 <= self.token_dropout < 1.0, f"--token-dropout must be in [0, 1), got {self.token_dropout}")
+        _check(0 <= self.styles <= 4096, f"a model has 0 to 4096 styles, got {self.styles}")
         if self.residual is None:
             object.__setattr__(self, "residual", self.layers >= 2)
 

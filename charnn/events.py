@@ -50,6 +50,8 @@ class Evaluated:
     """A classifier's share of validation texts labelled right (a tagger's: of words)."""
     val_f1: float | None = None
     """A BIO tagger's entity F1 (the measure that picks its model)."""
+    val_styles: dict[str, float] | None = None
+    """A style run's held-out bits per character, style by style (its val_loss is their mean)."""
 
 
 @dataclass(frozen=True)

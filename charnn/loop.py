@@ -347,6 +347,9 @@ class Loop:
                 is_best,
                 metrics.get("val_accuracy"),
                 metrics.get("val_f1"),
+                {name: m["val_bits_per_char"] for name, m in metrics["val_styles"].items()}
+                if "val_styles" in metrics
+                else None,
             )
             self._log({"event": "eval", "elapsed": self.elapsed(), **asdict(event)})
             if is_best:

@@ -37,6 +37,13 @@ class RecurrentLM(nn.Module):
         self.project = nn.Linear(c.hidden, c.embed, bias=False) if c.tie_weights and c.hidden != c.embed else None
         self.head = None if c.tie_weights else nn.Linear(c.hidden, c.vocab_size)
         self.head_bias = nn.Parameter(torch.zeros(c.vocab_size)) if c.tie_weights else None
+        # A conditional model: one learned vector per style and layer, added to that layer's input
+        # at every step (zeros at first: a warm start from an unconditional run begins as it was).
+        widths = [c.embed] + [c.hidden] * (c.layers - 1)
+        self.style_vectors = nn.Parameter(torch.zeros(c.styles, sum(widths))) if c.styles else None
+        self.style_widths = widths
+        self.style: Tensor | None = None
+        """The style weights (S,) that calls without ``style`` use (``use_style``); None: none chosen."""
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -45,14 +52,37 @@ class RecurrentLM(nn.Module):
     def initial_state(self, batch: int, device: torch.device | None = None) -> State:
         return zero_state(self.config, len(self.rnns), batch, device or self.embed.weight.device)
 
-    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """tokens (B, T) int64 -> logits (B, T, V) and the state after the last token."""
+    def forward(self, tokens: Tensor, state: State | None = None, style: Tensor | None = None) -> tuple[Tensor, State]:
+        """tokens (B, T) int64 -> logits (B, T, V) and the state after the last token.
+
+        ``style`` (a conditional model's): each row's style id (B,) int64, or weights over the
+        styles (B, S) or (S,) float, which blend them; default: the weights ``use_style`` set.
+        """
         if state is None:
             state = self.initial_state(tokens.shape[0], tokens.device)
         x = self.drop(self.embed(tokens))  # (B, T, E)
         resets = tokens == self.boundary if self.boundary is not None else None  # (B, T)
-        x, new_state = run_stack(self.rnns, x, state, self.config, self.drop, resets)  # (B, T, H)
+        biases = self.style_biases(style, tokens.shape[0])
+        x, new_state = run_stack(self.rnns, x, state, self.config, self.drop, resets, biases)  # (B, T, H)
         return self.logits(x), new_state
+
+    def use_style(self, weights: Tensor | None) -> None:
+        """Set the style weights (S,) that calls without ``style`` (and new steppers) use."""
+        self.style = None if weights is None else weights.to(self.embed.weight.device, torch.float32)
+
+    def style_biases(self, style: Tensor | None, batch: int) -> list[Tensor] | None:
+        """Each layer's style vector for the batch: (B, 1, width) per layer; None for an unconditional model."""
+        if self.style_vectors is None:
+            return None
+        style = self.style if style is None else style
+        if style is None:
+            raise ValueError("a conditional model needs a style (use_style, or style=)")
+        if style.dtype in (torch.int64, torch.int32):
+            mixed = self.style_vectors[style]  # (B, D)
+        else:
+            mixed = style.to(self.style_vectors.dtype) @ self.style_vectors  # (B, D) or (D,)
+        mixed = mixed.expand(batch, -1) if mixed.dim() == 1 else mixed
+        return [part[:, None, :] for part in mixed.split(self.style_widths, dim=1)]
 
     @property
     def boundary(self) -> int | None:
@@ -258,8 +288,12 @@ def run_stack(
     config: ModelConfig,
     drop: nn.Module,
     resets: Tensor | None = None,
+    biases: list[Tensor] | None = None,
 ) -> tuple[Tensor, State]:
     """x (B, T, E) through the layers, dropout after each, residual from layer 2 on -> (B, T, H), state.
+
+    ``biases`` (a conditional model's style): one (B, 1, width) vector per layer, added to
+    what the layer reads at every step (the residual path carries the layer's input without it).
 
     ``resets`` (B, T) marks where a row's state restarts from zeros before reading the
     token (a record boundary). The window is then cut at every position where some row
@@ -273,11 +307,12 @@ def run_stack(
     new_state: State = []
     for i, (rnn, layer_state) in enumerate(zip(rnns, state, strict=True)):
         layer = _with_weight_drop(rnn, config.weight_drop) if drop.training and config.weight_drop > 0 else rnn
+        read = x if biases is None else x + biases[i]  # (B, T, E or H)
         if cuts is None:
-            out, hn = layer(x, layer_state if config.cell == "lstm" else layer_state[0])  # (B, T, H)
+            out, hn = layer(read, layer_state if config.cell == "lstm" else layer_state[0])  # (B, T, H)
             hn = hn if isinstance(hn, tuple) else (hn,)
         else:
-            out, hn = _run_in_pieces(layer, x, layer_state, config.cell, resets, cuts)
+            out, hn = _run_in_pieces(layer, read, layer_state, config.cell, resets, cuts)
         new_state.append(hn)
         out = drop(out)
         x = x + out if config.residual and i > 0 else out  # (B, T, H)
@@ -359,6 +394,9 @@ class Stepper:
                 self.head = (model.head.weight.detach().to(d), model.head.bias.detach().to(d))
             else:
                 self.head = (model.embed.weight.detach().to(d), model.head_bias.detach().to(d))
+            # A conditional model's style (the one use_style set), one (1, width) vector a layer.
+            biases = model.style_biases(None, 1)
+            self.biases = None if biases is None else [b[:, 0].detach().to(d) for b in biases]
 
     @torch.inference_mode()
     def __call__(self, token: Tensor, state: State) -> tuple[Tensor, State]:
@@ -369,10 +407,11 @@ class Stepper:
         new_state: State = []
         for i, (weights, layer_state) in enumerate(zip(self.layers, state, strict=True)):
             hx = tuple(s[0].to(self.dtype) for s in layer_state)  # (B, H) each
+            read = x if self.biases is None else x + self.biases[i]  # (B, E or H)
             if self.int8:
-                new = _int8_cell(self.cell, x, hx, *weights)
+                new = _int8_cell(self.cell, read, hx, *weights)
             else:
-                new = self._step(x, hx, *weights) if self.cell == "lstm" else (self._step(x, hx[0], *weights),)
+                new = self._step(read, hx, *weights) if self.cell == "lstm" else (self._step(read, hx[0], *weights),)
             new_state.append(tuple(s.unsqueeze(0) for s in new))
             x = x + new[0] if self.residual and i > 0 else new[0]  # (B, H)
         if self.project is not None:

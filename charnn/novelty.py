@@ -29,8 +29,10 @@ def training_text(run: Any) -> str:
 
 def training_records(run: Any) -> list[str] | None:
     """A record run's training records, decoded; None for a stream run."""
+    from charnn.records import record_format
+
     boundary = run.model.boundary
-    if boundary is None:
+    if boundary is None or record_format(run) is None:
         return None
     tokens = _training_tokens(run)
     cuts = np.flatnonzero(tokens == boundary)
@@ -41,7 +43,13 @@ def _training_tokens(run: Any) -> np.ndarray:
     path = run.folder / TRAIN_TOKENS_FILE
     info = run.config.get("data", {})
     try:
-        return np.fromfile(path, dtype=np.dtype(info["token_dtype"]))
+        tokens = np.fromfile(path, dtype=np.dtype(info["token_dtype"]))
+        style = run.config.get("style")  # a style run's style (charnn.styles.styled_run): its own tokens
+        if style is not None:
+            before = run.config["task"]["styles"][: style["index"]]
+            start = sum(s["train_tokens"] for s in before)
+            tokens = tokens[start : start + style["train_tokens"]]
+        return tokens
     except (OSError, KeyError, TypeError, ValueError):
         raise CheckpointError(
             f"{run.folder} keeps no training tokens ({TRAIN_TOKENS_FILE}), so samples cannot be checked "

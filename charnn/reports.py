@@ -133,6 +133,9 @@ class RunInfo:
     """A BIO tagger's entity F1."""
     records: dict[str, Any] | None = None
     """A record run's format (charnn.records: spec, pattern, joiner)."""
+    styles: list[dict[str, Any]] | None = None
+    """A style run's styles: name, sources, rows, records, sizes, and the best model's
+    held-out bits per character (``val_bits_per_char``) when training has reported it."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,8 +173,21 @@ def run_info(folder: str | Path) -> RunInfo:
         best_val_macro_f1=results.get("val_macro_f1"),
         best_val_f1=results.get("val_f1"),
         records=task.get("records"),
+        styles=_styles(task, results),
     )
     return info if results else _unfinished_info(info)
+
+
+def _styles(task: dict[str, Any], results: dict[str, Any]) -> list[dict[str, Any]] | None:
+    if not task.get("styles"):
+        return None
+    figures = results.get("val_styles") or {}
+    keep = ("name", "sources", "rows", "records", "validation", "train_chars", "val_chars")
+    keep += ("train_records", "val_records")
+    return [
+        {**{k: s[k] for k in keep if k in s}, "val_bits_per_char": figures.get(s["name"], {}).get("val_bits_per_char")}
+        for s in task["styles"]
+    ]
 
 
 def _unfinished_info(info: RunInfo) -> RunInfo:

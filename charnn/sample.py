@@ -246,7 +246,9 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
     generator.manual_seed(config.seed if config.seed is not None else int(torch.seed() % (2**63)))
     n = config.num_samples
 
-    boundary = model.boundary  # a record run: a sample is one record, from its start to its end
+    fmt = record_format(run)
+    # A record run (or record style): a sample is one record, from its start to its end.
+    boundary = model.boundary if fmt is not None else None
     token_bytes = [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
     token_bytes += [b""] * (model.config.vocab_size - len(token_bytes))  # the boundary spells nothing
     context, owed = heal_prime(tokenizer.encode(config.prime), token_bytes) if config.prime else ([], b"")
@@ -264,7 +266,8 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
         token = context_ids[-1:].expand(n)  # (n,)
         step = model.stepper(stepping_dtype(n, torch.device(device)))
         never = list(tokenizer.never_sample())
-        fmt = record_format(run)
+        if boundary is None and model.boundary is not None:
+            never.append(model.boundary)  # a stream style of a model that has record styles too
         if fmt is not None and fmt.spec == "line":  # a line record never holds a line break
             never += [i for i, data in enumerate(token_bytes) if b"\n" in data or b"\r" in data]
         banned = torch.tensor(sorted(set(never)), dtype=torch.long, device=device)

@@ -208,6 +208,7 @@ def _make_run(
     if n_train == 0:
         raise CorpusError("the training split holds no text; lower --val-fraction or give a longer corpus")
     source = checkpoint.load_run(init_from, kind="lm") if init_from is not None else None
+    _refuse_styled_source(source, init_from)
     if source is not None and source.model.config.records:
         raise ConfigError(
             f"{init_from} was trained on records ({records_module.record_format(source).describe()}); "
@@ -236,13 +237,14 @@ def _make_run(
         }
         task = {"kind": "lm", "reverse": reverse}
         _complete_run(
-            pending, model, config, request, task, tokenizer, corpus, stats, val_source, dtype, counts, data, init_from
-        )
+            pending, model, config, request, task, tokenizer, corpus.sources, stats.sha256, val_source, dtype, counts,
+            data, init_from,
+        )  # fmt: skip
     return lock
 
 
 def _complete_run(
-    pending, model, config, request, task, tokenizer, corpus, stats, val_source, dtype, counts, data, init_from,
+    pending, model, config, request, task, tokenizer, sources, sha256, val_source, dtype, counts, data, init_from,
 ) -> None:  # noqa: ANN001  # fmt: skip
     """Write a new language-model run's step-0 resume state, then its config.json (which marks it complete)."""
     run_config = {
@@ -253,8 +255,8 @@ def _complete_run(
         "tokenizer": {"kind": tokenizer.kind, "file": tokenizer.file_name},
         "training": config.to_dict(),
         "data": {
-            "sources": list(corpus.sources),
-            "corpus_sha256": stats.sha256,
+            "sources": list(sources),
+            "corpus_sha256": sha256,
             "validation": val_source,
             "token_dtype": dtype.name,
             **data,
@@ -287,6 +289,7 @@ def _make_record_run(
         train_records, val_source = every, "--val file"
         val_records = records_module.split(val_text, fmt, "the --val file", minimum=1)
     source = checkpoint.load_run(init_from, kind="lm") if init_from is not None else None
+    _refuse_styled_source(source, init_from)
     if source is not None and not source.model.config.records:
         raise ConfigError(
             f"{init_from} was not trained on records, so it has no record boundary; "
@@ -328,9 +331,269 @@ def _make_record_run(
         }
         task = {"kind": "lm", "reverse": False, "records": fmt.to_dict()}
         _complete_run(
-            pending, model, config, request, task, tokenizer, corpus, stats, val_source, dtype, counts, data, init_from
-        )
+            pending, model, config, request, task, tokenizer, corpus.sources, stats.sha256, val_source, dtype, counts,
+            data, init_from,
+        )  # fmt: skip
     return lock
+
+
+@dataclass(frozen=True)
+class StyleData:
+    """One style of a conditional run, as ``train_styles`` takes it."""
+
+    name: str
+    corpus: Corpus
+    records: str | None = None
+    """Its record format ('line', 'blank', a separator regex), or None: a stream."""
+    val_text: str | None = None
+
+
+def train_styles(
+    styles: list[StyleData],
+    folder: Path,
+    model_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    *,
+    tokenizer_kind: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    budget_given: bool = True,
+    init_from: Path | None = None,
+    on_event: Callable[[Event], None] = lambda event: None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Train one conditional model on several styles (charnn.styles); ``train``'s other options
+    mean what they mean there. Each style keeps its own split and record format."""
+    config = config or TrainConfig()
+    if len(styles) < 1:
+        raise ConfigError("name at least one style: --style NAME=FILE")
+    for style in styles:
+        if style.records is not None:
+            records_module.parse_format(style.records)  # a bad separator is refused before anything is read
+    from charnn.styles import rows_per_style
+
+    rows_per_style(config.batch_size, len(styles))
+    shas = []
+    for style in styles:
+        try:
+            shas.append(corpus_stats(style.corpus).sha256)
+        except CorpusError as exc:
+            raise ConfigError(f"style {style.name}: {exc}") from None
+    data_sha256 = hashlib.sha256("\n".join(f"{s.name}={h}" for s, h in zip(styles, shas)).encode()).hexdigest()
+    request = request_digest(
+        styles=[
+            {
+                "name": s.name,
+                "corpus_sha256": h,
+                "records": s.records,
+                "val_sha256": None if s.val_text is None else hashlib.sha256(s.val_text.encode()).hexdigest(),
+            }
+            for s, h in zip(styles, shas)
+        ],
+        model=model_options or {},
+        tokenizer=[tokenizer_kind, tokenizer_options or {}],
+        training=config,
+        init_from=str(init_from) if init_from is not None else None,
+    )
+
+    def make(folder: Path, overwrite: bool) -> FolderLock:
+        return _make_style_run(
+            styles, data_sha256, folder, model_options, config, tokenizer_kind, tokenizer_options, overwrite,
+            init_from, request,
+        )  # fmt: skip
+
+    return start_run(
+        folder, config, data_sha256, request, make, overwrite=overwrite, resume=resume,
+        budget_given=budget_given, on_event=on_event, stop=stop,
+    )  # fmt: skip
+
+
+def _make_style_run(
+    styles, data_sha256, folder, model_options, config, tokenizer_kind, tokenizer_options, overwrite, init_from,
+    request,
+) -> FolderLock:  # noqa: ANN001  # fmt: skip
+    """Split each style, build one tokenizer over all, encode, and make the run whole beside ``folder``."""
+    from charnn.styles import rows_per_style
+
+    runfolder.check_target(folder, overwrite)
+    splits = [_split_style(style, config) for style in styles]
+    source = checkpoint.load_run(init_from, kind="lm") if init_from is not None else None
+    if source is not None:
+        tokenizer = source.tokenizer
+    elif tokenizer_kind == "char":
+        alphabet = "".join(corpus_stats(s.corpus).alphabet + (s.val_text or "") for s in styles)
+        tokenizer = build_tokenizer("char", alphabet, **(tokenizer_options or {}))
+    else:
+        share = SUBWORD_SAMPLE_CHARS // len(styles)
+        sample = "\n".join(split.train_text()[:share] for split in splits)
+        tokenizer = build_tokenizer(tokenizer_kind, sample, **(tokenizer_options or {}))
+    with_records = any(split.fmt is not None for split in splits)
+    boundary = tokenizer.vocab_size
+    dtype = token_dtype(boundary + with_records)
+    torch.manual_seed(config.seed)
+    shape = source.model.config.to_dict() if source is not None else dict(model_options or {})
+    shape.update(vocab_size=boundary + with_records, records=with_records, styles=len(styles))
+    model = RecurrentLM(ModelConfig(**shape))
+    if source is not None:
+        _transplant(source, model, [s.name for s in styles], init_from)
+    rows = rows_per_style(config.batch_size, len(styles))
+    with runfolder.new_run(folder, overwrite) as (pending, lock):
+        counts = _Counts(source=init_from)
+        train_parts, val_parts, starts_parts, val_texts, described = [], [], [], [], []
+        text_at = 0
+        for style, split, n_rows in zip(styles, splits, rows):
+            if split.fmt is not None:
+                train_ids, starts = _encode_records(split.train, tokenizer, boundary, dtype, counts)
+                val_ids, _ = _encode_records(split.val, tokenizer, boundary, dtype, counts)
+                starts_parts.append(starts)
+                val_text = split.fmt.joiner.join(split.val) + "\n"
+                chars = {
+                    "train_chars": records_module.record_chars(split.train),
+                    "val_chars": records_module.record_chars(split.val),
+                    "train_records": len(split.train),
+                    "val_records": len(split.val),
+                    "longest_record": max(len(r) for r in split.train),
+                }
+            else:
+                train_ids = _encode_text(split.train[0], tokenizer, dtype, counts)
+                val_ids = _encode_text(split.val[0], tokenizer, dtype, counts)
+                val_text = split.val[0]
+                chars = {"train_chars": len(split.train[0]), "val_chars": len(split.val[0])}
+            _check_unknown(counts)
+            if len(val_ids) < 2:
+                raise ConfigError(
+                    f"style {style.name}: its validation split has {len(val_ids)} token(s), too few to measure; "
+                    f"raise --val-fraction, or pass --val {style.name}=FILE"
+                )
+            if len(train_ids) // n_rows < config.seq_len + 1:
+                raise ConfigError(
+                    f"style {style.name}: its training text has {len(train_ids)} tokens, too few for its {n_rows} "
+                    f"rows of windows of {config.seq_len}; give it more text, or a smaller --batch-size or --seq-len"
+                )
+            train_parts.append(train_ids)
+            val_parts.append(val_ids)
+            val_texts.append(val_text)
+            described.append(
+                {
+                    "name": style.name,
+                    "sources": list(style.corpus.sources),
+                    "corpus_sha256": corpus_stats(style.corpus).sha256,
+                    "rows": n_rows,
+                    "records": split.fmt.to_dict() if split.fmt is not None else None,
+                    "validation": split.val_source,
+                    "validation_span": [text_at, text_at + len(val_text)],
+                    "train_tokens": len(train_ids),
+                    "val_tokens": len(val_ids),
+                    **chars,
+                }
+            )
+            text_at += len(val_text)
+        counts.train_tokens = sum(len(p) for p in train_parts)
+        counts.val_tokens = sum(len(p) for p in val_parts)
+        (pending / checkpoint.TRAIN_TOKENS_FILE).write_bytes(np.concatenate(train_parts).tobytes())
+        (pending / checkpoint.VAL_TOKENS_FILE).write_bytes(np.concatenate(val_parts).tobytes())
+        if starts_parts:
+            (pending / checkpoint.TRAIN_RECORDS_FILE).write_bytes(np.concatenate(starts_parts).tobytes())
+        (pending / checkpoint.VALIDATION_FILE).write_text("".join(val_texts), encoding="utf-8", newline="")
+        tokenizer.save(pending)
+        data = {
+            "train_chars": sum(d["train_chars"] for d in described),
+            "val_chars": sum(d["val_chars"] for d in described),
+        }
+        task = {"kind": "lm", "reverse": False, "records": None, "styles": described}
+        sources = [f"{d['name']}={src}" for d in described for src in d["sources"]]
+        _complete_run(
+            pending, model, config, request, task, tokenizer, sources, data_sha256, "each style's own",
+            dtype, counts, data, init_from,
+        )  # fmt: skip
+    return lock
+
+
+@dataclass
+class _StyleSplit:
+    fmt: records_module.RecordFormat | None
+    train: list[str]
+    """A record style's training records; a stream style's training text (one item)."""
+    val: list[str]
+    val_source: str
+
+    def train_text(self) -> str:
+        return (self.fmt.joiner if self.fmt is not None else "").join(self.train)
+
+
+def _split_style(style: StyleData, config: TrainConfig) -> _StyleSplit:
+    """A style's training and held-out parts, cut as a one-style run would cut them."""
+    text = "".join(style.corpus.chunks())
+    what = f"style {style.name} ({', '.join(style.corpus.sources)})"
+    if style.records is None:
+        if style.val_text is not None:
+            return _StyleSplit(None, [text], [style.val_text], "--val file")
+        n_train = split_point(len(text), config.val_fraction)
+        return _StyleSplit(None, [text[:n_train]], [text[n_train:]], f"last {config.val_fraction:g} of the text")
+    fmt = records_module.with_joiner(records_module.parse_format(style.records), text)
+    every = records_module.split(text, fmt, what)
+    if style.val_text is not None:
+        val = records_module.split(style.val_text, fmt, f"the --val file of style {style.name}", minimum=1)
+        return _StyleSplit(fmt, every, val, "--val file")
+    chosen = set(records_module.held_out(len(every), config.val_fraction, config.seed).tolist())
+    train = [r for i, r in enumerate(every) if i not in chosen]
+    val = [r for i, r in enumerate(every) if i in chosen]
+    return _StyleSplit(fmt, train, val, f"a random {config.val_fraction:g} of the records (seed {config.seed})")
+
+
+def _encode_text(text: str, tokenizer, dtype, counts: _Counts) -> np.ndarray:  # noqa: ANN001
+    """A stream style's text as tokens; with a borrowed vocabulary, characters it lacks are counted."""
+    with warnings.catch_warnings(record=counts.source is not None):
+        ids = tokenizer.encode(text).astype(dtype, copy=False)
+    banned = np.asarray(tokenizer.never_sample())
+    if counts.source is not None and len(banned):
+        unknown = np.isin(ids, banned)
+        if unknown.any():
+            counts.unknown += int(unknown.sum())
+            seen = {text[i] for i in np.flatnonzero(unknown)[:100] if i < len(text)}
+            counts.unknown_chars = "".join(sorted(set(counts.unknown_chars) | seen))[:10]
+    return ids
+
+
+def _transplant(source: Any, model: RecurrentLM, names: list[str], init_from: Path) -> None:
+    """Start ``model`` from ``source``'s weights: every tensor they share; a boundary row the source
+    lacks keeps its fresh value; each style the source knows by name keeps its vector, a new one starts at 0."""
+    from charnn.styles import style_names
+
+    old_names = style_names(source.config)
+    if source.model.config.records and not model.config.records:
+        raise ConfigError(
+            f"{init_from} was trained on records, but none of these styles is; give a record style, "
+            "or fine-tune from a run without records"
+        )
+    theirs = source.model.state_dict()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name == "style_vectors":
+                for i, style in enumerate(names):
+                    if style in old_names:
+                        tensor[i] = theirs[name][old_names.index(style)]
+                continue
+            if name not in theirs:
+                continue
+            old = theirs[name]
+            if old.shape == tensor.shape:
+                tensor.copy_(old)
+            elif old.shape[1:] == tensor.shape[1:] and old.shape[0] + 1 == tensor.shape[0]:
+                tensor[: old.shape[0]] = old  # the embedding or head of a vocabulary that gained a boundary
+            else:
+                raise ConfigError(f"{init_from}: its {name} does not fit the new model; train afresh instead")
+
+
+def _refuse_styled_source(source: Any, init_from: Path | None) -> None:
+    if source is not None and source.model.config.styles:
+        from charnn.styles import style_names
+
+        raise ConfigError(
+            f"{init_from} is conditioned on styles ({', '.join(style_names(source.config))}); fine-tune it with "
+            "--style NAME=FILE (a new name adds a style)"
+        )
 
 
 def _encode_records(texts, tokenizer, boundary: int, dtype, counts: _Counts) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -410,18 +673,22 @@ def _encode(corpus, n_train, val_text, tokenizer, dtype, where: Path, init_from)
 
 
 def _check_counts(counts: _Counts, config: TrainConfig) -> None:
-    if counts.unknown:
-        raise CorpusError(
-            f"the corpus has {counts.unknown} character(s) that {counts.source}'s vocabulary lacks "
-            f"(e.g. {counts.unknown_chars!r}); fine-tuning needs a vocabulary that covers the text: "
-            "train a new run instead"
-        )
+    _check_unknown(counts)
     if counts.val_tokens < 2:
         raise CorpusError(
             f"the validation split has {counts.val_tokens} token(s), too few to measure; "
             "raise --val-fraction, give a longer corpus, or pass --val FILE"
         )
     TBPTTStream.check_length(counts.train_tokens, config.batch_size, config.seq_len)
+
+
+def _check_unknown(counts: _Counts) -> None:
+    if counts.unknown:
+        raise CorpusError(
+            f"the corpus has {counts.unknown} character(s) that {counts.source}'s vocabulary lacks "
+            f"(e.g. {counts.unknown_chars!r}); fine-tuning needs a vocabulary that covers the text: "
+            "train a new run instead"
+        )
 
 
 def resume(

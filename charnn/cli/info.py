@@ -58,8 +58,14 @@ def info_command(
             f"{info.tokenizer}, {info.vocab_size} tokens" + (" and a record boundary" if info.records else ""),
         ),
         ("parameters", f"{info.parameters:,}"),
-        ("trained on", ", ".join(info.data.get("sources", [])) or "-"),
+        (
+            "trained on",
+            f"{len(info.styles)} styles: {', '.join(s['name'] for s in info.styles)}"
+            if info.styles
+            else ", ".join(info.data.get("sources", [])) or "-",
+        ),
         *([("records", _records(info))] if info.records else []),
+        *[(f"style {s['name']}", _style(s)) for s in info.styles or []],
         (
             "training",
             ", ".join(
@@ -84,6 +90,15 @@ def _records(info: RunInfo) -> str:
     described = RecordFormat.from_dict(info.records).describe()
     counts = info.data.get("train_records"), info.data.get("val_records")
     return f"{described}: {counts[0]:,} for training, {counts[1]:,} held out" if None not in counts else described
+
+
+def _style(style: dict) -> str:
+    from charnn.records import RecordFormat
+
+    kind = RecordFormat.from_dict(style["records"]).describe() if style.get("records") else "a stream"
+    bits = style.get("val_bits_per_char")
+    shown = f"; held out {bits:.4f} bits/char" if bits is not None else ""
+    return f"{', '.join(style['sources'])} ({kind}, {style['rows']} rows of the batch{shown})"
 
 
 def _best(info: RunInfo) -> str:

@@ -70,6 +70,16 @@ def sample_command(
             "with the training text.",
         ),
     ] = False,
+    style: Annotated[
+        Optional[str],
+        typer.Option(
+            "--style",
+            help="On a run trained with --style: the style to write in, or a blend of styles with weights "
+            "(fantasy=0.5,shakespeare=0.5: their learned style vectors are mixed) \\[default: one drawn by the "
+            "training mixture, named on stderr].",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
 ) -> None:
     """Generate text in the style of the training corpus, streamed to stdout.
@@ -87,6 +97,8 @@ def sample_command(
       charnn sample -n 20                    # twenty records, on a --records run
       charnn sample | head -3
       charnn sample -n 20 --stop '\\n' --prime '\\n' --no-echo --novel --json
+      charnn sample --style recipes          # on a run trained with --style
+      charnn sample --style fantasy=0.5,shakespeare=0.5
     """
     from charnn.checkpoint import load_run
     from charnn.device import resolve_device
@@ -95,6 +107,7 @@ def sample_command(
     prime_text = unescape(prime) if prime is not None else read_stdin_prime()
     SampleConfig(length=length or _DEFAULT.length)  # a bad --length is refused before the run is read
     run = load_run(resolve_run(model), device=str(resolve_device(device)), kind="lm")
+    run, chosen = _with_style(run, style, seed)
     fmt = record_format(run)
     if length is None:
         length = _DEFAULT.length if fmt is None else record_cap(run)
@@ -127,11 +140,25 @@ def sample_command(
         )
     out = sys.stdout
     if novel or as_json:
-        _checked_samples(run, config, out, echo, novel, as_json)
+        _checked_samples(run, config, out, echo, novel, as_json, chosen)
     elif config.num_samples == 1:
         _stream_one(run, config, out, echo)
     else:
         _print_batch(run, config, out, echo)
+
+
+def _with_style(run, spec: str | None, seed: int | None):  # noqa: ANN001, ANN202
+    """The run set to the style asked for (or drawn by the training mixture, and named); (run, label)."""
+    from charnn.styles import drawn_choice, parse_choice, require_styles, style_names, styled_run
+
+    if spec is not None:
+        choice = parse_choice(spec, require_styles(run, "--style"))
+    elif style_names(run.config):
+        choice = drawn_choice(run.config, seed)
+        say(f"style: {choice.label} (drawn by the training mixture; choose one with --style)")
+    else:
+        return run, None
+    return styled_run(run, choice), choice.label
 
 
 def _stream_one(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: ANN001
@@ -216,7 +243,7 @@ def _with_swatch(line: str):  # noqa: ANN202
     return Text.assemble(("    ", f"on rgb({r},{g},{b})"), " ", line)
 
 
-def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as_json: bool) -> None:  # noqa: ANN001
+def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as_json: bool, style=None) -> None:  # noqa: ANN001
     """Whole samples checked against the training text; with --novel, copies are drawn again."""
     import dataclasses
 
@@ -255,7 +282,8 @@ def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as
             }
             for text, o in kept
         ]
-        out.write(json.dumps({"run": str(run.folder), "rejected_copies": rejected, "samples": samples}) + "\n")
+        result = {"run": str(run.folder), **({"style": style} if style is not None else {})}
+        out.write(json.dumps({**result, "rejected_copies": rejected, "samples": samples}) + "\n")
         return
     printer = _Printer(config, out, _joiner(run))
     for text, _ in kept:

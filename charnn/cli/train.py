@@ -60,17 +60,37 @@ def train_command(
         typer.Option(help="Use this run's tokenizer (it must cover the corpus).", show_default=False),
     ] = None,
     records: Annotated[
-        Optional[str],
+        Optional[list[str]],
         typer.Option(
             help="Train on whole records: 'line' (one a line), 'blank' (blocks between blank lines) or a separator "
             "regex ('\\n{3,}'); 'none' reads a record corpus as one stream \\[default: what a `charnn corpus get` "
-            "text declares, else none].",
+            "text declares, else none]. With styles, NAME=SETTING sets one style's (repeatable); a setting without "
+            "a name applies to every style whose text declares none.",
             show_default=False,
         ),
     ] = None,
     val: Annotated[
-        Optional[Path], typer.Option("--val", help="Validation text file (default: hold out the corpus's end).")
+        Optional[list[str]],
+        typer.Option(
+            "--val",
+            help="Validation text file (default: hold out the corpus's end); with styles, NAME=FILE per style "
+            "(default: each style holds out its own --val-fraction).",
+            show_default=False,
+        ),
     ] = None,
+    style: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--style",
+            help="Train one model on several styles: NAME=FILE, repeated (several files may share a name). "
+            "Sample one with `charnn sample --style NAME`.",
+            show_default=False,
+        ),
+    ] = None,
+    style_per_file: Annotated[
+        bool,
+        typer.Option(help="Make each corpus file a style, named after the file (fantasy.txt: fantasy)."),
+    ] = False,
     val_fraction: Annotated[
         float,
         typer.Option(
@@ -119,6 +139,8 @@ def train_command(
       charnn train --resume runs/corpus                # after Ctrl-C, a kill or a reboot
       charnn train my-letters.txt --init-from runs/big --time 2m --out runs/letters
       charnn train names.txt --records line            # a name a line: whole names sampled
+      charnn train --style poems=poems.txt --style letters=a.txt --style letters=b.txt
+      charnn train --style-per-file fantasy.txt recipes.txt   # styles named fantasy and recipes
     """
     from charnn.data import read_corpus, read_text
 
@@ -129,7 +151,18 @@ def train_command(
     budget = parse_duration(time_budget) if time_budget else None
     if resume not in (None, "auto") and out is not None and Path(resume).resolve() != out.resolve():
         raise ConfigError(f"--out {out} and --resume {resume} name different folders; give one of them")
-    if resume is not None and not corpus:
+    if style and corpus:
+        raise ConfigError(
+            "corpus files and --style do not mix: give every text as --style NAME=FILE, "
+            "or pass --style-per-file to make each file a style"
+        )
+    if style and style_per_file:
+        raise ConfigError("--style and --style-per-file do not mix: name the styles, or let the files name them")
+    if style_per_file and not corpus:
+        raise ConfigError("--style-per-file makes each corpus file a style: name the files")
+    if (style or style_per_file) and reverse:
+        raise ConfigError("--reverse does not read styles; drop --reverse, or train one style alone")
+    if resume is not None and not corpus and not style:
         if records is not None or val is not None:
             raise ConfigError("--records and --val are fixed when a run starts; drop them to resume the run as it is")
         folder = out if resume == "auto" else Path(resume)
@@ -137,7 +170,7 @@ def train_command(
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
         run_training(lambda **kw: _resume(folder, steps, budget, **kw))
         return
-    if not corpus:
+    if not corpus and not style:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
     given = dict(
         layers=layers, hidden=hidden, dropout=dropout, weight_drop=weight_drop, batch_size=batch_size,
@@ -172,6 +205,18 @@ def train_command(
         tie_weights=tie_weights,
     )
     ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the corpus
+    if style or style_per_file:
+        _train_styles(
+            style, corpus if style_per_file else None, records, val, resume, out, overwrite, init_from, tokenizer,
+            vocab_size, model_options, config, given, notes, steps, budget,
+        )  # fmt: skip
+        return
+    if val is not None and len(val) > 1:
+        raise ConfigError("--val is given more than once; give one validation file (per style only with --style)")
+    if records is not None and len(records) > 1:
+        raise ConfigError("--records is given more than once; give one setting (per style only with --style)")
+    records = records[0] if records else None
+    val = Path(val[0]) if val else None
     if records is not None and records != "none":
         from charnn.records import parse_format
 
@@ -200,6 +245,71 @@ def train_command(
             reverse=reverse,
             tokenizer_from=tokenizer_from,
             records=records,
+            **kw,
+        )
+
+    run_training(new_run, notes=notes)
+
+
+def _train_styles(
+    specs, files, records, val, resume, out, overwrite, init_from, tokenizer, vocab_size, model_options, config,
+    given, notes, steps, budget,
+) -> None:  # noqa: ANN001  # fmt: skip
+    """`charnn train --style ...` / `--style-per-file FILES`: one conditional model (charnn.styles)."""
+    from charnn.corpora import declared_records
+    from charnn.data import read_corpus, read_text
+    from charnn.errors import CorpusError
+    from charnn.records import parse_format, suggest
+    from charnn.styles import parse_styles, per_style_option, styles_per_file
+    from charnn.train import StyleData
+
+    sources = parse_styles(specs) if specs else styles_per_file(files)
+    names = [s.name for s in sources]
+    given_records, bare_records = per_style_option(records or [], names, "--records")
+    given_val, _ = per_style_option(val or [], names, "--val")
+    for spec in [*given_records.values(), *([bare_records] if bare_records else [])]:
+        if spec != "none":
+            parse_format(spec)  # a bad separator is refused before any text is read
+    styles = []
+    for source in sources:
+        try:
+            corpus = read_corpus(list(source.files))
+        except CorpusError as exc:
+            raise ConfigError(f"style {source.name}: {exc}") from None
+        if source.name in given_records:
+            spec = given_records[source.name]
+        else:
+            spec = declared_records(corpus.sources, corpus.stats.sha256)
+            if spec is not None:
+                say(f"style {source.name}: {parse_format(spec).describe()}, as its catalogue entry says")
+            elif bare_records is not None:
+                spec = bare_records
+            else:
+                hint = suggest(next(iter(corpus.chunks()), ""))
+                if hint is not None:
+                    say(
+                        f"hint: style {source.name} looks like records ({parse_format(hint).describe()}); "
+                        f"--records {source.name}={_quoted(hint)} trains on whole records"
+                    )
+        val_text = read_text(given_val[source.name]) if source.name in given_val else None
+        styles.append(StyleData(source.name, corpus, None if spec == "none" else spec, val_text))
+    config = _fit_small_corpus(config, given, sum(s.corpus.stats.chars for s in styles), notes)
+    folder = Path(resume) if resume not in (None, "auto") else out or Path("runs") / "+".join(names)
+
+    def new_run(**kw):  # noqa: ANN003, ANN202
+        from charnn.train import train_styles
+
+        return train_styles(
+            styles,
+            folder,
+            model_options,
+            config,
+            tokenizer_kind=tokenizer,
+            tokenizer_options={} if vocab_size is None else {"vocab_size": vocab_size},
+            overwrite=overwrite,
+            resume=resume is not None,
+            budget_given=steps is not None or budget is not None,
+            init_from=init_from,
             **kw,
         )
 
@@ -393,6 +503,9 @@ class _TrainView:
             else:
                 self.val = f"{event.val_loss:.3f}"
                 line = f"validation {event.val_loss:.4f} nats/token"
+                if event.val_styles:
+                    shown = ", ".join(f"{name} {bits:.3f}" for name, bits in event.val_styles.items())
+                    line = f"validation {event.val_loss:.4f} nats/token (mean of styles); bits/char: {shown}"
             self._print(f"step {event.step}: {line}{marker}")
 
     def _started(self, event) -> None:  # noqa: ANN001

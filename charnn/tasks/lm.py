@@ -11,6 +11,7 @@ records in a fresh seeded order each pass, and its model restarts at each record
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,77 +31,101 @@ EXACT_EVAL_TOKENS = 1 << 20
 """Up to this size the final validation is exact; beyond, segments of this size are scored side by side."""
 
 
+@dataclass
+class Lane:
+    """Rows of the batch that read one text: the whole batch for a plain run, a style's share
+    for a style run (charnn.styles)."""
+
+    tokens: np.ndarray
+    """The training tokens (a record text: a boundary before each record and one at the end)."""
+    starts: np.ndarray | None
+    """A record text's record offsets (charnn.records.layout); None for a stream."""
+    rows: int
+    first_row: int
+    """The lane's first row in the whole batch."""
+    chars_per_token: float
+    style: int | None = None
+
+
+@dataclass
+class Held:
+    """One held-out text: the run's, or a style's."""
+
+    tokens: np.ndarray
+    chars_per_token: float
+    name: str | None = None
+    style: int | None = None
+
+
 class LanguageModelTask:
     kind = "lm"
 
-    def __init__(
-        self,
-        model: Any,
-        train: np.ndarray,
-        val: np.ndarray,
-        chars_per_token: float,
-        val_chars_per_token: float,
-        config: Any,
-        world: Any,
-        device: torch.device,
-        record_starts: np.ndarray | None = None,
-    ) -> None:
-        self.model, self.val, self.config, self.device = model, val, config, device
-        self.val_chars_per_token = val_chars_per_token
-        self.train, self.record_starts = train, record_starts
-        self.stream = TBPTTStream(train, config.batch_size, config.seq_len)
+    def __init__(self, model: Any, lanes: list[Lane], held: list[Held], config: Any, world: Any, device) -> None:  # noqa: ANN001
+        self.model, self.config, self.device = model, config, device
+        self.lanes, self.held = lanes, held
         self.my_rows = world.rows(config.batch_size)
         self.local_batch = self.my_rows.stop - self.my_rows.start
-        self.pass_laid_out = -1
-        self._lay_out(0)
-        self.chars_per_step = config.batch_size * config.seq_len * chars_per_token
-        self.train_tokens, self.val_tokens = len(train), len(val)
+        for lane in lanes:
+            lane.stream = TBPTTStream(lane.tokens, lane.rows, config.seq_len)
+            lo = min(max(self.my_rows.start, lane.first_row), lane.first_row + lane.rows)
+            hi = max(min(self.my_rows.stop, lane.first_row + lane.rows), lo)
+            lane.mine = slice(lo - lane.first_row, hi - lane.first_row)  # the lane's rows this process reads
+            lane.pass_laid_out = -1
+            self._lay_out(lane, 0)
+        self.styles = None
+        if any(lane.style is not None for lane in lanes):
+            ids = [lane.style for lane in lanes for _ in range(lane.mine.stop - lane.mine.start)]
+            self.styles = torch.tensor(ids, dtype=torch.long, device=device)  # (b,)
+        self.chars_per_step = sum(lane.rows * config.seq_len * lane.chars_per_token for lane in lanes)
+        self.train_tokens = sum(len(lane.tokens) for lane in lanes)
+        self.val_tokens = sum(len(h.tokens) for h in held)
 
     @classmethod
     def from_folder(cls, folder: Path, run_config: dict[str, Any], model, config, world, device):  # noqa: ANN001, ANN206
         info = run_config.get("data", {})
+        task = run_config.get("task") or {}
         try:
             dtype = np.dtype(info["token_dtype"])
             train = read_tokens(folder / checkpoint.TRAIN_TOKENS_FILE, dtype, info["train_tokens"])
             val = read_tokens(folder / checkpoint.VAL_TOKENS_FILE, dtype, info["val_tokens"])
+            if task.get("styles"):
+                lanes, held = _style_lanes(folder, task["styles"], train, val)
+                return cls(model, lanes, held, config, world, device)
             # A record run's held-out characters are those its predicted tokens stand for (all but the first).
-            val_tokens = info["val_tokens"] - 1 if (run_config.get("task") or {}).get("records") else info["val_tokens"]
+            val_tokens = info["val_tokens"] - 1 if task.get("records") else info["val_tokens"]
             per_token = info["train_chars"] / info["train_tokens"], info["val_chars"] / val_tokens
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-            raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
-        task = run_config.get("task") or {}
-        if task.get("reverse"):
-            train, val = np.ascontiguousarray(train[::-1]), np.ascontiguousarray(val[::-1])
-        starts = None
-        if task.get("records"):
-            try:
+            starts = None
+            if task.get("records"):
                 starts = read_tokens(
                     folder / checkpoint.TRAIN_RECORDS_FILE, np.dtype(np.int64), info["train_records"] + 1
                 )
-            except (KeyError, TypeError) as exc:
-                raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
-        return cls(model, train, val, *per_token, config, world, device, starts)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
+        if task.get("reverse"):
+            train, val = np.ascontiguousarray(train[::-1]), np.ascontiguousarray(val[::-1])
+        lanes = [Lane(train, starts, config.batch_size, 0, per_token[0])]
+        return cls(model, lanes, [Held(val, per_token[1])], config, world, device)
 
-    def _lay_out(self, epoch: int) -> None:
-        """The rows of pass ``epoch``: the text as it is, or the records in that pass's order."""
-        if epoch == self.pass_laid_out:
+    def _lay_out(self, lane: Lane, epoch: int) -> None:
+        """The rows of pass ``epoch`` of a lane: its text as it is, or its records in that pass's order."""
+        if epoch == lane.pass_laid_out:
             return
-        if self.record_starts is None:
-            if self.pass_laid_out >= 0:
+        if lane.starts is None:
+            if lane.pass_laid_out >= 0:
                 return  # a stream is the same every pass
-            rows = self.stream.rows
+            rows = lane.stream.rows
         else:
-            order = records.epoch_order(len(self.record_starts) - 1, self.config.seed, epoch)
-            tokens = records.layout(self.train, self.record_starts, order)
-            rows = TBPTTStream(tokens, self.config.batch_size, self.config.seq_len).rows
+            order = records.epoch_order(len(lane.starts) - 1, self.config.seed, epoch)
+            tokens = records.layout(lane.tokens, lane.starts, order)
+            rows = TBPTTStream(tokens, lane.rows, self.config.seq_len).rows
         # The rows stay in their compact dtype; each window is widened to int64 on use.
-        self.rows = torch.from_numpy(np.ascontiguousarray(rows[self.my_rows])).to(self.device)  # (B / ranks, L)
-        self.pass_laid_out = epoch
-        if self.record_starts is not None:
+        lane.local = torch.from_numpy(np.ascontiguousarray(rows[lane.mine])).to(self.device)  # (b, L)
+        lane.pass_laid_out = epoch
+        if lane.starts is not None:
             # A row but the first begins inside a record, from the zero state: what it predicts
             # before its first boundary is not learnt (a record is learnt from its start only).
-            at = self.rows == self.model.boundary  # (b, L)
-            self.first_boundary = torch.where(at.any(dim=1), at.int().argmax(dim=1), at.shape[1])  # (b,)
+            at = lane.local == self.model.boundary  # (b, L)
+            lane.first_boundary = torch.where(at.any(dim=1), at.int().argmax(dim=1), at.shape[1])  # (b,)
 
     def initial_carry(self) -> State:
         return self.model.initial_state(self.local_batch, self.device)
@@ -113,32 +138,86 @@ class LanguageModelTask:
 
     def loss(self, net, step: int, carry: State, autocast) -> tuple[torch.Tensor, State]:  # noqa: ANN001
         c = self.config
-        epoch, window = divmod(step, self.stream.windows_per_epoch)
-        t = window * c.seq_len
-        if t == 0:
-            carry = self.initial_carry()  # a new pass over the text
-        self._lay_out(epoch)
-        x = self.rows[:, t : t + c.seq_len].long()  # (b, T)
-        y = self.rows[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
-        if self.record_starts is not None:
-            before = t + torch.arange(c.seq_len, device=y.device)[None, :] < self.first_boundary[:, None]  # (b, T)
-            y = y.masked_fill(before, -100)  # cross_entropy's ignore_index
+        xs, ys, fresh = [], [], []
+        for lane in self.lanes:
+            b = lane.mine.stop - lane.mine.start
+            if not b:
+                continue
+            epoch, window = divmod(step, lane.stream.windows_per_epoch)
+            t = window * c.seq_len
+            self._lay_out(lane, epoch)
+            x = lane.local[:, t : t + c.seq_len].long()  # (b, T)
+            y = lane.local[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
+            if lane.starts is not None:
+                before = t + torch.arange(c.seq_len, device=y.device)[None, :] < lane.first_boundary[:, None]  # (b, T)
+                y = y.masked_fill(before, -100)  # cross_entropy's ignore_index
+            xs.append(x)
+            ys.append(y)
+            fresh += [t == 0] * b  # a new pass over the lane's text: its rows start from zeros
+        if all(fresh):
+            carry = self.initial_carry()
+        elif any(fresh):
+            keep = torch.tensor([not f for f in fresh], dtype=carry[0][0].dtype, device=self.device)[None, :, None]
+            carry = [tuple(s * keep for s in layer) for layer in carry]
+        x, y = (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
         with autocast():
-            logits, carry = net(x, carry)  # (b, T, V)
+            logits, carry = net(x, carry) if self.styles is None else net(x, carry, style=self.styles)  # (b, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), carry
 
     def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
-        """Loss per token over the held-out text: its start when periodic, all of it when final."""
+        """Loss per token over the held-out text: its start when periodic, all of it when final.
+
+        A style run scores each style's held-out text under that style; its figures are their
+        means (each style counts the same), and ``val_styles`` has each style's.
+        """
+        losses, bits, exact = [], [], True
+        for held in self.held:
+            if final:
+                rows = max(1, math.ceil(len(held.tokens) / EXACT_EVAL_TOKENS))
+                val = held.tokens
+            else:
+                rows, val = 8, held.tokens[: max(PERIODIC_EVAL_TOKENS // len(self.held), 1024)]
+            if held.style is not None:
+                model.use_style(F.one_hot(torch.tensor(held.style), model.config.styles).float())
+            try:
+                nll = total_nll(model, val, rows=rows) / (len(val) - 1)
+            finally:
+                if held.style is not None:
+                    model.use_style(None)
+            losses.append(nll)
+            bits.append(nll / LN2 / held.chars_per_token)
+            exact = exact and rows == 1
+        metrics: dict[str, Any] = {"val_loss": float(np.mean(losses)), "val_bits_per_char": float(np.mean(bits))}
+        if self.held[0].name is not None:
+            metrics["val_styles"] = {
+                h.name: {"val_loss": loss, "val_bits_per_char": b} for h, loss, b in zip(self.held, losses, bits)
+            }
         if final:
-            rows = max(1, math.ceil(len(self.val) / EXACT_EVAL_TOKENS))
-            val = self.val
-        else:
-            rows, val = 8, self.val[:PERIODIC_EVAL_TOKENS]
-        nll = total_nll(model, val, rows=rows) / (len(val) - 1)
-        metrics: dict[str, Any] = {"val_loss": nll, "val_bits_per_char": nll / LN2 / self.val_chars_per_token}
-        if final:
-            metrics["val_exact"] = rows == 1
-        return nll, metrics
+            metrics["val_exact"] = exact
+        return metrics["val_loss"], metrics
+
+
+def _style_lanes(folder: Path, styles: list[dict[str, Any]], train: np.ndarray, val: np.ndarray):  # noqa: ANN202
+    """A style run's lanes and held-out texts: each style's tokens, cut from the shared files."""
+    starts_all = None
+    if any(s.get("records") for s in styles):
+        count = sum(s["train_records"] + 1 for s in styles if s.get("records"))
+        starts_all = read_tokens(folder / checkpoint.TRAIN_RECORDS_FILE, np.dtype(np.int64), count)
+    lanes, held = [], []
+    at = val_at = starts_at = first_row = 0
+    for index, s in enumerate(styles):
+        tokens = train[at : at + s["train_tokens"]]
+        val_tokens = val[val_at : val_at + s["val_tokens"]]
+        at, val_at = at + s["train_tokens"], val_at + s["val_tokens"]
+        starts = None
+        if s.get("records"):
+            starts = starts_all[starts_at : starts_at + s["train_records"] + 1]
+            starts_at += s["train_records"] + 1
+        predicted = s["val_tokens"] - 1 if s.get("records") else s["val_tokens"]
+        lanes.append(Lane(tokens, starts, s["rows"], first_row, s["train_chars"] / s["train_tokens"], index))
+        held.append(Held(val_tokens, s["val_chars"] / predicted, s["name"], index))
+        first_row += s["rows"]
+    return lanes, held
 
 
 def read_tokens(path: Path, dtype: np.dtype, count: int | None = None) -> np.ndarray:
