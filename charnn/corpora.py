@@ -300,14 +300,19 @@ def _prepare(entry: CorpusEntry, mirror: Path | str | None, notify: Notify | Non
 def declared_records(sources: tuple[str, ...], sha256: str) -> str | None:
     """The record format a prepared corpus declares: ``sources`` is the text of a `corpus get`
     (its record beside it vouches for it by sha256) whose catalogue entry names its records."""
+    entry = prepared_entry(sources, sha256)
+    return entry.records if entry is not None else None
+
+
+def prepared_entry(sources: tuple[str, ...], sha256: str) -> CorpusEntry | None:
+    """The catalogue entry of a `corpus get` text (vouched for by its record's sha256); else None."""
     if len(sources) != 1 or sources[0] == "-":
         return None
     try:
         record = json.loads(Path(sources[0]).with_suffix(".json").read_text(encoding="utf-8"))
-        entry = load_catalogue().get(record["corpus"]) if record.get("sha256") == sha256 else None
+        return load_catalogue().get(record["corpus"]) if record.get("sha256") == sha256 else None
     except (OSError, ValueError, TypeError, KeyError, AttributeError, CorpusError):
         return None
-    return entry.records if entry is not None else None
 
 
 def _make_cache_folder(folder: Path) -> None:

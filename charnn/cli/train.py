@@ -256,7 +256,7 @@ def _train_styles(
     given, notes, steps, budget,
 ) -> None:  # noqa: ANN001  # fmt: skip
     """`charnn train --style ...` / `--style-per-file FILES`: one conditional model (charnn.styles)."""
-    from charnn.corpora import declared_records
+    from charnn.corpora import declared_records, prepared_entry
     from charnn.data import read_corpus, read_text
     from charnn.errors import CorpusError
     from charnn.records import parse_format, suggest
@@ -284,7 +284,7 @@ def _train_styles(
                 say(f"style {source.name}: {parse_format(spec).describe()}, as its catalogue entry says")
             elif bare_records is not None:
                 spec = bare_records
-            else:
+            elif prepared_entry(corpus.sources, corpus.stats.sha256) is None:  # a catalogued stream: no hint
                 hint = suggest(next(iter(corpus.chunks()), ""))
                 if hint is not None:
                     say(
@@ -359,7 +359,7 @@ def _fit_small_corpus(config: TrainConfig, given: dict[str, Any], chars: int, no
 
 def _records_setting(given: str | None, corpus, init_from: Path | None) -> str | None:  # noqa: ANN001
     """--records as given; else what a prepared corpus or the fine-tuned run declares; else a hint."""
-    from charnn.corpora import declared_records
+    from charnn.corpora import declared_records, prepared_entry
     from charnn.records import parse_format, suggest
 
     if given is not None:
@@ -379,8 +379,8 @@ def _records_setting(given: str | None, corpus, init_from: Path | None) -> str |
         if declared is not None:
             speak(f"{init_from} was trained on records ({parse_format(declared).describe()}); fine-tuning on records")
             return declared
-    hint = suggest(next(iter(corpus.chunks()), ""))
-    if hint is not None:
+    hint = None if prepared_entry(corpus.sources, corpus.stats.sha256) else suggest(next(iter(corpus.chunks()), ""))
+    if hint is not None:  # a catalogued corpus that declares no records is a stream
         speak(
             f"hint: {corpus.sources[0]} looks like a record corpus ({parse_format(hint).describe()}); "
             f"--records {_quoted(hint)} trains on whole records (random held-out records, whole records sampled)"
