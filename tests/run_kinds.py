@@ -153,6 +153,38 @@ def _tagger_command(workdir: Path, folder: Path) -> list[str]:
     ]
 
 
+def _styled(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
+    """Two styles, prose and names (records), two rows of the batch each: their passes end at different steps."""
+    from charnn.data import Corpus
+    from charnn.train import StyleData, train_styles
+
+    settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
+    config = tiny_train_config(**{**settings, **VARIANTS[variant]})
+    styles = [
+        StyleData("prose", Corpus(text=TEXT, name="t", sources=("t.txt",))),
+        StyleData("names", Corpus(text=NAMES, name="n", sources=("n.txt",)), records="line"),
+    ]
+    events = {"on_event": on_event} if on_event is not None else {}
+    return train_styles(styles, folder, MODEL, config, resume=resume, overwrite=overwrite, **events)
+
+
+def _styled_command(workdir: Path, folder: Path) -> list[str]:
+    for name, text in (("t", TEXT), ("n", NAMES)):
+        if not (workdir / f"{name}.txt").exists():
+            (workdir / f"{name}.txt").write_text(text, encoding="utf-8")
+    command = _language_model_command(workdir, folder)
+    at = command.index(str(workdir / "t.txt"))
+    styles = [
+        "--style",
+        f"prose={workdir / 't.txt'}",
+        "--style",
+        f"names={workdir / 'n.txt'}",
+        "--records",
+        "names=line",
+    ]
+    return command[:at] + styles + command[at + 1 :]
+
+
 KINDS = [
     RunKind("language-model", _language_model, _language_model_command),
     RunKind("classifier", _classifier, _classifier_command),
@@ -162,4 +194,5 @@ KINDS = [
         functools.partial(_language_model, records="line"),
         functools.partial(_language_model_command, records="line"),
     ),
+    RunKind("style-model", _styled, _styled_command),
 ]

@@ -23,7 +23,7 @@ Name = Annotated[str, typer.Argument(help="Corpus name, as `charnn corpus list` 
 
 
 def list_command(as_json: AsJson = False) -> None:
-    """List the named corpora: style, licence, whether it is prepared in the cache, what it is.
+    """List the named corpora: the kind of text (prose, names, plays, recipes), licence, cache state, what it is.
 
     [b]Examples[/b]
 
@@ -41,7 +41,7 @@ def list_command(as_json: AsJson = False) -> None:
         ]
         print(json.dumps(rows, ensure_ascii=False))
         return
-    table = [("name", "style", "licence", "cached", "description")]
+    table = [("name", "kind", "licence", "cached", "description")]
     table += [(e.name, e.style, e.licence, "yes" if prepared[e.name] else "no", e.description) for e in entries]
     widths = [max(len(row[k]) for row in table) for k in range(4)]
     for row in table:
@@ -71,7 +71,7 @@ def info_command(name: Name, as_json: AsJson = False) -> None:
     rows = [
         ("name", entry.name),
         ("description", entry.description),
-        ("style", entry.style),
+        ("kind", entry.style),
         ("records", _records(entry.records)),
         ("licence", entry.licence),
         ("attribution", entry.attribution),
