@@ -546,14 +546,18 @@ def _encode_text(text: str, tokenizer, dtype, counts: _Counts) -> np.ndarray:  #
     """A stream style's text as tokens; with a borrowed vocabulary, characters it lacks are counted."""
     with warnings.catch_warnings(record=counts.source is not None):
         ids = tokenizer.encode(text).astype(dtype, copy=False)
-    banned = np.asarray(tokenizer.never_sample())
+    _count_unknown(ids, text, np.asarray(tokenizer.never_sample()), counts)
+    return ids
+
+
+def _count_unknown(ids: np.ndarray, text: str, banned: np.ndarray, counts: _Counts) -> None:
+    """With a borrowed vocabulary (``counts.source``), count the characters of ``text`` it lacks."""
     if counts.source is not None and len(banned):
         unknown = np.isin(ids, banned)
         if unknown.any():
             counts.unknown += int(unknown.sum())
             seen = {text[i] for i in np.flatnonzero(unknown)[:100] if i < len(text)}
             counts.unknown_chars = "".join(sorted(set(counts.unknown_chars) | seen))[:10]
-    return ids
 
 
 def _transplant(source: Any, model: RecurrentLM, names: list[str], init_from: Path) -> None:
@@ -604,12 +608,7 @@ def _encode_records(texts, tokenizer, boundary: int, dtype, counts: _Counts) -> 
     with warnings.catch_warnings(record=counts.source is not None):
         for text in texts:
             ids = tokenizer.encode(text).astype(dtype, copy=False)
-            if counts.source is not None and len(banned):
-                unknown = np.isin(ids, banned)
-                if unknown.any():
-                    counts.unknown += int(unknown.sum())
-                    seen = {text[i] for i in np.flatnonzero(unknown)[:100] if i < len(text)}
-                    counts.unknown_chars = "".join(sorted(set(counts.unknown_chars) | seen))[:10]
+            _count_unknown(ids, text, banned, counts)
             starts.append(at)
             pieces += [mark, ids]
             at += 1 + len(ids)
