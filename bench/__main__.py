@@ -16,6 +16,7 @@ BENCHMARKS = {
     "tokenizers": "char vs BPE 1k/4k vs unigram 4k at one time budget: held-out bits/char, chars/s (40+ minutes)",
     "classify": "sentiment-mr: charnn classify vs a bigram logistic regression, warm start vs scratch, predict speed",
     "styles": "one conditional model on four styles vs four single-style models at equal steps; fidelity, blend",
+    "records": "record-run training chars/s: records in columns against end to end in each row",
     "tag": "pos-ewt and ner-wnut17: charnn tag vs most-frequent-tag / memorised-span baselines, predict speed",
 }
 QUICK = ("throughput", "sampling", "encoding", "memory")

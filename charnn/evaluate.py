@@ -127,16 +127,20 @@ def evaluate_text(run: Any, text: str, *, rows: int = 1) -> Metrics:
     character (the separator it stands for) and one byte.
     """
     fmt = record_format(run)
-    if fmt is not None:
-        return evaluate_records(run.model, run.tokenizer, split(text, fmt, "the text", minimum=1), rows=rows)
     reverse = bool((run.config.get("task") or {}).get("reverse"))
+    if fmt is not None:
+        records = split(text, fmt, "the text", minimum=1)
+        return evaluate_records(run.model, run.tokenizer, records, rows=rows, reverse=reverse)
     return evaluate_tokens(run.model, run.tokenizer, text, rows=rows, reverse=reverse)
 
 
-def evaluate_records(model: RecurrentLM, tokenizer: Any, records: list[str], *, rows: int = 1) -> Metrics:
+def evaluate_records(
+    model: RecurrentLM, tokenizer: Any, records: list[str], *, rows: int = 1, reverse: bool = False
+) -> Metrics:
+    """Score ``records`` each from its boundary; a ``reverse`` model reads each one last token first."""
     boundary = np.asarray([model.boundary], dtype=np.int64)
     tokens = np.concatenate([*(part for r in records for part in (boundary, tokenizer.encode(r))), boundary])
-    nll = total_nll(model, tokens, rows=rows)
+    nll = total_nll(model, tokens[::-1].copy() if reverse else tokens, rows=rows)
     n_bytes = sum(len(r.encode("utf-8", "surrogatepass")) for r in records) + len(records)
     metrics = metrics_from_nll(nll, len(tokens) - 1, record_chars(records), n_bytes, tokenizer.kind)
     return dataclasses.replace(metrics, records=len(records))

@@ -82,11 +82,6 @@ def train(
     stats = corpus_stats(corpus)
     if records is not None:
         records_module.parse_format(records)  # a bad separator is refused before anything else
-        if reverse:
-            raise ConfigError(
-                "--reverse does not read records yet; drop --reverse, or read the corpus as one stream "
-                "with --records none"
-            )
     request = request_digest(
         corpus_sha256=stats.sha256,
         val_sha256=hashlib.sha256(val_text.encode("utf-8")).hexdigest() if val_text is not None else None,
@@ -198,7 +193,7 @@ def _make_run(
     if records is not None:
         return _make_record_run(
             corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options, val_text, overwrite,
-            init_from, request, tokenizer_from, records,
+            init_from, request, tokenizer_from, records, reverse,
         )  # fmt: skip
     if val_text is None:
         n_train = split_point(stats.chars, config.val_fraction)
@@ -274,9 +269,12 @@ def _complete_run(
 
 def _make_record_run(
     corpus, stats, folder, model_options, config, tokenizer_kind, tokenizer_options, val_text, overwrite, init_from,
-    request, tokenizer_from, spec,
+    request, tokenizer_from, spec, reverse=False,
 ) -> FolderLock:  # noqa: ANN001  # fmt: skip
-    """``_make_run`` for a record corpus (charnn.records): records are split, held out and encoded whole."""
+    """``_make_run`` for a record corpus (charnn.records): records are split, held out and encoded whole.
+
+    A ``reverse`` run keeps its tokens in reading order, as a stream run does; its task reads
+    each record right to left (charnn.tasks.lm)."""
     text = "".join(corpus.chunks())
     fmt = records_module.with_joiner(records_module.parse_format(spec), text)
     every = records_module.split(text, fmt, ", ".join(corpus.sources))
@@ -329,7 +327,7 @@ def _make_record_run(
             "val_records": len(val_records),
             "longest_record": max(len(r) for r in train_records),
         }
-        task = {"kind": "lm", "reverse": False, "records": fmt.to_dict()}
+        task = {"kind": "lm", "reverse": reverse, "records": fmt.to_dict(), "record_layout": "columns"}
         _complete_run(
             pending, model, config, request, task, tokenizer, corpus.sources, stats.sha256, val_source, dtype, counts,
             data, init_from,
@@ -501,7 +499,7 @@ def _make_style_run(
             "train_chars": sum(d["train_chars"] for d in described),
             "val_chars": sum(d["val_chars"] for d in described),
         }
-        task = {"kind": "lm", "reverse": False, "records": None, "styles": described}
+        task = {"kind": "lm", "reverse": False, "records": None, "styles": described, "record_layout": "columns"}
         sources = [f"{d['name']}={src}" for d in described for src in d["sources"]]
         _complete_run(
             pending, model, config, request, task, tokenizer, sources, data_sha256, "each style's own",

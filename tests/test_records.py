@@ -88,6 +88,73 @@ def test_each_pass_lays_the_records_out_in_a_fresh_order():
     assert np.array_equal(records.epoch_order(50, 7, 3), records.epoch_order(50, 7, 3))
 
 
+def record_text(lengths: list[int], boundary: int = 99) -> tuple[np.ndarray, np.ndarray]:
+    """A record text whose record i (counting its boundary) is ``lengths[i]`` tokens, each token
+    naming its record and place (1000 + 16 * i + position, for records of up to 16), and the
+    offsets of its boundaries."""
+    tokens, starts = [], []
+    for i, n in enumerate(lengths):
+        starts.append(len(tokens))
+        tokens += [boundary] + [(1000 + 16 * i + p) % 60000 for p in range(1, n)]
+    starts.append(len(tokens))
+    return np.array(tokens + [boundary], dtype=np.uint16), np.array(starts)
+
+
+def read_columns(inputs: np.ndarray, targets: np.ndarray, boundary: int = 99) -> list[list[int]]:
+    """The records a column layout teaches, each as its learnt inputs, then the boundary its last predicts."""
+    seen = []
+    for row_in, row_out in zip(inputs, targets):
+        learnt = np.flatnonzero(row_out != -100)
+        for piece in np.split(learnt, np.flatnonzero(row_in[learnt] == boundary)[1:]):
+            if len(piece):
+                seen.append(row_in[piece].tolist() + [int(row_out[piece[-1]])])
+    return seen
+
+
+def test_columns_teach_every_record_whole_and_restart_all_rows_together():
+    lengths = [5, 3, 5, 7, 3, 5, 4, 3, 5, 7, 6, 3] * 4  # 48 records, four rows
+    tokens, starts = record_text(lengths)
+    inputs, targets = records.columns(tokens, starts, rows=4, length=200, seed=7, epoch=0)
+    assert inputs.shape == targets.shape == (4, 200) and inputs.dtype == np.uint16 and targets.dtype == np.int32
+    expected = sorted(tokens[s : e + 1].tolist() for s, e in zip(starts, starts[1:]))
+    assert sorted(read_columns(inputs, targets)) == expected  # each record once, its end learnt as the boundary
+    assert (targets != -100).sum() == sum(lengths)  # padding is never learnt
+    # Records of one length share a column: every row restarts at the same positions.
+    restarts = [set(np.flatnonzero(row == 99).tolist()) for row in inputs]
+    assert restarts[0] == restarts[1] == restarts[2] == restarts[3] and len(restarts[0]) == 12
+    # Within a row, where a target is learnt it is the next input unless a record ends there.
+    learnt = (targets[:, :-1] != -100) & (inputs[:, 1:] != 99) & (targets[:, :-1] != 99)
+    assert (targets[:, :-1][learnt] == inputs[:, 1:][learnt]).all()
+
+
+def test_columns_are_seeded_fresh_each_pass_and_fill_the_rows_exactly():
+    lengths = [2 + (7 * i) % 11 for i in range(101)]  # 101 records of 2-12 tokens, three rows
+    tokens, starts = record_text(lengths)
+    length = (len(tokens) // 3 - 1) // 16 * 16  # what the stream layout's windows cover
+    one = records.columns(tokens, starts, rows=3, length=length, seed=7, epoch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(one, records.columns(tokens, starts, 3, length, 7, 1)))
+    other = records.columns(tokens, starts, rows=3, length=length, seed=7, epoch=2)
+    assert not np.array_equal(one[0], other[0])
+    for inputs, targets in (one, other):
+        assert inputs.shape == (3, length)
+        taught = read_columns(inputs, targets)
+        assert len({t[1] for t in taught}) == len(taught)  # no record twice (each names its own tokens)
+        whole = [t for t in taught if t[-1] == 99]
+        assert len(whole) >= len(taught) - 3  # only the last column of a row is cut short
+        assert (targets != -100).mean() >= 0.97  # what does not fit waits: the rows are full, not padded
+
+
+def test_columns_are_used_where_they_pad_little():
+    assert records.column_padding(np.array([0, 4, 8, 12, 16]), rows=2) == 0.0
+    assert records.column_padding(np.array([0, 4, 6]), rows=2) == 0.25  # a 2 beside a 4
+    assert records.column_padding(np.array([0, 4, 8, 10]), rows=2) == pytest.approx(1 / 6)  # a row left empty
+    names = (CORPORA / "paint-names.txt").read_text(encoding="utf-8").splitlines()
+    _, starts = record_text([len(n) + 1 for n in names])
+    assert records.column_padding(starts, 32) <= records.MAX_COLUMN_PADDING
+    _, starts = record_text([300 + 997 * i % 1500 for i in range(200)])  # 200 recipes of 300-1800 tokens
+    assert records.column_padding(starts, 32) > records.MAX_COLUMN_PADDING
+
+
 def test_records_are_suggested_for_record_corpora_only():
     assert records.suggest((CORPORA / "paint-names.txt").read_text(encoding="utf-8")) == "line"
     assert records.suggest((CORPORA / "recipes.txt").read_text(encoding="utf-8")) == "blank"
@@ -238,6 +305,54 @@ def test_eval_scores_records_as_samples_are_made_and_says_so(record_run, cli):
     assert metrics["bits_per_char"] == pytest.approx(config["results"]["val_bits_per_char"], rel=1e-5)
     table = cli(["eval", "-m", str(record_run)])
     assert "each from its start as a sample is" in table.stdout
+
+
+def test_a_new_record_run_trains_in_columns_and_an_older_one_keeps_its_layout(record_run):
+    from charnn import checkpoint
+    from charnn.config import TrainConfig
+    from charnn.distributed import World
+    from charnn.tasks import make_task
+
+    run = checkpoint.load_run(record_run)
+    config = TrainConfig(**{**run.config["training"], "device": "cpu"})
+    assert run.config["task"]["record_layout"] == "columns"
+    lane = make_task(run.config, record_run, run.model, config, World(), torch.device("cpu")).lanes[0]
+    assert lane.columns and lane.targets.shape == lane.local.shape
+    starts = (lane.local == run.model.boundary).any(dim=0).sum()  # positions where some row restarts
+    assert starts < lane.local.shape[1] / 10  # every row restarts at the same few positions
+    older = {**run.config, "task": {k: v for k, v in run.config["task"].items() if k != "record_layout"}}
+    lane = make_task(older, record_run, run.model, config, World(), torch.device("cpu")).lanes[0]
+    assert not lane.columns and lane.targets is None
+    assert (lane.local == run.model.boundary).any(dim=0).sum() > lane.local.shape[1] / 3  # end to end: cut often
+
+
+def test_a_reverse_record_run_reads_each_record_right_to_left(tmp_path, cli):
+    from charnn import checkpoint
+    from charnn.data import Corpus
+    from charnn.distributed import World
+    from charnn.evaluate import evaluate_text
+    from charnn.tasks import make_task
+    from charnn.train import train
+
+    text = (CORPORA / "paint-names.txt").read_text(encoding="utf-8")
+    corpus = Corpus(text=text, name="n", sources=("n.txt",))
+    config = tiny_train_config(steps=20, eval_every=10, batch_size=8, seq_len=32)
+    train(corpus, tmp_path / "bwd", dict(TINY_MODEL, layers=1), config, records="line", reverse=True)
+    run = checkpoint.load_run(tmp_path / "bwd")
+    assert run.config["task"]["reverse"] is True and run.config["task"]["records"]["spec"] == "line"
+    forward = np.fromfile(tmp_path / "bwd" / "train.tokens", dtype=run.config["data"]["token_dtype"])
+    forward_starts = np.fromfile(tmp_path / "bwd" / "train.records", dtype=np.int64)
+    lane = make_task(run.config, tmp_path / "bwd", run.model, config, World(), torch.device("cpu")).lanes[0]
+    boundary = run.model.boundary
+    assert (lane.tokens[lane.starts] == boundary).all() and lane.tokens[-1] == boundary
+    read = sorted(lane.tokens[a + 1 : b].tolist() for a, b in zip(lane.starts, lane.starts[1:]))
+    assert read == sorted(forward[a + 1 : b][::-1].tolist() for a, b in zip(forward_starts, forward_starts[1:]))
+    # `charnn eval` scores each held-out record right to left: the figure training kept.
+    metrics = evaluate_text(run, (tmp_path / "bwd" / "validation.txt").read_text(encoding="utf-8"))
+    assert metrics.records == run.config["data"]["val_records"]
+    assert metrics.nll_per_token == pytest.approx(run.config["results"]["val_loss"], rel=1e-5)
+    refused = cli(["sample", "-m", str(tmp_path / "bwd")])
+    assert refused.exit_code == 2 and "reads right to left" in refused.stderr
 
 
 def test_a_prepared_corpus_declares_its_records(tmp_path, cli):

@@ -45,6 +45,9 @@ class Lane:
     """The lane's first row in the whole batch."""
     chars_per_token: float
     style: int | None = None
+    columns: bool = False
+    """Records may be laid out in columns (charnn.records.columns), as in runs made since
+    2026-11-24; older record runs keep the layout (charnn.records.layout) they were trained with."""
 
 
 @dataclass
@@ -71,6 +74,13 @@ class LanguageModelTask:
             hi = max(min(self.my_rows.stop, lane.first_row + lane.rows), lo)
             lane.mine = slice(lo - lane.first_row, hi - lane.first_row)  # the lane's rows this process reads
             lane.pass_laid_out = -1
+            # Columns where they pay: short records of many alike lengths (a name a line), not a
+            # thousand recipes of a thousand lengths, whose windows are seldom cut anyway.
+            lane.columns = (
+                lane.columns
+                and lane.starts is not None
+                and records.column_padding(lane.starts, lane.rows) <= records.MAX_COLUMN_PADDING
+            )
             self._lay_out(lane, 0)
         self.styles = None
         if any(lane.style is not None for lane in lanes):
@@ -89,7 +99,7 @@ class LanguageModelTask:
             train = read_tokens(folder / checkpoint.TRAIN_TOKENS_FILE, dtype, info["train_tokens"])
             val = read_tokens(folder / checkpoint.VAL_TOKENS_FILE, dtype, info["val_tokens"])
             if task.get("styles"):
-                lanes, held = _style_lanes(folder, task["styles"], train, val)
+                lanes, held = _style_lanes(folder, task["styles"], train, val, _columns(task))
                 return cls(model, lanes, held, config, world, device)
             # A record run's held-out characters are those its predicted tokens stand for (all but the first).
             val_tokens = info["val_tokens"] - 1 if task.get("records") else info["val_tokens"]
@@ -102,18 +112,25 @@ class LanguageModelTask:
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
         if task.get("reverse"):
+            # Reversed, a record text still has a boundary before each record and one at the end.
             train, val = np.ascontiguousarray(train[::-1]), np.ascontiguousarray(val[::-1])
-        lanes = [Lane(train, starts, config.batch_size, 0, per_token[0])]
+            starts = None if starts is None else np.ascontiguousarray(len(train) - 1 - starts[::-1])
+        lanes = [Lane(train, starts, config.batch_size, 0, per_token[0], columns=_columns(task))]
         return cls(model, lanes, [Held(val, per_token[1])], config, world, device)
 
     def _lay_out(self, lane: Lane, epoch: int) -> None:
         """The rows of pass ``epoch`` of a lane: its text as it is, or its records in that pass's order."""
         if epoch == lane.pass_laid_out:
             return
+        lane.targets = None
         if lane.starts is None:
             if lane.pass_laid_out >= 0:
                 return  # a stream is the same every pass
             rows = lane.stream.rows
+        elif lane.columns:
+            length = lane.stream.windows_per_epoch * self.config.seq_len
+            rows, targets = records.columns(lane.tokens, lane.starts, lane.rows, length, self.config.seed, epoch)
+            lane.targets = torch.from_numpy(np.ascontiguousarray(targets[lane.mine])).to(self.device)  # (b, L)
         else:
             order = records.epoch_order(len(lane.starts) - 1, self.config.seed, epoch)
             tokens = records.layout(lane.tokens, lane.starts, order)
@@ -121,7 +138,7 @@ class LanguageModelTask:
         # The rows stay in their compact dtype; each window is widened to int64 on use.
         lane.local = torch.from_numpy(np.ascontiguousarray(rows[lane.mine])).to(self.device)  # (b, L)
         lane.pass_laid_out = epoch
-        if lane.starts is not None:
+        if lane.starts is not None and not lane.columns:
             # A row but the first begins inside a record, from the zero state: what it predicts
             # before its first boundary is not learnt (a record is learnt from its start only).
             at = lane.local == self.model.boundary  # (b, L)
@@ -147,8 +164,11 @@ class LanguageModelTask:
             t = window * c.seq_len
             self._lay_out(lane, epoch)
             x = lane.local[:, t : t + c.seq_len].long()  # (b, T)
-            y = lane.local[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
-            if lane.starts is not None:
+            if lane.targets is not None:
+                y = lane.targets[:, t : t + c.seq_len].long()  # (b, T), -100 on padding
+            else:
+                y = lane.local[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
+            if lane.starts is not None and lane.targets is None:
                 before = t + torch.arange(c.seq_len, device=y.device)[None, :] < lane.first_boundary[:, None]  # (b, T)
                 y = y.masked_fill(before, -100)  # cross_entropy's ignore_index
             xs.append(x)
@@ -197,7 +217,11 @@ class LanguageModelTask:
         return metrics["val_loss"], metrics
 
 
-def _style_lanes(folder: Path, styles: list[dict[str, Any]], train: np.ndarray, val: np.ndarray):  # noqa: ANN202
+def _columns(task: dict[str, Any]) -> bool:
+    return task.get("record_layout") == "columns"
+
+
+def _style_lanes(folder: Path, styles: list[dict[str, Any]], train: np.ndarray, val: np.ndarray, columns: bool):  # noqa: ANN202
     """A style run's lanes and held-out texts: each style's tokens, cut from the shared files."""
     starts_all = None
     if any(s.get("records") for s in styles):
@@ -214,7 +238,8 @@ def _style_lanes(folder: Path, styles: list[dict[str, Any]], train: np.ndarray, 
             starts = starts_all[starts_at : starts_at + s["train_records"] + 1]
             starts_at += s["train_records"] + 1
         predicted = s["val_tokens"] - 1 if s.get("records") else s["val_tokens"]
-        lanes.append(Lane(tokens, starts, s["rows"], first_row, s["train_chars"] / s["train_tokens"], index))
+        per_token = s["train_chars"] / s["train_tokens"]
+        lanes.append(Lane(tokens, starts, s["rows"], first_row, per_token, index, columns=columns))
         held.append(Held(val_tokens, s["val_chars"] / predicted, s["name"], index))
         first_row += s["rows"]
     return lanes, held
