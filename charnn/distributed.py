@@ -1,9 +1,11 @@
 """Data-parallel training across processes (`torchrun --nproc-per-node N -m charnn train ...`).
 
 Each process (rank) trains its own contiguous block of the B rows of the stream;
-DistributedDataParallel averages the gradients, which equals the gradient of the
-mean loss over all B rows, so N processes train the model one process would train
-with the same global batch. Only rank 0 writes files and reports progress.
+DistributedDataParallel averages the gradients; each rank's loss is its share of the
+mean over all the targets of the B rows (``World.loss_per_target``: ranks may hold
+different numbers of targets, as record, tagger and style runs do), so N processes
+train the model one process would train with the same global batch (tested for every
+kind of run). Only rank 0 writes files and reports progress.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from charnn.errors import ConfigError
 
@@ -58,6 +61,20 @@ class World:
         value = value.detach().clone().float().cpu()
         dist.all_reduce(value)
         return value / self.size
+
+    def loss_per_target(self, logits: torch.Tensor, targets: torch.Tensor, ignore: int = -100) -> torch.Tensor:
+        """Cross-entropy per counted target over the whole global batch, as this rank's share.
+
+        Under torchrun the gradients of the ranks are averaged, so a rank whose rows hold fewer
+        counted targets (padding, words, records) would weigh its own more than one process
+        would. Each rank returns its sum times the number of ranks over the count of all ranks:
+        the average of those is the one process's mean. One process: the mean, as ever.
+        """
+        if not self.active:
+            return F.cross_entropy(logits, targets, ignore_index=ignore)
+        count = (targets != ignore).sum().float()
+        dist.all_reduce(count)
+        return F.cross_entropy(logits, targets, ignore_index=ignore, reduction="sum") * self.size / count.clamp(min=1)
 
     def close(self) -> None:
         """Leave the process group together, so no process exits while another still talks to it."""

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import ROOT
+from tests.run_kinds import KINDS
 
 SETTINGS = [
     # No dropout: each rank draws its own masks, so only a dropout-free run can match bit for bit.
@@ -20,12 +21,19 @@ SETTINGS = [
 ]
 
 
-def test_two_processes_match_one(tmp_path, small_text):
-    corpus = tmp_path / "t.txt"
-    corpus.write_text(small_text)
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_two_processes_match_one(tmp_path, kind):
+    """Every kind of run: stream, records in columns, two styles whose rows fall one style to a
+    process, and classifiers and taggers, whose ranks hold different numbers of targets."""
+
+    def command(out: str) -> list[str]:
+        args = kind.command(tmp_path, tmp_path / out)
+        args[args.index("--dropout") + 1] = "0"  # each rank draws its own masks: only no dropout matches
+        return args + (["--token-dropout", "0"] if args[0] in ("classify", "tag") else [])
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     single = subprocess.run(
-        [sys.executable, "-m", "charnn", "train", corpus, "--out", tmp_path / "one", *SETTINGS],
+        [sys.executable, "-m", "charnn", *command("one")],
         env=env,
         capture_output=True,
         text=True,
@@ -33,21 +41,23 @@ def test_two_processes_match_one(tmp_path, small_text):
     assert single.returncode == 0, single.stderr
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     double = subprocess.run(
-        [*launcher, "-m", "charnn", "train", corpus, "--out", tmp_path / "two", *SETTINGS],
+        [*launcher, "-m", "charnn", *command("two")],
         env=env,
         capture_output=True,
         text=True,
     )
     assert double.returncode == 0, double.stderr
     assert double.stdout.strip() == str(tmp_path / "two")  # rank 0 alone reports
-    assert double.stderr.count("best validation loss") == 1
+    assert double.stderr.count("; model saved in") == 1
     for name in ("model.safetensors", "resume.safetensors"):
         one, two = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
         assert one.keys() == two.keys()
         for key in one:
-            if key.startswith("rng."):
+            # Attention pooling's bias shifts every score alike, which softmax ignores: its gradient
+            # is rounding noise, which AdamW scales up to full steps. It changes no prediction.
+            if key.startswith("rng.") or "attention.bias" in key:
                 continue
-            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
 
 
 def test_batch_must_split_over_the_processes(tmp_path, small_text):

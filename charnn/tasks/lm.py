@@ -64,7 +64,7 @@ class LanguageModelTask:
     kind = "lm"
 
     def __init__(self, model: Any, lanes: list[Lane], held: list[Held], config: Any, world: Any, device) -> None:  # noqa: ANN001
-        self.model, self.config, self.device = model, config, device
+        self.model, self.config, self.device, self.world = model, config, device, world
         self.lanes, self.held = lanes, held
         self.my_rows = world.rows(config.batch_size)
         self.local_batch = self.my_rows.stop - self.my_rows.start
@@ -182,7 +182,7 @@ class LanguageModelTask:
         x, y = (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
         with autocast():
             logits, carry = net(x, carry) if self.styles is None else net(x, carry, style=self.styles)  # (b, T, V)
-        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), carry
+        return self.world.loss_per_target(logits.float().flatten(0, 1), y.flatten()), carry
 
     def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
         """Loss per token over the held-out text: its start when periodic, all of it when final.

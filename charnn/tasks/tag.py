@@ -102,7 +102,7 @@ class TagTask(WholeTextBatches):
     kind = "tag"
 
     def __init__(self, model, train: Tagged, val: Tagged, tags: list[str], tokenizer, config, world, device):  # noqa: ANN001
-        self.model, self.config, self.device = model, config, device
+        self.model, self.config, self.device, self.world = model, config, device, world
         index = {tag: i for i, tag in enumerate(tags)}
         self.train_x = encode_sentences(tokenizer, train.sentences, "the training data")
         self.val_x = encode_sentences(tokenizer, val.sentences, "the validation data")
@@ -139,7 +139,7 @@ class TagTask(WholeTextBatches):
         target = _targets([self.train_y[i] for i in rows], inputs[2].shape[1]).to(self.device)  # (b, W)
         with autocast():
             logits = net(*inputs)  # (b, W, tags)
-        return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=IGNORE), carry
+        return self.world.loss_per_target(logits.float().flatten(0, 1), target.flatten(), IGNORE), carry
 
     @torch.inference_mode()
     def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
