@@ -697,12 +697,14 @@ def resume(
     on_event: Callable[[Event], None] = lambda event: None,
     stop: threading.Event | None = None,
     kind: str | None = None,
+    device: str | None = None,
 ) -> Finished:
     """Continue the run in ``folder`` exactly where its last checkpoint left it.
 
     ``steps`` / ``time_budget`` replace the run's budget; ``corpus``, when given,
     must be the text the run was trained on; ``kind`` ('lm', 'classify', 'tag'), when given,
-    refuses a run of another kind.
+    refuses a run of another kind. ``device``, when given, replaces the run's (a run started
+    on a GPU goes on on the CPU: not bit for bit what the GPU would have done).
     """
     folder = _unlinked(Path(folder))
     main = os.environ.get("RANK", "0") == "0"  # under torchrun, the first process alone recovers
@@ -727,11 +729,21 @@ def resume(
             f"the corpus differs from the one {folder} was trained on; "
             "pass --overwrite to start a new run there, or --out to choose another folder"
         )
-    world, device = init_world(resolve_device(_run_device(folder, run_config)))
+    stored = _run_device(folder, run_config)
+    try:
+        chosen = resolve_device(device or stored)
+    except ConfigError:
+        if device is not None:
+            raise
+        raise ConfigError(
+            f"{folder} was trained with --device {stored}, which this machine does not have; "
+            f"pass --device cpu to go on here"
+        ) from None
+    world, chosen = init_world(chosen)
     lock = runfolder.hold(folder) if world.main else None
     try:
         budget = (steps, time_budget) if steps is not None or time_budget is not None else None
-        return _train_in(folder, world, device, budget, on_event, stop, resumed=True)
+        return _train_in(folder, world, chosen, budget, on_event, stop, resumed=True)
     finally:
         if lock is not None:
             lock.release()

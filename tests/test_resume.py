@@ -390,3 +390,24 @@ def test_resume_never_takes_a_users_folder_for_debris(kind, tmp_path):
         kind.start(folder, resume=True, overwrite=True)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "tokenizer.py"]
     assert [p.name for p in tmp_path.iterdir()] == ["project"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_a_run_started_on_a_gpu_goes_on_on_the_cpu_when_asked(kind, references, tmp_path, run_cli):
+    folder = tmp_path / "run"
+    shutil.copytree(references[kind.name], folder)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["training"]["device"] = "cuda"  # as `--device cuda` on a GPU machine leaves it
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    command = kind.command(tmp_path, folder)
+    verb = command[: command.index("train") + 1]  # train, classify train or tag train
+    steps = str(config["results"]["steps"] + 5)
+    code, _, err = run_cli(*verb, "--resume", folder, "--steps", steps)
+    assert code == 2
+    assert f"{folder} was trained with --device cuda, which this machine does not have; pass --device cpu" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    code, _, err = run_cli(*verb, "--resume", folder, "--steps", steps, "--device", "cpu")
+    assert code == 0, err
+    assert json.loads((folder / CONFIG_FILE).read_text())["results"]["steps"] == int(steps)

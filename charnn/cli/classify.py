@@ -119,7 +119,7 @@ def classify_train(
     if resume is not None and not data and not label:
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
-        run_training(lambda **kw: _resume(folder, steps, budget, **kw), "charnn classify train")
+        run_training(lambda **kw: _resume(folder, steps, budget, device, **kw), "charnn classify train")
         return
     if not data and not label:
         raise ConfigError("name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE")
@@ -161,10 +161,12 @@ def classify_train(
     run_training(new_run, "charnn classify train")
 
 
-def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
+def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(folder, steps=steps, time_budget=budget, kind="classify", **kw)
+    return resume(
+        folder, steps=steps, time_budget=budget, kind="classify", device=None if device == "auto" else device, **kw
+    )
 
 
 @classify_app.command("predict")

@@ -123,7 +123,7 @@ def tag_train(
             raise ConfigError("--val is fixed when a run starts; drop it to resume the run as it is")
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
-        run_training(lambda **kw: _resume(folder, steps, budget, **kw), "charnn tag train")
+        run_training(lambda **kw: _resume(folder, steps, budget, device, **kw), "charnn tag train")
         return
     if not data:
         raise ConfigError("name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)")
@@ -167,10 +167,12 @@ def tag_train(
     run_training(new_run, "charnn tag train")
 
 
-def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
+def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(folder, steps=steps, time_budget=budget, kind="tag", **kw)
+    return resume(
+        folder, steps=steps, time_budget=budget, kind="tag", device=None if device == "auto" else device, **kw
+    )
 
 
 @tag_app.command("predict")

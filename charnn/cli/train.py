@@ -168,7 +168,7 @@ def train_command(
         folder = out if resume == "auto" else Path(resume)
         if folder is None:
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
-        run_training(lambda **kw: _resume(folder, steps, budget, **kw))
+        run_training(lambda **kw: _resume(folder, steps, budget, device, **kw))
         return
     if not corpus and not style:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
@@ -398,10 +398,10 @@ def _quoted(spec: str) -> str:
     return shlex.quote(spec)
 
 
-def _resume(folder: Path, steps, budget, **kw):  # noqa: ANN001, ANN003, ANN202
+def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(folder, steps=steps, time_budget=budget, kind="lm", **kw)
+    return resume(folder, steps=steps, time_budget=budget, kind="lm", device=None if device == "auto" else device, **kw)
 
 
 def run_training(start: Callable[..., Any], command: str = "charnn train", notes: list[str] | None = None) -> None:
