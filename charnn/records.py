@@ -186,7 +186,7 @@ def columns(
     dealt into columns of ``rows`` records of one length wherever the corpus has that many.
     So every row restarts at the same positions and the model runs each column fused. (Laid
     end to end, a window is cut wherever *some* row restarts: `python -m bench records`
-    measures columns at 2.85x the chars/s on paint names.) A shorter record in a column is
+    measures columns at 2.7x the chars/s on paint names.) A shorter record in a column is
     padded to its width: the padding is read but never learnt, and the next column's
     boundary resets the state. The columns are taken in a seeded order, as many as fill
     ``length`` positions; what does not fit (a few records, as padding is rare where
