@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,10 +29,12 @@ from charnn.loop import make_optimizer
 from charnn.model import WordTagger
 from charnn.resume import Position, save_resume
 from charnn.tagged import Tagged, is_bio, split_sentences
+from charnn.tasks import tag as tag_task
 from charnn.tasks.tag import (
     TRAIN_FILE,
     VALIDATION_FILE,
     decode,
+    encode_sentence,
     encode_sentences,
     predict_encoded,
     scores,
@@ -174,25 +177,67 @@ def load_tagger(folder: Path, device: str = "cpu") -> Any:
     return checkpoint.load_run(folder, device=device, kind="tag")
 
 
+class LongSentenceWarning(UserWarning):
+    """A sentence to tag was longer than a tagger reads at once, and was tagged in pieces."""
+
+
 def tag_sentences(
     run: Any, sentences: Iterable[list[str]], batch: int = 256, more_ready: Callable[[], bool] | None = None
 ) -> Iterator[tuple[list[str], list[str], list[float]]]:
     """(words, tags, each tag's probability) for each sentence, in order, a batch at a time.
 
     ``more_ready()`` says whether another sentence can be had without waiting: when it
-    cannot, the sentences so far are answered at once, so that slow input streams.
+    cannot, the sentences so far are answered at once, so that slow input streams. A
+    sentence longer than a tagger reads at once (a paragraph on one line) is tagged in
+    pieces of whole words, each read as a sentence of its own, and said once; the stream
+    goes on.
     """
     tags = run.config["task"]["tags"]
     strict = run.config["task"].get("strict_bio", True)
     device = next(run.model.parameters()).device
-    done = 0
+    done, told = 0, False
     for pending in arriving_batches(sentences, batch, more_ready):
-        encoded = encode_sentences(run.tokenizer, pending, "the input", first=done + 1)
-        for words, probs in zip(pending, predict_encoded(run.model, encoded, device), strict=True):
+        pieces, owners = [], []
+        for number, words in enumerate(pending, done + 1):
+            encoded = encode_sentence(run.tokenizer, words)
+            parts = [encoded] if len(encoded.ids) <= tag_task.MAX_TOKENS else _in_pieces(run.tokenizer, words, number)
+            if len(parts) > 1 and not told:
+                warnings.warn(
+                    f"sentence {number} of the input is {len(encoded.ids):,} tokens long, more than a tagger "
+                    f"reads at once ({tag_task.MAX_TOKENS:,}): tagged in pieces of whole words (so is any other)",
+                    LongSentenceWarning,
+                    stacklevel=2,
+                )
+                told = True
+            pieces += parts
+            owners += [number] * len(parts)
+        chosen_tags: dict[int, tuple[list[str], list[float]]] = {}
+        for owner, probs in zip(owners, predict_encoded(run.model, pieces, device), strict=True):
             best = decode(probs, tags, strict)
-            chosen = probs[torch.arange(len(best)), torch.from_numpy(best)].tolist() if len(best) else []
-            yield words, [tags[i] for i in best], chosen
+            picked = probs[torch.arange(len(best)), torch.from_numpy(best)].tolist() if len(best) else []
+            got = chosen_tags.setdefault(owner, ([], []))
+            got[0].extend(tags[i] for i in best)
+            got[1].extend(picked)
+        for number, words in enumerate(pending, done + 1):
+            yield words, *chosen_tags[number]
         done += len(pending)
+
+
+def _in_pieces(tokenizer: Any, words: list[str], number: int) -> list[Any]:
+    """A long sentence as pieces of whole words that each fit what a tagger reads at once, encoded."""
+    encoded = encode_sentence(tokenizer, words)
+    pieces, first = [], 0
+    for i in range(len(words)):
+        if encoded.ends[i] - encoded.starts[i] > tag_task.MAX_TOKENS:
+            raise CorpusError(
+                f"word {i + 1} of sentence {number} of the input is {encoded.ends[i] - encoded.starts[i]:,} "
+                f"tokens long; a tagger reads at most {tag_task.MAX_TOKENS:,} at once: split it"
+            )
+        if encoded.ends[i] - encoded.starts[first] > tag_task.MAX_TOKENS:
+            pieces.append(words[first:i])
+            first = i
+    pieces.append(words[first:])
+    return [encode_sentence(tokenizer, piece) for piece in pieces]  # each as long as its span above
 
 
 def evaluate_tagged(run: Any, data: Tagged) -> dict[str, Any]:

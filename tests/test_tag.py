@@ -235,6 +235,30 @@ def test_predict_prints_token_tag_lines_and_json(run_cli, tagger_run, tmp_path):
     assert code == 0 and [line.split("\t")[0] for line in out.split("\n")] == ["Do", "n't", "go", ".", "", "Hi", "", ""]
 
 
+def test_predict_tags_a_sentence_too_long_to_read_at_once_in_pieces(run_cli, tagger_run, monkeypatch):
+    from charnn.tasks import tag as tag_task
+
+    monkeypatch.setattr(tag_task, "MAX_TOKENS", 20)  # the tagger is char level: 20 characters at once
+    words = "The Dark Lord rose again and the owl flew over the castle at night".split()
+    text = f"Harry ran\n{' '.join(words)}\n{' '.join(words[:4])}\nHarry ran\n".encode()
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, "--json", stdin=text)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["tokens"] for r in rows] == [["Harry", "ran"], words, words[:4], ["Harry", "ran"]]  # the stream goes on
+    assert len(rows[1]["tags"]) == len(rows[1]["probabilities"]) == len(words)
+    assert err.count("tokens long, more than a tagger reads at once (20): tagged in pieces of whole words") == 1
+    assert "sentence 2 of the input is 66 tokens long" in err
+    # Each piece is tagged as a sentence of its own: pieces of at most 20 characters, whole words.
+    pieces = [["The", "Dark", "Lord", "rose"], ["again", "and", "the", "owl"], ["flew", "over", "the", "castle"]]
+    pieces.append(["at", "night"])
+    assert sum(pieces, []) == words and all(len(" ".join(p)) <= 20 for p in pieces)
+    one_by_one = b"".join(" ".join(p).encode() + b"\n" for p in pieces)
+    code, out, _ = run_cli("tag", "predict", "-m", tagger_run, "--json", stdin=one_by_one)
+    assert sum((json.loads(line)["tags"] for line in out.splitlines()), []) == rows[1]["tags"]
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, stdin=b"ok\n" + b"x" * 25 + b" y\n")
+    assert code == 1 and "word 1 of sentence 2 of the input is 25 tokens long" in err and "Traceback" not in err
+
+
 def test_eval_reports_accuracy_per_tag_and_entities(run_cli, tagger_run, tmp_path):
     (tmp_path / "d.conll").write_text(
         "The\tB-name\nowl\tO\nflew\tO\n\nHarry\tB-name\nPotter\tI-name\nran\tO\nx\tB-mystery\n"

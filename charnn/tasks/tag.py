@@ -28,7 +28,8 @@ from charnn.tasks.batches import WholeTextBatches
 from charnn.tasks.classify import scores as label_scores
 
 MAX_TOKENS = 4096
-"""The most tokens a sentence may have (characters, with a char tokenizer); longer ones are refused."""
+"""The most tokens a tagger reads at once (characters, with a char tokenizer): a longer sentence
+is refused in training data and tagged in pieces of whole words by `charnn tag predict`."""
 EVAL_BATCH = 64
 IGNORE = -100
 
