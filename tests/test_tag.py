@@ -343,9 +343,10 @@ def test_bad_tagged_data_gets_one_line_and_nothing_is_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.conll"]
 
 
-def test_a_sentence_too_long_to_tag_is_refused_in_one_line(run_cli, tagger_run, tmp_path):
-    code, out, err = run_cli("tag", "predict", "-m", tagger_run, stdin=("word " * 1000 + "\n").encode())
-    assert code == 1 and "sentence 1 of the input" in err and "split it into sentences" in err and out == ""
+def test_a_sentence_too_long_to_score_is_refused_in_one_line(run_cli, tagger_run, tmp_path):
+    (tmp_path / "d.conll").write_text("Hi\tO\n\n" + "word\tO\n" * 1000)  # 4,999 characters in one sentence
+    code, out, err = run_cli("tag", "eval", tmp_path / "d.conll", "-m", tagger_run)
+    assert code == 1 and "sentence 2 of" in err and "split it into sentences" in err and out == ""
 
 
 def test_the_shared_benchmark_data_reads_cleanly():
