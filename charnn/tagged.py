@@ -8,8 +8,11 @@
     State<TAB>I-location                        named-entity files come
     <TAB>                                       a sentence ends at an empty or
                                                  whitespace-only line
+    -DOCSTART- -X- -X- O                        space-separated columns (CoNLL-2003): the
+    EU NNP B-NP B-ORG                           token first, the tag last; -DOCSTART- lines
+    rejects VBZ B-VP O                          end a document and are skipped
 
-The format is detected from the first token line, or named (``conllu``, ``columns``);
+The format is detected from the first token line, or named (``conllu``, ``columns``, ``spaces``);
 a line of the other format later in the file is an error that names the file and the
 line. The held-out split is a seeded random sample of whole sentences.
 """
@@ -26,7 +29,9 @@ from typing import BinaryIO
 from charnn.data import STDIN, read_text
 from charnn.errors import ConfigError, CorpusError
 
-FORMATS = ("auto", "conllu", "columns")
+FORMATS = ("auto", "conllu", "columns", "spaces")
+DOCSTART = "-DOCSTART-"
+"""CoNLL-2003's line between documents."""
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 
 
@@ -86,7 +91,10 @@ def read_tagged(
         text = read_text(source, stdin=stdin)
         lines = [line.rstrip("\r") for line in text.split("\n")]
         found = fmt if fmt != "auto" else detect_format(lines, label)
-        for words, labels in _sentences(lines, label, found == "conllu", index):
+        read = (
+            _spaced_sentences(lines, label) if found == "spaces" else _sentences(lines, label, found == "conllu", index)
+        )
+        for words, labels in read:
             sentences.append(words)
             tags.append(labels)
         names.append(label)
@@ -100,7 +108,7 @@ def read_tagged(
 
 
 def detect_format(lines: list[str], label: str) -> str:
-    """'conllu' or 'columns', from the first line that holds a token."""
+    """'conllu', 'columns' or 'spaces', from the first line that holds a token."""
     for number, line in enumerate(lines, 1):
         if not line.strip() or (line.startswith("#") and "\t" not in line):
             continue
@@ -109,9 +117,11 @@ def detect_format(lines: list[str], label: str) -> str:
             return "conllu"
         if len(fields) == 2:
             return "columns"
+        if len(fields) == 1 and len(line.split()) >= 2:
+            return "spaces"
         raise CorpusError(
             f"{label}, line {number}: {len(fields)} tab-separated columns; tagged data is CoNLL-U "
-            "(10 columns) or token<TAB>tag (2)"
+            "(10 columns), token<TAB>tag (2) or space-separated columns, the tag last (CoNLL-2003)"
         )
     raise CorpusError(f"{label} holds no tagged tokens; give CoNLL-U or token<TAB>tag lines")
 
@@ -149,6 +159,33 @@ def _sentences(
             raise CorpusError(f"{label}, line {number}: empty {what}; fix the line")
         words.append(word)
         tags.append(tag)
+    if words:
+        out.append((tuple(words), tuple(tags)))
+    return out
+
+
+def _spaced_sentences(lines: list[str], label: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The (words, tags) of each sentence of a space-separated file (CoNLL-2003): the token
+    first, the tag last; every token line has as many columns as the first."""
+    out: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    words: list[str] = []
+    tags: list[str] = []
+    width = 0
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or fields[0] == DOCSTART:  # a sentence ends at a blank line, a document too
+            if words:
+                out.append((tuple(words), tuple(tags)))
+                words, tags = [], []
+            continue
+        width = width or len(fields)
+        if len(fields) != width or width < 2:
+            raise CorpusError(
+                f"{label}, line {number}: {len(fields)} space-separated columns where the file's first token "
+                f"line has {width}; fix the line"
+            )
+        words.append(fields[0])
+        tags.append(fields[-1])
     if words:
         out.append((tuple(words), tuple(tags)))
     return out

@@ -67,7 +67,7 @@ def test_two_columns_split_sentences_at_empty_or_whitespace_only_lines(tmp_path)
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("1\tDo\tdo\tAUX\n", "line 1: 4 tab-separated columns; tagged data is CoNLL-U (10 columns) or token<TAB>tag"),
+        ("1\tDo\tdo\tAUX\n", "line 1: 4 tab-separated columns; tagged data is CoNLL-U (10 columns), token<TAB>tag (2)"),
         (CONLLU + "2\tthere\tthere\n", "line 11: a CoNLL-U line has 10 tab-separated columns, this one has 3"),
         (CONLLU + "\nthere\tADV\n", "line 12: a CoNLL-U line has 10 tab-separated columns, this one has 2 (a token"),
         (
@@ -76,6 +76,11 @@ def test_two_columns_split_sentences_at_empty_or_whitespace_only_lines(tmp_path)
         ),
         ("a\tO\n\tO\n", "line 2: empty token"),
         ("# only a comment\n\n", "holds no tagged tokens"),
+        ("justoneword\n", "line 1: 1 tab-separated columns"),
+        (
+            "EU NNP B-NP B-ORG\nrejects VBZ O\n",
+            "line 2: 3 space-separated columns where the file's first token line has 4",
+        ),
     ],
 )
 def test_bad_tagged_files_are_named_with_the_line(content, message, tmp_path):
@@ -83,6 +88,39 @@ def test_bad_tagged_files_are_named_with_the_line(content, message, tmp_path):
     with pytest.raises(CorpusError, match="d.txt") as caught:
         read_tagged([tmp_path / "d.txt"])
     assert message in str(caught.value)
+
+
+CONLL2003 = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+. . O O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+
+-DOCSTART- -X- -X- O
+BRUSSELS NNP B-NP B-LOC
+1996-08-22 CD I-NP O
+"""
+
+
+def test_conll2003_space_separated_columns_give_the_token_and_the_last_column(tmp_path, run_cli, tagger_run):
+    (tmp_path / "eng.train").write_text(CONLL2003)
+    data = read_tagged([tmp_path / "eng.train"])
+    assert data.sentences == (
+        ("EU", "rejects", "German", "call", "."),
+        ("Peter", "Blackburn"),
+        ("BRUSSELS", "1996-08-22"),
+    )
+    assert data.tags == (("B-ORG", "O", "B-MISC", "O", "O"), ("B-PER", "I-PER"), ("B-LOC", "O"))
+    assert read_tagged([tmp_path / "eng.train"], fmt="spaces") == data
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, "--tokens", stdin=CONLL2003.encode())
+    assert code == 0 and "first column" in err
+    assert [line.split("\t")[0] for line in out.split("\n") if line] == [w for s in data.sentences for w in s]
+    assert out.count("\n\n") == 3  # three sentences: a -DOCSTART- line ends one too
 
 
 def test_tag_columns_and_formats_are_checked():

@@ -32,7 +32,12 @@ _Model = Annotated[
     typer.Option("--model", "-m", help="Tagger run \\[default: $CHARNN_MODEL, else the newest tagger in ./runs]."),
 ]
 _Format = Annotated[
-    str, typer.Option("--format", help="conllu, columns (token<TAB>tag) or auto (detected from the file).")
+    str,
+    typer.Option(
+        "--format",
+        help="conllu, columns (token<TAB>tag), spaces (space-separated columns, the tag last: CoNLL-2003) "
+        "or auto (detected from the file).",
+    ),
 ]
 _Column = Annotated[str, typer.Option(help="CoNLL-U column holding the tags: upos, xpos, deprel, ... or its number.")]
 _Device = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")]
@@ -228,12 +233,15 @@ def _token_sentences(source: str):  # noqa: ANN202
     """Sentences of one token a line, split at empty lines.
 
     A token<TAB>tag line gives its first column; a CoNLL-U line (10 columns) its FORM, with
-    comment lines ('# ...'), multiword-token lines (3-4) and empty nodes (8.1) skipped.
+    comment lines ('# ...'), multiword-token lines (3-4) and empty nodes (8.1) skipped; a line of
+    space-separated columns (CoNLL-2003) its first, a -DOCSTART- line ending the sentence.
     """
+    from charnn.tagged import DOCSTART
+
     words: list[str] = []
     told = False
     for line in input_lines(source):
-        if not line.strip():
+        if not line.strip() or line.split(maxsplit=1)[0] == DOCSTART:
             if words:
                 yield words
                 words = []
@@ -245,8 +253,10 @@ def _token_sentences(source: str):  # noqa: ANN202
             if "-" in fields[0] or "." in fields[0]:
                 continue
             fields = fields[1:]
+        elif len(fields) == 1 and len(line.split()) > 1:
+            fields = line.split()  # space-separated columns: a token holds no space
         if len(fields) > 1 and not told:
-            say("lines hold tabs: tagging each line's token (the FORM of CoNLL-U lines, else the first column)")
+            say("lines hold columns: tagging each line's token (the FORM of CoNLL-U lines, else the first column)")
             told = True
         words.append(fields[0].strip() or "_")
     if words:
