@@ -491,7 +491,9 @@ def test_corpus_list_and_info(run_cli):
     assert code == 0 and err == ""
     assert [line.split()[0] for line in out.splitlines()[1:]] == list(NAMES)
     code, out, _ = run_cli("corpus", "list", "--json")
-    assert code == 0 and [row["name"] for row in json.loads(out)] == list(NAMES)
+    rows = json.loads(out)
+    assert code == 0 and [row["name"] for row in rows] == list(NAMES)
+    assert all(row["kind"] == row["style"] for row in rows) and rows[NAMES.index("paint-names")]["kind"] == "names"
     code, out, _ = run_cli("corpus", "info", "paint-names")
     assert code == 0 and "colornames.csv" in out and "MIT License" in out and "David Aerne" in out
     code, out, _ = run_cli("corpus", "info", "recipes", "--json")

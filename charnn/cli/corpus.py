@@ -49,7 +49,9 @@ def list_command(as_json: AsJson = False) -> None:
 
 
 def _summary(entry: dict) -> dict:
-    return {key: entry[key] for key in ("name", "style", "licence", "attribution", "description")}
+    """A catalogue entry for `corpus list --json`: "kind" as the table says; "style" too, as before."""
+    keys = ("name", "style", "licence", "attribution", "description")
+    return {**{key: entry[key] for key in keys}, "kind": entry["style"]}
 
 
 def info_command(name: Name, as_json: AsJson = False) -> None:
