@@ -200,7 +200,8 @@ def tag_sentences(
         pieces, owners = [], []
         for number, words in enumerate(pending, done + 1):
             encoded = encode_sentence(run.tokenizer, words)
-            parts = [encoded] if len(encoded.ids) <= tag_task.MAX_TOKENS else _in_pieces(run.tokenizer, words, number)
+            too_long = len(encoded.ids) > tag_task.MAX_TOKENS
+            parts = _in_pieces(run.tokenizer, words, encoded, number) if too_long else [encoded]
             if len(parts) > 1 and not told:
                 warnings.warn(
                     f"sentence {number} of the input is {len(encoded.ids):,} tokens long, more than a tagger "
@@ -223,9 +224,8 @@ def tag_sentences(
         done += len(pending)
 
 
-def _in_pieces(tokenizer: Any, words: list[str], number: int) -> list[Any]:
-    """A long sentence as pieces of whole words that each fit what a tagger reads at once, encoded."""
-    encoded = encode_sentence(tokenizer, words)
+def _in_pieces(tokenizer: Any, words: list[str], encoded: Any, number: int) -> list[Any]:
+    """A long sentence (``encoded``) as pieces of whole words that each fit what a tagger reads at once, encoded."""
     pieces, first = [], 0
     for i in range(len(words)):
         if encoded.ends[i] - encoded.starts[i] > tag_task.MAX_TOKENS:
