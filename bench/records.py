@@ -31,17 +31,15 @@ def timed(folder: Path, columns: bool, steps: int) -> float:
     from charnn.config import TrainConfig
     from charnn.device import resolve_bf16
     from charnn.distributed import World
-    from charnn.tasks import lm, make_task
+    from charnn.tasks import make_task
 
     run = checkpoint.load_run(folder)
     config = TrainConfig(**{**run.config["training"], "device": "cpu"})
     cpu = torch.device("cpu")
-    original = lm._columns
-    lm._columns = lambda task: columns  # noqa: ARG005
-    try:
-        task = make_task(run.config, folder, run.model, config, World(), cpu)
-    finally:
-        lm._columns = original
+    described = dict(run.config["task"])
+    if not columns:
+        described.pop("record_layout")  # as a record run made before columns: records end to end
+    task = make_task({**run.config, "task": described}, folder, run.model, config, World(), cpu)
     model = run.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     bf16 = resolve_bf16(config.precision, cpu)

@@ -703,8 +703,8 @@ def resume(
 
     ``steps`` / ``time_budget`` replace the run's budget; ``corpus``, when given,
     must be the text the run was trained on; ``kind`` ('lm', 'classify', 'tag'), when given,
-    refuses a run of another kind. ``device``, when given, replaces the run's (a run started
-    on a GPU goes on on the CPU: not bit for bit what the GPU would have done).
+    refuses a run of another kind. ``device``, when given and not 'auto', replaces the run's (a
+    run started on a GPU goes on on the CPU: not bit for bit what the GPU would have done).
     """
     folder = _unlinked(Path(folder))
     main = os.environ.get("RANK", "0") == "0"  # under torchrun, the first process alone recovers
@@ -730,6 +730,7 @@ def resume(
             "pass --overwrite to start a new run there, or --out to choose another folder"
         )
     stored = _run_device(folder, run_config)
+    device = None if device == "auto" else device  # what `--device` defaults to: the run's own
     try:
         chosen = resolve_device(device or stored)
     except ConfigError:

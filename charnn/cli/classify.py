@@ -164,9 +164,7 @@ def classify_train(
 def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(
-        folder, steps=steps, time_budget=budget, kind="classify", device=None if device == "auto" else device, **kw
-    )
+    return resume(folder, steps=steps, time_budget=budget, kind="classify", device=device, **kw)
 
 
 @classify_app.command("predict")

@@ -175,9 +175,7 @@ def tag_train(
 def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(
-        folder, steps=steps, time_budget=budget, kind="tag", device=None if device == "auto" else device, **kw
-    )
+    return resume(folder, steps=steps, time_budget=budget, kind="tag", device=device, **kw)
 
 
 @tag_app.command("predict")

@@ -401,7 +401,7 @@ def _quoted(spec: str) -> str:
 def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
     from charnn.train import resume
 
-    return resume(folder, steps=steps, time_budget=budget, kind="lm", device=None if device == "auto" else device, **kw)
+    return resume(folder, steps=steps, time_budget=budget, kind="lm", device=device, **kw)
 
 
 def run_training(start: Callable[..., Any], command: str = "charnn train", notes: list[str] | None = None) -> None:

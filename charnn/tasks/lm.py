@@ -168,9 +168,9 @@ class LanguageModelTask:
                 y = lane.targets[:, t : t + c.seq_len].long()  # (b, T), -100 on padding
             else:
                 y = lane.local[:, t + 1 : t + c.seq_len + 1].long()  # (b, T)
-            if lane.starts is not None and lane.targets is None:
-                before = t + torch.arange(c.seq_len, device=y.device)[None, :] < lane.first_boundary[:, None]  # (b, T)
-                y = y.masked_fill(before, -100)  # cross_entropy's ignore_index
+                if lane.starts is not None:  # records end to end (runs made before columns)
+                    before = t + torch.arange(c.seq_len, device=y.device)[None, :] < lane.first_boundary[:, None]
+                    y = y.masked_fill(before, -100)  # cross_entropy's ignore_index
             xs.append(x)
             ys.append(y)
             fresh += [t == 0] * b  # a new pass over the lane's text: its rows start from zeros
