@@ -37,13 +37,28 @@ def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, c: float) -> tuple[torc
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        logits = torch.sparse.mm(x, weights) + bias
+        logits = x @ weights + bias  # x sparse or dense
         loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum") + weights.pow(2).sum() / (2 * c)
         loss.backward()
         return loss
 
     optimizer.step(closure)
     return weights.detach(), bias.detach()
+
+
+def choose_c(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], classes: int, grid) -> dict[str, Any]:  # noqa: ANN001
+    """Fit on x["train"] for each C of grid; keep the C best on x["held"]; score x["dev"] with it."""
+
+    def accuracy(weights: torch.Tensor, bias: torch.Tensor, part: str) -> float:
+        return ((x[part] @ weights + bias).argmax(1) == y[part]).float().mean().item()
+
+    best = None
+    for c in grid:
+        weights, bias = _fit(x["train"], y["train"], classes, c)
+        held_accuracy = accuracy(weights, bias, "held")
+        if best is None or held_accuracy > best["heldout_accuracy"]:
+            best = {"C": c, "heldout_accuracy": held_accuracy, "dev_accuracy": accuracy(weights, bias, "dev")}
+    return best
 
 
 def logistic_regression(train: Any, held: Any, dev: Any, grid=(0.3, 1.0, 3.0, 10.0, 30.0, 100.0)) -> dict[str, Any]:  # noqa: ANN001
@@ -53,17 +68,8 @@ def logistic_regression(train: Any, held: Any, dev: Any, grid=(0.3, 1.0, 3.0, 10
     for text in train.texts:
         for gram in _grams(text):
             index.setdefault(gram, len(index))
-    x_train, x_held, x_dev = (_matrix(d.texts, index) for d in (train, held, dev))
-    y_train = torch.tensor([to_id[x] for x in train.labels])
-
-    def accuracy(weights, bias, x, data) -> float:  # noqa: ANN001
-        predicted = (torch.sparse.mm(x, weights) + bias).argmax(1)
-        return sum(labels[p] == t for p, t in zip(predicted.tolist(), data.labels)) / len(data.labels)
-
-    best = None
-    for c in grid:
-        weights, bias = _fit(x_train, y_train, len(labels), c)
-        held_accuracy = accuracy(weights, bias, x_held, held)
-        if best is None or held_accuracy > best["heldout_accuracy"]:
-            best = {"C": c, "heldout_accuracy": held_accuracy, "dev_accuracy": accuracy(weights, bias, x_dev, dev)}
-    return {**best, "features": len(index)}
+    parts = {"train": train, "held": held, "dev": dev}
+    x = {name: _matrix(d.texts, index) for name, d in parts.items()}
+    # a label the training rows lack is -1, never predicted
+    y = {name: torch.tensor([to_id.get(label, -1) for label in d.labels]) for name, d in parts.items()}
+    return {**choose_c(x, y, len(labels), grid), "features": len(index)}

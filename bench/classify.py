@@ -6,7 +6,7 @@ default split); dev.tsv is scored once per configuration and never tuned on. Eve
 `charnn` call is a fresh process, as a user's would be. Run it alone: time budgets
 on a shared 2-core machine mean nothing with another job beside them.
 
-    python -m bench classify [--parts default,baseline,warm,predict] [--time 10m]
+    python -m bench classify [--parts default,baseline,warm,predict,probe] [--time 10m]
         [--lm-time 10m] [--few-time 2m] [--rows 500] [--draws 3] [-- EXTRA classify train ARGS]
 
   default    `charnn classify train train.tsv --time 10m` with its defaults: held-out and dev accuracy
@@ -14,6 +14,9 @@ on a shared 2-core machine mean nothing with another job beside them.
   warm       language models (forward and reverse) on the text of all 8,528 training rows; then
              --rows labelled rows, --draws draws: warm-started against from scratch, same budget
   predict    `charnn classify predict` on 10,000 lines with the default run, start-up included
+  probe      what the unlabelled text teaches, measured without fine-tuning: a logistic regression on
+             the same --rows rows over frozen features (a random encoder, the warm part's language
+             models, word vectors of sentence co-occurrence in the same text, bag of words)
 """
 
 from __future__ import annotations
@@ -169,7 +172,24 @@ def part_predict(work: Path, args: argparse.Namespace) -> dict:
     return result
 
 
-PARTS = {"default": part_default, "baseline": part_baseline, "warm": part_warm, "predict": part_predict}
+def part_probe(work: Path, args: argparse.Namespace) -> dict:
+    from bench.probe import probes
+
+    fwd, bwd = work / "lm-fwd", work / "lm-bwd"
+    if not (fwd / "model.safetensors").is_file() or not (bwd / "model.safetensors").is_file():
+        sys.exit(f"bench: the probe part reads the warm part's language models; run --parts warm --work {work} first")
+    result = probes(data("train.tsv"), data("dev.tsv"), [fwd, bwd], args.rows, args.draws)
+    record("classify", {"part": "probe"}, result)
+    return result
+
+
+PARTS = {
+    "default": part_default,
+    "baseline": part_baseline,
+    "warm": part_warm,
+    "predict": part_predict,
+    "probe": part_probe,
+}
 
 
 def main(argv: list[str]) -> None:

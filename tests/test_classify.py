@@ -345,3 +345,32 @@ def test_predict_answers_each_line_of_a_slow_pipe_at_once(classifier_run):
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
+
+
+def test_the_probe_benchmarks_word_vectors_group_words_that_share_sentences():
+    from bench.probe import _cooccurrence_vectors, _mean_vectors
+
+    texts = ["good fun great film", "great fun good cast", "bad dull awful film", "awful dull bad cast"] * 5
+    index, vectors = _cooccurrence_vectors(texts, rank=2)  # two kinds of sentence: two dimensions
+    assert set(index) == {"good", "fun", "great", "film", "cast", "bad", "dull", "awful"}
+    similar = vectors @ vectors.T
+    good, great, bad, awful = (index[w] for w in ("good", "great", "bad", "awful"))
+    assert similar[good, great] > 0.99 and similar[bad, awful] > 0.99
+    assert abs(similar[good, bad]) < 0.1  # never in one sentence
+    means = _mean_vectors(["good great", "unknown words only", "bad"], index, vectors)
+    assert torch.allclose(means[0], (vectors[good] + vectors[great]) / 2)
+    assert torch.equal(means[1], torch.zeros(2))  # no known word: the zero vector, not a division by zero
+    assert torch.allclose(means[2], vectors[bad])
+
+
+def test_the_bag_of_words_baseline_scores_dev_with_the_c_best_on_held_out_rows():
+    from bench.bow import choose_c
+
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([0, 1, 0, 1])
+    xs = {"train": x, "held": x, "dev": x}
+    best = choose_c(xs, {"train": y, "held": y, "dev": 1 - y}, 2, (0.1, 10.0))
+    # every C fits these rows: a tie keeps the first C, and dev is scored with it
+    assert best == {"C": 0.1, "heldout_accuracy": 1.0, "dev_accuracy": 0.0}
+    best = choose_c(xs, {"train": y, "held": 1 - y, "dev": y}, 2, (0.1, 10.0))
+    assert best == {"C": 0.1, "heldout_accuracy": 0.0, "dev_accuracy": 1.0}
