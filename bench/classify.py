@@ -7,7 +7,8 @@ default split); dev.tsv is scored once per configuration and never tuned on. Eve
 on a shared 2-core machine mean nothing with another job beside them.
 
     python -m bench classify [--parts default,baseline,warm,predict,probe] [--time 10m]
-        [--lm-time 10m] [--few-time 2m] [--rows 500] [--draws 3] [-- EXTRA classify train ARGS]
+        [--lm-time 10m] [--lm-embed-init cooccurrence] [--few-time 2m] [--rows 500] [--draws 3] [--reuse]
+        [-- EXTRA classify train ARGS]
 
   default    `charnn classify train train.tsv --time 10m` with its defaults: held-out and dev accuracy
   baseline   unigram+bigram bag-of-words logistic regression on the same split (C chosen on held-out)
@@ -99,14 +100,21 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
     # The classifier's shape; heavy dropout and tied weights, as 1M characters overfit a language
     # model within a minute: its best held-out loss and the warm start both gain (see the README).
     shape = ["--tokenizer", "bpe", "--vocab-size", "4000", "--layers", "1", "--hidden", "256", "--embed", "128"]
-    shape += ["--dropout", "0.5", "--tie-weights"]
+    shape += ["--dropout", "0.5", "--tie-weights", "--embed-init", args.lm_embed_init]
     fwd, bwd = work / "lm-fwd", work / "lm-bwd"
-    charnn("train", text, "--out", fwd, "--time", args.lm_time, *shape, capture=False)
-    charnn(
-        "train", text, "--out", bwd, "--time", args.lm_time, "--reverse", "--tokenizer-from", fwd, *shape, capture=False
-    )
+    if args.reuse and all(_made_so(lm, args) for lm in (fwd, bwd)):
+        print(f"reusing the language models in {work}", flush=True)
+    else:
+        charnn("train", text, "--out", fwd, "--time", args.lm_time, *shape, "--overwrite", capture=False)
+        charnn(
+            "train", text, "--out", bwd, "--time", args.lm_time, "--reverse", "--tokenizer-from", fwd, *shape,
+            "--overwrite", capture=False,
+        )  # fmt: skip
     lm = [json.loads((f / "config.json").read_text())["results"]["val_bits_per_char"] for f in (fwd, bwd)]
-    print(f"language models, {args.lm_time} each: held-out {lm[0]:.3f} / {lm[1]:.3f} bits/char (forward / reverse)")
+    print(
+        f"language models, {args.lm_time} each, --embed-init {args.lm_embed_init}: "
+        f"held-out {lm[0]:.3f} / {lm[1]:.3f} bits/char (forward / reverse)"
+    )
     warm, scratch = [], []
     for draw in range(args.draws):
         chosen = random.Random(draw).sample(range(len(rows)), args.rows)
@@ -126,8 +134,12 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
         "rows": args.rows,
         "draws": args.draws,
         "lm_time": args.lm_time,
+        "lm_embed_init": args.lm_embed_init,
         "few_time": args.few_time,
         "lm_bits_per_char": lm,
+        "warm_encoder_lr_scale": json.loads((work / "warm-0" / "config.json").read_text())["training"].get(
+            "encoder_lr_scale", 1.0
+        ),
         "warm_dev": warm,
         "scratch_dev": scratch,
         "warm_mean": statistics.mean(warm),
@@ -141,6 +153,17 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
     )
     record("classify", {"part": "warm"}, result)
     return result
+
+
+def _made_so(lm: Path, args: argparse.Namespace) -> bool:
+    """Whether the run in ``lm`` is a language model made with this run's budget and --embed-init."""
+    if not (lm / "model.safetensors").is_file():
+        return False
+    from charnn.config import parse_duration
+
+    training = json.loads((lm / "config.json").read_text())["training"]
+    same_budget = training["time_budget"] == parse_duration(args.lm_time)
+    return same_budget and training.get("embed_init", "random") == args.lm_embed_init
 
 
 def part_predict(work: Path, args: argparse.Namespace) -> dict:
@@ -199,7 +222,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--parts", default="baseline,default,predict,warm")
     parser.add_argument("--time", default="10m")
     parser.add_argument("--lm-time", default="10m")
+    parser.add_argument("--lm-embed-init", default="cooccurrence", help="the language models' --embed-init")
     parser.add_argument("--few-time", default="2m")
+    parser.add_argument(
+        "--reuse", action="store_true", help="warm: keep language models already in --work made with these settings"
+    )
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temporary folder)")

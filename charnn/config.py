@@ -18,6 +18,7 @@ DEFAULT_TIME_BUDGET = 300.0
 """Seconds of training when neither --steps nor --time is given."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+EMBED_INITS = ("random", "cooccurrence")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -115,6 +116,12 @@ class TrainConfig:
     """'auto' (CUDA or MPS when present, else CPU), 'cpu', 'cuda' or 'mps'."""
     precision: str = "auto"
     """'auto' (bf16 autocast where the hardware has fast bf16), 'fp32' or 'bf16'."""
+    embed_init: str = "random"
+    """A new language model's embedding: 'random', or 'cooccurrence' (charnn.cooccurrence)."""
+    encoder_lr_scale: float = 1.0
+    """The embedding and recurrent layers learn at this fraction of the rate (the head at the full
+    rate): a warm-started classifier's default is 0.1, so that its few labels adjust what the
+    language models learnt rather than overwrite it."""
 
     def __post_init__(self) -> None:
         if self.steps is None and self.time_budget is None:
@@ -139,6 +146,14 @@ class TrainConfig:
         _check(
             self.precision in PRECISIONS,
             f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}",
+        )
+        _check(
+            0 <= self.encoder_lr_scale <= 1,
+            f"--encoder-lr-scale must be between 0 (frozen) and 1, got {self.encoder_lr_scale}",
+        )
+        _check(
+            self.embed_init in EMBED_INITS,
+            f"unknown --embed-init {self.embed_init!r}; choose one of: {', '.join(EMBED_INITS)}",
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -54,10 +54,25 @@ def clip_gradients(parameters, max_norm: float) -> torch.Tensor:  # noqa: ANN001
     return torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm > 0 else math.inf)
 
 
+ENCODER = ("embed", "rnns")
+"""Parameter names that begin so are the encoder: the embedding(s) and the recurrent stack(s)."""
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    other = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    """AdamW: matrices decay, vectors do not. Each group carries ``lr_scale``, which the loop
+    multiplies the schedule's rate by: ``config.encoder_lr_scale`` for the encoder, else 1."""
+    named = list(model.named_parameters())
+    if config.encoder_lr_scale == 1.0:
+        parts = [(1.0, [p for _, p in named])]
+    else:
+        encoder = [p for n, p in named if n.startswith(ENCODER)]
+        parts = [(config.encoder_lr_scale, encoder), (1.0, [p for n, p in named if not n.startswith(ENCODER)])]
+    groups = []
+    for scale, params in parts:
+        groups.append({"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay})
+        groups.append({"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0})
+        groups[-2]["lr_scale"] = groups[-1]["lr_scale"] = scale
+    groups = [group for group in groups if group["params"]]
     # The fused kernel updates every tensor in one pass (CPU and CUDA); elsewhere, the default.
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters()) or None
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99), fused=fused)
@@ -270,7 +285,7 @@ class Loop:
         """
         c = self.config
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self._seed_rank(self.position.step)
         loss, carry = self.task.loss(self.net, self.position.step, self.carry, self._autocast)
         self.optimizer.zero_grad(set_to_none=True)

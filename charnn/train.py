@@ -144,9 +144,18 @@ def start_run(
             lock.release()
 
 
+_LATER_SETTINGS = {"embed_init": "random", "encoder_lr_scale": 1.0}
+"""Settings added after runs were first made: at these defaults they stay out of a request's
+digest, so that a run which leaves them alone keeps the digest an older version gave it."""
+
+
 def request_digest(*, training: TrainConfig, **request: Any) -> str:
     """A digest of what a new run is asked to be (its budget and device aside): it tells a run from an older one."""
-    request["training"] = {k: v for k, v in training.to_dict().items() if k not in ("steps", "time_budget", "device")}
+    request["training"] = {
+        k: v
+        for k, v in training.to_dict().items()
+        if k not in ("steps", "time_budget", "device") and _LATER_SETTINGS.get(k, object()) != v
+    }
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
@@ -261,10 +270,26 @@ def _complete_run(
     }
     if init_from is not None:
         run_config["init_from"] = str(init_from)
+    elif config.embed_init == "cooccurrence":
+        _start_embedding(pending, model, tokenizer, dtype)
     # The step-0 state, with the RNG as initialisation left it: the run starts by resuming it.
     carry = model.initial_state(config.batch_size, torch.device("cpu"))
     save_resume(pending, model, make_optimizer(model, config), carry, Position())
     checkpoint.write_config(pending, run_config)  # last: it marks the pending run complete
+
+
+def _start_embedding(pending: Path, model: RecurrentLM, tokenizer: Any, dtype: np.dtype) -> None:
+    """--embed-init cooccurrence: the embedding starts from the training tokens' co-occurrence
+    (charnn.cooccurrence), contexts bounded by lines and records."""
+    from charnn.cooccurrence import MAX_TOKENS, cooccurrence_embedding
+
+    ids = np.fromfile(pending / checkpoint.TRAIN_TOKENS_FILE, dtype=dtype, count=MAX_TOKENS)
+    with warnings.catch_warnings(record=True):  # a corpus without line breaks: the tokenizer may not know one
+        newline = [int(i) for i in tokenizer.encode("\n")]
+    breaks = tuple(newline) if len(newline) == 1 and tokenizer.decode(newline) == "\n" else ()
+    if model.config.records:
+        breaks += (model.boundary(),)
+    cooccurrence_embedding(ids, model.embed.weight.data, breaks)
 
 
 def _make_record_run(

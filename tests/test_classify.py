@@ -141,6 +141,68 @@ def test_warm_start_copies_the_language_models_into_both_directions(tmp_path):
     assert config_json["model"]["hidden"] == TINY_MODEL["hidden"] and config_json["model"]["dropout"] == 0.2
 
 
+def test_a_warm_started_encoder_learns_at_its_fraction_of_the_rate(tmp_path, run_cli):
+    import threading
+
+    from safetensors.torch import load_file
+
+    from charnn.classify import train_classifier
+    from charnn.data import Corpus
+    from charnn.train import train
+    from tests.conftest import TINY_MODEL, tiny_train_config
+    from tests.run_kinds import _labelled
+
+    texts = _labelled()
+    corpus = Corpus(text="\n".join(texts.texts) + "\n", name="u", sources=("u.txt",))
+    train(corpus, tmp_path / "fwd", dict(TINY_MODEL, layers=1), tiny_train_config(steps=10, eval_every=10))
+    fwd = load_file(tmp_path / "fwd" / "model.safetensors")
+
+    def final(scale: float, name: str, stop: threading.Event | None = None) -> dict:
+        config = tiny_train_config(steps=5, batch_size=8, encoder_lr_scale=scale)
+        train_classifier(texts, tmp_path / name, {}, config, init_from=[tmp_path / "fwd"], stop=stop)
+        saved = load_file(tmp_path / name / "resume.safetensors")
+        return {k[6:]: v for k, v in saved.items() if k.startswith("model.")}
+
+    stopped = threading.Event()
+    stopped.set()  # stopped before the first step: the starting weights
+    start, frozen, slow = final(0.0, "start", stopped), final(0.0, "frozen"), final(0.5, "slow")
+    for name in ("embed.weight", "rnns.0.weight_hh_l0", "rnns.0.bias_ih_l0"):
+        assert torch.equal(frozen[name], fwd[name])  # rate 0: not a bit moved, weight decay included
+        assert not torch.equal(slow[name], fwd[name])
+    head = [k for k in start if not k.startswith(("embed", "rnns"))]
+    assert head and all(not torch.equal(frozen[k], start[k]) for k in head)  # the head learns at the full rate
+
+    data = tmp_path / "few.tsv"
+    data.write_text(texts.to_tsv(), encoding="utf-8")
+    common = ("--steps", "2", "--batch-size", "8", "--embed", "16", "--hidden", "16", "--device", "cpu")
+    for extra, scale in [(("--init-from", tmp_path / "fwd"), 0.1), ((), 1.0), (("--encoder-lr-scale", "0.3"), 0.3)]:
+        out = tmp_path / f"cli-{scale}"
+        code, _, err = run_cli("classify", "train", data, "--out", out, *common, *extra)
+        assert code == 0, err
+        assert json.loads((out / "config.json").read_text())["training"]["encoder_lr_scale"] == scale
+    code, _, err = run_cli("classify", "train", data, "--out", tmp_path / "bad", "--encoder-lr-scale", "2")
+    assert code == 2 and "--encoder-lr-scale must be between 0 (frozen) and 1, got 2.0" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_the_optimizer_gives_the_encoder_its_rate_and_every_parameter_one_group():
+    from charnn.config import TrainConfig
+    from charnn.loop import make_optimizer
+
+    model = SentenceClassifier(ModelConfig(vocab_size=20, embed=8, hidden=8, layers=1, bidirectional=True), 2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for scale in (1.0, 0.1):
+        groups = make_optimizer(model, TrainConfig(steps=1, encoder_lr_scale=scale)).param_groups
+        seen = [names[id(p)] for g in groups for p in g["params"]]
+        assert sorted(seen) == sorted(names.values())  # each parameter once
+        for g in groups:
+            for p in g["params"]:
+                encoder = names[id(p)].startswith(("embed", "rnns"))
+                assert g["lr_scale"] == (scale if encoder else 1.0)
+                assert g["weight_decay"] == (0.01 if p.dim() >= 2 else 0.0)
+    assert len(make_optimizer(model, TrainConfig(steps=1)).param_groups) == 2  # one rate: the two groups of old
+
+
 # -- run kinds and old runs ----------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ DEFAULT_MODEL = ModelConfig(
 )
 DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=50, eval_every=100)
 DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_POOL = "bpe", 4000, "attention"
+WARM_ENCODER_LR_SCALE = 0.1  # chosen on training rows outside the labelled ones (README, "Warm starts")
 
 _Model = Annotated[
     Optional[Path],
@@ -94,6 +95,16 @@ def classify_train(
         int, typer.Option(help="Texts per step.", rich_help_panel=options.TRAIN)
     ] = DEFAULT_TRAIN.batch_size,
     lr: options.Lr = DEFAULT_TRAIN.lr,
+    encoder_lr_scale: Annotated[
+        Optional[float],
+        typer.Option(
+            help="The embedding and recurrent layers learn at this fraction of --lr, the head at the full rate "
+            "(0 freezes them) \\[default: 0.1 with --init-from, so that the labels adjust what the language "
+            "models learnt rather than overwrite it; else 1].",
+            rich_help_panel=options.TRAIN,
+            show_default=False,
+        ),
+    ] = None,
     warmup: options.Warmup = DEFAULT_TRAIN.warmup_steps,
     weight_decay: options.WeightDecay = DEFAULT_TRAIN.weight_decay,
     clip: options.Clip = DEFAULT_TRAIN.clip,
@@ -123,10 +134,13 @@ def classify_train(
         return
     if not data and not label:
         raise ConfigError("name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE")
+    if encoder_lr_scale is None:
+        encoder_lr_scale = WARM_ENCODER_LR_SCALE if init_from else 1.0
     config = TrainConfig(
         batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip, steps=steps,
         time_budget=budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
         precision=precision,
+        encoder_lr_scale=encoder_lr_scale,
     )  # fmt: skip
     model_options = dict(
         cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, residual=residual,

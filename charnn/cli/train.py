@@ -110,6 +110,14 @@ def train_command(
     weight_drop: options.WeightDropByDevice = None,
     residual: options.Residual = None,
     tie_weights: options.TieWeights = False,
+    embed_init: Annotated[
+        str,
+        typer.Option(
+            help="How a new model's embedding starts: random, or cooccurrence (from which tokens share a line "
+            "of the training text: a language model made so warm-starts a classifier much better).",
+            rich_help_panel=options.MODEL,
+        ),
+    ] = _DEFAULT_TRAIN.embed_init,
     bidirectional: Annotated[
         bool,
         typer.Option(help="Refused: a language model reads left to right (classifiers read both ways).", hidden=True),
@@ -193,7 +201,13 @@ def train_command(
         seed=seed,
         device=device,
         precision=precision,
+        embed_init=embed_init,
     )
+    if embed_init != "random" and init_from is not None:
+        raise ConfigError(
+            f"--embed-init {embed_init} starts a new model's embedding, and --init-from keeps the one it "
+            "fine-tunes; drop one of them"
+        )
     model_options = dict(
         cell=cell,
         layers=layers,
