@@ -288,7 +288,7 @@ def _start_embedding(pending: Path, model: RecurrentLM, tokenizer: Any, dtype: n
         newline = [int(i) for i in tokenizer.encode("\n")]
     breaks = tuple(newline) if len(newline) == 1 and tokenizer.decode(newline) == "\n" else ()
     if model.config.records:
-        breaks += (model.boundary(),)
+        breaks += (model.boundary,)
     cooccurrence_embedding(ids, model.embed.weight.data, breaks)
 
 

@@ -51,6 +51,8 @@ def _language_model(  # noqa: ANN001
 
     # A short warm-up, so that the schedule (and so the weights) depends on the budget early on.
     settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
+    if records is not None:  # the record kind also starts its embedding from the counts
+        settings["embed_init"] = "cooccurrence"
     config = tiny_train_config(**{**settings, **VARIANTS[variant]})
     text, name = (TEXT, "t") if records is None else (NAMES, "n")
     corpus = Corpus(text=text, name=name, sources=(f"{name}.txt",))
@@ -66,7 +68,7 @@ def _language_model_command(workdir: Path, folder: Path, records: str | None = N
     c, m = tiny_train_config(steps=STEPS, eval_every=EVAL_EVERY), MODEL
     return [
         *("train", str(corpus), "--out", str(folder)),
-        *(("--records", records) if records is not None else ()),
+        *(("--records", records, "--embed-init", "cooccurrence") if records is not None else ()),
         *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--seq-len", str(c.seq_len)),
         *("--batch-size", str(c.batch_size), "--seed", str(c.seed), "--precision", c.precision),
         *("--hidden", str(m["hidden"]), "--embed", str(m["embed"]), "--dropout", str(m["dropout"])),
@@ -90,6 +92,7 @@ def _classifier(folder: Path, *, variant=None, resume=False, overwrite=False, on
     from charnn.classify import train_classifier
 
     settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5, "batch_size": 8}
+    settings["encoder_lr_scale"] = 0.5  # two rates: the encoder's and the head's
     config = tiny_train_config(**{**settings, **VARIANTS[variant]})
     events = {"on_event": on_event} if on_event is not None else {}
     return train_classifier(
@@ -107,6 +110,7 @@ def _classifier_command(workdir: Path, folder: Path) -> list[str]:
         *("--steps", str(c.steps), "--eval-every", str(c.eval_every), "--batch-size", str(c.batch_size)),
         *("--seed", str(c.seed), "--precision", c.precision, "--layers", "1", "--hidden", str(m["hidden"])),
         *("--embed", str(m["embed"]), "--dropout", str(m["dropout"]), "--device", "cpu", "--warmup", "5"),
+        *("--encoder-lr-scale", "0.5"),
     ]
 
 
