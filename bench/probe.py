@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from bench.bow import choose_c, logistic_regression
+from charnn.cooccurrence import ppmi_vectors
 
 GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 SELECT_ROWS = 2_000
@@ -76,15 +77,8 @@ def _cooccurrence_vectors(texts: list[str], rank: int = 300, min_count: int = 2)
         warnings.simplefilter("ignore", UserWarning)
         pairs = torch.sparse.mm(occurs.t(), occurs).to_dense()  # (V, V): pairs of positions sharing a text
     pairs -= torch.diag(torch.sparse.sum(occurs, 0).to_dense())  # a position is not its own context
-    total = pairs.sum()
-    context = pairs.sum(0) ** 0.75  # smoothed context distribution (Levy et al. 2015)
-    expected = pairs.sum(1, keepdim=True) * (context / context.sum() * total)[None]  # (V, V)
-    pmi = torch.where(pairs > 0, torch.log(pairs * total / expected), torch.zeros(())).clamp(min=0)
-    del pairs, expected
     torch.manual_seed(0)
-    u, s, _ = torch.svd_lowrank(pmi, q=rank, niter=4)
-    vectors = u * s.sqrt()
-    return index, vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-6)  # (V, rank)
+    return index, ppmi_vectors(pairs, rank)  # (V, rank)
 
 
 def _mean_vectors(texts: list[str], index: dict[str, int], vectors: torch.Tensor) -> torch.Tensor:
