@@ -119,8 +119,8 @@ def classify_train(
 
       charnn classify train reviews.tsv --time 10m
       charnn classify train --label pos=good.txt --label neg=bad.txt --out runs/mood
-      charnn train texts.txt --tokenizer bpe --out runs/fwd
-      charnn train texts.txt --reverse --tokenizer-from runs/fwd --out runs/bwd
+      charnn train texts.txt --tokenizer bpe --embed-init cooccurrence --out runs/fwd
+      charnn train texts.txt --reverse --tokenizer-from runs/fwd --embed-init cooccurrence --out runs/bwd
       charnn classify train few.tsv --init-from runs/fwd --init-from runs/bwd --time 5m
     """
     from charnn.labelled import parse_label_files, read_labelled
