@@ -285,7 +285,7 @@ class Loop:
         """
         c = self.config
         for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            group["lr"] = lr * group["lr_scale"]
         self._seed_rank(self.position.step)
         loss, carry = self.task.loss(self.net, self.position.step, self.carry, self._autocast)
         self.optimizer.zero_grad(set_to_none=True)
