@@ -77,7 +77,7 @@ def part_default(work: Path, args: argparse.Namespace) -> dict:
 
 def part_baseline(work: Path, args: argparse.Namespace) -> dict:
     from bench.bow import logistic_regression
-    from charnn.labelled import read_labelled, stratified_split
+    from charnn.text.labelled import read_labelled, stratified_split
 
     train, held = stratified_split(read_labelled([data("train.tsv")]), VAL_FRACTION, SEED)
     dev = read_labelled([data("dev.tsv")])
@@ -92,7 +92,7 @@ def part_baseline(work: Path, args: argparse.Namespace) -> dict:
 
 
 def part_warm(work: Path, args: argparse.Namespace) -> dict:
-    from charnn.labelled import Labelled, read_labelled
+    from charnn.text.labelled import Labelled, read_labelled
 
     rows = read_labelled([data("train.tsv")])
     text = work / "unlabelled.txt"

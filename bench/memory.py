@@ -77,9 +77,9 @@ def pipeline_seconds(text: Path, tmp: Path) -> tuple[float, float]:
     """The two passes `charnn train` makes over a corpus, timed in this process."""
     import numpy as np
 
-    from charnn.data import read_corpus
+    from charnn.tasks.lm.encoding import encode_corpus as _encode
+    from charnn.text.corpus import read_corpus
     from charnn.tokenizers.char import CharTokenizer
-    from charnn.train import _encode
 
     start = time.perf_counter()
     corpus = read_corpus([text])

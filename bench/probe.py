@@ -26,19 +26,19 @@ from typing import Any
 import torch
 
 from bench.bow import choose_c, logistic_regression
-from charnn.cooccurrence import ppmi_vectors
+from charnn.tasks import load_run
+from charnn.tasks.lm.cooccurrence import ppmi_vectors
 
 GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 SELECT_ROWS = 2_000
 
 
 def _encoder_means(lms: list[Path], warm: bool, texts: list[str]) -> torch.Tensor:
-    from charnn import checkpoint
-    from charnn.classify import warm_start
     from charnn.model import SentenceClassifier
-    from charnn.tasks.classify import encode_texts, pad
+    from charnn.tasks.classify.task import encode_texts, pad
+    from charnn.tasks.encoders.warm import warm_start
 
-    runs = [checkpoint.load_run(path) for path in lms]
+    runs = [load_run(path) for path in lms]
     config = runs[0].model.config
     config = config.__class__(**{**config.__dict__, "bidirectional": True, "dropout": 0.0, "token_dropout": 0.0})
     torch.manual_seed(0)
@@ -87,7 +87,7 @@ def _mean_vectors(texts: list[str], index: dict[str, int], vectors: torch.Tensor
 
 
 def probes(train_tsv: Path, dev_tsv: Path, lms: list[Path], rows: int, draws: int) -> dict[str, Any]:
-    from charnn.labelled import Labelled, read_labelled
+    from charnn.text.labelled import Labelled, read_labelled
 
     train, dev = read_labelled([train_tsv]), read_labelled([dev_tsv])
     texts = list(train.texts) + list(dev.texts)  # features of every text; fitted on the chosen rows only

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import corpus, machine, record
+from charnn.tasks import load_run
 
 WARMUP = 10
 
@@ -27,13 +28,12 @@ def timed(folder: Path, columns: bool, steps: int) -> float:
     """Training chars/s of a run made in ``folder``, laid out one way, from step WARMUP on."""
     import torch
 
-    from charnn import checkpoint
     from charnn.config import TrainConfig
     from charnn.device import resolve_bf16
-    from charnn.distributed import World
     from charnn.tasks import make_task
+    from charnn.training.distributed import World
 
-    run = checkpoint.load_run(folder)
+    run = load_run(folder)
     config = TrainConfig(**{**run.config["training"], "device": "cpu"})
     cpu = torch.device("cpu")
     described = dict(run.config["task"])
@@ -65,8 +65,8 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     from charnn.config import TrainConfig
-    from charnn.data import Corpus
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
 
     print(f"machine: {machine()}")
     text = corpus(args.corpus).read_text(encoding="utf-8")

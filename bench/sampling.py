@@ -2,7 +2,7 @@
 
 All from the same 2x512 LSTM (embed 64) at temperature 0.8:
 
-- in process: `charnn.sample.stream`, one sample and 256 as one batch; against stepping
+- in process: `charnn.tasks.lm.sample.stream`, one sample and 256 as one batch; against stepping
   torch's fused nn.LSTM one character at a time (what most char-rnn code does);
 - through the command line, as a user runs it: marginal rates, so start-up does not count:
   (time of `--length L` - time of `--length 1`) / characters, for one sample and for `-n 256`;
@@ -39,7 +39,7 @@ from bench.common import ROOT, corpus, device_name, machine, record, synchronize
 
 def charnn_rate(run, length: int, n: int) -> float:  # noqa: ANN001
     from charnn.config import SampleConfig
-    from charnn.sample import stream
+    from charnn.tasks.lm.sample import stream
 
     synchronize(str(run.model.embed.weight.device))
     start = time.perf_counter()
@@ -49,8 +49,8 @@ def charnn_rate(run, length: int, n: int) -> float:  # noqa: ANN001
 
 def records_rate(run, n: int) -> float:  # noqa: ANN001
     from charnn.config import SampleConfig
-    from charnn.records import record_cap
-    from charnn.sample import stream
+    from charnn.tasks.lm.sample import stream
+    from charnn.text.records import record_cap
 
     start = time.perf_counter()
     done = sum(p.done for p in stream(run, SampleConfig(length=record_cap(run), num_samples=n, seed=0)))
@@ -111,8 +111,8 @@ def command_seconds(*cmd: str) -> float:
 
 def record_run(folder: Path, shape: dict, device: str) -> Path:
     from charnn.config import TrainConfig
-    from charnn.data import read_corpus
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import read_corpus
 
     config = TrainConfig(steps=150, batch_size=32, eval_every=150, device=device)
     train(read_corpus([corpus("paint-names.txt")]), folder, {**shape, "dropout": 0.3}, config, records="line")
@@ -132,12 +132,12 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     DEVICE[1] = args.device
 
-    from charnn.checkpoint import load_run
     from charnn.config import TrainConfig
-    from charnn.data import Corpus
-    from charnn.evaluate import evaluate_text
-    from charnn.sample import stepped_nll
-    from charnn.train import train
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+    from charnn.tasks.lm.prepare import train
+    from charnn.tasks.lm.sample import stepped_nll
+    from charnn.text.corpus import Corpus
 
     text = corpus("tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
     print(f"machine: {machine()}; device: {device_name(args.device)}")

@@ -109,7 +109,7 @@ def _samples(run: Path, style: str, prose: bool | None = None) -> list[str]:
 
 
 def _judges(single: dict[str, Path]) -> dict:
-    from charnn.checkpoint import load_run
+    from charnn.tasks import load_run
 
     return {name: load_run(folder) for name, folder in single.items()}
 
@@ -117,8 +117,8 @@ def _judges(single: dict[str, Path]) -> dict:
 def _bits(run, text: str) -> float:  # noqa: ANN001
     """Bits per character of ``text`` under a single-style run: as its records on a record run
     (empty ones skipped: any text can be scored), else as a stream from its first character."""
-    from charnn.evaluate import evaluate_records, evaluate_tokens
-    from charnn.records import record_format
+    from charnn.tasks.lm.evaluate import evaluate_records, evaluate_tokens
+    from charnn.text.records import record_format
 
     fmt = record_format(run)
     with warnings.catch_warnings():

@@ -68,7 +68,7 @@ def tag_train(task: str, out: Path, budget: str, *extra: str) -> dict:
 
 
 def _split(task: str):  # noqa: ANN202
-    from charnn.tagged import read_tagged, split_sentences
+    from charnn.text.tagged import read_tagged, split_sentences
 
     train, _ = split_sentences(read_tagged([data(task, "train")]), VAL_FRACTION, SEED)
     return train, read_tagged([data(task, "dev")])
@@ -97,8 +97,8 @@ def memorised_spans_baseline() -> dict:
     (longest match first, left to right)."""
     import numpy as np
 
-    from charnn.tagged import entities
-    from charnn.tasks.tag import entity_scores
+    from charnn.tasks.tag.task import entity_scores
+    from charnn.text.tagged import entities
 
     train, dev = _split("ner")
     seen: dict[tuple[str, ...], Counter] = {}
@@ -158,7 +158,7 @@ def part_ner(work: Path, args: argparse.Namespace) -> dict:
 
 
 def part_predict(work: Path, args: argparse.Namespace) -> dict:
-    from charnn.tagged import read_tagged
+    from charnn.text.tagged import read_tagged
 
     run = work / "pos"
     if not (run / "model.safetensors").is_file():

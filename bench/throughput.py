@@ -68,9 +68,9 @@ def reference_loop(tokens: torch.Tensor, vocab: int, args, bf16: bool) -> float:
 def charnn_loop(text: str, args) -> tuple[float, bool, int]:  # noqa: ANN001
     """charnn's own trainer, same shapes: chars/s from step WARMUP to the end."""
     from charnn.config import TrainConfig
-    from charnn.data import Corpus
     from charnn.events import Progress, Started
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
 
     marks: dict[int, float] = {}
     info = {}

@@ -17,9 +17,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_run": "charnn.checkpoint",
-    "generate_text": "charnn.sample",
-    "evaluate_text": "charnn.evaluate",
+    "load_run": "charnn.tasks",
+    "generate_text": "charnn.tasks.lm.sample",
+    "evaluate_text": "charnn.tasks.lm.evaluate",
     "CharnnError": "charnn.errors",
 }
 

@@ -117,7 +117,7 @@ class TrainConfig:
     precision: str = "auto"
     """'auto' (bf16 autocast where the hardware has fast bf16), 'fp32' or 'bf16'."""
     embed_init: str = "random"
-    """A new language model's embedding: 'random', or 'cooccurrence' (charnn.cooccurrence)."""
+    """A new language model's embedding: 'random', or 'cooccurrence' (charnn.tasks.lm.cooccurrence)."""
     encoder_lr_scale: float = 1.0
     """The embedding and recurrent layers learn at this fraction of the rate (the head at the full
     rate): a warm-started classifier's default is 0.1, so that its few labels adjust what the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from charnn.errors import ConfigError
@@ -41,3 +43,45 @@ def fast_bf16(device: torch.device) -> bool:
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
     return False
+
+
+GPU_WINDOWS_PER_ROW = 32
+"""CUDA's batch and window defaults apply where each row of the text holds this many windows."""
+
+
+def device_settings(device: str, given: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The settings as given, the device's defaults where not (a GPU's are larger:
+    charnn.config.CUDA_DEFAULTS), and a note saying which defaults a GPU chose (None elsewhere)."""
+    from charnn.config import DEVICES, device_defaults
+
+    kind = resolve_device(device).type if device in DEVICES else "cpu"  # TrainConfig names a bad --device
+    defaults = device_defaults(kind)
+    chosen = {key: defaults[key] if value is None else value for key, value in given.items()}
+    note = None
+    if kind == "cuda" and any(value is None for value in given.values()):
+        shown = ", ".join(
+            f"--{key.replace('_', '-')} {defaults[key]:g}" for key, value in given.items() if value is None
+        )
+        note = f"on CUDA: {shown} (the GPU defaults; give any of them to change it)"
+    return chosen, note
+
+
+def fit_small_corpus(config: Any, given: dict[str, Any], chars: int) -> tuple[Any, str | None]:
+    """A corpus too small for CUDA's batch and window defaults keeps the CPU's (as it would train on one);
+    the note says so."""
+    import dataclasses
+
+    from charnn.config import CUDA_DEFAULTS, device_defaults
+
+    if given["batch_size"] is not None or given["seq_len"] is not None:
+        return config, None
+    if (config.batch_size, config.seq_len) != (CUDA_DEFAULTS["batch_size"], CUDA_DEFAULTS["seq_len"]):
+        return config, None
+    needed = config.batch_size * (config.seq_len + 1) * GPU_WINDOWS_PER_ROW
+    if chars * (1 - config.val_fraction) >= needed:
+        return config, None
+    cpu = device_defaults("cpu")
+    note = (
+        f"the corpus is small for CUDA's batch and window: --batch-size {cpu['batch_size']} --seq-len {cpu['seq_len']}"
+    )
+    return dataclasses.replace(config, batch_size=cpu["batch_size"], seq_len=cpu["seq_len"]), note

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,14 @@ class Progress:
 class Evaluated:
     step: int
     val_loss: float
-    val_bits_per_char: float
-    """NaN where it has no meaning (a classifier)."""
     best: bool
-    val_accuracy: float | None = None
-    """A classifier's share of validation texts labelled right (a tagger's: of words)."""
-    val_f1: float | None = None
-    """A BIO tagger's entity F1 (the measure that picks its model)."""
-    val_styles: dict[str, float] | None = None
-    """A style run's held-out bits per character, style by style (its val_loss is their mean)."""
+    """Whether this model is the best so far (and so the one kept)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The task's validation figures, ``val_loss`` among them (charnn.tasks: each kind names its own)."""
+    headline: str = ""
+    """The task's one line on them, e.g. 'validation accuracy 0.8123, loss 0.4012'."""
+    brief: str = ""
+    """A few characters of it for a progress bar, e.g. 'acc 0.812'."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,10 @@ class Finished:
     """'budget', 'stopped' (a stop request, resumable), 'interrupted' (KeyboardInterrupt),
     or 'complete' (a resumed run that had already used its budget: nothing was done)."""
     best_val_loss: float
-    best_val_bits_per_char: float
-    best_val_accuracy: float | None = None
-    best_val_f1: float | None = None
+    best: dict[str, Any] = field(default_factory=dict)
+    """The kept model's validation figures, as its task names them."""
+    headline: str = ""
+    """The task's line on the kept model, e.g. 'best validation accuracy 0.8123 (loss 0.4012)'."""
 
 
 Event = Started | Progress | Evaluated | RolledBack | Notice | Finished

@@ -41,8 +41,8 @@ def small_text(fantasy_text: str) -> str:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Path:
     """A tiny LSTM run folder trained for 30 steps; treat it as read-only."""
-    from charnn.data import Corpus
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
 
     folder = tmp_path_factory.mktemp("runs") / "tiny"
     corpus = Corpus(text=small_text, name="tiny", sources=("tiny.txt",))
@@ -53,8 +53,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Pa
 @pytest.fixture(scope="session")
 def bpe_run(tmp_path_factory: pytest.TempPathFactory, fantasy_text: str) -> Path:
     """A tiny LSTM over a 400-piece BPE vocabulary, trained for 20 steps; read-only."""
-    from charnn.data import Corpus
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
 
     folder = tmp_path_factory.mktemp("runs") / "bpe"
     corpus = Corpus(text=fantasy_text, name="bpe", sources=("fantasy.txt",))

@@ -46,8 +46,8 @@ VARIANTS = {None: {}, "settings": {"seed": 99, "steps": 10}, "budget": {"steps":
 def _language_model(  # noqa: ANN001
     folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None, records: str | None = None
 ):
-    from charnn.data import Corpus
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
 
     # A short warm-up, so that the schedule (and so the weights) depends on the budget early on.
     settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
@@ -78,7 +78,7 @@ def _language_model_command(workdir: Path, folder: Path, records: str | None = N
 
 def _labelled():
     """200 short texts in two labels that a tiny model can start to tell apart."""
-    from charnn.labelled import Labelled
+    from charnn.text.labelled import Labelled
 
     lines = [line.strip() for line in TEXT.split("\n") if len(line.strip()) > 20][:100]
     texts = tuple(lines + [line.upper() for line in lines])
@@ -89,7 +89,7 @@ CLASSIFIER = dict(cell="lstm", layers=1, hidden=16, embed=8, dropout=0.1, bidire
 
 
 def _classifier(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
-    from charnn.classify import train_classifier
+    from charnn.tasks.classify.classifier import train_classifier
 
     settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5, "batch_size": 8}
     settings["encoder_lr_scale"] = 0.5  # two rates: the encoder's and the head's
@@ -116,7 +116,7 @@ def _classifier_command(workdir: Path, folder: Path) -> list[str]:
 
 def _tagged():
     """40 sentences whose words are tagged by their case: UP, LOW, or a BIO entity of capitalised runs."""
-    from charnn.tagged import Tagged
+    from charnn.text.tagged import Tagged
 
     lines = [line.split() for line in TEXT.split("\n") if len(line.split()) > 3][:40]
     tags = []
@@ -134,7 +134,7 @@ TAGGER = dict(cell="lstm", layers=1, hidden=16, embed=8, dropout=0.1, bidirectio
 
 
 def _tagger(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
-    from charnn.tag import train_tagger
+    from charnn.tasks.tag.tagger import train_tagger
 
     settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5, "batch_size": 4}
     config = tiny_train_config(**{**settings, **VARIANTS[variant]})
@@ -159,8 +159,8 @@ def _tagger_command(workdir: Path, folder: Path) -> list[str]:
 
 def _styled(folder: Path, *, variant=None, resume=False, overwrite=False, on_event=None):  # noqa: ANN001
     """Two styles, prose and names (records), two rows of the batch each: their passes end at different steps."""
-    from charnn.data import Corpus
-    from charnn.train import StyleData, train_styles
+    from charnn.tasks.lm.style_runs import StyleData, train_styles
+    from charnn.text.corpus import Corpus
 
     settings = {"steps": STEPS, "eval_every": EVAL_EVERY, "log_every": LOG_EVERY, "warmup_steps": 5}
     config = tiny_train_config(**{**settings, **VARIANTS[variant]})

@@ -5,16 +5,11 @@ import shutil
 import pytest
 import torch
 
-from charnn.checkpoint import (
-    CONFIG_FILE,
-    MODEL_FILE,
-    find_default_run,
-    load_run,
-    save_model,
-)
 from charnn.errors import CheckpointError, RunFolderError
 from charnn.files import atomic_write_text
-from charnn.runfolder import check_target
+from charnn.runs.checkpoint import CONFIG_FILE, MODEL_FILE, save_model
+from charnn.runs.folder import check_target
+from charnn.tasks import find_default_run, load_run
 
 
 def test_save_load_gives_bit_identical_logits(trained_run, tmp_path):
@@ -128,7 +123,7 @@ def test_default_run_is_env_then_newest(tmp_path, monkeypatch, trained_run):
 
 
 def test_run_folders_know_every_tokenizer_file_name():
-    from charnn.runfolder import TOKENIZER_FILES
+    from charnn.runs.folder import TOKENIZER_FILES
     from charnn.tokenizers.char import CharTokenizer
     from charnn.tokenizers.subword import FILE_NAME
 
@@ -141,7 +136,7 @@ def test_a_pending_folder_left_empty_by_a_kill_is_cleared_at_once(tmp_path):
     import threading
 
     from charnn.files import FolderLock
-    from charnn.runfolder import new_run, pending_path, recover
+    from charnn.runs.folder import new_run, pending_path, recover
 
     folder = tmp_path / "runs" / "run"
     pending = pending_path(folder)

@@ -12,8 +12,8 @@ import torch
 
 from charnn.config import ModelConfig
 from charnn.errors import ConfigError, CorpusError
-from charnn.labelled import check_labels, parse_label_files, read_labelled, stratified_split
 from charnn.model import POOLS, SentenceClassifier
+from charnn.text.labelled import check_labels, parse_label_files, read_labelled, stratified_split
 from tests.conftest import ROOT
 from tests.run_kinds import KINDS, TEXT
 
@@ -49,7 +49,7 @@ def test_a_text_may_hold_line_separators_that_are_not_newlines(tmp_path):
 
 
 def test_stratified_split_holds_out_each_label_alike():
-    from charnn.labelled import Labelled
+    from charnn.text.labelled import Labelled
 
     data = Labelled(tuple(f"t{i}" for i in range(100)), tuple("a" * 80 + "b" * 20), ("x",))
     train, val = stratified_split(data, 0.1, seed=1)
@@ -108,9 +108,9 @@ def test_the_backward_direction_reads_right_to_left():
 def test_warm_start_copies_the_language_models_into_both_directions(tmp_path):
     from safetensors.torch import load_file
 
-    from charnn.classify import train_classifier
-    from charnn.data import Corpus
-    from charnn.train import train
+    from charnn.tasks.classify.classifier import train_classifier
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
     from tests.conftest import TINY_MODEL, tiny_train_config
     from tests.run_kinds import _labelled
 
@@ -146,9 +146,9 @@ def test_a_warm_started_encoder_learns_at_its_fraction_of_the_rate(tmp_path, run
 
     from safetensors.torch import load_file
 
-    from charnn.classify import train_classifier
-    from charnn.data import Corpus
-    from charnn.train import train
+    from charnn.tasks.classify.classifier import train_classifier
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
     from tests.conftest import TINY_MODEL, tiny_train_config
     from tests.run_kinds import _labelled
 
@@ -187,7 +187,7 @@ def test_a_warm_started_encoder_learns_at_its_fraction_of_the_rate(tmp_path, run
 
 def test_the_optimizer_gives_the_encoder_its_rate_and_every_parameter_one_group():
     from charnn.config import TrainConfig
-    from charnn.loop import make_optimizer
+    from charnn.training.optim import make_optimizer
 
     model = SentenceClassifier(ModelConfig(vocab_size=20, embed=8, hidden=8, layers=1, bidirectional=True), 2)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -329,7 +329,7 @@ def test_label_options_are_checked():
     with pytest.raises(ConfigError, match="is not NAME=FILE"):
         parse_label_files(["pos"])
     with pytest.raises(CorpusError, match="has one label"):
-        from charnn.labelled import Labelled
+        from charnn.text.labelled import Labelled
 
         check_labels(Labelled(("a", "b"), ("x", "x"), ("s",)))
 

@@ -234,11 +234,11 @@ def test_novel_rejects_copies(trained_run, run_cli, small_text):
 
 
 def test_novel_draws_copies_again(trained_run, run_cli, monkeypatch, small_text):
-    import charnn.sample
+    import charnn.tasks.lm.sample
 
     first_word = small_text.split(" ")[1]
     draws = iter([[first_word, "Zqxv"], ["Wzyq"]])
-    monkeypatch.setattr(charnn.sample, "generate_text", lambda run, prime, **kw: next(draws))
+    monkeypatch.setattr(charnn.tasks.lm.sample, "generate_text", lambda run, prime, **kw: next(draws))
     code, out, err = run_cli("sample", "-m", trained_run, "-n", "2", "--stop", " ", "--novel", "--seed", "1")
     assert code == 0, err
     assert out.split() == ["Zqxv", "Wzyq"]
@@ -265,20 +265,18 @@ def test_swatch_for_paint_lines_only_on_a_terminal(monkeypatch):
 
 
 def test_cuda_defaults_are_larger_and_a_small_corpus_keeps_the_cpu_batch():
-    from charnn.cli.train import _device_defaults, _fit_small_corpus
     from charnn.config import CUDA_DEFAULTS, TrainConfig
+    from charnn.device import device_settings, fit_small_corpus
 
     unset = dict.fromkeys(("layers", "hidden", "dropout", "batch_size", "seq_len", "lr"))
-    assert _device_defaults("cpu", unset) == {"layers": 2, "hidden": 384, "dropout": 0.1} | {
-        "batch_size": 32,
-        "seq_len": 64,
-        "lr": 5e-3,
-    }
-    assert _device_defaults("cpu", {**unset, "hidden": 99})["hidden"] == 99
+    assert device_settings("cpu", unset) == (
+        {"layers": 2, "hidden": 384, "dropout": 0.1} | {"batch_size": 32, "seq_len": 64, "lr": 5e-3},
+        None,
+    )
+    assert device_settings("cpu", {**unset, "hidden": 99})[0]["hidden"] == 99
     on_gpu = TrainConfig(batch_size=CUDA_DEFAULTS["batch_size"], seq_len=CUDA_DEFAULTS["seq_len"])
-    assert _fit_small_corpus(on_gpu, unset, 1_115_394, notes := []) == on_gpu  # tinyshakespeare keeps 128 x 128
-    small = _fit_small_corpus(on_gpu, unset, 100_000, notes)
-    assert (small.batch_size, small.seq_len) == (32, 64) and notes == [
-        "the corpus is small for CUDA's batch and window: --batch-size 32 --seq-len 64"
-    ]
-    assert _fit_small_corpus(on_gpu, {**unset, "batch_size": 128}, 100_000, []) == on_gpu  # given: kept
+    assert fit_small_corpus(on_gpu, unset, 1_115_394) == (on_gpu, None)  # tinyshakespeare keeps 128 x 128
+    small, note = fit_small_corpus(on_gpu, unset, 100_000)
+    assert (small.batch_size, small.seq_len) == (32, 64)
+    assert note == "the corpus is small for CUDA's batch and window: --batch-size 32 --seq-len 64"
+    assert fit_small_corpus(on_gpu, {**unset, "batch_size": 128}, 100_000) == (on_gpu, None)  # given: kept

@@ -64,7 +64,7 @@ def test_grads_png(run_cli, text_file, tmp_path):
     code, out, err = run_cli("grads", text_file, "--cell", "rnn", "--cell", "gru", "-L", "15", *SMALL, "--png", png)
     assert code == 0, err
     assert f"wrote {png}" in err
-    from charnn.plots import GRADS_PNG_SIZE
+    from charnn.diagnostics.plots import GRADS_PNG_SIZE
 
     assert png_size(png) == GRADS_PNG_SIZE
 
@@ -112,7 +112,7 @@ def test_plot_draws_a_finished_run(run_cli, trained_run, tmp_path):
     assert "* train" in out and "o validation" in out and "clip at 1" in out
     assert "best validation loss" in out and "clipping at 1 fired on" in out
     if importlib.util.find_spec("matplotlib"):
-        from charnn.plots import HISTORY_PNG_SIZE
+        from charnn.diagnostics.plots import HISTORY_PNG_SIZE
 
         png = tmp_path / "run.png"
         code, _, err = run_cli("plot", trained_run, "--png", png)
@@ -129,8 +129,8 @@ def test_plot_needs_metrics(run_cli, tmp_path):
 
 
 def test_info_reports_the_runs_numbers(run_cli, trained_run, monkeypatch):
-    from charnn.checkpoint import load_run
     from charnn.model import count_parameters
+    from charnn.tasks import load_run
 
     config = json.loads((trained_run / "config.json").read_text())
     monkeypatch.setenv("CHARNN_MODEL", str(trained_run))

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from charnn.cooccurrence import SCALE, cooccurrence_embedding
+from charnn.tasks import load_run
+from charnn.tasks.lm.cooccurrence import SCALE, cooccurrence_embedding
 
 NEWLINE = 11
 
@@ -80,9 +81,8 @@ def test_train_starts_the_embedding_from_the_corpus_and_records_it(run_cli, tmp_
     out = _train(run_cli, tmp_path, "--embed-init", "cooccurrence")
     assert json.loads((out / "config.json").read_text())["training"]["embed_init"] == "cooccurrence"
     embedding = load_file(out / "model.safetensors")["embed.weight"]
-    from charnn import checkpoint
 
-    encode = checkpoint.load_run(out).tokenizer.encode
+    encode = load_run(out).tokenizer.encode
     k, o, b = (int(encode(c)[0]) for c in "kob")
     # one step at lr 1e-6 barely moves it: 'k' shares lines with 'b' (knight, brave), 'o' with 'w' (owl, low)
     assert _cosine(embedding, k, b) > _cosine(embedding, k, int(encode("w")[0])) + 0.3
@@ -97,7 +97,7 @@ def test_a_run_that_leaves_the_embedding_random_keeps_the_request_digest_older_v
     import hashlib
 
     from charnn.config import TrainConfig
-    from charnn.train import request_digest
+    from charnn.training.start import request_digest
 
     config = TrainConfig(steps=5)  # what a run that leaves both later settings alone asks for
     left_out = ("steps", "time_budget", "device", "embed_init", "encoder_lr_scale")

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from charnn import corpora
-from charnn.errors import ConfigError, CorpusError, CorpusFetchError
-from charnn.transforms import (
+from charnn.corpora import catalogue as corpora
+from charnn.corpora.transforms import (
     BOILERPLATE_MARKERS,
     beeton_recipes,
     colour_names,
@@ -32,6 +31,7 @@ from charnn.transforms import (
     gutenberg_book,
     gutenberg_prose,
 )
+from charnn.errors import ConfigError, CorpusError, CorpusFetchError
 from tests.conftest import SHARED_CORPORA
 
 MIRROR = SHARED_CORPORA / "upstream"
@@ -527,7 +527,7 @@ def test_corpus_commands_do_not_import_torch_or_numpy(tmp_path: Path):
 # A `charnn corpus get` that SIGKILLs itself at a chosen moment, as a power cut would.
 KILLED_GET = """
 import os, signal, sys
-from charnn import corpora
+from charnn.corpora import catalogue as corpora
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from charnn.checkpoint import load_run
 from charnn.config import TrainConfig
-from charnn.data import Corpus
-from charnn.evaluate import evaluate_text
 from charnn.events import Progress, Started
-from charnn.sample import generate_text, stepped_nll, stepping_dtype
-from charnn.train import resume, train
+from charnn.tasks import load_run, resume
+from charnn.tasks.lm.evaluate import evaluate_text
+from charnn.tasks.lm.prepare import train
+from charnn.tasks.lm.sample import generate_text, stepped_nll, stepping_dtype
+from charnn.text.corpus import Corpus
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -66,7 +66,7 @@ def test_training_on_cuda_places_everything_there_under_bf16_autocast(cuda_run):
 
 def test_a_training_step_never_waits_for_the_gpu(small_text, tmp_path, monkeypatch):
     """The loop reads the device's statistics at the report interval only."""
-    from charnn.loop import Loop
+    from charnn.training.loop import Loop
 
     real_step, calls = Loop._step, {"n": 0}
 
@@ -144,7 +144,7 @@ def test_a_run_folder_written_on_cuda_works_on_a_cpu_only_machine(cuda_run):
 
 
 def test_a_tagger_trains_and_tags_on_cuda(tmp_path):
-    from charnn.tag import evaluate_tagged, load_tagger, tag_sentences, train_tagger
+    from charnn.tasks.tag.tagger import evaluate_tagged, load_tagger, tag_sentences, train_tagger
     from tests.run_kinds import TAGGER, _tagged
 
     config = TrainConfig(steps=20, batch_size=4, eval_every=10, warmup_steps=2, device="cuda", precision="bf16")

@@ -3,8 +3,8 @@ import io
 import numpy as np
 import pytest
 
-from charnn.data import TBPTTStream, read_corpus, split_point, token_dtype
 from charnn.errors import CorpusError
+from charnn.text.corpus import TBPTTStream, read_corpus, split_point, token_dtype
 
 
 def test_reads_several_files_and_stdin(tmp_path):
@@ -55,9 +55,9 @@ def test_bom_is_dropped(tmp_path):
 
 
 def test_files_are_streamed_in_chunks_that_split_characters(tmp_path, monkeypatch):
-    import charnn.data
+    import charnn.text.corpus
 
-    monkeypatch.setattr(charnn.data, "CHUNK_BYTES", 5)
+    monkeypatch.setattr(charnn.text.corpus, "CHUNK_BYTES", 5)
     a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
     a.write_bytes(b"\xef\xbb\xbf" + "héllo wörld 🌍 日本".encode())
     b.write_text("")
@@ -71,7 +71,7 @@ def test_files_are_streamed_in_chunks_that_split_characters(tmp_path, monkeypatc
 
 
 def test_in_memory_and_streamed_corpora_agree(tmp_path):
-    from charnn.data import Corpus, corpus_stats
+    from charnn.text.corpus import Corpus, corpus_stats
 
     text = "Once upon a time, ünïcode 🌍.\n" * 50
     path = tmp_path / "t.txt"
@@ -82,9 +82,9 @@ def test_in_memory_and_streamed_corpora_agree(tmp_path):
 
 
 def test_invalid_utf8_offset_is_exact_across_chunks(tmp_path, monkeypatch):
-    import charnn.data
+    import charnn.text.corpus
 
-    monkeypatch.setattr(charnn.data, "CHUNK_BYTES", 4)
+    monkeypatch.setattr(charnn.text.corpus, "CHUNK_BYTES", 4)
     path = tmp_path / "bad.txt"
     path.write_bytes("aé日".encode() + b"xyz\xc3(" + b"tail")
     with pytest.raises(CorpusError, match=r"byte offset 9 \(c3 28"):

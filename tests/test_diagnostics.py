@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charnn.diagnostics import (
+from charnn.diagnostics.gradients import (
     FreshModel,
     GradFlowConfig,
     build_fresh_model,
@@ -19,9 +19,9 @@ from charnn.diagnostics import (
     text_windows,
     vanishing_distance,
 )
+from charnn.diagnostics.plots import GRADS_PNG_SIZE, HISTORY_PNG_SIZE, PlotUnavailableError, require_matplotlib
+from charnn.diagnostics.reports import read_history
 from charnn.errors import ConfigError, CorpusError
-from charnn.plots import GRADS_PNG_SIZE, HISTORY_PNG_SIZE, PlotUnavailableError, require_matplotlib
-from charnn.reports import read_history
 
 SMALL = dict(layers=1, hidden=48, embed=16)
 
@@ -129,7 +129,7 @@ def test_settings_are_checked_with_the_flag_names():
 
 
 def test_clipping_a_synthetic_gradient_through_the_training_code_path():
-    from charnn.train import clip_gradients
+    from charnn.training.optim import clip_gradients
 
     weight = torch.nn.Parameter(torch.zeros(2))
     weight.grad = torch.tensor([2.0, 2.0])
@@ -142,23 +142,24 @@ def test_clipping_a_synthetic_gradient_through_the_training_code_path():
 
 
 def test_training_logs_the_norm_before_clipping_from_clip_gradients(tmp_path, small_text, monkeypatch):
-    import charnn.loop
-    import charnn.train
-    from charnn.data import Corpus
+    import charnn.tasks.lm.prepare
+    import charnn.training.loop
+    import charnn.training.optim
+    from charnn.text.corpus import Corpus
     from tests.conftest import TINY_MODEL, tiny_train_config
 
     returned = []
-    original = charnn.train.clip_gradients
+    original = charnn.training.optim.clip_gradients
 
     def spy(parameters, max_norm):
         norm = original(parameters, max_norm)
         returned.append(float(norm))
         return norm
 
-    monkeypatch.setattr(charnn.loop, "clip_gradients", spy)
+    monkeypatch.setattr(charnn.training.loop, "clip_gradients", spy)
     folder = tmp_path / "run"
     config = tiny_train_config(steps=4, log_every=2, eval_every=4, clip=0.05)
-    charnn.train.train(Corpus(small_text, "t", ("t",)), folder, TINY_MODEL, config)
+    charnn.tasks.lm.prepare.train(Corpus(small_text, "t", ("t",)), folder, TINY_MODEL, config)
     assert len(returned) == 4
     history = read_history(folder)
     assert history.grad_norm == pytest.approx([sum(returned[:2]) / 2, sum(returned[2:]) / 2])
@@ -178,7 +179,7 @@ def test_history_reports_losses_in_bits_per_char(trained_run):
 
 def test_pngs_are_real_images_of_the_stated_size(tmp_path, trained_run):
     pytest.importorskip("matplotlib")
-    from charnn.plots import gradient_flow_png, history_png
+    from charnn.diagnostics.plots import gradient_flow_png, history_png
 
     curves = [
         make_curve("a", {}, [0.5**ell for ell in range(1, 21)]),

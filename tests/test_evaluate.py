@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from charnn.checkpoint import load_run
-from charnn.evaluate import covered_by_predictions, evaluate_text, total_nll
+from charnn.tasks import load_run
+from charnn.tasks.lm.evaluate import covered_by_predictions, evaluate_text, total_nll
 
 
 def by_hand(model, tokens: np.ndarray) -> float:

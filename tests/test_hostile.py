@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charnn.checkpoint import CONFIG_FILE, MODEL_FILE, load_run
 from charnn.errors import CheckpointError
+from charnn.runs.checkpoint import CONFIG_FILE, MODEL_FILE
+from charnn.tasks import load_run
 
 
 def copy_run(trained_run, tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
-from charnn.checkpoint import load_run
-from charnn.novelty import NoveltyChecker, longest_shared_span, training_text
+from charnn.tasks import load_run
+from charnn.tasks.lm.novelty import NoveltyChecker, longest_shared_span, training_text
 
 
 @pytest.mark.parametrize(

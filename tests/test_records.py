@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from charnn import records
 from charnn.config import ModelConfig
 from charnn.errors import ConfigError, CorpusError
 from charnn.model import RecurrentLM
+from charnn.tasks import load_run
+from charnn.text import records
 from tests.conftest import CORPORA, TINY_MODEL, tiny_train_config
 from tests.run_kinds import NAMES
 
@@ -193,8 +194,8 @@ def test_a_record_is_read_from_the_zero_state_wherever_it_sits_in_a_window(cell)
 
 @pytest.fixture(scope="module")
 def record_run(tmp_path_factory):
-    from charnn.data import Corpus
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
 
     folder = tmp_path_factory.mktemp("records") / "run"
     text = (CORPORA / "paint-names.txt").read_text(encoding="utf-8")
@@ -274,8 +275,8 @@ def test_a_prime_begins_a_record_and_the_cap_is_the_only_length(record_run, cli)
 
 
 def test_novelty_is_checked_per_record_without_a_stop_string(record_run, cli):
-    from charnn.checkpoint import load_run
-    from charnn.novelty import NoveltyChecker, training_records, training_text
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.novelty import NoveltyChecker, training_records, training_text
 
     run = load_run(record_run)
     names = training_records(run)
@@ -308,12 +309,11 @@ def test_eval_scores_records_as_samples_are_made_and_says_so(record_run, cli):
 
 
 def test_a_new_record_run_trains_in_columns_and_an_older_one_keeps_its_layout(record_run):
-    from charnn import checkpoint
     from charnn.config import TrainConfig
-    from charnn.distributed import World
     from charnn.tasks import make_task
+    from charnn.training.distributed import World
 
-    run = checkpoint.load_run(record_run)
+    run = load_run(record_run)
     config = TrainConfig(**{**run.config["training"], "device": "cpu"})
     assert run.config["task"]["record_layout"] == "columns"
     lane = make_task(run.config, record_run, run.model, config, World(), torch.device("cpu")).lanes[0]
@@ -327,18 +327,17 @@ def test_a_new_record_run_trains_in_columns_and_an_older_one_keeps_its_layout(re
 
 
 def test_a_reverse_record_run_reads_each_record_right_to_left(tmp_path, cli):
-    from charnn import checkpoint
-    from charnn.data import Corpus
-    from charnn.distributed import World
-    from charnn.evaluate import evaluate_text
     from charnn.tasks import make_task
-    from charnn.train import train
+    from charnn.tasks.lm.evaluate import evaluate_text
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
+    from charnn.training.distributed import World
 
     text = (CORPORA / "paint-names.txt").read_text(encoding="utf-8")
     corpus = Corpus(text=text, name="n", sources=("n.txt",))
     config = tiny_train_config(steps=20, eval_every=10, batch_size=8, seq_len=32)
     train(corpus, tmp_path / "bwd", dict(TINY_MODEL, layers=1), config, records="line", reverse=True)
-    run = checkpoint.load_run(tmp_path / "bwd")
+    run = load_run(tmp_path / "bwd")
     assert run.config["task"]["reverse"] is True and run.config["task"]["records"]["spec"] == "line"
     forward = np.fromfile(tmp_path / "bwd" / "train.tokens", dtype=run.config["data"]["token_dtype"])
     forward_starts = np.fromfile(tmp_path / "bwd" / "train.records", dtype=np.int64)
@@ -407,7 +406,7 @@ def test_a_classifier_warm_starts_from_a_record_run(record_run, tmp_path):
 
     from safetensors.torch import load_file
 
-    from charnn.classify import train_classifier
+    from charnn.tasks.classify.classifier import train_classifier
     from tests.run_kinds import _labelled
 
     stopped = threading.Event()
@@ -425,10 +424,10 @@ def test_a_classifier_warm_starts_from_a_record_run(record_run, tmp_path):
 
 
 def test_records_drawn_ahead_as_on_a_gpu_end_at_their_boundary(record_run, monkeypatch):
-    import charnn.sample as sample_module
-    from charnn.checkpoint import load_run
+    import charnn.tasks.lm.sample as sample_module
     from charnn.config import SampleConfig
-    from charnn.sample import stream
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.sample import stream
 
     run = load_run(record_run)
     monkeypatch.setattr(sample_module, "_steps_ahead", lambda device: 32)

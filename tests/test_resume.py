@@ -13,14 +13,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import charnn.loop as train_module
-from charnn import checkpoint, runfolder
-from charnn.checkpoint import CONFIG_FILE, MODEL_FILE, RESUME_FILE, check_run_folder
-from charnn.data import Corpus
+import charnn.training.loop as train_module
 from charnn.errors import CheckpointError, ConfigError, RunFolderError, TrainingDiverged
 from charnn.events import Notice
 from charnn.files import atomic_write_bytes
-from charnn.train import resume, train
+from charnn.runs import checkpoint
+from charnn.runs import folder as runfolder
+from charnn.runs.checkpoint import CONFIG_FILE, MODEL_FILE, RESUME_FILE, check_run_folder
+from charnn.tasks import resume
+from charnn.tasks.lm.prepare import train
+from charnn.text.corpus import Corpus
 from tests.conftest import CORPORA, ROOT, TINY_MODEL, tiny_train_config
 from tests.run_kinds import KINDS
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from charnn.checkpoint import load_run
 from charnn.config import SampleConfig
 from charnn.errors import ConfigError
-from charnn.sample import StopScanner, generate_text, heal_prime, sample_next, stream
+from charnn.tasks import load_run
+from charnn.tasks.lm.sample import StopScanner, generate_text, heal_prime, sample_next, stream
 
 
 def test_temperature_zero_is_argmax():
@@ -146,18 +146,18 @@ def test_bad_sample_settings_name_the_flag(options, flag):
 
 def record_tokens(monkeypatch):
     """Collect the ids stream() samples, one (n,) tensor per step (the batch kept whole)."""
-    import charnn.sample
+    import charnn.tasks.lm.sample
 
-    monkeypatch.setattr(charnn.sample, "COMPACT_AT", 0.0)
+    monkeypatch.setattr(charnn.tasks.lm.sample, "COMPACT_AT", 0.0)
     steps = []
-    original = charnn.sample.sample_next
+    original = charnn.tasks.lm.sample.sample_next
 
     def recording(*args, **kwargs):
         token = original(*args, **kwargs)
         steps.append(token.clone())
         return token
 
-    monkeypatch.setattr(charnn.sample, "sample_next", recording)
+    monkeypatch.setattr(charnn.tasks.lm.sample, "sample_next", recording)
     return steps
 
 
@@ -252,7 +252,7 @@ def test_sampled_subword_text_is_always_valid_utf8(bpe_run):
 
 
 def test_bf16_and_int8_stepping_keep_the_held_out_loss_within_half_a_percent(trained_run):
-    from charnn.sample import stepped_nll
+    from charnn.tasks.lm.sample import stepped_nll
 
     run = load_run(trained_run)
     tokens = run.tokenizer.encode(run.validation_path.read_text(encoding="utf-8"))
@@ -269,7 +269,7 @@ def test_bf16_and_int8_stepping_keep_the_held_out_loss_within_half_a_percent(tra
 
 
 def test_finished_rows_stop_costing_compute_and_change_no_text(trained_run, monkeypatch):
-    import charnn.sample
+    import charnn.tasks.lm.sample
 
     run = load_run(trained_run)
     sizes = []
@@ -299,7 +299,7 @@ def test_finished_rows_stop_costing_compute_and_change_no_text(trained_run, monk
     assert sizes[0] == 12 and sizes[-1] < 12 and sizes == sorted(sizes, reverse=True)
     steps_shrunk = sum(sizes)
     sizes.clear()
-    monkeypatch.setattr(charnn.sample, "COMPACT_AT", 0.0)
+    monkeypatch.setattr(charnn.tasks.lm.sample, "COMPACT_AT", 0.0)
     whole = generate_text(run, prime="The", length=80, temperature=0, num_samples=12, stop=stops)
     assert shrunk == whole and set(sizes) == {12} and steps_shrunk < sum(sizes)
 
@@ -325,7 +325,7 @@ def test_the_int8_stepper_follows_the_model_for_every_cell(cell, hidden, embed):
 
 def test_drawing_tokens_ahead_as_on_a_gpu_gives_the_same_text(trained_run, monkeypatch):
     """A GPU draws a chunk of tokens before the host reads them; lengths and stops still cut exactly."""
-    import charnn.sample as sample_module
+    import charnn.tasks.lm.sample as sample_module
 
     run = load_run(trained_run)
     cases = [

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from charnn import styles
 from charnn.config import ModelConfig
 from charnn.errors import ConfigError
 from charnn.model import RecurrentLM
+from charnn.tasks.lm import styles
 from tests.conftest import TINY_MODEL, tiny_train_config
 
 LETTERS = " ".join("abc cab bca acb" for _ in range(600)) + "\n"
@@ -21,8 +21,8 @@ DIGITS = "".join(f"{i % 97} {i * 7 % 89} {i * 13 % 83}\n" for i in range(400))
 
 
 def _styled_run(folder: Path, steps: int = 120, init_from: Path | None = None, extra: list | None = None):
-    from charnn.data import Corpus
-    from charnn.train import StyleData, train_styles
+    from charnn.tasks.lm.style_runs import StyleData, train_styles
+    from charnn.text.corpus import Corpus
 
     data = [
         StyleData("letters", Corpus(text=LETTERS, name="l", sources=("l.txt",))),
@@ -167,15 +167,15 @@ def test_each_style_keeps_its_own_split_rows_and_validation(styled):
 
 
 def test_each_row_of_the_batch_reads_its_own_styles_text(styled):
-    from charnn import checkpoint, tasks
+    from charnn import tasks
     from charnn.config import TrainConfig
-    from charnn.distributed import init_world
+    from charnn.training.distributed import init_world
 
     config = json.loads((styled / "config.json").read_text(encoding="utf-8"))
     model = tasks.build_model(config, ModelConfig.from_dict(config["model"]))
     world, _ = init_world(torch.device("cpu"))
     task = tasks.make_task(config, styled, model, TrainConfig.from_dict(config["training"]), world, "cpu")
-    run = checkpoint.load_run(styled)
+    run = tasks.load_run(styled)
     assert task.styles.tolist() == [0, 0, 1, 1]
     letters = run.tokenizer.decode(task.lanes[0].local[:, :40].reshape(-1).numpy())
     digits = task.lanes[1].local[:, :40]
@@ -184,9 +184,9 @@ def test_each_row_of_the_batch_reads_its_own_styles_text(styled):
 
 
 def test_a_new_style_joins_a_trained_model_and_the_old_ones_keep_their_vectors(styled, tmp_path):
-    from charnn.checkpoint import load_run
-    from charnn.data import Corpus
-    from charnn.train import StyleData
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.style_runs import StyleData
+    from charnn.text.corpus import Corpus
 
     shouting = StyleData("shouting", Corpus(text=LETTERS.replace("a", "  "), name="s", sources=("s.txt",)))
     _styled_run(tmp_path / "more", steps=1, init_from=styled, extra=[shouting])

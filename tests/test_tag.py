@@ -12,8 +12,8 @@ import torch
 from charnn.config import ModelConfig
 from charnn.errors import ConfigError, CorpusError
 from charnn.model import WordTagger
-from charnn.tagged import entities, is_bio, read_tagged, split_sentences, tag_column
-from charnn.tasks.tag import decode, encode_sentence, entity_scores, pad
+from charnn.tasks.tag.task import decode, encode_sentence, entity_scores, pad
+from charnn.text.tagged import entities, is_bio, read_tagged, split_sentences, tag_column
 from tests.conftest import ROOT
 from tests.run_kinds import KINDS, _tagged
 
@@ -200,7 +200,7 @@ def test_words_are_read_at_their_spans():
 @pytest.mark.parametrize("word_layers", [0, 1, 2])
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_more_padding_never_changes_a_tag(word_layers, bidirectional):
-    from charnn.tasks.tag import Encoded
+    from charnn.tasks.tag.task import Encoded
 
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=20, layers=2, hidden=8, embed=6, bidirectional=bidirectional)
@@ -222,7 +222,7 @@ def test_more_padding_never_changes_a_tag(word_layers, bidirectional):
 
 
 def test_a_word_is_tagged_from_both_sides():
-    from charnn.tasks.tag import Encoded
+    from charnn.tasks.tag.task import Encoded
 
     torch.manual_seed(0)
     model = WordTagger(ModelConfig(vocab_size=20, layers=1, hidden=8, embed=6, bidirectional=True), 3, 0).eval()
@@ -274,7 +274,7 @@ def test_predict_prints_token_tag_lines_and_json(run_cli, tagger_run, tmp_path):
 
 
 def test_predict_tags_a_sentence_too_long_to_read_at_once_in_pieces(run_cli, tagger_run, monkeypatch):
-    from charnn.tasks import tag as tag_task
+    from charnn.tasks.tag import task as tag_task
 
     monkeypatch.setattr(tag_task, "MAX_TOKENS", 20)  # the tagger is char level: 20 characters at once
     words = "The Dark Lord rose again and the owl flew over the castle at night".split()
@@ -402,9 +402,9 @@ def test_warm_start_copies_the_language_models_into_both_directions(tmp_path):
 
     from safetensors.torch import load_file
 
-    from charnn.data import Corpus
-    from charnn.tag import train_tagger
-    from charnn.train import train
+    from charnn.tasks.lm.prepare import train
+    from charnn.tasks.tag.tagger import train_tagger
+    from charnn.text.corpus import Corpus
     from tests.conftest import TINY_MODEL, tiny_train_config
 
     tagged = _tagged()
@@ -453,8 +453,8 @@ def test_predict_answers_each_sentence_of_a_slow_pipe_at_once(tagger_run):
 
 
 def test_iob1_tags_that_start_entities_with_inside_tags_are_decoded_as_they_come():
-    from charnn.tagged import Tagged
-    from charnn.tasks.tag import strict_bio
+    from charnn.tasks.tag.task import strict_bio
+    from charnn.text.tagged import Tagged
 
     tags = ["O", "I-PER"]
     probs = torch.tensor([[0.05, 0.95], [0.9, 0.1]])
@@ -466,8 +466,8 @@ def test_iob1_tags_that_start_entities_with_inside_tags_are_decoded_as_they_come
 
 
 def test_the_automatic_split_never_holds_out_a_tag_whole():
-    from charnn.tag import _keep_every_tag
-    from charnn.tagged import Tagged
+    from charnn.tasks.tag.tagger import _keep_every_tag
+    from charnn.text.tagged import Tagged
 
     data = _tagged()
     rare = (("B-rare",) * len(data.sentences[0]),)

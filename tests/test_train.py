@@ -6,10 +6,11 @@ import torch
 from safetensors.torch import load_file
 
 from charnn.config import TrainConfig, parse_duration
-from charnn.data import Corpus
 from charnn.errors import ConfigError, CorpusError, RunFolderError
 from charnn.events import Evaluated, Finished, Progress, Started
-from charnn.train import lr_at, train
+from charnn.tasks.lm.prepare import train
+from charnn.text.corpus import Corpus
+from charnn.training.optim import lr_at
 from tests.conftest import TINY_MODEL, tiny_train_config
 
 
@@ -165,7 +166,7 @@ def test_default_budget_is_time():
 
 
 def test_init_from_starts_at_the_source_weights(trained_run, tmp_path, small_text):
-    from charnn.checkpoint import load_run
+    from charnn.tasks import load_run
 
     source = load_run(trained_run)
     text = small_text[3000:] + small_text[:3000]

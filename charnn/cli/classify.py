@@ -11,9 +11,10 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import resolve_run, say
-from charnn.cli.train import run_training
+from charnn.cli.progress import resume_run, run_training
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
+from charnn.tasks.classify import Classifier
 
 classify_app = typer.Typer(
     help="Classify sentences with a bidirectional recurrent encoder: train, predict, eval.",
@@ -123,14 +124,14 @@ def classify_train(
       charnn train texts.txt --reverse --tokenizer-from runs/fwd --embed-init cooccurrence --out runs/bwd
       charnn classify train few.tsv --init-from runs/fwd --init-from runs/bwd --time 5m
     """
-    from charnn.labelled import parse_label_files, read_labelled
+    from charnn.text.labelled import parse_label_files, read_labelled
 
     budget = parse_duration(time_budget) if time_budget else None
     folder = Path(resume) if resume not in (None, "auto") else out
     if resume is not None and not data and not label:
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
-        run_training(lambda **kw: _resume(folder, steps, budget, device, **kw), "charnn classify train")
+        resume_run(folder, Classifier.kind, steps, budget, device, "charnn classify train")
         return
     if not data and not label:
         raise ConfigError("name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE")
@@ -154,7 +155,7 @@ def classify_train(
         folder = Path("runs") / (Path(first).stem if first and first != "-" else "classifier")
 
     def new_run(**kw):  # noqa: ANN003, ANN202
-        from charnn.classify import train_classifier
+        from charnn.tasks.classify.classifier import train_classifier
 
         return train_classifier(
             labelled,
@@ -173,12 +174,6 @@ def classify_train(
         )
 
     run_training(new_run, "charnn classify train")
-
-
-def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
-    from charnn.train import resume
-
-    return resume(folder, steps=steps, time_budget=budget, kind="classify", device=device, **kw)
 
 
 @classify_app.command("predict")
@@ -201,10 +196,10 @@ def classify_predict(
       echo "a gripping, funny film" | charnn classify predict -m runs/mood
       charnn classify predict reviews.txt --json > predictions.jsonl
     """
-    from charnn.classify import load_classifier, predict_lines
     from charnn.device import resolve_device
+    from charnn.tasks.classify.classifier import load_classifier, predict_lines
 
-    run = load_classifier(resolve_run(model, kind="classify"), device=str(resolve_device(device)))
+    run = load_classifier(resolve_run(model, kind=Classifier.kind), device=str(resolve_device(device)))
     told = False
 
     def texts():  # noqa: ANN202
@@ -262,13 +257,13 @@ def read_ahead(items):  # noqa: ANN001, ANN202
 
 def input_lines(source: str):  # noqa: ANN202
     """Lines of a file or of standard input, decoded as UTF-8 with the same errors as corpora."""
-    from charnn.data import read_text
+    from charnn.text.corpus import read_text
 
     if source == "-" and sys.stdin is None:
         raise ConfigError("standard input is closed; pipe texts in, one a line, or name a file")
     if source == "-" and not sys.stdin.isatty():
         for raw in sys.stdin.buffer:
-            from charnn.data import decode_utf8
+            from charnn.text.corpus import decode_utf8
 
             yield decode_utf8(raw, "standard input").rstrip("\r\n")
         return
@@ -295,11 +290,11 @@ def classify_eval(
       charnn classify eval dev.tsv -m runs/mood
       charnn classify eval dev.tsv --json | jq .accuracy
     """
-    from charnn.classify import evaluate_labelled, load_classifier
     from charnn.device import resolve_device
-    from charnn.labelled import read_labelled
+    from charnn.tasks.classify.classifier import evaluate_labelled, load_classifier
+    from charnn.text.labelled import read_labelled
 
-    run = load_classifier(resolve_run(model, kind="classify"), device=str(resolve_device(device)))
+    run = load_classifier(resolve_run(model, kind=Classifier.kind), device=str(resolve_device(device)))
     figures = evaluate_labelled(run, read_labelled([source]))
     if figures["unknown_labels"]:
         say(f"labels the run never saw, counted as errors: {', '.join(figures['unknown_labels'])}")

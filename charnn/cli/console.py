@@ -13,6 +13,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from charnn.tasks.base import DEFAULT_KIND
+
 
 def stderr_console() -> Console:
     """A console on the current stderr; colour and bars only on a terminal, NO_COLOR respected."""
@@ -32,14 +34,15 @@ def install_warning_format() -> None:
     warnings.showwarning = show_warning
 
 
-def resolve_run(model: Path | None, kind: str | None = "lm") -> Path:
+def resolve_run(model: Path | None, kind: str | None = DEFAULT_KIND) -> Path:
     """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs of ``kind`` (None: any)."""
     if model is not None:
         return model
-    from charnn.checkpoint import MODEL_ENV, find_default_run
+    from charnn.runs.names import MODEL_ENV
+    from charnn.tasks import find_default_run, run_noun
 
     found = find_default_run(kind=kind)
-    what = {"lm": "language-model run", "classify": "classifier run", "tag": "tagger run", None: "run"}[kind]
+    what = run_noun(kind)
     source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else f"the newest {what} in ./runs"
     say(f"using run {found} ({source}; choose another with --model)")
     return found
@@ -50,7 +53,7 @@ def read_stdin_prime() -> str:
     stream = sys.stdin
     if stream is None or stream.closed or stream.isatty():
         return ""
-    from charnn.data import decode_utf8
+    from charnn.text.corpus import decode_utf8
 
     return decode_utf8(stream.buffer.read(), "standard input")
 

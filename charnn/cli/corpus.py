@@ -30,7 +30,7 @@ def list_command(as_json: AsJson = False) -> None:
       charnn corpus list
       charnn corpus list --json | jq -r '.[].name'
     """
-    from charnn.corpora import is_prepared, list_corpora, prepared_path
+    from charnn.corpora.catalogue import is_prepared, list_corpora, prepared_path
 
     entries = list_corpora()
     prepared = {entry.name: is_prepared(entry) for entry in entries}
@@ -62,7 +62,7 @@ def info_command(name: Name, as_json: AsJson = False) -> None:
       charnn corpus info paint-names
       charnn corpus info fantasy --json | jq -r '.files[].url'
     """
-    from charnn.corpora import info, is_prepared, prepared_path
+    from charnn.corpora.catalogue import info, is_prepared, prepared_path
 
     entry = info(name)
     path = str(prepared_path(name)) if is_prepared(entry) else None
@@ -117,7 +117,7 @@ def get_command(
       charnn train "$(charnn corpus get paint-names)" --time 5m
       charnn corpus get fantasy --mirror ../shared/corpora/upstream
     """
-    from charnn.corpora import get
+    from charnn.corpora.catalogue import get
 
     print(get(name, mirror=mirror, notify=console.say), flush=True)
 
@@ -128,6 +128,6 @@ corpus_app.command("get")(console.pipe_safe(get_command))
 
 
 def _records(spec: str | None) -> str:
-    from charnn.records import parse_format
+    from charnn.text.records import parse_format
 
     return "none: one stream of text" if spec is None else f"{parse_format(spec).describe()} (charnn train picks it up)"

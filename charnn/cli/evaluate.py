@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from charnn.cli.console import resolve_run
+from charnn.tasks.lm import LanguageModel
 
 
 def eval_command(
@@ -63,13 +64,13 @@ def eval_command(
       cat notes.txt | charnn eval - --json | jq .bits_per_char
       charnn eval poem.txt --all-styles --json | jq .most_likely   # a run trained with --style
     """
-    from charnn.checkpoint import load_run
-    from charnn.data import read_text
     from charnn.device import resolve_device
-    from charnn.evaluate import evaluate_text
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+    from charnn.text.corpus import read_text
 
-    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind="lm")
-    from charnn.styles import style_names
+    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)
+    from charnn.tasks.lm.styles import style_names
 
     if style is not None or all_styles or style_names(run.config):
         _eval_styles(run, text, style, all_styles, as_json)
@@ -110,9 +111,9 @@ def _print_table(result: dict, metrics) -> None:  # noqa: ANN001
 def _eval_styles(run, text: str | None, style: str | None, all_styles: bool, as_json: bool) -> None:  # noqa: ANN001
     """A style run: one style's score, each style's (--all-styles) and the likeliest, or, with no
     text, each style's held-out text under its own style."""
-    from charnn.data import read_text
     from charnn.errors import ConfigError
-    from charnn.styles import one_style, parse_choice, require_styles, score_under, style_validation
+    from charnn.tasks.lm.styles import one_style, parse_choice, require_styles, score_under, style_validation
+    from charnn.text.corpus import read_text
 
     names = require_styles(run, "--style" if style is not None else "--all-styles")
     if style is not None and all_styles:

@@ -11,10 +11,11 @@ import typer
 
 from charnn.cli.console import say
 from charnn.config import CELLS
-from charnn.diagnostics import ACTIVATIONS, FreshModel, GradFlowConfig
+from charnn.diagnostics.gradients import ACTIVATIONS, FreshModel, GradFlowConfig
+from charnn.tasks.lm import LanguageModel
 
 if TYPE_CHECKING:
-    from charnn.diagnostics import GradientCurve
+    from charnn.diagnostics.gradients import GradientCurve
 
 _DEFAULT = GradFlowConfig()
 _FRESH = FreshModel()
@@ -106,7 +107,7 @@ def grads_command(
       charnn grads -m runs/fantasy --cell lstm --png grads.png
       charnn grads notes.txt --cell gru --compare-residual --json | jq '.models[].decay_per_step'
     """
-    from charnn.plots import check_png_path, require_matplotlib
+    from charnn.diagnostics.plots import check_png_path, require_matplotlib
 
     config = GradFlowConfig(length=length, samples=samples, seed=seed)
     fresh = _fresh_models(cell, model, layers, hidden, embed, residual, compare_residual, init_scale, activation)
@@ -119,7 +120,7 @@ def grads_command(
     else:
         _print_table(curves, texts, config)
     if png is not None:
-        from charnn.plots import gradient_flow_png
+        from charnn.diagnostics.plots import gradient_flow_png
 
         say(f"wrote {gradient_flow_png(curves, png, title=f'Gradient flow on {_names(texts)}')}")
 
@@ -169,16 +170,16 @@ def _fresh_models(
 def _measure(
     text: str | None, runs: list[Path], fresh: list[FreshModel], config: GradFlowConfig
 ) -> tuple[list[GradientCurve], list[str]]:
-    from charnn.checkpoint import load_run
-    from charnn.data import read_text
-    from charnn.diagnostics import DEFAULT_TEXT, labels, measure_fresh, measure_run
+    from charnn.diagnostics.gradients import DEFAULT_TEXT, labels, measure_fresh, measure_run
     from charnn.errors import CheckpointError, CorpusError
+    from charnn.tasks import load_run
+    from charnn.text.corpus import read_text
 
     given = read_text(text) if text is not None else None
     name = "standard input" if text == "-" else text
     curves, texts = [], []
     for folder in runs:
-        run = load_run(folder, kind="lm")
+        run = load_run(folder, kind=LanguageModel.kind)
         if given is None and not run.validation_path.is_file():
             raise CheckpointError(f"{run.folder} keeps no validation text; name a TEXT file to measure on")
         _progress(str(folder))
@@ -205,7 +206,7 @@ def _names(texts: list[str]) -> str:
 
 
 def _report(curves: list[GradientCurve], texts: list[str], config: GradFlowConfig) -> dict[str, Any]:
-    from charnn.diagnostics import BURN_IN, VANISHED
+    from charnn.diagnostics.gradients import BURN_IN, VANISHED
 
     return {
         "measure": (

@@ -12,7 +12,7 @@ import typer
 from charnn.cli.console import resolve_run
 
 if TYPE_CHECKING:
-    from charnn.reports import RunInfo
+    pass
 
 
 def info_command(
@@ -31,7 +31,7 @@ def info_command(
       charnn info runs/fantasy
       charnn info --json | jq .best_val_bits_per_char
     """
-    from charnn.reports import run_info
+    from charnn.diagnostics.reports import run_info
 
     info = run_info(resolve_run(run, kind=None))
     if as_json:
@@ -43,76 +43,32 @@ def info_command(
     for key in ("dropout", "token_dropout"):
         if model.get(key):
             extras.append(f"{key.replace('_', ' ')} {model[key]:g}")
-    kind = {
-        "lm": "language model" + (" (right to left)" if info.reverse else ""),
-        "classify": "classifier",
-        "tag": "tagger",
-    }
+    told = info.summary
     rows = [
         ("run", info.run),
-        ("task", kind[info.task] + (f": {', '.join(info.labels)}" if info.labels else "")),
+        ("task", told.task),
         ("created", info.created or "-"),
         ("model", layout + (f" ({', '.join(extras)})" if extras else "")),
-        (
-            "tokenizer",
-            f"{info.tokenizer}, {info.vocab_size} tokens" + (" and a record boundary" if info.records else ""),
-        ),
+        ("tokenizer", f"{info.tokenizer}, {info.vocab_size} tokens{told.tokenizer_note}"),
         ("parameters", f"{info.parameters:,}"),
-        (
-            "trained on",
-            f"{len(info.styles)} styles: {', '.join(s['name'] for s in info.styles)}"
-            if info.styles
-            else ", ".join(info.data.get("sources", [])) or "-",
-        ),
-        *([("records", _records(info))] if info.records else []),
-        *[(f"style {s['name']}", _style(s)) for s in info.styles or []],
+        ("trained on", told.trained_on or ", ".join(info.data.get("sources", [])) or "-"),
+        *told.rows,
         (
             "training",
             ", ".join(
                 f"{name} {training[key]}"
                 for name, key in (("seq-len", "seq_len"), ("batch", "batch_size"), ("lr", "lr"), ("clip", "clip"))
-                if key in training and (key != "seq_len" or info.task == "lm")  # classifiers read whole texts
+                if key in training and (key != "seq_len" or told.reads_windows)  # classifiers read whole texts
             )
             or "-",
         ),
         ("steps", f"{info.steps:,}" if info.steps is not None else "-"),
         ("training time", _duration(info.elapsed_seconds)),
-        ("best validation", _best(info)),
+        ("best validation", told.best or "-"),
         ("finished", {"budget": "yes", "interrupted": "interrupted"}.get(info.stopped or "", "no (no results yet)")),
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
-
-
-def _records(info: RunInfo) -> str:
-    from charnn.records import RecordFormat
-
-    described = RecordFormat.from_dict(info.records).describe()
-    counts = info.data.get("train_records"), info.data.get("val_records")
-    return f"{described}: {counts[0]:,} for training, {counts[1]:,} held out" if None not in counts else described
-
-
-def _style(style: dict) -> str:
-    from charnn.records import RecordFormat
-
-    kind = RecordFormat.from_dict(style["records"]).describe() if style.get("records") else "a stream"
-    bits = style.get("val_bits_per_char")
-    shown = f"; held out {bits:.4f} bits/char" if bits is not None else ""
-    return f"{', '.join(style['sources'])} ({kind}, {style['rows']} rows of the batch{shown})"
-
-
-def _best(info: RunInfo) -> str:
-    step = f" (step {info.best_step})" if info.best_step is not None else ""
-    if info.best_val_accuracy is not None:
-        f1 = f", macro-F1 {info.best_val_macro_f1:.4f}" if info.best_val_macro_f1 is not None else ""
-        if info.best_val_f1 is not None:
-            f1 = f", entity F1 {info.best_val_f1:.4f}"
-        return f"accuracy {info.best_val_accuracy:.4f}{f1}, loss {info.best_val_loss:.4f}{step}"
-    if info.best_val_bits_per_char is None:
-        return "-"
-    nats = f"{info.best_val_loss:.4f} nats/token, " if info.best_val_loss is not None else ""
-    step = f" (step {info.best_step})" if info.best_step is not None else ""
-    return f"{nats}{info.best_val_bits_per_char:.4f} bits/char{step}"
 
 
 def _duration(seconds: float | None) -> str:

@@ -19,7 +19,7 @@ import typer
 from charnn.cli.console import resolve_run, say
 
 if TYPE_CHECKING:
-    from charnn.reports import TrainingHistory
+    from charnn.diagnostics.reports import TrainingHistory
 
 MARKERS = "*o+x#@%&"
 COLORS = ("red", "green", "blue", "magenta", "cyan", "yellow", "bright_red", "bright_green")
@@ -164,8 +164,8 @@ def plot_command(
       charnn plot runs/fantasy
       charnn plot runs/fantasy --png fantasy.png
     """
-    from charnn.plots import check_png_path, history_png, require_matplotlib
-    from charnn.reports import read_history
+    from charnn.diagnostics.plots import check_png_path, history_png, require_matplotlib
+    from charnn.diagnostics.reports import read_history
 
     if png is not None:
         require_matplotlib()
@@ -175,13 +175,13 @@ def plot_command(
         print(line)
     width = chart_width()
     print()
-    if history.val_accuracy:  # a classifier: loss per text, and the accuracy that picks the model
+    if history.val_score:  # a classifier: loss per text, and the accuracy that picks the model
         loss = [Series("train", history.train_steps, history.train_loss)]
         loss.append(Series("validation", history.val_steps, history.val_loss))
         print_chart(render_chart(loss, title="loss, nats per text", x_label="step", width=width))
         print()
-        accuracy = [Series("validation", history.val_steps, history.val_accuracy)]
-        print_chart(render_chart(accuracy, title="validation accuracy", x_label="step", width=width))
+        score = [Series("validation", history.val_steps, history.val_score)]
+        print_chart(render_chart(score, title=f"validation {history.score_name}", x_label="step", width=width))
     else:
         loss = [Series("train", history.train_steps, history.train_bits_per_char)]
         loss.append(Series("validation", history.val_steps, history.val_bits_per_char))
@@ -203,15 +203,16 @@ def plot_command(
 def _summary(history: TrainingHistory) -> list[str]:
     lines = []
     steps = history.train_steps[-1] if history.train_steps else 0
-    if history.val_accuracy and history.train_loss:
+    if history.val_score and history.train_loss:
         first, last = history.train_loss[0], history.train_loss[-1]
         lines.append(f"{history.folder}: {steps} logged steps; train loss {first:.3f} -> {last:.3f} nats/text")
     elif history.train_bits_per_char:
         first, last = history.train_bits_per_char[0], history.train_bits_per_char[-1]
         lines.append(f"{history.folder}: {steps} logged steps; train loss {first:.3f} -> {last:.3f} bits/char")
-    if history.val_accuracy:
-        best = max(range(len(history.val_steps)), key=lambda i: history.val_accuracy[i])
-        lines.append(f"best validation accuracy {history.val_accuracy[best]:.4f} at step {history.val_steps[best]}")
+    if history.val_score:
+        best = max(range(len(history.val_steps)), key=lambda i: history.val_score[i])
+        name = history.score_name
+        lines.append(f"best validation {name} {history.val_score[best]:.4f} at step {history.val_steps[best]}")
     elif history.val_bits_per_char:
         best = min(range(len(history.val_steps)), key=lambda i: history.val_bits_per_char[i])
         lines.append(

@@ -13,6 +13,7 @@ import typer
 
 from charnn.cli.console import read_stdin_prime, resolve_run, say, unescape
 from charnn.config import SampleConfig
+from charnn.tasks.lm import LanguageModel
 
 _DEFAULT = SampleConfig()
 
@@ -100,13 +101,13 @@ def sample_command(
       charnn sample --style recipes          # on a run trained with --style
       charnn sample --style fantasy=0.5,shakespeare=0.5
     """
-    from charnn.checkpoint import load_run
     from charnn.device import resolve_device
-    from charnn.records import record_cap, record_format
+    from charnn.tasks import load_run
+    from charnn.text.records import record_cap, record_format
 
     prime_text = unescape(prime) if prime is not None else read_stdin_prime()
     SampleConfig(length=length or _DEFAULT.length)  # a bad --length is refused before the run is read
-    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind="lm")
+    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)
     run, chosen = _with_style(run, style, seed)
     fmt = record_format(run)
     if length is None:
@@ -149,7 +150,7 @@ def sample_command(
 
 def _with_style(run, spec: str | None, seed: int | None):  # noqa: ANN001, ANN202
     """The run set to the style asked for (or drawn by the training mixture, and named); (run, label)."""
-    from charnn.styles import drawn_choice, parse_choice, require_styles, style_names, styled_run
+    from charnn.tasks.lm.styles import drawn_choice, parse_choice, require_styles, style_names, styled_run
 
     if spec is not None:
         choice = parse_choice(spec, require_styles(run, "--style"))
@@ -162,7 +163,7 @@ def _with_style(run, spec: str | None, seed: int | None):  # noqa: ANN001, ANN20
 
 
 def _stream_one(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: ANN001
-    from charnn.sample import stream
+    from charnn.tasks.lm.sample import stream
 
     last = config.prime[-1:] if echo else ""
     if echo and config.prime:
@@ -178,7 +179,7 @@ def _stream_one(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: AN
 
 
 def _print_batch(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: ANN001
-    from charnn.sample import stream
+    from charnn.tasks.lm.sample import stream
 
     printer = _Printer(config, out, _joiner(run))
     texts = [config.prime if echo else "" for _ in range(config.num_samples)]
@@ -222,7 +223,7 @@ class _Printer:
 
 
 def _joiner(run) -> str | None:  # noqa: ANN001
-    from charnn.records import record_format
+    from charnn.text.records import record_format
 
     fmt = record_format(run)
     return fmt.joiner if fmt is not None else None
@@ -247,8 +248,8 @@ def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as
     """Whole samples checked against the training text; with --novel, copies are drawn again."""
     import dataclasses
 
-    from charnn.novelty import NoveltyChecker, training_records, training_text
-    from charnn.sample import generate_text
+    from charnn.tasks.lm.novelty import NoveltyChecker, training_records, training_text
+    from charnn.tasks.lm.sample import generate_text
 
     checker = NoveltyChecker(training_text(run), config.stop, training_records(run))
     kept: list[tuple[str, object]] = []

@@ -12,9 +12,10 @@ import typer
 from charnn.cli import options
 from charnn.cli.classify import input_lines, read_ahead
 from charnn.cli.console import resolve_run, say
-from charnn.cli.train import run_training
+from charnn.cli.progress import resume_run, run_training
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
+from charnn.tasks.tag import Tagger
 
 tag_app = typer.Typer(
     help="Tag words (part of speech, named entities) with a bidirectional recurrent encoder: train, predict, eval.",
@@ -119,7 +120,7 @@ def tag_train(
       charnn tag train wnut17train.conll --out runs/ner --time 15m
       charnn tag train train.conllu --column xpos --out runs/xpos
     """
-    from charnn.tagged import read_tagged
+    from charnn.text.tagged import read_tagged
 
     budget = parse_duration(time_budget) if time_budget else None
     folder = Path(resume) if resume not in (None, "auto") else out
@@ -128,7 +129,7 @@ def tag_train(
             raise ConfigError("--val is fixed when a run starts; drop it to resume the run as it is")
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
-        run_training(lambda **kw: _resume(folder, steps, budget, device, **kw), "charnn tag train")
+        resume_run(folder, Tagger.kind, steps, budget, device, "charnn tag train")
         return
     if not data:
         raise ConfigError("name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)")
@@ -151,7 +152,7 @@ def tag_train(
         folder = Path("runs") / (Path(first).stem if first != "-" else "tagger")
 
     def new_run(**kw):  # noqa: ANN003, ANN202
-        from charnn.tag import train_tagger
+        from charnn.tasks.tag.tagger import train_tagger
 
         return train_tagger(
             tagged,
@@ -170,12 +171,6 @@ def tag_train(
         )
 
     run_training(new_run, "charnn tag train")
-
-
-def _resume(folder: Path, steps, budget, device, **kw):  # noqa: ANN001, ANN003, ANN202
-    from charnn.train import resume
-
-    return resume(folder, steps=steps, time_budget=budget, kind="tag", device=device, **kw)
 
 
 @tag_app.command("predict")
@@ -211,9 +206,9 @@ def tag_predict(
       cut -f1 wnut17train.conll | charnn tag predict --tokens -m runs/ner
     """
     from charnn.device import resolve_device
-    from charnn.tag import load_tagger, tag_sentences
+    from charnn.tasks.tag.tagger import load_tagger, tag_sentences
 
-    run = load_tagger(resolve_run(model, kind="tag"), device=str(resolve_device(device)))
+    run = load_tagger(resolve_run(model, kind=Tagger.kind), device=str(resolve_device(device)))
     sentences = _token_sentences(source) if tokens else (line.split() for line in input_lines(source))
     out = sys.stdout
     ahead, more_ready = read_ahead(sentences)
@@ -234,7 +229,7 @@ def _token_sentences(source: str):  # noqa: ANN202
     comment lines ('# ...'), multiword-token lines (3-4) and empty nodes (8.1) skipped; a line of
     space-separated columns (CoNLL-2003) its first, a -DOCSTART- line ending the sentence.
     """
-    from charnn.tagged import DOCSTART
+    from charnn.text.tagged import DOCSTART
 
     words: list[str] = []
     told = False
@@ -280,10 +275,10 @@ def tag_eval(
       charnn tag eval emerging.dev.conll -m runs/ner --json | jq .entity_f1
     """
     from charnn.device import resolve_device
-    from charnn.tag import evaluate_tagged, load_tagger
-    from charnn.tagged import read_tagged
+    from charnn.tasks.tag.tagger import evaluate_tagged, load_tagger
+    from charnn.text.tagged import read_tagged
 
-    run = load_tagger(resolve_run(model, kind="tag"), device=str(resolve_device(device)))
+    run = load_tagger(resolve_run(model, kind=Tagger.kind), device=str(resolve_device(device)))
     figures = evaluate_tagged(run, read_tagged([source], fmt, column))
     if figures["unknown_tags"]:
         say(f"tags the run never saw, counted as errors: {', '.join(figures['unknown_tags'])}")

@@ -1,69 +1,88 @@
-"""Tasks: what one kind of run trains. The loop (charnn.loop) asks a task for each step's
-loss and for validation figures, and knows nothing else of it.
+"""Tasks: one package for each kind of run, and the registry that maps a kind's name to it.
 
-A task object is made for one training session, with its data loaded, and gives:
+    lm/         language models: streams, records and styles; sampling and evaluation
+    classify/   sentence classifiers
+    tag/        word taggers
+    encoders/   what classify and tag share (warm starts, whole-text batches, figures)
 
-    kind              the name in config.json's "task" section ('lm', 'classify', 'tag')
-    chars_per_step    characters of text one optimizer step reads (for chars/s)
-    initial_carry()   this process's state carried into the next step ([] when none is)
-    carry_template()  the whole batch's carried state, zeros: the shape the resume file holds
-    own_rows(carry)   this process's part of a whole batch's carried state
-    loss(net, step, carry, autocast) -> (loss, carry)
-                      the mean loss of step ``step``'s batch; the batch is a function of
-                      the step alone, so a resumed run reads what an uninterrupted one reads
-    evaluate(model, final) -> (score, metrics)
-                      validation figures; a lower score is a better model (the one kept)
+A kind (charnn.tasks.base.Task) says how its runs are built, trained and told. What lies
+below the tasks (training, the run folder, loading) is handed the kind it needs from here,
+and the command line asks here which kind a run folder holds; nothing else names a kind.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from charnn.errors import CheckpointError
+from charnn.runs import checkpoint
+from charnn.runs.names import MODEL_ENV, MODEL_FILE, RUNS_DIR
+from charnn.tasks.base import (  # noqa: F401  (the registry's functions, re-exported)
+    DEFAULT_KIND,
+    INFO_FIELDS,
+    TASKS,
+    Summary,
+    build_model,
+    check_kind,
+    load_run,
+    make_task,
+    task_kind,
+    task_of,
+)
+from charnn.tasks.classify import Classifier
+from charnn.tasks.lm import LanguageModel
+from charnn.tasks.tag import Tagger
 
-TASK_KINDS = ("lm", "classify", "tag")
-TASK_NAMES = {"lm": "a language model", "classify": "a classifier", "tag": "a tagger"}
+assert set(TASKS.values()) == {LanguageModel, Classifier, Tagger}, "each kind registers itself once"
+TASK_KINDS = tuple(TASKS)
+TASK_NAMES = {kind: task.noun for kind, task in TASKS.items()}
 """How messages name a run of each kind."""
 
 
-def task_kind(run_config: dict[str, Any]) -> str:
-    """The kind of run a config.json describes; a folder with no task (format 1) is a language model."""
-    task = run_config.get("task")
-    if task is None:
-        return "lm"
-    kind = task.get("kind") if isinstance(task, dict) else None
-    if kind not in TASK_KINDS:
-        raise CheckpointError(f"config.json names an unknown task {kind!r}; a newer charnn may read it")
-    return kind
+def resume(folder: Path, *, kind: str | None = None, **options: Any) -> Any:
+    """Continue the run in ``folder`` where it stopped (charnn.training.session.resume takes ``options``);
+    ``kind``, when given, refuses a run of another kind."""
+    from charnn.training.session import resume as resume_session
+
+    hint = TASKS[kind or DEFAULT_KIND].start_hint
+    return resume_session(folder, task_of=lambda config: check_kind(folder, config, kind), start_hint=hint, **options)
 
 
-def build_model(run_config: dict[str, Any], model_config: Any) -> Any:
-    """The untrained network of a run's kind, shaped by its config.json."""
-    if task_kind(run_config) == "classify":
-        from charnn.model import SentenceClassifier
+def find_default_run(cwd: Path | None = None, kind: str | None = DEFAULT_KIND) -> Path:
+    """$CHARNN_MODEL, else the most recently trained run of ``kind`` (None: any) under ./runs."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    runs = Path(cwd) / RUNS_DIR if cwd is not None else Path(RUNS_DIR)
+    candidates = [
+        p.parent for p in runs.glob(f"*/{MODEL_FILE}") if _run_kind(p.parent) in ((kind,) if kind else TASK_KINDS)
+    ]
+    if not candidates:
+        train = TASKS[kind or DEFAULT_KIND].train_command
+        what = f"trained run of {TASKS[kind].noun}" if kind else "trained run"
+        raise CheckpointError(
+            f"no {what} found under {runs}; pass --model RUN, set {MODEL_ENV}, or train one with `{train}`"
+        )
+    return max(candidates, key=lambda p: (p / MODEL_FILE).stat().st_mtime_ns)
 
-        task = run_config["task"]
-        return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "attention"))
-    if task_kind(run_config) == "tag":
-        from charnn.model import WordTagger
 
-        task = run_config["task"]
-        return WordTagger(model_config, len(task["tags"]), int(task.get("word_layers", 1)))
-    from charnn.model import RecurrentLM
-
-    return RecurrentLM(model_config)
+def run_noun(kind: str | None) -> str:
+    """'classifier run', or 'run' for any kind."""
+    return TASKS[kind].run_noun if kind else "run"
 
 
-def make_task(run_config: dict[str, Any], folder: Any, model: Any, config: Any, world: Any, device: Any) -> Any:
-    """The task of a run folder for one training session, with its data loaded."""
-    if task_kind(run_config) == "classify":
-        from charnn.tasks.classify import ClassifyTask
+def summary(run_config: dict[str, Any], results: dict[str, Any]) -> tuple[str, Summary, dict[str, Any]]:
+    """A run's kind, what `charnn info` shows of it, and its values of INFO_FIELDS."""
+    task = task_of(run_config)
+    told = task.summary(run_config, results)
+    return task.kind, told, {**INFO_FIELDS, **told.fields}
 
-        return ClassifyTask.from_folder(folder, run_config, model, config, world, device)
-    if task_kind(run_config) == "tag":
-        from charnn.tasks.tag import TagTask
 
-        return TagTask.from_folder(folder, run_config, model, config, world, device)
-    from charnn.tasks.lm import LanguageModelTask
-
-    return LanguageModelTask.from_folder(folder, run_config, model, config, world, device)
+def _run_kind(folder: Path) -> str | None:
+    config = checkpoint.read_config(folder)
+    try:
+        return task_kind(config) if config is not None else None
+    except (AttributeError, CheckpointError):
+        return None

@@ -6,6 +6,7 @@ from charnn.tokenizers.base import (
     UnknownTextWarning,
     build_tokenizer,
     load_tokenizer,
+    tokenizer_for,
     tokenizer_kinds,
 )
 
@@ -14,5 +15,6 @@ __all__ = [
     "UnknownTextWarning",
     "build_tokenizer",
     "load_tokenizer",
+    "tokenizer_for",
     "tokenizer_kinds",
 ]

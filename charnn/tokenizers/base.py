@@ -92,3 +92,13 @@ class WarnOnce:
         if not self.warned:
             self.warned = True
             warnings.warn(message, UnknownTextWarning, stacklevel=3)
+
+
+def tokenizer_for(
+    kind: str, options: dict[str, Any] | None, alphabet: Callable[[], str], sample: Callable[[], str]
+) -> Tokenizer:
+    """A new run's tokenizer, however the run reads its data: a character one over ``alphabet()``
+    (every character the run holds, held-out text included: one first met in validation is an
+    ordinary, untrained token rather than an unknown one), a subword one learnt from ``sample()``
+    (training text only)."""
+    return build_tokenizer(kind, alphabet() if kind == "char" else sample(), **(options or {}))

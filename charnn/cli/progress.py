@@ -1,0 +1,159 @@
+"""Training as the command line shows it: progress on stderr, Ctrl-C and SIGTERM as a resumable stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from charnn.cli.console import say, stderr_console
+
+
+def resume_run(folder: Path, kind: str, steps: int | None, budget: float | None, device: str, command: str) -> None:
+    """`COMMAND --resume RUN` with no data: continue the run of ``kind`` in ``folder`` (the one path for every kind)."""
+    from charnn.tasks import resume
+
+    run_training(lambda **kw: resume(folder, kind=kind, steps=steps, time_budget=budget, device=device, **kw), command)
+
+
+def run_training(start: Callable[..., Any], command: str = "charnn train", notes: list[str] | None = None) -> None:
+    """Run training with SIGINT/SIGTERM turned into a clean, resumable stop; ``command`` resumes it.
+
+    ``notes`` are said when training starts, before its first line."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # asked twice: stop at once
+        stop.set()
+        say("stopping after this step with a resumable checkpoint (press Ctrl-C again to stop at once)")
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    view = _TrainView(notes or [])
+    try:
+        finished = start(on_event=view, stop=stop)
+    finally:
+        view.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    from charnn.training.distributed import is_main_process
+
+    if not is_main_process():
+        # Under torchrun rank 0 speaks for all. The others leave at once: torch's teardown of
+        # its distributed threads at interpreter exit sometimes aborts ("terminate called
+        # without an active exception"), which torchrun reports as a failed run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    if finished.reason == "complete":
+        say(
+            f"{finished.folder} already finished its budget at step {finished.steps}; nothing to do "
+            "(pass a larger --steps or --time with --resume to train it further)"
+        )
+    say(f"{finished.headline}; model saved in {finished.folder}")
+    print(finished.folder, flush=True)
+    if finished.reason == "stopped":
+        say(f"stopped at step {finished.steps}; continue with: {command} --resume {finished.folder}")
+        raise typer.Exit(130)
+    if finished.reason == "interrupted":
+        say(f"stopped early at step {finished.steps}; the best model so far is kept")
+        raise typer.Exit(130)
+
+
+class _TrainView:
+    """Renders trainer events: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+        self.console = stderr_console()
+        self.live = sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+        self.last_line = 0.0
+        self.val = "–"
+        self.fields = ""
+
+    def __call__(self, event) -> None:  # noqa: ANN001
+        from charnn.events import Evaluated, Notice, Progress, RolledBack, Started
+
+        if isinstance(event, Notice):
+            self._print(event.message)
+        elif isinstance(event, RolledBack):
+            self._print(
+                f"warning: non-finite loss or gradient in every recent step up to {event.step}: rolled back to step "
+                f"{event.to_step} and halved the learning rate (now x{event.lr_scale:g})"
+            )
+        elif isinstance(event, Started):
+            self._started(event)
+        elif isinstance(event, Progress):
+            self.fields = (
+                f"loss {event.loss:.3f}  val {self.val}  {event.chars_per_sec / 1000:.1f}k chars/s  "
+                f"|g| {event.grad_norm:.2f}  lr {event.lr:.1e}"
+            )
+            self._update(event.step, event.fraction, force=False)
+        elif isinstance(event, Evaluated):
+            self.val = event.brief
+            self._print(f"step {event.step}: {event.headline}{' (best)' if event.best else ''}")
+
+    def _started(self, event) -> None:  # noqa: ANN001
+        budget = " and ".join(
+            part
+            for part in (
+                f"{event.steps} steps" if event.steps else "",
+                f"{event.time_budget:g}s" if event.time_budget else "",
+            )
+            if part
+        )
+        precision = "bf16 autocast" if event.bf16 else "fp32"
+        for note in self.notes:
+            say(note)
+        if event.resumed_from is not None:
+            say(f"resuming {event.folder} at step {event.resumed_from}")
+        say(
+            f"training {event.parameters:,} parameters on {event.device} ({precision}); "
+            f"{event.train_tokens:,} training / {event.val_tokens:,} validation tokens; budget {budget}; "
+            f"run folder {event.folder}"
+        )
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("step {task.fields[step]}"),
+                BarColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=1.0, step=0, info="")
+
+    def _update(self, step: int, fraction: float, force: bool) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=fraction, step=step, info=self.fields)
+            return
+        now = time.monotonic()
+        if force or now - self.last_line >= 10:
+            self.last_line = now
+            say(f"step {step} ({fraction:.0%}): {self.fields}")
+
+    def _print(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(line)
+        else:
+            say(line)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=1.0)
+            self.progress.stop()
+            self.progress = None

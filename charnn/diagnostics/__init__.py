@@ -1,0 +1,1 @@
+"""Seeing inside runs: gradient flow, training history, plots, run summaries."""

@@ -1,0 +1,201 @@
+"""What training did: a run's logged curves and a summary of its folder.
+
+Both read the run folder (metrics.jsonl, config.json) and nothing else; the
+checkpoint module, and with it torch, is imported only inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charnn.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class TrainingHistory:
+    """The curves in a run's metrics.jsonl, losses in bits per character."""
+
+    folder: Path
+    train_steps: tuple[int, ...] = ()
+    train_bits_per_char: tuple[float, ...] = ()
+    grad_norm: tuple[float, ...] = ()
+    """Mean gradient norm before clipping over each logged interval."""
+    grad_norm_max: tuple[float, ...] = ()
+    val_steps: tuple[int, ...] = ()
+    val_bits_per_char: tuple[float, ...] = ()
+    clipped: int = 0
+    """Logged steps whose gradient was clipped."""
+    skipped: int = 0
+    clip: float | None = None
+    """The clipping threshold (0: off), when config.json records it."""
+    elapsed: float | None = None
+    val_score: tuple[float, ...] = ()
+    """The figure that picks the model besides the loss, at each of ``val_steps``, where the run's
+    kind has one (a classifier's accuracy; a language model has none): charnn.tasks.base.Task.plotted."""
+    score_name: str = ""
+    """What ``val_score`` is, in a word: 'accuracy'."""
+    train_loss: tuple[float, ...] = ()
+    """Nats per token (a language model) or per text (a classifier)."""
+    val_loss: tuple[float, ...] = ()
+    evaluations: tuple[dict[str, Any], ...] = ()
+    """Each logged validation's record, as metrics.jsonl has it."""
+
+
+def read_history(folder: str | Path) -> TrainingHistory:
+    """Read a run's metrics.jsonl (a torn last line, from a kill mid-write, is ignored)."""
+    from charnn.runs.checkpoint import CONFIG_FILE, METRICS_FILE
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"run folder {folder} does not exist; train one with `charnn train CORPUS`")
+    try:
+        lines = (folder / METRICS_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{folder} has no {METRICS_FILE}; only runs made by `charnn train` can be plotted"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{folder}/{METRICS_FILE} cannot be read: {exc}") from None
+    config = _read_json(folder / CONFIG_FILE) or {}
+    data = config.get("data", {})
+    chars_per_token = data.get("train_chars", 1) / max(1, data.get("train_tokens", 1))
+    train, val, end = [], [], {}
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                break
+            raise CheckpointError(f"{folder}/{METRICS_FILE} line {number} is not JSON; the log is damaged") from None
+        kind = record.get("event") if isinstance(record, dict) else None
+        if kind == "train":
+            train.append(record)
+        elif kind == "eval":
+            val.append(record)
+        elif kind == "end":
+            end = record
+    if not train and not val:
+        raise CheckpointError(f"{folder}/{METRICS_FILE} holds no logged steps yet; train longer than --log-every steps")
+    plotted = _plotted(config)
+    return TrainingHistory(
+        folder=folder,
+        train_steps=tuple(int(r["step"]) for r in train),
+        train_bits_per_char=tuple(r["loss"] / math.log(2) / chars_per_token for r in train),
+        grad_norm=tuple(float(r["grad_norm"]) for r in train),
+        grad_norm_max=tuple(float(r.get("grad_norm_max", r["grad_norm"])) for r in train),
+        val_steps=tuple(int(r["step"]) for r in val),
+        val_bits_per_char=tuple(float(r.get("val_bits_per_char", math.nan)) for r in val),
+        clipped=sum(int(r.get("clipped", 0)) for r in train),
+        skipped=sum(int(r.get("skipped", 0)) for r in train),
+        clip=config.get("training", {}).get("clip"),
+        elapsed=end.get("elapsed_seconds", (train or val)[-1].get("elapsed")),
+        val_score=tuple(float(r[plotted[0]]) for r in val if plotted and r.get(plotted[0]) is not None),
+        score_name=plotted[1] if plotted else "",
+        train_loss=tuple(float(r["loss"]) for r in train),
+        val_loss=tuple(float(r["val_loss"]) for r in val),
+        evaluations=tuple(val),
+    )
+
+
+def _plotted(config: dict[str, Any]) -> tuple[str, str] | None:
+    from charnn.tasks import task_of
+
+    try:
+        return task_of(config).plotted
+    except CheckpointError:
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run folder holds: its configuration, size and results."""
+
+    run: str
+    created: str | None
+    model: dict[str, Any]
+    tokenizer: str
+    vocab_size: int
+    parameters: int
+    training: dict[str, Any]
+    data: dict[str, Any]
+    steps: int | None
+    elapsed_seconds: float | None
+    best_step: int | None
+    best_val_loss: float | None
+    """Nats per token (per text or word for a classifier or a tagger)."""
+    stopped: str | None
+    """'budget', 'interrupted', or None when training has not finished (figures then come from metrics.jsonl)."""
+    task: str
+    """The kind of run (charnn.tasks)."""
+    summary: Any = None
+    """What its kind shows of it (charnn.tasks.base.Summary)."""
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Its kind's figures (charnn.tasks.base.INFO_FIELDS)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """`charnn info --json`: the common figures, the kind's among them where they always stood."""
+        shown = {k: v for k, v in asdict(self).items() if k not in ("summary", "fields")}
+        fields = dict(self.fields)
+        common = list(shown.items())
+        at = [k for k, _ in common].index("stopped")
+        bits = [(k, fields.pop(k)) for k in list(fields) if k.endswith("bits_per_char")]
+        return dict(common[:at] + bits + common[at:]) | fields
+
+
+def run_info(folder: str | Path) -> RunInfo:
+    """Summarise a run folder (loaded and validated as `charnn sample` would)."""
+    from charnn.model import count_parameters
+    from charnn.tasks import load_run, summary
+
+    run = load_run(folder)
+    config = run.config
+    results = config.get("results") or {}
+    unfinished = {} if results else _best_logged(run.folder)
+    kind, told, fields = summary(config, results or unfinished)
+    history = unfinished.pop("history", None)
+    return RunInfo(
+        run=str(run.folder),
+        created=config.get("created"),
+        model=run.model.config.to_dict(),
+        tokenizer=config["tokenizer"]["kind"],
+        vocab_size=run.tokenizer.vocab_size,
+        parameters=count_parameters(run.model),
+        training=config.get("training", {}),
+        data={k: v for k, v in config.get("data", {}).items() if k != "val_text"},
+        steps=results.get("steps", unfinished.get("steps")),
+        elapsed_seconds=results.get("elapsed_seconds", history.elapsed if history else None),
+        best_step=(results or unfinished).get("best_step"),
+        best_val_loss=(results or unfinished).get("val_loss"),
+        stopped=results.get("stopped"),
+        task=kind,
+        summary=told,
+        fields=fields,
+    )
+
+
+def _best_logged(folder: Path) -> dict[str, Any]:
+    """A run with no results yet (still training, or killed): its best logged validation
+    (the lowest loss), as results would hold it, and its ``steps`` and ``history``."""
+    try:
+        history = read_history(folder)
+    except CheckpointError:
+        return {}
+    best = {"steps": max(history.train_steps + history.val_steps), "history": history}
+    evals = [e for e in history.evaluations if math.isfinite(e.get("val_loss", math.nan))]
+    if evals:
+        chosen = min(evals, key=lambda e: e["val_loss"])
+        figures = {k: v for k, v in chosen.items() if k.startswith("val_") and isinstance(v, (int, float))}
+        best.update(figures, best_step=chosen["step"])
+    return best

@@ -1,0 +1,173 @@
+"""What a kind of run is: the one class each task package gives the registry (charnn.tasks).
+
+A kind says how its runs are named to users, which network its config.json describes, how
+a training session on one of its run folders reads its data (the session object the loop
+drives: charnn.training.loop), and how its validation figures are told. Everything below
+the tasks (training, the run folder, loading) takes a kind as an argument and names none.
+
+A session object, made by ``Task.session`` for one training session with its data loaded, gives:
+
+    chars_per_step    characters of text one optimizer step reads (for chars/s)
+    train_tokens, val_tokens
+    initial_carry()   this process's state carried into the next step ([] when none is)
+    carry_template()  the whole batch's carried state, zeros: the shape the resume file holds
+    own_rows(carry)   this process's part of a whole batch's carried state
+    loss(net, step, carry, autocast) -> (loss, carry)
+                      the mean loss of step ``step``'s batch; the batch is a function of
+                      the step alone, so a resumed run reads what an uninterrupted one reads
+    evaluate(model, final) -> (score, metrics)
+                      validation figures (a dict with ``val_loss``); a lower score is a
+                      better model (the one kept)
+    headline(metrics), brief(metrics), best_line(metrics)
+                      the figures told: a line per validation, a few characters for a
+                      progress bar, the kept model's line when training ends
+    logged(metrics, best)
+                      a validation's figures as metrics.jsonl records them
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from charnn.errors import CheckpointError, WrongRunKind
+from charnn.runs import checkpoint
+
+TASKS: dict[str, type[Task]] = {}
+"""Every kind of run, by the name config.json gives it: each Task subclass adds itself, and
+charnn.tasks imports them all."""
+DEFAULT_KIND = "lm"
+"""The kind of a run folder whose config.json names none (format 1), and of `charnn sample`'s runs."""
+
+
+class Task:
+    """A kind of run. Subclasses set the names and implement the class methods."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        TASKS[cls.kind] = cls
+
+    kind: ClassVar[str]
+    """The name in config.json's "task" section."""
+    noun: ClassVar[str]
+    """How messages name a run of this kind: 'a classifier'."""
+    run_noun: ClassVar[str]
+    """'classifier run'."""
+    use_with: ClassVar[str]
+    """The commands that use a trained run: 'charnn classify predict / eval'."""
+    train_command: ClassVar[str]
+    """The command that starts one: 'charnn classify train'."""
+    start_hint: ClassVar[str]
+    """How to start a run where there is none yet: 'pass the labelled data to start it: charnn classify train DATA'."""
+    plotted: ClassVar[tuple[str, str] | None] = None
+    """The logged figure that `charnn plot` shows beside the loss, and its name: ('val_accuracy', 'accuracy')."""
+
+    @classmethod
+    def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:
+        """The untrained network a run of this kind's config.json describes."""
+        raise NotImplementedError
+
+    @classmethod
+    def session(cls, folder: Path, run_config: dict[str, Any], model: Any, config: Any, world: Any, device: Any) -> Any:
+        """The task of one training session on the run in ``folder``, with its data loaded."""
+        raise NotImplementedError
+
+    @classmethod
+    def summary(cls, run_config: dict[str, Any], results: dict[str, Any]) -> Summary:
+        """What `charnn info` shows of a run of this kind; ``results`` are its kept model's
+        figures (config.json's, or the best logged validation's while it trains)."""
+        raise NotImplementedError
+
+
+def logged_evaluation(metrics: dict[str, Any], best: bool, styles: dict[str, float] | None = None) -> dict[str, Any]:
+    """A validation as metrics.jsonl logs it, the same keys for every kind (None or NaN where a
+    kind has no such figure), as charnn has always written it."""
+    return {
+        "val_loss": metrics["val_loss"],
+        "val_bits_per_char": metrics.get("val_bits_per_char", math.nan),
+        "best": best,
+        "val_accuracy": metrics.get("val_accuracy"),
+        "val_f1": metrics.get("val_f1"),
+        "val_styles": styles,
+    }
+
+
+INFO_FIELDS: dict[str, Any] = {
+    "labels": None,
+    "reverse": False,
+    "best_val_bits_per_char": None,
+    "best_val_accuracy": None,
+    "best_val_macro_f1": None,
+    "best_val_f1": None,
+    "records": None,
+    "styles": None,
+}
+"""`charnn info --json`'s keys that a kind fills, each kind the same keys (None where it has no such figure)."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What `charnn info` shows of a run beside the figures every run has (``Task.summary``)."""
+
+    fields: dict[str, Any]
+    """Its values of INFO_FIELDS."""
+    task: str
+    """The kind, said in a few words: 'classifier: neg, pos'."""
+    best: str | None
+    """The kept model's validation figures in one line; None before any."""
+    rows: tuple[tuple[str, str], ...] = ()
+    """Rows of its own, shown after what it was trained on."""
+    trained_on: str | None = None
+    """What it was trained on, where the sources alone do not say it (a style run)."""
+    tokenizer_note: str = ""
+    reads_windows: bool = False
+    """Whether it reads TBPTT windows (so its --seq-len means something)."""
+
+
+def task_kind(run_config: dict[str, Any]) -> str:
+    """The kind of run a config.json describes; a folder with no task (format 1) is a language model."""
+    task = run_config.get("task")
+    if task is None:
+        return DEFAULT_KIND
+    kind = task.get("kind") if isinstance(task, dict) else None
+    if kind not in TASKS:
+        raise CheckpointError(f"config.json names an unknown task {kind!r}; a newer charnn may read it")
+    return kind
+
+
+def task_of(run_config: dict[str, Any]) -> type[Task]:
+    """The kind (a Task class) of the run a config.json describes."""
+    return TASKS[task_kind(run_config)]
+
+
+def build_model(run_config: dict[str, Any], model_config: Any) -> Any:
+    """The untrained network of a run's kind, shaped by its config.json."""
+    return task_of(run_config).build_model(run_config, model_config)
+
+
+def make_task(run_config: dict[str, Any], folder: Any, model: Any, config: Any, world: Any, device: Any) -> Any:
+    """The task of a run folder for one training session, with its data loaded."""
+    return task_of(run_config).session(folder, run_config, model, config, world, device)
+
+
+def check_kind(folder: Path, config: dict[str, Any], kind: str | None) -> type[Task]:
+    """The run's kind; a run of another kind than ``kind`` is refused in one line that says what to use."""
+    found = task_of(config)
+    if kind is None or found.kind == kind:
+        return found
+    raise WrongRunKind(f"{folder} is {found.noun}, not {TASKS[kind].noun}; use it with {found.use_with}")
+
+
+def load_run(folder: str | Path, device: str = "cpu", kind: str | None = None) -> checkpoint.Run:
+    """Load a run folder, validating every file; weights go to ``device``.
+
+    ``kind`` (a name in TASKS), when given, refuses a run of another kind.
+    """
+    folder = Path(folder)
+
+    def build(config: dict[str, Any], model_config: Any) -> Any:
+        return check_kind(folder, config, kind).build_model(config, model_config)
+
+    return checkpoint.load_run(folder, build, device)

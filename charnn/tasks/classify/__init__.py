@@ -1,0 +1,49 @@
+"""Sentence classifiers: a bidirectional encoder and a pooled head, one label a text.
+
+task.py        the training task: padded batches of whole texts, accuracy picks the model
+classifier.py  a new run from labelled texts (``train_classifier``), prediction, evaluation
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from charnn.tasks.base import Summary, Task
+from charnn.tasks.encoders import figures
+
+
+class Classifier(Task):
+    kind = "classify"
+    noun = "a classifier"
+    run_noun = "classifier run"
+    use_with = "charnn classify predict / eval"
+    train_command = "charnn classify train"
+    plotted = ("val_accuracy", "accuracy")
+    start_hint = "pass the labelled data to start it: charnn classify train DATA"
+
+    @classmethod
+    def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:
+        from charnn.model import SentenceClassifier
+
+        task = run_config["task"]
+        return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "attention"))
+
+    @classmethod
+    def session(cls, folder: Path, run_config: dict[str, Any], model: Any, config: Any, world: Any, device: Any) -> Any:
+        from charnn.tasks.classify.task import ClassifyTask
+
+        return ClassifyTask.from_folder(folder, run_config, model, config, world, device)
+
+    @classmethod
+    def summary(cls, run_config: dict[str, Any], results: dict[str, Any]) -> Summary:
+        labels = run_config["task"].get("labels")
+        return Summary(
+            fields={
+                "labels": labels,
+                "best_val_accuracy": results.get("val_accuracy"),
+                "best_val_macro_f1": results.get("val_macro_f1"),
+            },
+            task="classifier" + (f": {', '.join(labels)}" if labels else ""),
+            best=figures.info_best(results),
+        )

@@ -1,0 +1,142 @@
+"""Sentence classifiers: a new run from labelled texts; predicting; evaluating.
+
+A classifier run folder holds what a language-model run holds (config.json, the best
+weights, the tokenizer, the resume state, metrics.jsonl), with its labelled texts as
+train.tsv and validation.tsv instead of token files, and a "task" section in
+config.json naming the labels. ``--init-from`` warm-starts the embedding and recurrent
+layers from language-model runs of the same tokenizer (charnn.tasks.encoders.warm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charnn.config import ModelConfig, TrainConfig
+from charnn.errors import ConfigError, CorpusError
+from charnn.events import Event, Finished
+from charnn.model import POOLS, SentenceClassifier
+from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_TEXTS_FILE
+from charnn.tasks.base import load_run
+from charnn.tasks.classify import Classifier
+from charnn.tasks.classify.task import encode_texts, predict_ids, scores
+from charnn.tasks.encoders import runs
+from charnn.tasks.encoders.batches import arriving_batches
+from charnn.text.labelled import Labelled, check_labels, stratified_split
+from charnn.tokenizers import tokenizer_for
+
+KIND = "classify"
+
+
+def train_classifier(
+    data: Labelled,
+    folder: Path,
+    model_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    *,
+    val: Labelled | None = None,
+    pool: str = "attention",
+    tokenizer_kind: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    init_from: Sequence[Path] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+    budget_given: bool = True,
+    on_event: Callable[[Event], None] = lambda event: None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Train a classifier of ``data``'s labels, keeping the best (by validation accuracy) in ``folder``.
+
+    Validation is ``val``, or a stratified ``config.val_fraction`` of ``data``. Everything
+    else is as for charnn.tasks.lm.prepare.train: the same resume, budget and folder guarantees.
+    """
+
+    config = config or TrainConfig()
+    check_labels(data, "the labelled data")
+    train_part, val_part = (data, val) if val is not None else stratified_split(data, config.val_fraction, config.seed)
+    check_labels(train_part, minimum=1)
+    unseen = sorted(set(val_part.labels) - set(train_part.labels))
+    if unseen:
+        raise CorpusError(f"the validation texts have label {unseen[0]!r}, which no training text has")
+    if len(train_part) < config.batch_size:
+        raise CorpusError(
+            f"{len(train_part)} training texts are fewer than --batch-size {config.batch_size}; "
+            "lower --batch-size or give more texts"
+        )
+    _check_options(model_options or {}, pool)
+    labels = train_part.label_set()
+    data_sha256 = hashlib.sha256((data.to_tsv() + "\0" + (val.to_tsv() if val else "")).encode()).hexdigest()
+    run = runs.EncoderRun(
+        kind=Classifier,
+        files={TRAIN_TEXTS_FILE: train_part.to_tsv(), VAL_TEXTS_FILE: val_part.to_tsv()},
+        task={"kind": KIND, "labels": labels, "pool": pool},
+        data={
+            "sources": list(data.sources),
+            "corpus_sha256": data_sha256,
+            "validation": "--val file" if val is not None else f"stratified {config.val_fraction:g}",
+            "train_texts": len(train_part),
+            "val_texts": len(val_part),
+        },
+        network=lambda model_config: SentenceClassifier(model_config, len(labels), pool),
+        tokenizer=lambda: _tokenizer(tokenizer_kind, tokenizer_options, train_part, val_part),
+    )
+    tokenizer = [tokenizer_kind, tokenizer_options or {}]
+    request = runs.request(run, config, model_options or {}, tokenizer, init_from, pool=pool)
+    return runs.train_encoder(
+        run, folder, model_options or {}, config, request, init_from, overwrite=overwrite, resume=resume,
+        budget_given=budget_given, on_event=on_event, stop=stop,
+    )  # fmt: skip
+
+
+def _check_options(model_options: dict[str, Any], pool: str) -> None:
+    if pool not in POOLS:
+        raise ConfigError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}")
+    ModelConfig(vocab_size=2, **model_options)
+
+
+def _tokenizer(kind: str, options: dict[str, Any] | None, train: Labelled, val: Labelled) -> Any:
+    return tokenizer_for(
+        kind, options, alphabet=lambda: "".join(train.texts + val.texts), sample=lambda: "\n".join(train.texts) + "\n"
+    )
+
+
+def load_classifier(folder: Path, device: str = "cpu") -> Any:
+    return load_run(folder, device=device, kind=KIND)
+
+
+def predict_lines(
+    run: Any, texts: Iterable[str], batch: int = 256, more_ready: Callable[[], bool] | None = None
+) -> Iterator[tuple[str, dict[str, float]]]:
+    """(label, {label: probability}) for each text, in order, a batch at a time.
+
+    ``more_ready()`` says whether another text can be had without waiting: when it cannot,
+    the texts so far are answered at once, so that slow input streams line by line.
+    """
+    labels = run.config["task"]["labels"]
+    device = next(run.model.parameters()).device
+    for pending in arriving_batches(texts, batch, more_ready):
+        probs = predict_ids(run.model, encode_texts(run.tokenizer, [t if t else " " for t in pending]), device)
+        for row in probs.tolist():
+            best = max(range(len(labels)), key=row.__getitem__)
+            yield labels[best], dict(zip(labels, row, strict=True))
+
+
+def evaluate_labelled(run: Any, data: Labelled) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-label figures and the confusion matrix; labels the run never saw count as errors."""
+    labels = list(run.config["task"]["labels"])
+    unknown = sorted(set(data.labels) - set(labels))
+    names = labels + unknown
+    index = {label: i for i, label in enumerate(names)}
+    device = next(run.model.parameters()).device
+    probs = predict_ids(run.model, encode_texts(run.tokenizer, data.texts), device)
+    target = np.asarray([index[label] for label in data.labels])
+    figures = scores(target, probs.argmax(1).numpy(), len(names))
+    figures["labels"] = names
+    figures["unknown_labels"] = unknown
+    figures["texts"] = len(data)
+    return figures

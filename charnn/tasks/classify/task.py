@@ -1,0 +1,109 @@
+"""The classification task: padded batches of whole texts, one label each.
+
+Each step reads ``batch_size`` texts, in the seeded, length-sorted batches of
+charnn.tasks.encoders.batches, so step s reads the same texts whether or not the run was resumed. Validation reads
+every held-out text; the kept model is the one with the best validation accuracy
+(ties go to the lower validation loss).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charnn.errors import CharnnError, CheckpointError
+from charnn.model import State
+from charnn.runs.checkpoint import TRAIN_TEXTS_FILE as TRAIN_FILE
+from charnn.runs.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
+from charnn.tasks.encoders.batches import WholeTextBatches
+from charnn.tasks.encoders.scores import scores
+from charnn.text.labelled import Labelled, read_labelled
+
+MAX_TOKENS = 1024
+"""Texts are cut to their first MAX_TOKENS tokens."""
+EVAL_BATCH = 64
+
+
+def encode_texts(tokenizer: Any, texts: tuple[str, ...] | list[str]) -> list[np.ndarray]:
+    """Each text's ids, cut to MAX_TOKENS; a text that encodes to nothing reads as one id 0."""
+    ids = [np.asarray(tokenizer.encode(text)[:MAX_TOKENS], dtype=np.int64) for text in texts]
+    return [x if len(x) else np.zeros(1, dtype=np.int64) for x in ids]
+
+
+def pad(ids: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T) tokens (padding id 0, never read) and the lengths (B,)."""
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+    tokens = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+    for row, x in enumerate(ids):
+        tokens[row, : len(x)] = torch.from_numpy(x)
+    return tokens.to(device), lengths.to(device)
+
+
+class ClassifyTask(WholeTextBatches):
+    def __init__(self, model, train: Labelled, val: Labelled, labels: list[str], tokenizer, config, world, device):  # noqa: ANN001
+        self.model, self.config, self.device = model, config, device
+        index = {label: i for i, label in enumerate(labels)}
+        self.train_ids, self.val_ids = encode_texts(tokenizer, train.texts), encode_texts(tokenizer, val.texts)
+        self.train_labels = np.asarray([index[x] for x in train.labels])
+        self.val_labels = np.asarray([index[x] for x in val.labels])
+        self.labels = labels
+        self.my_rows = world.rows(config.batch_size)
+        self.batches_per_epoch = len(self.train_ids) // config.batch_size
+        self.lengths = np.asarray([len(x) for x in self.train_ids])
+        chars = sum(len(t) for t in train.texts)
+        self.chars_per_step = config.batch_size * chars / len(train.texts)
+        self.train_tokens, self.val_tokens = int(self.lengths.sum()), sum(len(x) for x in self.val_ids)
+
+    @classmethod
+    def from_folder(cls, folder: Path, run_config: dict[str, Any], model, config, world, device):  # noqa: ANN001, ANN206
+        from charnn.tokenizers import load_tokenizer
+
+        try:
+            labels = list(run_config["task"]["labels"])
+            train, val = read_labelled([folder / TRAIN_FILE]), read_labelled([folder / VALIDATION_FILE])
+        except (KeyError, TypeError, ValueError, OSError, CharnnError) as exc:  # CharnnError: a damaged .tsv
+            raise CheckpointError(f"{folder} is not a whole classifier run: {exc}") from None
+        if set(train.labels) - set(labels) or set(val.labels) - set(labels):
+            raise CheckpointError(f"{folder}: its texts carry labels config.json does not list")
+        tokenizer = load_tokenizer(folder, run_config["tokenizer"])
+        return cls(model, train, val, labels, tokenizer, config, world, device)
+
+    def loss(self, net, step: int, carry: State, autocast) -> tuple[torch.Tensor, State]:  # noqa: ANN001
+        rows = self.batch(step)[self.my_rows]
+        tokens, lengths = pad([self.train_ids[i] for i in rows], self.device)  # (b, T), (b,)
+        target = torch.from_numpy(self.train_labels[rows]).to(self.device)  # (b,)
+        with autocast():
+            logits = net(tokens, lengths)  # (b, C)
+        return F.cross_entropy(logits.float(), target), carry
+
+    @torch.inference_mode()
+    def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
+        probs = predict_ids(model, self.val_ids, self.device)  # (N, C)
+        target = torch.from_numpy(self.val_labels)
+        loss = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), target))
+        predicted = probs.argmax(1).numpy()
+        figures = scores(self.val_labels, predicted, len(self.labels))
+        metrics = {"val_loss": loss, "val_accuracy": figures["accuracy"], "val_macro_f1": figures["macro_f1"]}
+        # Accuracy first; the loss only breaks ties (it moves the score by less than one text does).
+        return (1.0 - figures["accuracy"]) + min(loss, 1e3) * 1e-9, metrics
+
+
+@torch.inference_mode()
+def predict_ids(model, ids: list[np.ndarray], device: torch.device, batch: int = EVAL_BATCH) -> torch.Tensor:  # noqa: ANN001
+    """Label probabilities (N, C) of each text, read in batches of similar length."""
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = torch.empty(len(ids), model.head.out_features)
+    try:
+        for start in range(0, len(ids), batch):
+            rows = order[start : start + batch]
+            tokens, lengths = pad([ids[i] for i in rows], device)
+            out[torch.from_numpy(rows)] = model(tokens, lengths).float().softmax(1).cpu()
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,117 @@
+"""A new language-model run's data, encoded: the token files, record offsets and held-out text.
+
+With a borrowed vocabulary (``--init-from``, ``--tokenizer-from``), every character of the
+text that the vocabulary lacks is counted, and the run is refused before it starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charnn.errors import CorpusError
+from charnn.runs import names
+from charnn.text.corpus import Corpus, TBPTTStream, split_pieces
+
+
+@dataclass
+class Counts:
+    train_tokens: int = 0
+    val_tokens: int = 0
+    unknown: int = 0
+    """Tokens of characters the borrowed vocabulary lacks."""
+    unknown_chars: str = ""
+    source: Path | None = None
+    """The run whose vocabulary is borrowed (None: the run's own, which covers its text)."""
+
+    def check(self, config: Any) -> None:
+        """Refuse a text the borrowed vocabulary does not cover, or a split too small to train or measure."""
+        self.check_covered()
+        if self.val_tokens < 2:
+            raise CorpusError(
+                f"the validation split has {self.val_tokens} token(s), too few to measure; "
+                "raise --val-fraction, give a longer corpus, or pass --val FILE"
+            )
+        TBPTTStream.check_length(self.train_tokens, config.batch_size, config.seq_len)
+
+    def check_covered(self) -> None:
+        if self.unknown:
+            raise CorpusError(
+                f"the corpus has {self.unknown} character(s) that {self.source}'s vocabulary lacks "
+                f"(e.g. {self.unknown_chars!r}); fine-tuning needs a vocabulary that covers the text: "
+                "train a new run instead"
+            )
+
+
+def encode(text: str, tokenizer: Any, dtype: np.dtype, counts: Counts) -> np.ndarray:
+    """``text`` as tokens of ``dtype``; with a borrowed vocabulary, the characters it lacks are counted."""
+    with warnings.catch_warnings(record=counts.source is not None):
+        ids = tokenizer.encode(text).astype(dtype, copy=False)
+    if counts.source is not None:
+        banned = np.asarray(tokenizer.never_sample())
+        if len(banned):
+            unknown = np.isin(ids, banned)
+            if unknown.any():
+                counts.unknown += int(unknown.sum())
+                seen = {text[i] for i in np.flatnonzero(unknown)[:100] if i < len(text)}
+                counts.unknown_chars = "".join(sorted(set(counts.unknown_chars) | seen))[:10]
+    return ids
+
+
+def encode_corpus(
+    corpus: Corpus,
+    n_train: int,
+    val_text: str | None,
+    tokenizer: Any,
+    dtype: np.dtype,
+    where: Path,
+    source: Path | None,
+) -> Counts:
+    """Encode the corpus chunk by chunk into the token files and the validation text of ``where``."""
+    counts = Counts(source=source)
+    files = {True: open(where / names.TRAIN_TOKENS_FILE, "wb"), False: open(where / names.VAL_TOKENS_FILE, "wb")}
+    val_file = open(where / names.VALIDATION_FILE, "wb")
+    pieces = split_pieces(corpus, n_train)
+    if val_text is not None:
+        pieces = itertools.chain(pieces, [(False, val_text)])
+    try:
+        for is_train, piece in pieces:
+            ids = encode(piece, tokenizer, dtype, counts)
+            files[is_train].write(ids.tobytes())
+            if is_train:
+                counts.train_tokens += len(ids)
+            else:
+                counts.val_tokens += len(ids)
+                val_file.write(piece.encode("utf-8"))
+    finally:
+        for f in (*files.values(), val_file):
+            f.close()
+    return counts
+
+
+def encode_records(
+    texts: list[str], tokenizer: Any, boundary: int, dtype: np.dtype, counts: Counts
+) -> tuple[np.ndarray, np.ndarray]:
+    """[boundary, record 1, boundary, record 2, ..., boundary] and each record's boundary offset (and the last)."""
+    pieces, starts, at = [], [], 0
+    mark = np.asarray([boundary], dtype=dtype)
+    for text in texts:
+        ids = encode(text, tokenizer, dtype, counts)
+        starts.append(at)
+        pieces += [mark, ids]
+        at += 1 + len(ids)
+    starts.append(at)
+    return np.concatenate([*pieces, mark]), np.asarray(starts, dtype=np.int64)
+
+
+def write_records(pending: Path, train_ids: np.ndarray, starts: np.ndarray, val_ids: np.ndarray, val_text: str) -> None:
+    """A record text's token files, training record offsets and held-out text."""
+    (pending / names.TRAIN_TOKENS_FILE).write_bytes(train_ids.tobytes())
+    (pending / names.TRAIN_RECORDS_FILE).write_bytes(starts.tobytes())
+    (pending / names.VAL_TOKENS_FILE).write_bytes(val_ids.tobytes())
+    (pending / names.VALIDATION_FILE).write_text(val_text, encoding="utf-8", newline="")

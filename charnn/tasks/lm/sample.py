@@ -1,0 +1,377 @@
+"""Sampling: one function that picks the next token, and a streaming generator.
+
+The generator reads the prime once with the fused model, then produces one token
+per step with ``RecurrentLM.stepper``, carrying the state: O(1) work per token, the
+prefix is never read again.
+
+Sampling works on text, not token boundaries. Stop strings and ``length`` are
+applied to the decoded text, so they cut at the exact character even inside a
+subword token. A prime that ends inside what would be one token is *healed*: its
+last tokens are taken back and the first tokens generated must spell them again,
+so the sample continues the prime's characters exactly (see ``heal_prime``).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from charnn.config import SampleConfig
+from charnn.device import fast_bf16
+from charnn.model import int8_available
+from charnn.text.records import record_format
+
+BF16_MIN_BATCH = 16
+"""Batches of at least this many samples step in bfloat16 where the hardware is fast at it."""
+COMPACT_AT = 0.75
+"""When no more than this fraction of a batch's rows are still generating, the batch shrinks to them."""
+MAX_HEALED_TOKENS = 4
+"""At most this many tokens at the end of a prime are taken back and generated again."""
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one token id per row from logits (B, V); temperature 0 is argmax."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature  # (B, V)
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a token when the tokens before it already reach top_p; the first always stays.
+        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class StopScanner:
+    """Finds the first stop string in text that arrives piece by piece.
+
+    Text that could still be the start of a stop string is held back, so what has
+    been released is never taken back.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.pending = ""
+        self.stopped = False
+
+    def push(self, piece: str) -> str:
+        """Add generated text; return what can be released now."""
+        if self.stopped:
+            return ""
+        self.pending += piece
+        cut = min((i for i in (self.pending.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            out, self.pending = self.pending[:cut], ""
+            return out
+        keep = self.hold
+        out, self.pending = (self.pending[:-keep], self.pending[-keep:]) if keep else (self.pending, "")
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return "" if self.stopped else out
+
+
+def heal_prime(prime: Sequence[int], token_bytes: Sequence[bytes]) -> tuple[list[int], bytes]:
+    """Split the prime's ids into the ones to read and the bytes of a tail to generate again.
+
+    A subword tokenizer encodes a prime that stops inside a word ("The qu") with a last
+    token ("▁qu") that the model rarely saw followed by the rest of its word: in
+    training text, that word is one token ("▁queen"). So the longest tail of up to
+    MAX_HEALED_TOKENS tokens whose bytes are a proper prefix of some token's bytes
+    is taken back; generation must then start by spelling it again (``_Healing``).
+    A character tokenizer has no token that extends another, so nothing is taken back.
+    """
+    ids = [int(i) for i in prime]
+    prefixes = _proper_prefixes(token_bytes)
+    take, tail = 0, b""
+    for k in range(1, min(MAX_HEALED_TOKENS, len(ids)) + 1):
+        tail = token_bytes[ids[-k]] + tail
+        if tail in prefixes:
+            take = k
+    if take == 0:
+        return ids, b""
+    return ids[:-take], b"".join(token_bytes[i] for i in ids[-take:])
+
+
+def _proper_prefixes(token_bytes: Sequence[bytes]) -> set[bytes]:
+    return {b[:j] for b in token_bytes for j in range(1, len(b))}
+
+
+class _Healing:
+    """Per sample, the taken-back bytes still to be spelled, and the tokens allowed meanwhile.
+
+    While a sample owes bytes R, its next token must start with R (and then owes
+    nothing) or be a non-empty prefix of R (and then owes the rest). The text of a
+    sample leaves out R: the prime already printed it.
+    """
+
+    def __init__(self, token_bytes: Sequence[bytes], owed: bytes, n: int, device: torch.device) -> None:
+        self.token_bytes = token_bytes
+        self.owed = [owed] * n
+        self.device = device
+        self._allowed: dict[bytes, torch.Tensor] = {}
+
+    def active(self) -> bool:
+        return any(self.owed)
+
+    def restrict(self, logits: torch.Tensor, rows: Sequence[int]) -> None:
+        """Rule out, in place, the tokens a sample that owes bytes may not take. logits (b, V), row j
+        holding sample ``rows[j]``."""
+        for j, sample in enumerate(rows):
+            if self.owed[sample]:
+                logits[j].masked_fill_(~self._allowed_for(self.owed[sample]), float("-inf"))
+
+    def _allowed_for(self, owed: bytes) -> torch.Tensor:
+        if owed not in self._allowed:
+            allowed = [bool(b) and (b.startswith(owed) or owed.startswith(b)) for b in self.token_bytes]
+            self._allowed[owed] = torch.tensor(allowed, dtype=torch.bool, device=self.device)  # (V,)
+        return self._allowed[owed]
+
+    def new_bytes(self, row: int, token_id: int) -> bytes:
+        """The bytes token ``token_id`` adds to sample ``row`` beyond what it owed."""
+        data, owed = self.token_bytes[token_id], self.owed[row]
+        if not owed:
+            return data
+        if data.startswith(owed):
+            self.owed[row] = b""
+            return data[len(owed) :]
+        self.owed[row] = owed[len(data) :]
+        return b""
+
+
+class _Utf8Guard:
+    """Keeps each sample's bytes valid UTF-8 when the vocabulary has single-byte tokens.
+
+    A subword tokenizer's byte fallback spells rare characters one byte per token. A
+    byte is only sampled where it can start or continue a character: after a lead
+    byte, only the continuation bytes UTF-8 allows there; elsewhere, no stray
+    continuation byte. So generated text never holds U+FFFD that the model did not
+    spell. A tokenizer without such tokens (char) is left alone.
+    """
+
+    def __init__(self, token_bytes: Sequence[bytes], n: int, device: torch.device) -> None:
+        values = [b[0] if len(b) == 1 and b[0] >= 0x80 else -1 for b in token_bytes]
+        self.byte_value = values
+        self.enabled = any(v >= 0 for v in values)
+        self.state = [(0, 0, 0)] * n  # (continuation bytes still needed, lowest and highest next byte)
+        self.device = device
+        # Bytes that cannot start a character: continuation bytes and bytes UTF-8 never uses.
+        self._stray = {v for v in range(0x80, 0x100) if _lead(v)[0] == 0}
+        stray_ids = [i for i, v in enumerate(values) if v in self._stray]
+        self.stray = torch.tensor(stray_ids, dtype=torch.long, device=device)
+        self._masks: dict[tuple[int, int, int], torch.Tensor] = {}
+
+    def restrict(self, logits: torch.Tensor, rows: Sequence[int]) -> None:
+        """Rule out, in place, the tokens that would break UTF-8. logits (b, V), row j holding sample ``rows[j]``."""
+        if not self.enabled:
+            return
+        if not any(self.state[sample][0] for sample in rows):
+            logits.index_fill_(1, self.stray, float("-inf"))  # the usual case: every sample between characters
+            return
+        for j, sample in enumerate(rows):
+            logits[j].masked_fill_(~self._allowed(self.state[sample]), float("-inf"))
+
+    def _allowed(self, state: tuple[int, int, int]) -> torch.Tensor:
+        if state not in self._masks:
+            need, lo, hi = state
+            values = self.byte_value
+            allowed = [lo <= v <= hi for v in values] if need else [v not in self._stray for v in values]
+            self._masks[state] = torch.tensor(allowed, dtype=torch.bool, device=self.device)  # (V,)
+        return self._masks[state]
+
+    def update(self, row: int, token_id: int) -> None:
+        if not self.enabled:
+            return
+        value, (need, _, _) = self.byte_value[token_id], self.state[row]
+        if value < 0:
+            self.state[row] = (0, 0, 0)
+        elif need:
+            self.state[row] = (need - 1, 0x80, 0xBF) if need > 1 else (0, 0, 0)
+        else:
+            self.state[row] = _lead(value)
+
+
+def _lead(byte: int) -> tuple[int, int, int]:
+    """For a byte that starts a multi-byte character: (continuation bytes, range of the next); else zeros."""
+    if 0xC2 <= byte <= 0xDF:
+        return 1, 0x80, 0xBF
+    if 0xE0 <= byte <= 0xEF:
+        return 2, 0xA0 if byte == 0xE0 else 0x80, 0x9F if byte == 0xED else 0xBF
+    if 0xF0 <= byte <= 0xF4:
+        return 3, 0x90 if byte == 0xF0 else 0x80, 0x8F if byte == 0xF4 else 0xBF
+    return 0, 0, 0
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Generated text for one sample; ``done`` marks the sample's last piece."""
+
+    sample: int
+    text: str
+    done: bool = False
+
+
+def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
+    """Yield pieces of text as they are generated, for every sample of the batch.
+
+    ``length`` counts generated characters; a sample also ends at its first stop
+    string, and a record run's at the end of its record (the prime, if any, is the
+    record's start). Each sample ends with exactly one piece whose ``done`` is True.
+    The text continues the prime exactly and never repeats it, even when the prime
+    was healed.
+    """
+    model, tokenizer = run.model, run.tokenizer
+    device = model.embed.weight.device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed if config.seed is not None else int(torch.seed() % (2**63)))
+    n = config.num_samples
+
+    fmt = record_format(run)
+    # A record run (or record style): a sample is one record, from its start to its end.
+    boundary = model.boundary if fmt is not None else None
+    token_bytes = [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
+    token_bytes += [b""] * (model.config.vocab_size - len(token_bytes))  # the boundary spells nothing
+    context, owed = heal_prime(tokenizer.encode(config.prime), token_bytes) if config.prime else ([], b"")
+    if boundary is not None:
+        context = [boundary, *context]
+    elif not context:
+        context = tokenizer.start_ids()
+    context_ids = torch.from_numpy(np.asarray(context, dtype=np.int64)).to(device)
+    healing = _Healing(token_bytes, owed, n, device)
+    utf8 = _Utf8Guard(token_bytes, n, device)
+    with torch.inference_mode():
+        state = model.initial_state(n, device)
+        if len(context_ids) > 1:
+            _, state = model(context_ids[:-1].expand(n, -1), state)  # (n, P-1): read the prime once
+        token = context_ids[-1:].expand(n)  # (n,)
+        step = model.stepper(stepping_dtype(n, torch.device(device)))
+        never = list(tokenizer.never_sample())
+        if boundary is None and model.boundary is not None:
+            never.append(model.boundary)  # a stream style of a model that has record styles too
+        if fmt is not None and fmt.spec == "line":  # a line record never holds a line break
+            never += [i for i, data in enumerate(token_bytes) if b"\n" in data or b"\r" in data]
+        banned = torch.tensor(sorted(set(never)), dtype=torch.long, device=device)
+
+        decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]
+        scanners = [StopScanner(config.stop) for _ in range(n)]
+        produced = [0] * n
+        active = set(range(n))
+        rows = list(range(n))  # the sample each row of the batch generates
+        chunk = 1
+        while active:
+            # A GPU runs a chunk of steps before the host reads their tokens back (one wait a chunk,
+            # not one a token); a CPU reads every token at once. The guards below choose the next
+            # token from what the host knows of the last, so they step one token at a time.
+            ahead = _steps_ahead(device) if not (utf8.enabled or healing.active()) else 1
+            # Ramp up, and draw no more than the longest unfinished sample can take.
+            chunk = min(ahead, 2 * chunk, max(config.length - produced[i] for i in active)) if ahead > 1 else 1
+            drawn = []
+            for _ in range(chunk):
+                logits, state = step(token, state)  # (b, V)
+                if len(banned):
+                    logits.index_fill_(1, banned, float("-inf"))
+                utf8.restrict(logits, rows)
+                if healing.active():
+                    healing.restrict(logits, rows)
+                token = sample_next(logits, config.temperature, config.top_k, config.top_p, generator)
+                drawn.append(token)
+            chunk_ids = (torch.stack(drawn, dim=1) if chunk > 1 else drawn[0][:, None]).tolist()  # (b, chunk)
+            for j, i in enumerate(rows):
+                if i not in active:
+                    continue
+                ids = chunk_ids[j]
+                ends = boundary is not None and boundary in ids
+                if ends:  # the record ends at its boundary; what was drawn after it is dropped
+                    ids = ids[: ids.index(boundary)]
+                data = b""
+                for token_id in ids:
+                    utf8.update(i, token_id)
+                    data += healing.new_bytes(i, token_id)
+                text = decoders[i].decode(data)
+                if produced[i] + len(text) >= config.length:
+                    text = text[: config.length - produced[i]]
+                produced[i] += len(text)
+                out = scanners[i].push(text)
+                finished = ends or scanners[i].stopped or produced[i] >= config.length
+                if finished:
+                    out += scanners[i].flush()
+                    active.discard(i)
+                if out or finished:
+                    yield Piece(i, out, finished)
+            if active and len(active) <= COMPACT_AT * len(rows):  # finished rows stop costing compute
+                keep = [j for j, i in enumerate(rows) if i in active]
+                index = torch.tensor(keep, dtype=torch.long, device=token.device)
+                token, rows = token[index], [rows[j] for j in keep]
+                state = [tuple(s[:, index] for s in layer) for layer in state]
+
+
+STEPS_AHEAD = 32
+"""On a GPU, tokens drawn before the host reads them back (the steps of a chunk)."""
+
+
+def _steps_ahead(device: torch.device) -> int:
+    return 1 if device.type == "cpu" else STEPS_AHEAD
+
+
+def stepping_dtype(n: int, device: torch.device) -> torch.dtype | None:
+    """The arithmetic the stepper uses for a batch of ``n`` samples; None: the model's (fp32).
+
+    Where the hardware has bf16 matrix units, large batches step in bfloat16 (several times
+    faster) and small ones, on a CPU, with int8 weights and bf16 products (one row reads
+    every weight once a token: a quarter of the bytes, about twice as fast). Both keep the
+    held-out loss within 0.5% of fp32's (tests/test_sample.py, bench/sampling.py).
+    """
+    if not fast_bf16(device):
+        return None
+    if n >= BF16_MIN_BATCH:
+        return torch.bfloat16
+    return torch.int8 if device.type == "cpu" and int8_available() else None
+
+
+def stepped_nll(model: Any, tokens: np.ndarray, dtype: torch.dtype | None = None, rows: int = 64) -> float:
+    """Mean -log p per predicted token of ``tokens`` in nats, with the sampler's arithmetic.
+
+    The text is cut into ``rows`` contiguous pieces, each read from the zero state by the
+    stepper in ``dtype``, side by side, as a batch of samples is generated. Comparing
+    dtypes on the same cut says what bf16 stepping costs in precision.
+    """
+    ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(model.embed.weight.device)
+    length = (len(ids) - 1) // rows
+    if length < 1:
+        raise ValueError(f"{len(ids)} tokens are too few for {rows} rows")
+    inputs = ids[: rows * length].view(rows, length)  # (R, L)
+    targets = ids[1 : rows * length + 1].view(rows, length)  # (R, L)
+    step, state, total = model.stepper(dtype), model.initial_state(rows), 0.0
+    for t in range(length):
+        logits, state = step(inputs[:, t], state)  # (R, V)
+        total += float(torch.nn.functional.cross_entropy(logits, targets[:, t], reduction="sum"))
+    return total / (rows * length)
+
+
+def generate_text(run: Any, prime: str = "", **options: Any) -> list[str]:
+    """Generate whole samples (without the prime); options are SampleConfig fields."""
+    config = SampleConfig(prime=prime, **options)
+    texts = [""] * config.num_samples
+    for piece in stream(run, config):
+        texts[piece.sample] += piece.text
+    return texts

@@ -1,0 +1,50 @@
+"""Word taggers: a bidirectional encoder read at each word, one tag a word (BIO entities decoded whole).
+
+task.py    the training task: padded sentences, accuracy (or entity F1) picks the model
+tagger.py  a new run from tagged sentences (``train_tagger``), tagging, evaluation
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from charnn.tasks.base import Summary, Task
+from charnn.tasks.encoders import figures
+
+
+class Tagger(Task):
+    kind = "tag"
+    noun = "a tagger"
+    run_noun = "tagger run"
+    use_with = "charnn tag predict / eval"
+    train_command = "charnn tag train"
+    plotted = ("val_accuracy", "accuracy")
+    start_hint = "pass the tagged data to start it: charnn tag train DATA"
+
+    @classmethod
+    def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:
+        from charnn.model import WordTagger
+
+        task = run_config["task"]
+        return WordTagger(model_config, len(task["tags"]), int(task.get("word_layers", 1)))
+
+    @classmethod
+    def session(cls, folder: Path, run_config: dict[str, Any], model: Any, config: Any, world: Any, device: Any) -> Any:
+        from charnn.tasks.tag.task import TagTask
+
+        return TagTask.from_folder(folder, run_config, model, config, world, device)
+
+    @classmethod
+    def summary(cls, run_config: dict[str, Any], results: dict[str, Any]) -> Summary:
+        tags = run_config["task"].get("tags")
+        return Summary(
+            fields={
+                "labels": tags,
+                "best_val_accuracy": results.get("val_accuracy"),
+                "best_val_macro_f1": results.get("val_macro_f1"),
+                "best_val_f1": results.get("val_f1"),
+            },
+            task="tagger" + (f": {', '.join(tags)}" if tags else ""),
+            best=figures.info_best(results),
+        )

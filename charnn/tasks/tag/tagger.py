@@ -1,0 +1,220 @@
+"""Word taggers: set a tagger run up and train it with the one loop; tag; evaluate.
+
+A tagger run folder holds what a classifier run holds, with its sentences as train.tags
+and validation.tags (token<TAB>tag) and a "task" section in config.json naming the tags.
+``--init-from`` warm-starts the embedding and the token-level stacks from language-model
+runs of the same tokenizer, as for classifiers (charnn.tasks.encoders.warm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from charnn.config import ModelConfig, TrainConfig
+from charnn.errors import ConfigError, CorpusError
+from charnn.events import Event, Finished
+from charnn.model import WordTagger
+from charnn.runs.names import TRAIN_TAGS_FILE, VAL_TAGS_FILE
+from charnn.tasks.base import load_run
+from charnn.tasks.encoders import runs
+from charnn.tasks.encoders.batches import arriving_batches
+from charnn.tasks.tag import Tagger
+from charnn.tasks.tag import task as tag_task
+from charnn.tasks.tag.task import decode, encode_sentence, encode_sentences, predict_encoded, scores, strict_bio
+from charnn.text.tagged import Tagged, is_bio, split_sentences
+from charnn.tokenizers import tokenizer_for
+
+KIND = "tag"
+
+
+def train_tagger(
+    data: Tagged,
+    folder: Path,
+    model_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    *,
+    val: Tagged | None = None,
+    word_layers: int = 1,
+    tokenizer_kind: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    init_from: Sequence[Path] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+    budget_given: bool = True,
+    on_event: Callable[[Event], None] = lambda event: None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Train a tagger of ``data``'s tags, keeping the best (by validation accuracy, or entity F1) in ``folder``.
+
+    Validation is ``val``, or a seeded random ``config.val_fraction`` of ``data``'s
+    sentences. Everything else is as for charnn.tasks.lm.prepare.train: the same resume, budget and
+    folder guarantees.
+    """
+    config = config or TrainConfig()
+    train_part, val_part = (data, val) if val is not None else split_sentences(data, config.val_fraction, config.seed)
+    if val is None:  # a tag held out whole would be unknown to training: its sentences stay in training
+        train_part, val_part = _keep_every_tag(train_part, val_part)
+    unseen = sorted(set(val_part.tag_set()) - set(train_part.tag_set()))
+    if unseen:
+        raise CorpusError(f"the validation sentences have tag {unseen[0]!r}, which no training sentence has")
+    if len(train_part) < config.batch_size:
+        raise CorpusError(
+            f"{len(train_part)} training sentences are fewer than --batch-size {config.batch_size}; "
+            "lower --batch-size or give more sentences"
+        )
+    if word_layers < 0:
+        raise ConfigError(f"--word-layers must be >= 0, got {word_layers}")
+    ModelConfig(vocab_size=2, **(model_options or {}))
+    tags = train_part.tag_set()
+    data_sha256 = hashlib.sha256((data.to_text() + "\0" + (val.to_text() if val else "")).encode()).hexdigest()
+
+    def check(tokenizer: Any) -> None:  # a sentence too long to read is refused before anything is written
+        encode_sentences(tokenizer, data.sentences, ", ".join(data.sources))
+        if val is not None:
+            encode_sentences(tokenizer, val.sentences, ", ".join(val.sources))
+
+    run = runs.EncoderRun(
+        kind=Tagger,
+        files={TRAIN_TAGS_FILE: train_part.to_text(), VAL_TAGS_FILE: val_part.to_text()},
+        task={
+            "kind": KIND,
+            "tags": tags,
+            "bio": is_bio(tags),
+            "strict_bio": strict_bio(train_part),
+            "word_layers": word_layers,
+        },
+        data={
+            "sources": list(data.sources),
+            "corpus_sha256": data_sha256,
+            "validation": "--val file" if val is not None else f"random {config.val_fraction:g} of sentences",
+            "train_sentences": len(train_part),
+            "val_sentences": len(val_part),
+            "train_words": train_part.words,
+            "val_words": val_part.words,
+        },
+        network=lambda model_config: WordTagger(model_config, len(tags), word_layers),
+        tokenizer=lambda: _tokenizer(tokenizer_kind, tokenizer_options, train_part, val_part),
+        check=check,
+    )
+    tokenizer = [tokenizer_kind, tokenizer_options or {}]
+    request = runs.request(run, config, model_options or {}, tokenizer, init_from, word_layers=word_layers)
+    return runs.train_encoder(
+        run, folder, model_options or {}, config, request, init_from, overwrite=overwrite, resume=resume,
+        budget_given=budget_given, on_event=on_event, stop=stop,
+    )  # fmt: skip
+
+
+def _keep_every_tag(train: Tagged, val: Tagged) -> tuple[Tagged, Tagged]:
+    known = set(train.tag_set())
+    moved = [i for i, tags in enumerate(val.tags) if not set(tags) <= known]
+    if not moved or len(moved) == len(val):
+        return train, val
+    keep = sorted(set(range(len(val))) - set(moved))
+    back = val.subset(moved)
+    joined = Tagged(train.sentences + back.sentences, train.tags + back.tags, train.sources)
+    return joined, val.subset(keep)
+
+
+def _tokenizer(kind: str, options: dict[str, Any] | None, train: Tagged, val: Tagged) -> Any:
+    """The sentences' alphabet (validation's too, as for classifiers) and the space between
+    words; or a subword vocabulary learnt from the training sentences, a line each."""
+    lines = "\n".join(" ".join(words) for words in train.sentences) + "\n"
+    held = "".join(" ".join(words) for words in val.sentences)
+    return tokenizer_for(kind, options, alphabet=lambda: lines + held + " ", sample=lambda: lines)
+
+
+# -- tagging and evaluation -------------------------------------------------------------
+
+
+def load_tagger(folder: Path, device: str = "cpu") -> Any:
+    return load_run(folder, device=device, kind=KIND)
+
+
+class LongSentenceWarning(UserWarning):
+    """A sentence to tag was longer than a tagger reads at once, and was tagged in pieces."""
+
+
+def tag_sentences(
+    run: Any, sentences: Iterable[list[str]], batch: int = 256, more_ready: Callable[[], bool] | None = None
+) -> Iterator[tuple[list[str], list[str], list[float]]]:
+    """(words, tags, each tag's probability) for each sentence, in order, a batch at a time.
+
+    ``more_ready()`` says whether another sentence can be had without waiting: when it
+    cannot, the sentences so far are answered at once, so that slow input streams. A
+    sentence longer than a tagger reads at once (a paragraph on one line) is tagged in
+    pieces of whole words, each read as a sentence of its own, and said once; the stream
+    goes on.
+    """
+    tags = run.config["task"]["tags"]
+    strict = run.config["task"].get("strict_bio", True)
+    device = next(run.model.parameters()).device
+    done, told = 0, False
+    for pending in arriving_batches(sentences, batch, more_ready):
+        pieces, owners = [], []
+        for number, words in enumerate(pending, done + 1):
+            encoded = encode_sentence(run.tokenizer, words)
+            too_long = len(encoded.ids) > tag_task.MAX_TOKENS
+            parts = _in_pieces(run.tokenizer, words, encoded, number) if too_long else [encoded]
+            if len(parts) > 1 and not told:
+                warnings.warn(
+                    f"sentence {number} of the input is {len(encoded.ids):,} tokens long, more than a tagger "
+                    f"reads at once ({tag_task.MAX_TOKENS:,}): tagged in pieces of whole words (so is any other)",
+                    LongSentenceWarning,
+                    stacklevel=2,
+                )
+                told = True
+            pieces += parts
+            owners += [number] * len(parts)
+        chosen_tags: dict[int, tuple[list[str], list[float]]] = {}
+        for owner, probs in zip(owners, predict_encoded(run.model, pieces, device), strict=True):
+            best = decode(probs, tags, strict)
+            picked = probs[torch.arange(len(best)), torch.from_numpy(best)].tolist() if len(best) else []
+            got = chosen_tags.setdefault(owner, ([], []))
+            got[0].extend(tags[i] for i in best)
+            got[1].extend(picked)
+        for number, words in enumerate(pending, done + 1):
+            yield words, *chosen_tags[number]
+        done += len(pending)
+
+
+def _in_pieces(tokenizer: Any, words: list[str], encoded: Any, number: int) -> list[Any]:
+    """A long sentence (``encoded``) as pieces of whole words that each fit what a tagger reads at once, encoded."""
+    pieces, first = [], 0
+    for i in range(len(words)):
+        if encoded.ends[i] - encoded.starts[i] > tag_task.MAX_TOKENS:
+            raise CorpusError(
+                f"word {i + 1} of sentence {number} of the input is {encoded.ends[i] - encoded.starts[i]:,} "
+                f"tokens long; a tagger reads at most {tag_task.MAX_TOKENS:,} at once: split it"
+            )
+        if encoded.ends[i] - encoded.starts[first] > tag_task.MAX_TOKENS:
+            pieces.append(words[first:i])
+            first = i
+    pieces.append(words[first:])
+    return [encode_sentence(tokenizer, piece) for piece in pieces]  # each as long as its span above
+
+
+def evaluate_tagged(run: Any, data: Tagged) -> dict[str, Any]:
+    """Token accuracy, per-tag figures and, for BIO tags, entity figures; tags the run never saw count as errors."""
+    tags = list(run.config["task"]["tags"])
+    unknown = sorted(set(data.tag_set()) - set(tags))
+    names = tags + unknown
+    index = {tag: i for i, tag in enumerate(names)}
+    device = next(run.model.parameters()).device
+    encoded = encode_sentences(run.tokenizer, data.sentences, ", ".join(data.sources))
+    probs = predict_encoded(run.model, encoded, device)
+    predicted = [decode(p, tags, run.config["task"].get("strict_bio", True)) for p in probs]
+    target = [np.asarray([index[t] for t in sentence]) for sentence in data.tags]
+    figures = scores(target, predicted, names)
+    figures["tags"] = names
+    figures["unknown_tags"] = unknown
+    figures["sentences"] = len(data)
+    figures["words"] = data.words
+    return figures

@@ -1,0 +1,1 @@
+"""Reading what users give: corpora text, labelled and tagged files, record formats."""

@@ -1,0 +1,1 @@
+"""Training any kind of run: the loop, starting and resuming a run, processes under torchrun."""
