@@ -10,10 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from charnn.cli import options
-from charnn.cli.console import resolve_run, say
-from charnn.cli.progress import resume_run, run_training
-from charnn.config import ModelConfig, TrainConfig, parse_duration
-from charnn.errors import ConfigError
+from charnn.cli.console import say
+from charnn.cli.encoders import input_lines, load, print_scores, read_ahead, report, tokenizer_options, train_or_resume
+from charnn.config import ModelConfig, TrainConfig
 from charnn.tasks.classify import Classifier
 
 classify_app = typer.Typer(
@@ -50,30 +49,16 @@ def classify_train(
             "--label", help="NAME=FILE: every line of FILE is a text of label NAME (repeatable).", show_default=False
         ),
     ] = None,
-    out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<data-name>].")
-    ] = None,
+    out: options.Out = None,
     overwrite: options.Overwrite = False,
-    resume: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Continue a run exactly where it stopped or was killed: a run folder, or 'auto'.", show_default=False
-        ),
-    ] = None,
-    init_from: Annotated[
-        Optional[list[Path]],
-        typer.Option(
-            help="Warm start from a language model run (charnn train) of the same text; give a second, "
-            "trained with --reverse --tokenizer-from FIRST, for the backward direction.",
-            show_default=False,
-        ),
-    ] = None,
+    resume: options.Resume = None,
+    init_from: options.InitFrom = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="Validation file (label<TAB>text).")] = None,
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of each label's texts held out for validation.")
     ] = DEFAULT_TRAIN.val_fraction,
-    tokenizer: Annotated[str, typer.Option(help="Tokenizer: char, bpe or unigram.")] = DEFAULT_TOKENIZER,
-    vocab_size: Annotated[int, typer.Option(help="Subword vocabulary size.")] = DEFAULT_VOCAB,
+    tokenizer: options.EncoderTokenizer = DEFAULT_TOKENIZER,
+    vocab_size: options.VocabSize = DEFAULT_VOCAB,
     pool: Annotated[
         str, typer.Option(help="Sentence head: final, mean, max, mean-max or attention.", rich_help_panel=options.MODEL)
     ] = DEFAULT_POOL,
@@ -85,10 +70,7 @@ def classify_train(
     hidden: options.Hidden = DEFAULT_MODEL.hidden,
     embed: options.Embed = DEFAULT_MODEL.embed,
     dropout: options.Dropout = DEFAULT_MODEL.dropout,
-    token_dropout: Annotated[
-        float,
-        typer.Option(help="Drop each input token whole with this probability.", rich_help_panel=options.MODEL),
-    ] = DEFAULT_MODEL.token_dropout,
+    token_dropout: options.TokenDropout = DEFAULT_MODEL.token_dropout,
     residual: options.Residual = None,
     steps: options.Steps = None,
     time_budget: options.TimeBudget = None,
@@ -124,56 +106,34 @@ def classify_train(
       charnn train texts.txt --reverse --tokenizer-from runs/fwd --embed-init cooccurrence --out runs/bwd
       charnn classify train few.tsv --init-from runs/fwd --init-from runs/bwd --time 5m
     """
-    from charnn.text.labelled import parse_label_files, read_labelled
-
-    budget = parse_duration(time_budget) if time_budget else None
-    folder = Path(resume) if resume not in (None, "auto") else out
-    if resume is not None and not data and not label:
-        if folder is None:
-            raise ConfigError("--resume auto continues --out: pass --out, or the data")
-        resume_run(folder, Classifier.kind, steps, budget, device, "charnn classify train")
-        return
-    if not data and not label:
-        raise ConfigError("name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE")
     if encoder_lr_scale is None:
         encoder_lr_scale = WARM_ENCODER_LR_SCALE if init_from else 1.0
-    config = TrainConfig(
+    training = dict(
         batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip, steps=steps,
-        time_budget=budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
-        precision=precision,
-        encoder_lr_scale=encoder_lr_scale,
+        time_budget=time_budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
+        precision=precision, encoder_lr_scale=encoder_lr_scale,
     )  # fmt: skip
     model_options = dict(
         cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, residual=residual,
         bidirectional=bidirectional, token_dropout=token_dropout,
     )  # fmt: skip
-    ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the data
-    labelled = read_labelled(data or [], parse_label_files(label or []))
-    val_data = read_labelled([val]) if val is not None else None
-    if folder is None:
-        first = (data or [""])[0]
-        folder = Path("runs") / (Path(first).stem if first and first != "-" else "classifier")
 
-    def new_run(**kw):  # noqa: ANN003, ANN202
+    def start(folder: Path, config: TrainConfig, **kw):  # noqa: ANN003, ANN202
         from charnn.tasks.classify.classifier import train_classifier
+        from charnn.text.labelled import parse_label_files, read_labelled
 
+        labelled = read_labelled(data or [], parse_label_files(label or []))
+        val_data = read_labelled([val]) if val is not None else None
         return train_classifier(
-            labelled,
-            folder,
-            model_options,
-            config,
-            val=val_data,
-            pool=pool,
-            tokenizer_kind=tokenizer,
-            tokenizer_options={} if tokenizer == "char" else {"vocab_size": vocab_size},
-            init_from=init_from or (),
-            overwrite=overwrite,
-            resume=resume is not None,
-            budget_given=steps is not None or budget is not None,
+            labelled, folder, model_options, config, val=val_data, pool=pool, tokenizer_kind=tokenizer,
+            tokenizer_options=tokenizer_options(tokenizer, vocab_size), init_from=init_from or (), overwrite=overwrite,
             **kw,
-        )
+        )  # fmt: skip
 
-    run_training(new_run, "charnn classify train")
+    train_or_resume(
+        Classifier, data or [], resume, out, training, model_options, start, has_data=bool(data or label),
+        missing="name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE",
+    )  # fmt: skip
 
 
 @classify_app.command("predict")
@@ -184,7 +144,7 @@ def classify_predict(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object a line: the text's label and every label's probability.")
     ] = False,
-    device: Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")] = "cpu",
+    device: options.PredictDevice = "cpu",
 ) -> None:
     """Print one predicted label per input line, in order, as the lines arrive.
 
@@ -196,10 +156,9 @@ def classify_predict(
       echo "a gripping, funny film" | charnn classify predict -m runs/mood
       charnn classify predict reviews.txt --json > predictions.jsonl
     """
-    from charnn.device import resolve_device
-    from charnn.tasks.classify.classifier import load_classifier, predict_lines
+    from charnn.tasks.classify.classifier import predict_lines
 
-    run = load_classifier(resolve_run(model, kind=Classifier.kind), device=str(resolve_device(device)))
+    run = load(Classifier, model, device)
     told = False
 
     def texts():  # noqa: ANN202
@@ -224,64 +183,12 @@ def classify_predict(
         out.flush()
 
 
-def read_ahead(items):  # noqa: ANN001, ANN202
-    """Read ``items`` in a thread; returns them and a test of whether the next one is already here.
-
-    Input that arrives faster than it is classified fills whole batches; input that pauses
-    (a person typing, a slow pipe) is answered as far as it has come.
-    """
-    import queue
-    import threading
-
-    ahead: queue.Queue = queue.Queue(maxsize=4096)
-    end = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                ahead.put(item)
-            ahead.put(end)
-        except BaseException as exc:  # noqa: BLE001 (raised again in the reading thread)
-            ahead.put(exc)
-
-    threading.Thread(target=produce, daemon=True).start()
-
-    def consume():  # noqa: ANN202
-        while (item := ahead.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    return consume(), lambda: not ahead.empty()
-
-
-def input_lines(source: str):  # noqa: ANN202
-    """Lines of a file or of standard input, decoded as UTF-8 with the same errors as corpora."""
-    from charnn.text.corpus import read_text
-
-    if source == "-" and sys.stdin is None:
-        raise ConfigError("standard input is closed; pipe texts in, one a line, or name a file")
-    if source == "-" and not sys.stdin.isatty():
-        for raw in sys.stdin.buffer:
-            from charnn.text.corpus import decode_utf8
-
-            yield decode_utf8(raw, "standard input").rstrip("\r\n")
-        return
-    if source == "-":
-        raise ConfigError("no input: pipe texts in, one a line, or name a file")
-    text = read_text(source)
-    if not text:
-        return
-    for line in text.split("\n")[: -1 if text.endswith("\n") else None]:
-        yield line.rstrip("\r")  # blank lines too: one label per input line
-
-
 @classify_app.command("eval")
 def classify_eval(
     source: Annotated[str, typer.Argument(help="label<TAB>text file; '-' reads standard input.")],
     model: _Model = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    device: Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")] = "cpu",
+    device: options.PredictDevice = "cpu",
 ) -> None:
     """Accuracy, macro-F1, per-label precision/recall/F1 and the confusion matrix of labelled texts.
 
@@ -290,43 +197,26 @@ def classify_eval(
       charnn classify eval dev.tsv -m runs/mood
       charnn classify eval dev.tsv --json | jq .accuracy
     """
-    from charnn.device import resolve_device
-    from charnn.tasks.classify.classifier import evaluate_labelled, load_classifier
+    from charnn.tasks.classify.classifier import evaluate_labelled
     from charnn.text.labelled import read_labelled
 
-    run = load_classifier(resolve_run(model, kind=Classifier.kind), device=str(resolve_device(device)))
-    figures = evaluate_labelled(run, read_labelled([source]))
-    if figures["unknown_labels"]:
-        say(f"labels the run never saw, counted as errors: {', '.join(figures['unknown_labels'])}")
-    if as_json:
-        print(json.dumps({"run": str(run.folder), **figures}))
-        return
-    _print_table(figures)
+    run = load(Classifier, model, device)
+    report(run, evaluate_labelled(run, read_labelled([source])), "unknown_labels", as_json, _print_table)
 
 
 def _print_table(figures: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True) if sys.stdout.isatty() else None
     print(f"accuracy {figures['accuracy']:.4f}  macro-F1 {figures['macro_f1']:.4f}  ({figures['texts']} texts)")
     names = figures["labels"]
-    rows = [
-        [name, *(f"{figures[k][i]:.4f}" for k in ("precision", "recall", "f1")), str(figures["support"][i])]
-        for i, name in enumerate(names)
-    ]
-    if console is None:
-        print("label\tprecision\trecall\tf1\tsupport")
-        print("\n".join("\t".join(row) for row in rows))
-        print("confusion (rows: true, columns: predicted)\t" + "\t".join(names))
+    print_scores("label", names, figures)
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        confusion = Table("true \\ predicted", *names)
         for name, row in zip(names, figures["confusion"]):
-            print(name + "\t" + "\t".join(str(n) for n in row))
+            confusion.add_row(name, *(str(n) for n in row))
+        Console(file=sys.stdout, highlight=False, soft_wrap=True).print(confusion)
         return
-    table = Table("label", "precision", "recall", "F1", "support")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    confusion = Table("true \\ predicted", *names)
+    print("confusion (rows: true, columns: predicted)\t" + "\t".join(names))
     for name, row in zip(names, figures["confusion"]):
-        confusion.add_row(name, *(str(n) for n in row))
-    console.print(confusion)
+        print(name + "\t" + "\t".join(str(n) for n in row))

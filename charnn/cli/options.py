@@ -1,10 +1,11 @@
-"""Options that `charnn train` and `charnn classify train` share: one declaration each.
+"""Options that the commands share: one declaration each.
 
 Each is an ``Annotated`` type; a command gives it its own default.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -97,3 +98,31 @@ WeightDropByDevice = _by_device(
 BatchSizeByDevice = _by_device(int, "Parallel rows of the text stream.", "batch_size", TRAIN)
 SeqLenByDevice = _by_device(int, "Tokens per backpropagation window.", "seq_len", TRAIN)
 LrByDevice = _by_device(float, "Peak learning rate (AdamW, warm-up then cosine decay).", "lr", TRAIN)
+
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<data-name>].")]
+
+Resume = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Continue a run exactly where it stopped or was killed: a run folder, or 'auto'.", show_default=False
+    ),
+]
+
+InitFrom = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        help="Warm start from a language model run (charnn train) of the same kind of text; give a second, "
+        "trained with --reverse --tokenizer-from FIRST, for the backward direction.",
+        show_default=False,
+    ),
+]
+
+EncoderTokenizer = Annotated[str, typer.Option(help="Tokenizer: char, bpe or unigram.")]
+
+VocabSize = Annotated[int, typer.Option(help="Subword vocabulary size.")]
+
+TokenDropout = Annotated[
+    float, typer.Option(help="Drop each input token whole with this probability.", rich_help_panel=MODEL)
+]
+
+PredictDevice = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")]

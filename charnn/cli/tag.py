@@ -10,10 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from charnn.cli import options
-from charnn.cli.classify import input_lines, read_ahead
-from charnn.cli.console import resolve_run, say
-from charnn.cli.progress import resume_run, run_training
-from charnn.config import ModelConfig, TrainConfig, parse_duration
+from charnn.cli.console import say
+from charnn.cli.encoders import input_lines, load, print_scores, read_ahead, report, tokenizer_options, train_or_resume
+from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import ConfigError
 from charnn.tasks.tag import Tagger
 
@@ -41,7 +40,6 @@ _Format = Annotated[
     ),
 ]
 _Column = Annotated[str, typer.Option(help="CoNLL-U column holding the tags: upos, xpos, deprel, ... or its number.")]
-_Device = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")]
 
 
 @tag_app.command("train")
@@ -52,30 +50,16 @@ def tag_train(
     ] = None,
     fmt: _Format = "auto",
     column: _Column = "upos",
-    out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Run folder to write \\[default: runs/<data-name>].")
-    ] = None,
+    out: options.Out = None,
     overwrite: options.Overwrite = False,
-    resume: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Continue a run exactly where it stopped or was killed: a run folder, or 'auto'.", show_default=False
-        ),
-    ] = None,
-    init_from: Annotated[
-        Optional[list[Path]],
-        typer.Option(
-            help="Warm start from a language model run (charnn train) of the same kind of text; give a second, "
-            "trained with --reverse --tokenizer-from FIRST, for the backward direction.",
-            show_default=False,
-        ),
-    ] = None,
+    resume: options.Resume = None,
+    init_from: options.InitFrom = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="Validation file, in the same format.")] = None,
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of the training sentences held out for validation.")
     ] = DEFAULT_TRAIN.val_fraction,
-    tokenizer: Annotated[str, typer.Option(help="Tokenizer: char, bpe or unigram.")] = DEFAULT_TOKENIZER,
-    vocab_size: Annotated[int, typer.Option(help="Subword vocabulary size.")] = DEFAULT_VOCAB,
+    tokenizer: options.EncoderTokenizer = DEFAULT_TOKENIZER,
+    vocab_size: options.VocabSize = DEFAULT_VOCAB,
     word_layers: Annotated[
         int,
         typer.Option(
@@ -90,10 +74,7 @@ def tag_train(
     hidden: options.Hidden = DEFAULT_MODEL.hidden,
     embed: options.Embed = DEFAULT_MODEL.embed,
     dropout: options.Dropout = DEFAULT_MODEL.dropout,
-    token_dropout: Annotated[
-        float,
-        typer.Option(help="Drop each input token whole with this probability.", rich_help_panel=options.MODEL),
-    ] = DEFAULT_MODEL.token_dropout,
+    token_dropout: options.TokenDropout = DEFAULT_MODEL.token_dropout,
     residual: options.Residual = None,
     steps: options.Steps = None,
     time_budget: options.TimeBudget = None,
@@ -120,57 +101,35 @@ def tag_train(
       charnn tag train wnut17train.conll --out runs/ner --time 15m
       charnn tag train train.conllu --column xpos --out runs/xpos
     """
-    from charnn.text.tagged import read_tagged
-
-    budget = parse_duration(time_budget) if time_budget else None
-    folder = Path(resume) if resume not in (None, "auto") else out
-    if resume is not None and not data:
-        if val is not None:
-            raise ConfigError("--val is fixed when a run starts; drop it to resume the run as it is")
-        if folder is None:
-            raise ConfigError("--resume auto continues --out: pass --out, or the data")
-        resume_run(folder, Tagger.kind, steps, budget, device, "charnn tag train")
-        return
-    if not data:
-        raise ConfigError("name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)")
-    config = TrainConfig(
+    training = dict(
         batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip, steps=steps,
-        time_budget=budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
+        time_budget=time_budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
         precision=precision,
     )  # fmt: skip
     model_options = dict(
         cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, residual=residual,
         bidirectional=bidirectional, token_dropout=token_dropout,
     )  # fmt: skip
-    ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the data
+
+    def start(folder: Path, config: TrainConfig, **kw):  # noqa: ANN003, ANN202
+        from charnn.tasks.tag.tagger import train_tagger
+        from charnn.text.tagged import read_tagged
+
+        tagged = read_tagged(data, fmt, column)
+        val_data = read_tagged([val], fmt, column) if val is not None else None
+        return train_tagger(
+            tagged, folder, model_options, config, val=val_data, word_layers=word_layers, tokenizer_kind=tokenizer,
+            tokenizer_options=tokenizer_options(tokenizer, vocab_size), init_from=init_from or (), overwrite=overwrite,
+            **kw,
+        )  # fmt: skip
+
     if word_layers < 0:
         raise ConfigError(f"--word-layers must be >= 0, got {word_layers}")
-    tagged = read_tagged(data, fmt, column)
-    val_data = read_tagged([val], fmt, column) if val is not None else None
-    if folder is None:
-        first = data[0]
-        folder = Path("runs") / (Path(first).stem if first != "-" else "tagger")
-
-    def new_run(**kw):  # noqa: ANN003, ANN202
-        from charnn.tasks.tag.tagger import train_tagger
-
-        return train_tagger(
-            tagged,
-            folder,
-            model_options,
-            config,
-            val=val_data,
-            word_layers=word_layers,
-            tokenizer_kind=tokenizer,
-            tokenizer_options={} if tokenizer == "char" else {"vocab_size": vocab_size},
-            init_from=init_from or (),
-            overwrite=overwrite,
-            resume=resume is not None,
-            budget_given=steps is not None or budget is not None,
-            **kw,
-        )
-
-    run_training(new_run, "charnn tag train")
+    train_or_resume(
+        Tagger, data or [], resume, out, training, model_options, start, has_data=bool(data),
+        missing="name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)",
+        fixed="--val" if val is not None else None,
+    )  # fmt: skip
 
 
 @tag_app.command("predict")
@@ -192,7 +151,7 @@ def tag_predict(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object a sentence: its tokens, tags and their probabilities.")
     ] = False,
-    device: _Device = "cpu",
+    device: options.PredictDevice = "cpu",
 ) -> None:
     """Tag text: print token<TAB>tag lines, an empty line after each sentence, as the sentences arrive.
 
@@ -205,10 +164,9 @@ def tag_predict(
       charnn tag predict sentences.txt --json > tagged.jsonl
       cut -f1 wnut17train.conll | charnn tag predict --tokens -m runs/ner
     """
-    from charnn.device import resolve_device
-    from charnn.tasks.tag.tagger import load_tagger, tag_sentences
+    from charnn.tasks.tag.tagger import tag_sentences
 
-    run = load_tagger(resolve_run(model, kind=Tagger.kind), device=str(resolve_device(device)))
+    run = load(Tagger, model, device)
     sentences = _token_sentences(source) if tokens else (line.split() for line in input_lines(source))
     out = sys.stdout
     ahead, more_ready = read_ahead(sentences)
@@ -263,7 +221,7 @@ def tag_eval(
     fmt: _Format = "auto",
     column: _Column = "upos",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    device: _Device = "cpu",
+    device: options.PredictDevice = "cpu",
 ) -> None:
     """Token accuracy, per-tag precision/recall/F1 and, for BIO tags, entity precision/recall/F1.
 
@@ -274,48 +232,24 @@ def tag_eval(
       charnn tag eval en_ewt-ud-dev.conllu -m runs/pos
       charnn tag eval emerging.dev.conll -m runs/ner --json | jq .entity_f1
     """
-    from charnn.device import resolve_device
-    from charnn.tasks.tag.tagger import evaluate_tagged, load_tagger
+    from charnn.tasks.tag.tagger import evaluate_tagged
     from charnn.text.tagged import read_tagged
 
-    run = load_tagger(resolve_run(model, kind=Tagger.kind), device=str(resolve_device(device)))
-    figures = evaluate_tagged(run, read_tagged([source], fmt, column))
-    if figures["unknown_tags"]:
-        say(f"tags the run never saw, counted as errors: {', '.join(figures['unknown_tags'])}")
-    if as_json:
-        print(json.dumps({"run": str(run.folder), **figures}))
-        return
-    _print_table(figures)
+    run = load(Tagger, model, device)
+    report(run, evaluate_tagged(run, read_tagged([source], fmt, column)), "unknown_tags", as_json, _print_table)
 
 
 def _print_table(figures: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True) if sys.stdout.isatty() else None
     print(f"token accuracy {figures['accuracy']:.4f}  ({figures['words']:,} words, {figures['sentences']:,} sentences)")
     if "entity_f1" in figures:
         print(
             f"entities: precision {figures['entity_precision']:.4f}  recall {figures['entity_recall']:.4f}  "
             f"F1 {figures['entity_f1']:.4f}  ({figures['entities']:,} in the file)"
         )
-    sections = [("tag", figures["tags"], [figures[k] for k in ("precision", "recall", "f1", "support")])]
+    print_scores("tag", figures["tags"], figures)
     if "entity_types" in figures:
         types = figures["entity_types"]
         names = list(types)
-        sections.append(
-            ("entity", names, [[types[n][k] for n in names] for k in ("precision", "recall", "f1", "support")])
+        print_scores(
+            "entity", names, {k: [types[n][k] for n in names] for k in ("precision", "recall", "f1", "support")}
         )
-    for title, names, (precision, recall, f1, support) in sections:
-        rows = [
-            [name, f"{precision[i]:.4f}", f"{recall[i]:.4f}", f"{f1[i]:.4f}", str(support[i])]
-            for i, name in enumerate(names)
-        ]
-        if console is None:
-            print(f"{title}\tprecision\trecall\tf1\tsupport")
-            print("\n".join("\t".join(row) for row in rows))
-            continue
-        table = Table(title, "precision", "recall", "F1", "support")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)

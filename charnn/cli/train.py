@@ -152,19 +152,7 @@ def train_command(
 
         check_language_model(ModelConfig(vocab_size=2, bidirectional=True))
     budget = parse_duration(time_budget) if time_budget else None
-    if resume not in (None, "auto") and out is not None and Path(resume).resolve() != out.resolve():
-        raise ConfigError(f"--out {out} and --resume {resume} name different folders; give one of them")
-    if style and corpus:
-        raise ConfigError(
-            "corpus files and --style do not mix: give every text as --style NAME=FILE, "
-            "or pass --style-per-file to make each file a style"
-        )
-    if style and style_per_file:
-        raise ConfigError("--style and --style-per-file do not mix: name the styles, or let the files name them")
-    if style_per_file and not corpus:
-        raise ConfigError("--style-per-file makes each corpus file a style: name the files")
-    if (style or style_per_file) and reverse:
-        raise ConfigError("--reverse does not read styles; drop --reverse, or train one style alone")
+    _check_combination(corpus, style, style_per_file, reverse, resume, out, embed_init, init_from)
     if resume is not None and not corpus and not style:
         if records is not None or val is not None:
             raise ConfigError("--records and --val are fixed when a run starts; drop them to resume the run as it is")
@@ -185,26 +173,10 @@ def train_command(
     notes = [note] if note else []  # said when training starts: a bad corpus still gets its one line alone
     layers, hidden, dropout, weight_drop, batch_size, seq_len, lr = (chosen[key] for key in given)
     config = TrainConfig(
-        seq_len=seq_len,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=warmup,
-        weight_decay=weight_decay,
-        clip=clip,
-        steps=steps,
-        time_budget=budget,
-        eval_every=eval_every,
-        val_fraction=val_fraction,
-        seed=seed,
-        device=device,
-        precision=precision,
-        embed_init=embed_init,
-    )
-    if embed_init != "random" and init_from is not None:
-        raise ConfigError(
-            f"--embed-init {embed_init} starts a new model's embedding, and --init-from keeps the one it "
-            "fine-tunes; drop one of them"
-        )
+        seq_len=seq_len, batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip,
+        steps=steps, time_budget=budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
+        precision=precision, embed_init=embed_init,
+    )  # fmt: skip
     model_options = dict(
         cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, weight_drop=weight_drop,
         residual=residual, tie_weights=tie_weights,
@@ -230,6 +202,28 @@ def train_command(
         raise ConfigError("--records is given more than once; give one setting (per style only with --style)")
     _train_corpus(corpus, records[0] if records else None, Path(val[0]) if val else None, resume, out, config, given,
                   notes, options, reverse=reverse, tokenizer_from=tokenizer_from)  # fmt: skip
+
+
+def _check_combination(corpus, style, style_per_file, reverse, resume, out, embed_init, init_from) -> None:  # noqa: ANN001
+    """Refuse options that do not go together, before anything is read."""
+    if resume not in (None, "auto") and out is not None and Path(resume).resolve() != out.resolve():
+        raise ConfigError(f"--out {out} and --resume {resume} name different folders; give one of them")
+    if style and corpus:
+        raise ConfigError(
+            "corpus files and --style do not mix: give every text as --style NAME=FILE, "
+            "or pass --style-per-file to make each file a style"
+        )
+    if style and style_per_file:
+        raise ConfigError("--style and --style-per-file do not mix: name the styles, or let the files name them")
+    if style_per_file and not corpus:
+        raise ConfigError("--style-per-file makes each corpus file a style: name the files")
+    if (style or style_per_file) and reverse:
+        raise ConfigError("--reverse does not read styles; drop --reverse, or train one style alone")
+    if embed_init != "random" and init_from is not None:
+        raise ConfigError(
+            f"--embed-init {embed_init} starts a new model's embedding, and --init-from keeps the one it "
+            "fine-tunes; drop one of them"
+        )
 
 
 def _train_corpus(corpus, records, val, resume, out, config, given, notes, options, **more) -> None:  # noqa: ANN001, ANN003

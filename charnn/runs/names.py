@@ -9,7 +9,7 @@ from __future__ import annotations
 
 FORMAT = "charnn-run"
 FORMAT_VERSION = 2
-"""2: config.json may name a task ('classify', 'tag'); a folder with none is a language model (as in 1)."""
+"""2: config.json may name its task (a classifier, a tagger); a folder with none is a language model (as in 1)."""
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 VALIDATION_FILE = "validation.txt"

@@ -47,7 +47,8 @@ class Task:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        TASKS[cls.kind] = cls
+        if "kind" in cls.__dict__:  # a kind, not a base that kinds share (charnn.tasks.encoders.kind)
+            TASKS[cls.kind] = cls
 
     kind: ClassVar[str]
     """The name in config.json's "task" section."""

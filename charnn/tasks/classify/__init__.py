@@ -9,17 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from charnn.tasks.base import Summary, Task
-from charnn.tasks.encoders import figures
+from charnn.tasks.encoders.kind import EncoderTask
 
 
-class Classifier(Task):
+class Classifier(EncoderTask):
     kind = "classify"
     noun = "a classifier"
     run_noun = "classifier run"
     use_with = "charnn classify predict / eval"
     train_command = "charnn classify train"
-    plotted = ("val_accuracy", "accuracy")
+    names_key = "labels"
     start_hint = "pass the labelled data to start it: charnn classify train DATA"
 
     @classmethod
@@ -34,16 +33,3 @@ class Classifier(Task):
         from charnn.tasks.classify.task import ClassifyTask
 
         return ClassifyTask.from_folder(folder, run_config, model, config, world, device)
-
-    @classmethod
-    def summary(cls, run_config: dict[str, Any], results: dict[str, Any]) -> Summary:
-        labels = run_config["task"].get("labels")
-        return Summary(
-            fields={
-                "labels": labels,
-                "best_val_accuracy": results.get("val_accuracy"),
-                "best_val_macro_f1": results.get("val_macro_f1"),
-            },
-            task="classifier" + (f": {', '.join(labels)}" if labels else ""),
-            best=figures.info_best(results),
-        )

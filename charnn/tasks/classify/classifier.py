@@ -10,8 +10,7 @@ layers from language-model runs of the same tokenizer (charnn.tasks.encoders.war
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import ConfigError, CorpusError
-from charnn.events import Event, Finished
+from charnn.events import Finished
 from charnn.model import POOLS, SentenceClassifier
 from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_TEXTS_FILE
 from charnn.tasks.base import load_run
@@ -41,19 +40,12 @@ def train_classifier(
     *,
     val: Labelled | None = None,
     pool: str = "attention",
-    tokenizer_kind: str = "char",
-    tokenizer_options: dict[str, Any] | None = None,
-    init_from: Sequence[Path] = (),
-    overwrite: bool = False,
-    resume: bool = False,
-    budget_given: bool = True,
-    on_event: Callable[[Event], None] = lambda event: None,
-    stop: threading.Event | None = None,
+    **options: Any,
 ) -> Finished:
     """Train a classifier of ``data``'s labels, keeping the best (by validation accuracy) in ``folder``.
 
-    Validation is ``val``, or a stratified ``config.val_fraction`` of ``data``. Everything
-    else is as for charnn.tasks.lm.prepare.train: the same resume, budget and folder guarantees.
+    Validation is ``val``, or a stratified ``config.val_fraction`` of ``data``. ``options`` are
+    those of charnn.tasks.encoders.runs.train_encoder (tokenizer, warm start, resume, events).
     """
 
     config = config or TrainConfig()
@@ -83,14 +75,9 @@ def train_classifier(
             "val_texts": len(val_part),
         },
         network=lambda model_config: SentenceClassifier(model_config, len(labels), pool),
-        tokenizer=lambda: _tokenizer(tokenizer_kind, tokenizer_options, train_part, val_part),
+        tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
     )
-    tokenizer = [tokenizer_kind, tokenizer_options or {}]
-    request = runs.request(run, config, model_options or {}, tokenizer, init_from, pool=pool)
-    return runs.train_encoder(
-        run, folder, model_options or {}, config, request, init_from, overwrite=overwrite, resume=resume,
-        budget_given=budget_given, on_event=on_event, stop=stop,
-    )  # fmt: skip
+    return runs.train_encoder(run, folder, model_options, config, dict(pool=pool), **options)
 
 
 def _check_options(model_options: dict[str, Any], pool: str) -> None:

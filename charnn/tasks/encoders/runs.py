@@ -37,8 +37,8 @@ class EncoderRun:
     """config.json's data section."""
     network: Callable[[Any], Any]
     """The untrained network of a model config."""
-    tokenizer: Callable[[], Any]
-    """The run's own tokenizer (when no language model lends one)."""
+    tokenizer: Callable[[str, dict[str, Any] | None], Any]
+    """The run's own tokenizer of a kind and options (when no language model lends one)."""
     check: Callable[[Any], None] = lambda tokenizer: None
     """Refuses data the tokenizer cannot feed the network, before anything is written."""
 
@@ -47,40 +47,44 @@ class EncoderRun:
         return self.data["corpus_sha256"]
 
 
-def request(run: EncoderRun, config: TrainConfig, model_options: dict[str, Any], tokenizer: list[Any],
-            init_from: Sequence[Path], **settings: Any) -> str:  # fmt: skip
-    """The digest of what the run is asked to be (charnn.training.start.request_digest)."""
-    return request_digest(
+def train_encoder(
+    run: EncoderRun,
+    folder: Path,
+    model_options: dict[str, Any] | None,
+    config: TrainConfig,
+    settings: dict[str, Any],
+    *,
+    tokenizer_kind: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    init_from: Sequence[Path] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+    budget_given: bool = True,
+    on_event: Callable[[Event], None] = lambda event: None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Start (or resume) the run in ``folder`` and train it with the one loop.
+
+    ``settings`` are the kind's own (a classifier's pool, a tagger's word layers), which the
+    request digest counts. ``tokenizer_kind`` and ``tokenizer_options`` make the run's own
+    tokenizer; ``init_from`` warm-starts it from language models (charnn.tasks.encoders.warm),
+    whose tokenizer it then takes. The rest is as for charnn.tasks.lm.prepare.train: the same
+    resume, budget and folder guarantees."""
+    model_options = model_options or {}
+    request = request_digest(
         task=run.kind.kind,
         data_sha256=run.data_sha256,
         model=model_options,
         **settings,
-        tokenizer=tokenizer,
+        tokenizer=[tokenizer_kind, tokenizer_options or {}],
         training=config,
         init_from=[str(p) for p in init_from],
     )
-
-
-def train_encoder(
-    run: EncoderRun,
-    folder: Path,
-    model_options: dict[str, Any],
-    config: TrainConfig,
-    request: str,
-    init_from: Sequence[Path],
-    *,
-    overwrite: bool,
-    resume: bool,
-    budget_given: bool,
-    on_event: Callable[[Event], None],
-    stop: threading.Event | None,
-) -> Finished:
-    """Start (or resume) the run in ``folder`` and train it with the one loop."""
     sources = warm_start_sources(init_from)
 
     def make(folder: Path, overwrite: bool) -> FolderLock:
         runfolder.check_target(folder, overwrite)
-        tokenizer = sources[0].tokenizer if sources else run.tokenizer()
+        tokenizer = sources[0].tokenizer if sources else run.tokenizer(tokenizer_kind, tokenizer_options)
         run.check(tokenizer)
         model_config = warm_model_config(tokenizer.vocab_size, model_options, sources)
         torch.manual_seed(config.seed)

@@ -14,7 +14,7 @@ so the sample continues the prime's characters exactly (see ``heal_prime``).
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +24,13 @@ import torch
 from charnn.config import SampleConfig
 from charnn.device import fast_bf16
 from charnn.model import int8_available
+from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime  # noqa: F401  (heal_prime: part of sampling's API)
 from charnn.text.records import record_format
 
 BF16_MIN_BATCH = 16
 """Batches of at least this many samples step in bfloat16 where the hardware is fast at it."""
 COMPACT_AT = 0.75
 """When no more than this fraction of a batch's rows are still generating, the batch shrinks to them."""
-MAX_HEALED_TOKENS = 4
-"""At most this many tokens at the end of a prime are taken back and generated again."""
 
 
 def sample_next(
@@ -91,137 +90,6 @@ class StopScanner:
         return "" if self.stopped else out
 
 
-def heal_prime(prime: Sequence[int], token_bytes: Sequence[bytes]) -> tuple[list[int], bytes]:
-    """Split the prime's ids into the ones to read and the bytes of a tail to generate again.
-
-    A subword tokenizer encodes a prime that stops inside a word ("The qu") with a last
-    token ("▁qu") that the model rarely saw followed by the rest of its word: in
-    training text, that word is one token ("▁queen"). So the longest tail of up to
-    MAX_HEALED_TOKENS tokens whose bytes are a proper prefix of some token's bytes
-    is taken back; generation must then start by spelling it again (``_Healing``).
-    A character tokenizer has no token that extends another, so nothing is taken back.
-    """
-    ids = [int(i) for i in prime]
-    prefixes = _proper_prefixes(token_bytes)
-    take, tail = 0, b""
-    for k in range(1, min(MAX_HEALED_TOKENS, len(ids)) + 1):
-        tail = token_bytes[ids[-k]] + tail
-        if tail in prefixes:
-            take = k
-    if take == 0:
-        return ids, b""
-    return ids[:-take], b"".join(token_bytes[i] for i in ids[-take:])
-
-
-def _proper_prefixes(token_bytes: Sequence[bytes]) -> set[bytes]:
-    return {b[:j] for b in token_bytes for j in range(1, len(b))}
-
-
-class _Healing:
-    """Per sample, the taken-back bytes still to be spelled, and the tokens allowed meanwhile.
-
-    While a sample owes bytes R, its next token must start with R (and then owes
-    nothing) or be a non-empty prefix of R (and then owes the rest). The text of a
-    sample leaves out R: the prime already printed it.
-    """
-
-    def __init__(self, token_bytes: Sequence[bytes], owed: bytes, n: int, device: torch.device) -> None:
-        self.token_bytes = token_bytes
-        self.owed = [owed] * n
-        self.device = device
-        self._allowed: dict[bytes, torch.Tensor] = {}
-
-    def active(self) -> bool:
-        return any(self.owed)
-
-    def restrict(self, logits: torch.Tensor, rows: Sequence[int]) -> None:
-        """Rule out, in place, the tokens a sample that owes bytes may not take. logits (b, V), row j
-        holding sample ``rows[j]``."""
-        for j, sample in enumerate(rows):
-            if self.owed[sample]:
-                logits[j].masked_fill_(~self._allowed_for(self.owed[sample]), float("-inf"))
-
-    def _allowed_for(self, owed: bytes) -> torch.Tensor:
-        if owed not in self._allowed:
-            allowed = [bool(b) and (b.startswith(owed) or owed.startswith(b)) for b in self.token_bytes]
-            self._allowed[owed] = torch.tensor(allowed, dtype=torch.bool, device=self.device)  # (V,)
-        return self._allowed[owed]
-
-    def new_bytes(self, row: int, token_id: int) -> bytes:
-        """The bytes token ``token_id`` adds to sample ``row`` beyond what it owed."""
-        data, owed = self.token_bytes[token_id], self.owed[row]
-        if not owed:
-            return data
-        if data.startswith(owed):
-            self.owed[row] = b""
-            return data[len(owed) :]
-        self.owed[row] = owed[len(data) :]
-        return b""
-
-
-class _Utf8Guard:
-    """Keeps each sample's bytes valid UTF-8 when the vocabulary has single-byte tokens.
-
-    A subword tokenizer's byte fallback spells rare characters one byte per token. A
-    byte is only sampled where it can start or continue a character: after a lead
-    byte, only the continuation bytes UTF-8 allows there; elsewhere, no stray
-    continuation byte. So generated text never holds U+FFFD that the model did not
-    spell. A tokenizer without such tokens (char) is left alone.
-    """
-
-    def __init__(self, token_bytes: Sequence[bytes], n: int, device: torch.device) -> None:
-        values = [b[0] if len(b) == 1 and b[0] >= 0x80 else -1 for b in token_bytes]
-        self.byte_value = values
-        self.enabled = any(v >= 0 for v in values)
-        self.state = [(0, 0, 0)] * n  # (continuation bytes still needed, lowest and highest next byte)
-        self.device = device
-        # Bytes that cannot start a character: continuation bytes and bytes UTF-8 never uses.
-        self._stray = {v for v in range(0x80, 0x100) if _lead(v)[0] == 0}
-        stray_ids = [i for i, v in enumerate(values) if v in self._stray]
-        self.stray = torch.tensor(stray_ids, dtype=torch.long, device=device)
-        self._masks: dict[tuple[int, int, int], torch.Tensor] = {}
-
-    def restrict(self, logits: torch.Tensor, rows: Sequence[int]) -> None:
-        """Rule out, in place, the tokens that would break UTF-8. logits (b, V), row j holding sample ``rows[j]``."""
-        if not self.enabled:
-            return
-        if not any(self.state[sample][0] for sample in rows):
-            logits.index_fill_(1, self.stray, float("-inf"))  # the usual case: every sample between characters
-            return
-        for j, sample in enumerate(rows):
-            logits[j].masked_fill_(~self._allowed(self.state[sample]), float("-inf"))
-
-    def _allowed(self, state: tuple[int, int, int]) -> torch.Tensor:
-        if state not in self._masks:
-            need, lo, hi = state
-            values = self.byte_value
-            allowed = [lo <= v <= hi for v in values] if need else [v not in self._stray for v in values]
-            self._masks[state] = torch.tensor(allowed, dtype=torch.bool, device=self.device)  # (V,)
-        return self._masks[state]
-
-    def update(self, row: int, token_id: int) -> None:
-        if not self.enabled:
-            return
-        value, (need, _, _) = self.byte_value[token_id], self.state[row]
-        if value < 0:
-            self.state[row] = (0, 0, 0)
-        elif need:
-            self.state[row] = (need - 1, 0x80, 0xBF) if need > 1 else (0, 0, 0)
-        else:
-            self.state[row] = _lead(value)
-
-
-def _lead(byte: int) -> tuple[int, int, int]:
-    """For a byte that starts a multi-byte character: (continuation bytes, range of the next); else zeros."""
-    if 0xC2 <= byte <= 0xDF:
-        return 1, 0x80, 0xBF
-    if 0xE0 <= byte <= 0xEF:
-        return 2, 0xA0 if byte == 0xE0 else 0x80, 0x9F if byte == 0xED else 0xBF
-    if 0xF0 <= byte <= 0xF4:
-        return 3, 0x90 if byte == 0xF0 else 0x80, 0x8F if byte == 0xF4 else 0xBF
-    return 0, 0, 0
-
-
 @dataclass(frozen=True)
 class Piece:
     """Generated text for one sample; ``done`` marks the sample's last piece."""
@@ -245,46 +113,31 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed if config.seed is not None else int(torch.seed() % (2**63)))
     n = config.num_samples
-
     fmt = record_format(run)
     # A record run (or record style): a sample is one record, from its start to its end.
     boundary = model.boundary if fmt is not None else None
     token_bytes = [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
     token_bytes += [b""] * (model.config.vocab_size - len(token_bytes))  # the boundary spells nothing
-    context, owed = heal_prime(tokenizer.encode(config.prime), token_bytes) if config.prime else ([], b"")
-    if boundary is not None:
-        context = [boundary, *context]
-    elif not context:
-        context = tokenizer.start_ids()
-    context_ids = torch.from_numpy(np.asarray(context, dtype=np.int64)).to(device)
-    healing = _Healing(token_bytes, owed, n, device)
-    utf8 = _Utf8Guard(token_bytes, n, device)
+    context_ids, owed = _context(config, tokenizer, token_bytes, boundary, device)
+    healing = Healing(token_bytes, owed, n, device)
+    utf8 = Utf8Guard(token_bytes, n, device)
     with torch.inference_mode():
         state = model.initial_state(n, device)
         if len(context_ids) > 1:
             _, state = model(context_ids[:-1].expand(n, -1), state)  # (n, P-1): read the prime once
         token = context_ids[-1:].expand(n)  # (n,)
         step = model.stepper(stepping_dtype(n, torch.device(device)))
-        never = list(tokenizer.never_sample())
-        if boundary is None and model.boundary is not None:
-            never.append(model.boundary)  # a stream style of a model that has record styles too
-        if fmt is not None and fmt.spec == "line":  # a line record never holds a line break
-            never += [i for i, data in enumerate(token_bytes) if b"\n" in data or b"\r" in data]
-        banned = torch.tensor(sorted(set(never)), dtype=torch.long, device=device)
-
-        decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]
-        scanners = [StopScanner(config.stop) for _ in range(n)]
-        produced = [0] * n
-        active = set(range(n))
+        banned = _banned(tokenizer, model, boundary, fmt, token_bytes, device)
+        samples = _Samples(config, boundary, utf8, healing)
         rows = list(range(n))  # the sample each row of the batch generates
         chunk = 1
-        while active:
+        while samples.active:
             # A GPU runs a chunk of steps before the host reads their tokens back (one wait a chunk,
             # not one a token); a CPU reads every token at once. The guards below choose the next
             # token from what the host knows of the last, so they step one token at a time.
             ahead = _steps_ahead(device) if not (utf8.enabled or healing.active()) else 1
             # Ramp up, and draw no more than the longest unfinished sample can take.
-            chunk = min(ahead, 2 * chunk, max(config.length - produced[i] for i in active)) if ahead > 1 else 1
+            chunk = min(ahead, 2 * chunk, samples.most_left()) if ahead > 1 else 1
             drawn = []
             for _ in range(chunk):
                 logits, state = step(token, state)  # (b, V)
@@ -296,33 +149,75 @@ def stream(run: Any, config: SampleConfig) -> Iterator[Piece]:
                 token = sample_next(logits, config.temperature, config.top_k, config.top_p, generator)
                 drawn.append(token)
             chunk_ids = (torch.stack(drawn, dim=1) if chunk > 1 else drawn[0][:, None]).tolist()  # (b, chunk)
-            for j, i in enumerate(rows):
-                if i not in active:
-                    continue
-                ids = chunk_ids[j]
-                ends = boundary is not None and boundary in ids
-                if ends:  # the record ends at its boundary; what was drawn after it is dropped
-                    ids = ids[: ids.index(boundary)]
-                data = b""
-                for token_id in ids:
-                    utf8.update(i, token_id)
-                    data += healing.new_bytes(i, token_id)
-                text = decoders[i].decode(data)
-                if produced[i] + len(text) >= config.length:
-                    text = text[: config.length - produced[i]]
-                produced[i] += len(text)
-                out = scanners[i].push(text)
-                finished = ends or scanners[i].stopped or produced[i] >= config.length
-                if finished:
-                    out += scanners[i].flush()
-                    active.discard(i)
-                if out or finished:
-                    yield Piece(i, out, finished)
-            if active and len(active) <= COMPACT_AT * len(rows):  # finished rows stop costing compute
-                keep = [j for j, i in enumerate(rows) if i in active]
+            yield from samples.take(chunk_ids, rows)
+            if samples.active and len(samples.active) <= COMPACT_AT * len(rows):  # finished rows stop costing
+                keep = [j for j, i in enumerate(rows) if i in samples.active]
                 index = torch.tensor(keep, dtype=torch.long, device=token.device)
                 token, rows = token[index], [rows[j] for j in keep]
                 state = [tuple(s[:, index] for s in layer) for layer in state]
+
+
+def _context(config: SampleConfig, tokenizer: Any, token_bytes: list[bytes], boundary: int | None, device: Any):  # noqa: ANN202
+    """The tokens read before the first drawn one (the healed prime, after a record's boundary), and
+    the prime's bytes that healing still owes."""
+    context, owed = heal_prime(tokenizer.encode(config.prime), token_bytes) if config.prime else ([], b"")
+    if boundary is not None:
+        context = [boundary, *context]
+    elif not context:
+        context = tokenizer.start_ids()
+    return torch.from_numpy(np.asarray(context, dtype=np.int64)).to(device), owed
+
+
+def _banned(tokenizer: Any, model: Any, boundary: int | None, fmt: Any, token_bytes: list[bytes], device: Any):  # noqa: ANN202
+    """Tokens never drawn: the tokenizer's own, a boundary where a sample is not a record, and line
+    breaks in a line record."""
+    never = list(tokenizer.never_sample())
+    if boundary is None and model.boundary is not None:
+        never.append(model.boundary)  # a stream style of a model that has record styles too
+    if fmt is not None and fmt.spec == "line":  # a line record never holds a line break
+        never += [i for i, data in enumerate(token_bytes) if b"\n" in data or b"\r" in data]
+    return torch.tensor(sorted(set(never)), dtype=torch.long, device=device)
+
+
+class _Samples:
+    """The samples' text so far: tokens decoded as UTF-8, cut at a stop string, a record's end or the length."""
+
+    def __init__(self, config: SampleConfig, boundary: int | None, utf8: Utf8Guard, healing: Healing) -> None:
+        n = config.num_samples
+        self.config, self.boundary, self.utf8, self.healing = config, boundary, utf8, healing
+        self.decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]
+        self.scanners = [StopScanner(config.stop) for _ in range(n)]
+        self.produced = [0] * n
+        self.active = set(range(n))
+
+    def most_left(self) -> int:
+        return max(self.config.length - self.produced[i] for i in self.active)
+
+    def take(self, chunk_ids: list[list[int]], rows: list[int]) -> Iterator[Piece]:
+        """The pieces a chunk of drawn tokens (a list a row of the batch) adds to each unfinished sample."""
+        length, boundary = self.config.length, self.boundary
+        for j, i in enumerate(rows):
+            if i not in self.active:
+                continue
+            ids = chunk_ids[j]
+            ends = boundary is not None and boundary in ids
+            if ends:  # the record ends at its boundary; what was drawn after it is dropped
+                ids = ids[: ids.index(boundary)]
+            data = b""
+            for token_id in ids:
+                self.utf8.update(i, token_id)
+                data += self.healing.new_bytes(i, token_id)
+            text = self.decoders[i].decode(data)
+            if self.produced[i] + len(text) >= length:
+                text = text[: length - self.produced[i]]
+            self.produced[i] += len(text)
+            out = self.scanners[i].push(text)
+            finished = ends or self.scanners[i].stopped or self.produced[i] >= length
+            if finished:
+                out += self.scanners[i].flush()
+                self.active.discard(i)
+            if out or finished:
+                yield Piece(i, out, finished)
 
 
 STEPS_AHEAD = 32

@@ -9,17 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from charnn.tasks.base import Summary, Task
-from charnn.tasks.encoders import figures
+from charnn.tasks.encoders.kind import EncoderTask
 
 
-class Tagger(Task):
+class Tagger(EncoderTask):
     kind = "tag"
     noun = "a tagger"
     run_noun = "tagger run"
     use_with = "charnn tag predict / eval"
     train_command = "charnn tag train"
-    plotted = ("val_accuracy", "accuracy")
+    names_key = "tags"
     start_hint = "pass the tagged data to start it: charnn tag train DATA"
 
     @classmethod
@@ -34,17 +33,3 @@ class Tagger(Task):
         from charnn.tasks.tag.task import TagTask
 
         return TagTask.from_folder(folder, run_config, model, config, world, device)
-
-    @classmethod
-    def summary(cls, run_config: dict[str, Any], results: dict[str, Any]) -> Summary:
-        tags = run_config["task"].get("tags")
-        return Summary(
-            fields={
-                "labels": tags,
-                "best_val_accuracy": results.get("val_accuracy"),
-                "best_val_macro_f1": results.get("val_macro_f1"),
-                "best_val_f1": results.get("val_f1"),
-            },
-            task="tagger" + (f": {', '.join(tags)}" if tags else ""),
-            best=figures.info_best(results),
-        )

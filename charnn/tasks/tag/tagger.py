@@ -9,9 +9,8 @@ runs of the same tokenizer, as for classifiers (charnn.tasks.encoders.warm).
 from __future__ import annotations
 
 import hashlib
-import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 
 from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import ConfigError, CorpusError
-from charnn.events import Event, Finished
+from charnn.events import Finished
 from charnn.model import WordTagger
 from charnn.runs.names import TRAIN_TAGS_FILE, VAL_TAGS_FILE
 from charnn.tasks.base import load_run
@@ -43,20 +42,13 @@ def train_tagger(
     *,
     val: Tagged | None = None,
     word_layers: int = 1,
-    tokenizer_kind: str = "char",
-    tokenizer_options: dict[str, Any] | None = None,
-    init_from: Sequence[Path] = (),
-    overwrite: bool = False,
-    resume: bool = False,
-    budget_given: bool = True,
-    on_event: Callable[[Event], None] = lambda event: None,
-    stop: threading.Event | None = None,
+    **options: Any,
 ) -> Finished:
     """Train a tagger of ``data``'s tags, keeping the best (by validation accuracy, or entity F1) in ``folder``.
 
-    Validation is ``val``, or a seeded random ``config.val_fraction`` of ``data``'s
-    sentences. Everything else is as for charnn.tasks.lm.prepare.train: the same resume, budget and
-    folder guarantees.
+    Validation is ``val``, or a seeded random ``config.val_fraction`` of ``data``'s sentences.
+    ``options`` are those of charnn.tasks.encoders.runs.train_encoder (tokenizer, warm start,
+    resume, events).
     """
     config = config or TrainConfig()
     train_part, val_part = (data, val) if val is not None else split_sentences(data, config.val_fraction, config.seed)
@@ -101,15 +93,10 @@ def train_tagger(
             "val_words": val_part.words,
         },
         network=lambda model_config: WordTagger(model_config, len(tags), word_layers),
-        tokenizer=lambda: _tokenizer(tokenizer_kind, tokenizer_options, train_part, val_part),
+        tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         check=check,
     )
-    tokenizer = [tokenizer_kind, tokenizer_options or {}]
-    request = runs.request(run, config, model_options or {}, tokenizer, init_from, word_layers=word_layers)
-    return runs.train_encoder(
-        run, folder, model_options or {}, config, request, init_from, overwrite=overwrite, resume=resume,
-        budget_given=budget_given, on_event=on_event, stop=stop,
-    )  # fmt: skip
+    return runs.train_encoder(run, folder, model_options, config, dict(word_layers=word_layers), **options)
 
 
 def _keep_every_tag(train: Tagged, val: Tagged) -> tuple[Tagged, Tagged]:

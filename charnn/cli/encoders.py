@@ -1,0 +1,153 @@
+"""What `charnn classify` and `charnn tag` share: training or resuming a run, reading input as it
+arrives, and tables of precision, recall and F1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from charnn.cli.progress import resume_run, run_training
+from charnn.config import ModelConfig, TrainConfig, parse_duration
+from charnn.errors import ConfigError
+
+
+def train_or_resume(
+    kind: Any,
+    data: list[str],
+    resume: str | None,
+    out: Path | None,
+    training: dict[str, Any],
+    model_options: dict[str, Any],
+    start: Callable[..., Any],
+    *,
+    has_data: bool,
+    missing: str,
+    fixed: str | None = None,
+) -> None:
+    """`charnn classify train` / `charnn tag train` once its options are read: resume the run when
+    only --resume is given, else check the settings and run ``start(folder, config, **options)``, which
+    reads the data and trains. ``missing`` says what to give when there is no data; ``fixed`` names
+    an option given that a resumed run cannot take."""
+    command = kind.train_command
+    budget = parse_duration(training["time_budget"]) if training["time_budget"] else None
+    folder = Path(resume) if resume not in (None, "auto") else out
+    if resume is not None and not has_data:
+        if fixed is not None:
+            raise ConfigError(f"{fixed} is fixed when a run starts; drop it to resume the run as it is")
+        if folder is None:
+            raise ConfigError("--resume auto continues --out: pass --out, or the data")
+        resume_run(folder, kind.kind, training["steps"], budget, training["device"], command)
+        return
+    if not has_data:
+        raise ConfigError(missing)
+    config = TrainConfig(**{**training, "time_budget": budget})
+    ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the data
+    if folder is None:
+        folder = Path("runs") / (Path(data[0]).stem if data and data[0] != "-" else kind.run_noun.split()[0])
+    given = {"resume": resume is not None, "budget_given": config.steps is not None or budget is not None}
+    run_training(lambda **kw: start(folder, config, **given, **kw), command)
+
+
+def tokenizer_options(tokenizer: str, vocab_size: int) -> dict[str, Any]:
+    return {} if tokenizer == "char" else {"vocab_size": vocab_size}
+
+
+def read_ahead(items):  # noqa: ANN001, ANN202
+    """Read ``items`` in a thread; returns them and a test of whether the next one is already here.
+
+    Input that arrives faster than it is classified fills whole batches; input that pauses
+    (a person typing, a slow pipe) is answered as far as it has come.
+    """
+    import queue
+    import threading
+
+    ahead: queue.Queue = queue.Queue(maxsize=4096)
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                ahead.put(item)
+            ahead.put(end)
+        except BaseException as exc:  # noqa: BLE001 (raised again in the reading thread)
+            ahead.put(exc)
+
+    threading.Thread(target=produce, daemon=True).start()
+
+    def consume():  # noqa: ANN202
+        while (item := ahead.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    return consume(), lambda: not ahead.empty()
+
+
+def input_lines(source: str):  # noqa: ANN202
+    """Lines of a file or of standard input, decoded as UTF-8 with the same errors as corpora."""
+    from charnn.text.corpus import decode_utf8, read_text
+
+    if source == "-" and sys.stdin is None:
+        raise ConfigError("standard input is closed; pipe texts in, one a line, or name a file")
+    if source == "-" and not sys.stdin.isatty():
+        for raw in sys.stdin.buffer:
+            yield decode_utf8(raw, "standard input").rstrip("\r\n")
+        return
+    if source == "-":
+        raise ConfigError("no input: pipe texts in, one a line, or name a file")
+    text = read_text(source)
+    if not text:
+        return
+    for line in text.split("\n")[: -1 if text.endswith("\n") else None]:
+        yield line.rstrip("\r")  # blank lines too: one label per input line
+
+
+def print_scores(title: str, names: list[str], figures: dict[str, list[Any]]) -> None:
+    """A table of each name's precision, recall, F1 and support: rich on a terminal, tab-separated elsewhere."""
+    rows = [
+        [name, *(f"{figures[k][i]:.4f}" for k in ("precision", "recall", "f1")), str(figures["support"][i])]
+        for i, name in enumerate(names)
+    ]
+    if not sys.stdout.isatty():
+        print(f"{title}\tprecision\trecall\tf1\tsupport")
+        print("\n".join("\t".join(row) for row in rows))
+        return
+    from rich.table import Table
+
+    table = Table(title, "precision", "recall", "F1", "support")
+    for row in rows:
+        table.add_row(*row)
+    _console().print(table)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def load(kind: Any, model: Path | None, device: str) -> Any:
+    """The run a predict or eval command reads: --model, else the newest of ``kind``; on ``device``."""
+    from charnn.cli.console import resolve_run
+    from charnn.device import resolve_device
+    from charnn.tasks import load_run
+
+    return load_run(resolve_run(model, kind=kind.kind), device=str(resolve_device(device)), kind=kind.kind)
+
+
+def report(run: Any, figures: dict[str, Any], unknown: str, as_json: bool, table: Callable[[dict], None]) -> None:
+    """An eval command's figures: one JSON object, or ``table``; names the run never saw (``figures[unknown]``)
+    are said on stderr."""
+    import json
+
+    from charnn.cli.console import say
+
+    if figures[unknown]:
+        noun = unknown.split("_")[1]
+        say(f"{noun} the run never saw, counted as errors: {', '.join(figures[unknown])}")
+    if as_json:
+        print(json.dumps({"run": str(run.folder), **figures}))
+        return
+    table(figures)

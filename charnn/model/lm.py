@@ -1,0 +1,190 @@
+"""RecurrentLM: embedding -> stacked recurrent layers (residual between them) -> head.
+
+One contract: ``forward(tokens, state) -> (logits, state)`` (the state as charnn.model.stack
+describes it). ``stepper()`` gives a fast one-token-at-a-time view of the same weights for
+generation (int8 weights where the CPU runs them fast).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from charnn.config import ModelConfig
+from charnn.errors import ConfigError
+from charnn.model.stack import State, forget_bias_one, make_stack, run_stack, zero_state
+
+
+class RecurrentLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.embed)
+        self.drop = nn.Dropout(c.dropout)
+        check_language_model(c)
+        self.rnns = make_stack(c)
+        # Tied weights reuse embed.weight as the head; a projection bridges the widths.
+        self.project = nn.Linear(c.hidden, c.embed, bias=False) if c.tie_weights and c.hidden != c.embed else None
+        self.head = None if c.tie_weights else nn.Linear(c.hidden, c.vocab_size)
+        self.head_bias = nn.Parameter(torch.zeros(c.vocab_size)) if c.tie_weights else None
+        # A conditional model: one learned vector per style and layer, added to that layer's input
+        # at every step (zeros at first: a warm start from an unconditional run begins as it was).
+        widths = [c.embed] + [c.hidden] * (c.layers - 1)
+        self.style_vectors = nn.Parameter(torch.zeros(c.styles, sum(widths))) if c.styles else None
+        self.style_widths = widths
+        self.style: Tensor | None = None
+        """The style weights (S,) that calls without ``style`` use (``use_style``); None: none chosen."""
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        forget_bias_one(self.config, self.rnns)
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> State:
+        return zero_state(self.config, len(self.rnns), batch, device or self.embed.weight.device)
+
+    def forward(self, tokens: Tensor, state: State | None = None, style: Tensor | None = None) -> tuple[Tensor, State]:
+        """tokens (B, T) int64 -> logits (B, T, V) and the state after the last token.
+
+        ``style`` (a conditional model's): each row's style id (B,) int64, or weights over the
+        styles (B, S) or (S,) float, which blend them; default: the weights ``use_style`` set.
+        """
+        if state is None:
+            state = self.initial_state(tokens.shape[0], tokens.device)
+        x = self.drop(self.embed(tokens))  # (B, T, E)
+        resets = tokens == self.boundary if self.boundary is not None else None  # (B, T)
+        biases = self.style_biases(style, tokens.shape[0])
+        x, new_state = run_stack(self.rnns, x, state, self.config, self.drop, resets, biases)  # (B, T, H)
+        return self.logits(x), new_state
+
+    def use_style(self, weights: Tensor | None) -> None:
+        """Set the style weights (S,) that calls without ``style`` (and new steppers) use."""
+        self.style = None if weights is None else weights.to(self.embed.weight.device, torch.float32)
+
+    def style_biases(self, style: Tensor | None, batch: int) -> list[Tensor] | None:
+        """Each layer's style vector for the batch: (B, 1, width) per layer; None for an unconditional model."""
+        if self.style_vectors is None:
+            return None
+        style = self.style if style is None else style
+        if style is None:
+            raise ValueError("a conditional model needs a style (use_style, or style=)")
+        if style.dtype in (torch.int64, torch.int32):
+            mixed = self.style_vectors[style]  # (B, D)
+        else:
+            mixed = style.to(self.style_vectors.dtype) @ self.style_vectors  # (B, D) or (D,)
+        mixed = mixed.expand(batch, -1) if mixed.dim() == 1 else mixed
+        return [part[:, None, :] for part in mixed.split(self.style_widths, dim=1)]
+
+    @property
+    def boundary(self) -> int | None:
+        """A record run's boundary id (the last), where the state restarts; None otherwise."""
+        return self.config.vocab_size - 1 if self.config.records else None
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Top-layer output (..., H) -> logits (..., V)."""
+        if self.head is not None:
+            return self.head(x)
+        if self.project is not None:
+            x = self.project(x)  # (..., E)
+        return F.linear(x, self.embed.weight, self.head_bias)
+
+    def stepper(self, dtype: torch.dtype | None = None) -> Stepper:
+        """A fast one-token-at-a-time view of this model's current weights (inference only)."""
+        return Stepper(self, dtype)
+
+
+def check_language_model(config: ModelConfig) -> None:
+    if config.bidirectional:
+        raise ConfigError(
+            "a language model reads left to right and cannot be --bidirectional; "
+            "drop the option (classifiers use it: charnn classify train)"
+        )
+
+
+class Stepper:
+    """Runs the model one token per row: ``stepper(token (B,), state) -> logits (B, V), state``.
+
+    The fused sequence modules carry a large fixed cost per call, which dominates when
+    generating one token at a time; each layer here is one call of torch's fused cell
+    (``torch.lstm_cell``, ``gru_cell``, ``rnn_tanh_cell``: the equations of nn.LSTM/GRU/RNN)
+    on weights taken out of the modules once, and the embedding is a row lookup.
+
+    ``dtype`` is the arithmetic of weights and state (default: the model's). bfloat16
+    halves the bytes every step reads and, on CPUs with bf16 matrix units, runs batches
+    several times faster; the sampler uses it for large batches only (charnn.tasks.lm.sample).
+    The weights are copied when the stepper is made: make a new one after training.
+    """
+
+    def __init__(self, model: RecurrentLM, dtype: torch.dtype | None = None) -> None:
+        c = model.config
+        self.cell, self.residual, self.boundary = c.cell, c.residual, model.boundary
+        # torch's int8 kernel is only right for input widths that are multiples of 16; else fp32.
+        self.int8 = dtype == torch.int8 and c.embed % 16 == 0 and c.hidden % 16 == 0
+        self.dtype = d = model.embed.weight.dtype if dtype in (None, torch.int8) else dtype
+        self._step = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}[c.cell]
+        with torch.no_grad():
+            self.embed = model.embed.weight.detach().to(d)  # (V, E)
+            self.layers = [
+                tuple(p.detach().to(d) for p in (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0))
+                for rnn in model.rnns
+            ]
+            if self.int8:
+                self.layers = [(*_int8(w_ih), *_int8(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in self.layers]
+            self.project = model.project.weight.detach().to(d) if model.project is not None else None
+            if model.head is not None:
+                self.head = (model.head.weight.detach().to(d), model.head.bias.detach().to(d))
+            else:
+                self.head = (model.embed.weight.detach().to(d), model.head_bias.detach().to(d))
+            # A conditional model's style (the one use_style set), one (1, width) vector a layer.
+            biases = model.style_biases(None, 1)
+            self.biases = None if biases is None else [b[:, 0].detach().to(d) for b in biases]
+
+    @torch.inference_mode()
+    def __call__(self, token: Tensor, state: State) -> tuple[Tensor, State]:
+        if self.boundary is not None:  # a row that reads a record boundary starts from zeros
+            keep = (token != self.boundary).to(self.dtype)[None, :, None]  # (1, B, 1)
+            state = [tuple(s * keep for s in layer) for layer in state]
+        x = self.embed[token]  # (B, E)
+        new_state: State = []
+        for i, (weights, layer_state) in enumerate(zip(self.layers, state, strict=True)):
+            hx = tuple(s[0].to(self.dtype) for s in layer_state)  # (B, H) each
+            read = x if self.biases is None else x + self.biases[i]  # (B, E or H)
+            if self.int8:
+                new = _int8_cell(self.cell, read, hx, *weights)
+            else:
+                new = self._step(read, hx, *weights) if self.cell == "lstm" else (self._step(read, hx[0], *weights),)
+            new_state.append(tuple(s.unsqueeze(0) for s in new))
+            x = x + new[0] if self.residual and i > 0 else new[0]  # (B, H)
+        if self.project is not None:
+            x = F.linear(x, self.project)  # (B, E)
+        return F.linear(x, *self.head).float(), new_state
+
+
+def int8_available() -> bool:
+    """Whether this torch has the CPU kernel for int8 weights (``torch._weight_int8pack_mm``)."""
+    return hasattr(torch, "_weight_int8pack_mm")
+
+
+def _int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, K) weights -> int8 (N, K) and a bf16 scale per output row: weight ~ int8 * scale."""
+    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127  # (N,)
+    return torch.round(weight / scale[:, None]).to(torch.int8), scale.to(torch.bfloat16)
+
+
+def _int8_cell(cell: str, x: Tensor, hx: tuple[Tensor, ...], w_ih, s_ih, w_hh, s_hh, b_ih, b_hh):  # noqa: ANN001
+    """One step of nn.LSTM/GRU/RNN's equations with int8 weights; products in bf16, the rest in fp32."""
+    h = hx[0]
+    gi = torch._weight_int8pack_mm(x.to(torch.bfloat16), w_ih, s_ih).float() + b_ih  # (B, G*H)
+    gh = torch._weight_int8pack_mm(h.to(torch.bfloat16), w_hh, s_hh).float() + b_hh  # (B, G*H)
+    if cell == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * hx[1] + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if cell == "gru":
+        ir, iz, i_n = gi.chunk(3, dim=1)
+        hr, hz, h_n = gh.chunk(3, dim=1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        n = torch.tanh(i_n + r * h_n)
+        return ((1 - z) * n + z * h,)
+    return (torch.tanh(gi + gh),)
