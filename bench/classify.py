@@ -98,7 +98,7 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
     text = work / "unlabelled.txt"
     text.write_text("\n".join(rows.texts) + "\n", encoding="utf-8")
     # The classifier's shape; heavy dropout and tied weights, as 1M characters overfit a language
-    # model within a minute: its best held-out loss and the warm start both gain (see the README).
+    # model within a minute: its best held-out loss and the warm start both gain (docs/classifying.md).
     shape = ["--tokenizer", "bpe", "--vocab-size", "4000", "--layers", "1", "--hidden", "256", "--embed", "128"]
     shape += ["--dropout", "0.5", "--tie-weights", "--embed-init", args.lm_embed_init]
     fwd, bwd = work / "lm-fwd", work / "lm-bwd"

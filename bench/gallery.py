@@ -6,7 +6,7 @@ For each style: `charnn corpus get NAME` (from --mirror, default ../shared/corpo
 and a few samples to show. Paint names and recipes are record corpora (the catalogue says
 so): they are trained, sampled and scored as whole records with no extra flags, and their
 samples are checked for form. Prints the commands and their real output, ready for the
-README gallery.
+the gallery (docs/gallery.md).
 
     python -m bench gallery [--time 15m] [--only paint-names ...] [--mirror DIR] [--keep DIR [--reuse]]
 
@@ -52,7 +52,7 @@ STYLES = {
     },
 }
 TAIL_SPLIT = {"paint-names": 2.736, "recipes": 1.355}
-"""Held-out bits/char of the same runs before records, on the corpus's last 10% (README, 2026-11)."""
+"""Held-out bits/char of the same runs before records, on the corpus's last 10% (docs/gallery.md, 2026-11)."""
 
 COLOURS = {
     "red": (229, 0, 0),

@@ -21,13 +21,13 @@ classify_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# The classifier's defaults, chosen by measurement on sentiment-mr (see README, Benchmarks).
+# The classifier's defaults, chosen by measurement on sentiment-mr (docs/benchmarks.md).
 DEFAULT_MODEL = ModelConfig(
     vocab_size=2, layers=1, hidden=256, embed=128, dropout=0.3, bidirectional=True, token_dropout=0.15
 )
 DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=50, eval_every=100)
 DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_POOL = "bpe", 4000, "attention"
-WARM_ENCODER_LR_SCALE = 0.1  # chosen on training rows outside the labelled ones (README, "Warm starts")
+WARM_ENCODER_LR_SCALE = 0.1  # chosen on training rows outside the labelled ones (docs/classifying.md, "Warm starts")
 
 _Model = Annotated[
     Optional[Path],

@@ -22,7 +22,7 @@ tag_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# The tagger's defaults, chosen by measurement on pos-ewt and ner-wnut17 (see README, Benchmarks).
+# The tagger's defaults, chosen by measurement on pos-ewt and ner-wnut17 (docs/benchmarks.md).
 DEFAULT_MODEL = ModelConfig(vocab_size=2, layers=1, hidden=256, embed=64, dropout=0.3, bidirectional=True)
 DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=100, eval_every=200)
 DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_WORD_LAYERS = "char", 4000, 1

@@ -6,7 +6,7 @@ slot they fill: on a megabyte of film reviews " good" sits beside " bad" and " b
 comes with praise. Starting the embedding there (positive pointwise mutual information over a
 window of the token stream, reduced by SVD: Levy, Goldberg and Dagan 2015) gives a language
 model that keeps that knowledge, and a classifier warm-started from it carries it to words its
-few labels never show (README, "Warm starts").
+few labels never show (docs/classifying.md, "Warm starts").
 """
 
 from __future__ import annotations
