@@ -51,8 +51,17 @@ STYLES = {
         "show": ["-n", "3"],
     },
 }
-TAIL_SPLIT = {"paint-names": 2.736, "recipes": 1.355}
-"""Held-out bits/char of the same runs before records, on the corpus's last 10% (docs/gallery.md, 2026-11)."""
+TAIL_SPLIT_ROW = "2026-11-22 06:57"
+"""The bench/results/gallery.jsonl row (its date) of this command before records: held out on the last 10%."""
+
+
+def tail_split() -> dict[str, float]:
+    """Held-out bits/char per style of the TAIL_SPLIT_ROW run (not measured in this run), or {} without it."""
+    path = ROOT / "bench" / "results" / "gallery.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+    row = next((r for r in rows if r.get("date") == TAIL_SPLIT_ROW), {"styles": {}})
+    return {style: got["bits_per_char"] for style, got in row["styles"].items() if style != "fantasy"}
+
 
 COLOURS = {
     "red": (229, 0, 0),
@@ -164,7 +173,13 @@ def one_style(style: str, run: Path, args) -> dict:  # noqa: ANN001
     print(f"\n## {style}\n")
     print(f'$ charnn train "$(charnn corpus get {style})" --time {args.time} {" ".join(train)}'.rstrip())
     split = "random 10% of the records" if metrics.get("records") else "last 10%"
-    before = f"; before records, the last 10%: {TAIL_SPLIT[style]:.3f}" if style in TAIL_SPLIT else ""
+    earlier = tail_split()
+    before = (
+        f"; before records, the last 10%: {earlier[style]:.3f} (quoted, not measured in this run: "
+        f"bench/results/gallery.jsonl, the row of {TAIL_SPLIT_ROW})"
+        if style in earlier
+        else ""
+    )
     print(
         f"$ charnn eval    # held-out {split}: {metrics['bits_per_char']:.3f} bits/char "
         f"({metrics['nll_per_token']:.3f} nats){before}"
