@@ -1,8 +1,13 @@
 """Quality at a time budget: `charnn train tinyshakespeare.txt --time 5m` with the defaults,
-then the exact validation loss over the whole held-out last 10%.
+then the exact validation loss over the whole held-out last 10%, against references measured in
+the same run on the same split (bench/references.py): a plain torch.nn.LSTM loop of the same size,
+precision and schedule trained for the same time, and an interpolated Kneser-Ney 6-gram.
 
     python -m bench quality [--time 5m] [--repeat 1] [--corpus tinyshakespeare.txt] [--keep DIR]
-        [--label NAME] [-- extra train args]
+        [--label NAME] [--no-references] [-- extra train args]
+
+The references run when no extra `charnn train` arguments are given (they are the defaults'
+comparison; a sweep row changes charnn's settings only), unless --no-references.
 
 On a GPU: `python -m bench quality --time 3m -- --device cuda` (the issue's 3-minute budget);
 the result records the device. `--keep DIR` keeps each run folder (DIR/LABEL-N) for its curves.
@@ -26,6 +31,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--corpus", default="tinyshakespeare.txt")
     parser.add_argument("--label", default="defaults")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
+    parser.add_argument("--no-references", action="store_true", help="skip the nn.LSTM loop and the KN n-gram")
     parser.add_argument("extra", nargs="*", help="extra `charnn train` arguments (after --)")
     args = parser.parse_args(argv)
     device = args.extra[args.extra.index("--device") + 1] if "--device" in args.extra else "cpu"
@@ -49,6 +55,7 @@ def main(argv: list[str]) -> None:
     nats = sorted(r[0] for r in rows)
     median = nats[len(nats) // 2]
     print(f"median validation loss over {len(rows)} run(s): {median:.4f} nats/char")
+    references = {} if args.no_references or args.extra else _references(text, args.time, device)
     record = {
         "benchmark": "quality",
         "label": args.label,
@@ -60,7 +67,24 @@ def main(argv: list[str]) -> None:
         "val_nats_per_char": [r[0] for r in rows],
         "steps": [r[2] for r in rows],
         "median": median,
+        **references,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     with open(ROOT / "bench" / "results" / "quality.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def _references(path: Path, budget: str, device: str) -> dict:
+    """The plain nn.LSTM loop and the KN 6-gram, on the same text and split (bench/references.py)."""
+    from bench.references import kneser_ney, lstm_reference
+    from charnn.config import parse_duration
+
+    text = path.read_text(encoding="utf-8")
+    lstm = lstm_reference(text, parse_duration(budget), device)
+    print(
+        f"reference, plain nn.LSTM loop (same size, precision, batch, window, dropout and schedule, {budget}): "
+        f"{lstm['val_nats_per_char']:.4f} nats/char, {lstm['steps']} steps, bf16 autocast {lstm['bf16']}"
+    )
+    kn = kneser_ney(text, order=6)
+    print(f"reference, interpolated Kneser-Ney 6-gram: {kn['val_nats_per_char']:.4f} nats/char")
+    return {"reference_lstm": lstm, "reference_kn6": kn}

@@ -2,8 +2,10 @@
 
 All from the same 2x512 LSTM (embed 64) at temperature 0.8:
 
-- in process: `charnn.tasks.lm.sample.stream`, one sample and 256 as one batch; against stepping
-  torch's fused nn.LSTM one character at a time (what most char-rnn code does);
+- in process: `charnn.tasks.lm.sample.stream`, one sample and 256 as one batch; against a plain
+  torch nn.LSTM + nn.Linear of the same shape stepped one character at a time with its state
+  carried (what most char-rnn code does), over the same number of characters;
+- which path each takes here (int8 weights, bf16 or fp32: charnn.tasks.lm.sample.stepping_dtype);
 - through the command line, as a user runs it: marginal rates, so start-up does not count:
   (time of `--length L` - time of `--length 1`) / characters, for one sample and for `-n 256`;
 - records: 1,000 paint names (`-n 1000`) from a record run (trained briefly here on
@@ -58,16 +60,37 @@ def records_rate(run, n: int) -> float:  # noqa: ANN001
 
 
 def reference_rate(model, length: int) -> float:  # noqa: ANN001
-    """Step the fused modules one character at a time (the common char-rnn loop)."""
-    token = torch.zeros(1, 1, dtype=torch.long, device=model.embed.weight.device)
+    """A plain torch.nn.LSTM (or GRU, RNN) and nn.Linear of charnn's model's shape, stepped one character
+    at a time with its state carried, as a user would write a char-rnn sampler (their own weights: the
+    speed is what is compared)."""
+    from torch import nn
+
+    c = model.config
+    module = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[c.cell]
+    device = model.embed.weight.device
+    embed = nn.Embedding(c.vocab_size, c.embed).to(device).eval()
+    rnn = module(c.embed, c.hidden, num_layers=c.layers, batch_first=True).to(device).eval()
+    head = nn.Linear(c.hidden, c.vocab_size).to(device).eval()
+    token = torch.zeros(1, 1, dtype=torch.long, device=device)
     state = None
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(length):
-            logits, state = model(token, state)
-            token = torch.multinomial(torch.softmax(logits[:, -1] / 0.8, -1), 1)
+            out, state = rnn(embed(token), state)  # (1, 1, H)
+            logits = head(out[:, -1])  # (1, V)
+            token = torch.multinomial(torch.softmax(logits / 0.8, -1), 1)  # (1, 1)
             int(token)  # a sampler hands each character over as it comes
     return length / (time.perf_counter() - start)
+
+
+def arithmetic(run, n: int, device: str) -> str:  # noqa: ANN001
+    """Which stepping path `charnn sample -n N` takes on this machine: int8 weights, bf16 or fp32."""
+    from charnn.tasks.lm.sample import stepping_dtype
+
+    step = run.model.stepper(stepping_dtype(n, torch.device(device)))
+    if step.int8:
+        return "int8 weights, bf16 products"
+    return "bf16" if step.dtype == torch.bfloat16 else "fp32"
 
 
 DEVICE = ["--device", "cpu"]
@@ -159,7 +182,7 @@ def main(argv: list[str]) -> None:
         rows = {key: [] for key in ("one", "batch", "ref", "ratio", "cli_one", "cli_batch", "rec", "cli_rec")}
         for _ in range(args.repeat):
             rows["one"].append(charnn_rate(run, args.length, 1))
-            rows["ref"].append(reference_rate(run.model, 1000))
+            rows["ref"].append(reference_rate(run.model, args.length))
             rows["ratio"].append(rows["one"][-1] / rows["ref"][-1])
             rows["batch"].append(charnn_rate(run, n_long, 256))
             rows["rec"].append(records_rate(names_run, 1000) if names_run is not None else math.nan)
@@ -180,14 +203,20 @@ def main(argv: list[str]) -> None:
         fp32, bf16 = stepped_nll(run.model, held_out), stepped_nll(run.model, held_out, torch.bfloat16)
         int8 = stepped_nll(run.model, held_out, torch.int8) if args.device == "cpu" else math.nan
     result = {key: statistics.median(values) for key, values in rows.items()}
+    paths = {"one": arithmetic(run, 1, args.device), "batch": arithmetic(run, 256, args.device)}
+    result.update(
+        path_one=paths["one"], path_batch=paths["batch"], shape=run.model.config.to_dict(),
+        threads=torch.get_num_threads(),
+    )  # fmt: skip
     result.update(
         first_char_seconds=first, import_torch_seconds=torch_import, help_seconds=help_time,
         eval_nll=exact, stepped_fp32_nll=fp32, stepped_bf16_nll=bf16, stepped_int8_nll=int8,
     )  # fmt: skip
+    print(f"paths taken here: one sample {paths['one']}; 256 samples {paths['batch']}")
     print(
         f"one sample:  in process {result['one']:,.0f} chars/s, `charnn sample` {result['cli_one']:,.0f} chars/s "
-        f"(target >= 5,000); the fused module stepped per token {result['ref']:,.0f} chars/s, "
-        f"ratio {result['ratio']:.1f}x"
+        f"(target >= 5,000); a plain nn.{args.cell.upper()} + nn.Linear stepped per character with its state "
+        f"carried {result['ref']:,.0f} chars/s (both over {args.length:,} characters), ratio {result['ratio']:.1f}x"
     )
     print(
         f"256 samples: in process {result['batch']:,.0f} chars/s, `charnn sample -n 256` "

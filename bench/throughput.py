@@ -168,6 +168,9 @@ def main(argv: list[str]) -> None:
         "charnn_chars_per_sec": median,
         "reference_chars_per_sec": statistics.median(refs),
         "ratio": statistics.median(ratios),
+        "pairs": [
+            {"charnn_chars_per_sec": a, "reference_chars_per_sec": b, "ratio": a / b} for a, b in zip(ours, refs)
+        ],
         "bf16": bf16,
         "parameters": params,
         "matmul_peak_gflops_fp32": peak / 1e9,
