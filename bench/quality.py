@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -52,8 +53,7 @@ def main(argv: list[str]) -> None:
             f"run {i + 1}: val {metrics['nll_per_token']:.4f} nats/char ({metrics['bits_per_char']:.4f} bits), "
             f"{config['results']['steps']} steps, {wall:.0f}s wall incl. start-up and final evaluation"
         )
-    nats = sorted(r[0] for r in rows)
-    median = nats[len(nats) // 2]
+    median = statistics.median(r[0] for r in rows)
     print(f"median validation loss over {len(rows)} run(s): {median:.4f} nats/char")
     references = {} if args.no_references or args.extra else _references(text, args.time, device)
     record = {
