@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from charnn.tasks import resume
 from charnn.tasks.lm.prepare import train
 from charnn.text.corpus import Corpus
 from tests.conftest import CORPORA, ROOT, TINY_MODEL, tiny_train_config
-from tests.run_kinds import KINDS
+from tests.run_kinds import KINDS, TEXT
 
 MODEL = {**TINY_MODEL, "dropout": 0.1}  # dropout makes the RNG state matter
 
@@ -234,14 +235,74 @@ def test_two_early_sigkills_then_the_same_command_with_resume(kind, tmp_path):
     command = kind.command(tmp_path, folder)
     first = charnn(*command, stderr=subprocess.DEVNULL)
     _wait_for(lambda: runs.is_dir() and any(runs.iterdir()), 60)  # the run is being made
-    first.kill()
-    first.wait()
+    _kill_and_check_it_landed(first, folder)
     second = charnn(*command, "--resume", folder, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: "training" in second.stderr.readline(), 60)  # set up, about to train
-    second.kill()
-    second.wait()
+    _kill_and_check_it_landed(second, folder)
     done = charnn(*command, "--resume", folder, stderr=subprocess.PIPE, text=True)
     assert done.wait() == 0, done.stderr.read()
+    assert_same_weights(final_weights(folder), final_weights(reference))
+    assert _leftovers(folder) == []
+
+
+SIGKILL_STEPS, SIGKILL_EVAL_EVERY = 400, 50
+"""Long enough (about a second of training on a 2-core machine) for kills to land at random steps."""
+
+
+def _logged_steps(folder):
+    """The steps metrics.jsonl has logged so far (a line being written is skipped)."""
+    steps = []
+    for line in _text(folder / "metrics.jsonl").splitlines():
+        try:
+            steps.append(json.loads(line).get("step", 0))
+        except ValueError:
+            pass
+    return steps
+
+
+def _text(path):
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _finished(folder):
+    """Whether the run in ``folder`` has ended its training (its results are written)."""
+    written = checkpoint.read_config(folder) or {}
+    return "results" in written or '"event": "end"' in _text(folder / "metrics.jsonl")
+
+
+def _kill_and_check_it_landed(process, folder):
+    assert process.poll() is None, "the run ended before the kill"
+    process.kill()
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert not _finished(folder), "the kill landed after training had ended"
+
+
+def test_sigkills_at_random_instants_then_resume_end_as_the_uninterrupted_run(tmp_path):
+    """Real SIGKILLs (no finally block runs) at three seeded random steps of a CLI run, each
+    followed by the same command with --resume; the last one ends with the uninterrupted run's
+    weights, bit for bit (CPU, fp32)."""
+    import random
+
+    kind = KINDS[0]  # the plain language model
+    budget = ["--steps", str(SIGKILL_STEPS), "--eval-every", str(SIGKILL_EVAL_EVERY)]  # later flags win
+    reference = tmp_path / "reference"
+    settings = {"steps": SIGKILL_STEPS, "eval_every": SIGKILL_EVAL_EVERY, "warmup_steps": 5}
+    train(Corpus(text=TEXT, name="t", sources=("t.txt",)), reference, MODEL, config(**settings))
+    folder = tmp_path / "runs" / "run"
+    command = [*kind.command(tmp_path, folder), *budget]
+    rng = random.Random(32)
+    targets = sorted(rng.sample(range(10, SIGKILL_STEPS * 3 // 5, 10), 3))  # logged steps: every 10th
+    for n, target in enumerate(targets):
+        process = charnn(*command, *(("--resume", folder) if n else ()), stderr=subprocess.DEVNULL)
+        _wait_for(lambda p=process, t=target: max(_logged_steps(folder), default=0) >= t or p.poll() is not None, 120)
+        time.sleep(rng.uniform(0, 0.02))  # a few steps more: anywhere in a step, a save or an evaluation
+        _kill_and_check_it_landed(process, folder)
+    done = charnn(*command, "--resume", folder, stderr=subprocess.PIPE, text=True)
+    assert done.wait(timeout=120) == 0, done.stderr.read()
+    assert _finished(folder)
     assert_same_weights(final_weights(folder), final_weights(reference))
     assert _leftovers(folder) == []
 
