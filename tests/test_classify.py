@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -174,7 +173,7 @@ def test_a_warm_started_encoder_learns_at_its_fraction_of_the_rate(tmp_path, run
 
     data = tmp_path / "few.tsv"
     data.write_text(texts.to_tsv(), encoding="utf-8")
-    common = ("--steps", "2", "--batch-size", "8", "--embed", "16", "--hidden", "16", "--device", "cpu")
+    common = ("--steps", "2", "--batch-size", "8", "--embed", "16", "--hidden", "32", "--device", "cpu")  # the LM's
     for extra, scale in [(("--init-from", tmp_path / "fwd"), 0.1), ((), 1.0), (("--encoder-lr-scale", "0.3"), 0.3)]:
         out = tmp_path / f"cli-{scale}"
         code, _, err = run_cli("classify", "train", data, "--out", out, *common, *extra)
@@ -339,8 +338,12 @@ def test_the_shared_benchmark_data_reads_cleanly():
     if not data.is_file():
         pytest.skip("../shared/datasets is absent")
     labelled = read_labelled([data])
-    assert len(labelled) == 8528 and set(labelled.labels) == {"pos", "neg"}
-    assert Path(data).stat().st_size > 0
+    assert (labelled.labels.count("pos"), labelled.labels.count("neg")) == (4264, 4264)  # README: 8,528 rows, 80%
+    assert all(text.strip() == text and text for text in labelled.texts)  # no empty or padded text
+    assert len(set(labelled.texts)) == len(labelled.texts)
+    # Windows-1252 read as Latin-1 turns an ellipsis into U+0085, a line break to str.splitlines (README)
+    assert not any("\x85" in text for text in labelled.texts)
+    assert sum("\u2026" in text for text in labelled.texts) > 0
 
 
 def test_plot_draws_a_classifiers_loss_and_accuracy(run_cli, classifier_run, tmp_path):
@@ -376,6 +379,94 @@ def test_a_label_with_two_texts_keeps_one_to_learn_from(run_cli, tmp_path, monke
     args = ["--steps", "2", "--batch-size", "2", "--hidden", "8", "--embed", "4", "--tokenizer", "char"]
     code, out, err = run_cli("classify", "train", "d.tsv", "--val-fraction", "0.9", *args)
     assert code == 0, err
+    kept = read_labelled([tmp_path / "runs" / "d" / "train.tsv"])
+    held = read_labelled([tmp_path / "runs" / "d" / "validation.tsv"])
+    assert kept.labels.count("rare") == 1 and held.labels.count("rare") == 1  # one to learn, one to check
+    assert sorted(kept.texts + held.texts) == sorted(row.split("\t")[1] for row in rows)
+
+
+def test_a_handful_of_texts_trains_on_a_batch_of_them_all_and_resumes(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = [f"{label}\t{label} text number {i}" for label in ("lower", "upper") for i in range(5)]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    args = ["classify", "train", "d.tsv", "--out", "runs/few", "--hidden", "8", "--embed", "4", "--tokenizer", "char"]
+    code, out, err = run_cli(*args, "--steps", "2", "--eval-every", "2")  # --batch-size left at 32
+    assert code == 0, err
+    config = json.loads((tmp_path / "runs" / "few" / "config.json").read_text())
+    assert (config["data"]["train_texts"], config["data"]["val_texts"]) == (8, 2)
+    assert config["training"]["batch_size"] == 8  # what the run used, not what was asked
+    assert "8 training texts are fewer than --batch-size 32: each step reads 8" in err
+    code, out, err = run_cli(*args, "--steps", "4", "--eval-every", "2", "--resume", "runs/few")
+    assert code == 0, err
+    assert "resuming runs/few at step 2" in err and "goes on with the settings" not in err  # the same request
+    again = json.loads((tmp_path / "runs" / "few" / "config.json").read_text())
+    assert again["created"] == config["created"] and again["training"]["batch_size"] == 8
+    logged = [json.loads(line) for line in (tmp_path / "runs" / "few" / "metrics.jsonl").open()]
+    assert [record["step"] for record in logged if record["event"] == "eval"] == [2, 4]
+
+
+@pytest.fixture(scope="module")
+def char_lm(tmp_path_factory):
+    """A left-to-right language model: lstm, 1 layer, hidden 32, embed 16, no residual, char tokenizer."""
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
+    from tests.conftest import TINY_MODEL, tiny_train_config
+    from tests.run_kinds import _labelled
+
+    folder = tmp_path_factory.mktemp("warm") / "fwd"
+    corpus = Corpus(text="\n".join(_labelled().texts) + "\n", name="u", sources=("u.txt",))
+    train(corpus, folder, dict(TINY_MODEL, layers=1), tiny_train_config(steps=2, eval_every=2))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--hidden", "64"], "--hidden 64 does not fit --init-from LM (it was trained with --hidden 32)"),
+        (["--embed", "8"], "--embed 8 does not fit --init-from LM (it was trained with --embed 16)"),
+        (["--layers", "2"], "--layers 2 does not fit --init-from LM (it was trained with --layers 1)"),
+        (["--cell", "gru"], "--cell gru does not fit --init-from LM (it was trained with --cell lstm)"),
+        (["--residual"], "--residual does not fit --init-from LM (it was trained with --no-residual)"),
+        (["--tokenizer", "bpe"], "--tokenizer bpe does not fit --init-from LM (it was trained with --tokenizer char)"),
+        (["--vocab-size", "300"], "--vocab-size 300 does not fit --init-from LM (its tokenizer is char, which has no"),
+    ],
+)
+def test_init_from_refuses_a_shape_or_tokenizer_given_that_the_language_model_lacks(
+    given, said, char_lm, run_cli, tmp_path
+):
+    from tests.run_kinds import _labelled
+
+    (tmp_path / "d.tsv").write_text(_labelled().to_tsv(), encoding="utf-8")
+    out = tmp_path / "clf"
+    code, _, err = run_cli("classify", "train", tmp_path / "d.tsv", "--init-from", char_lm, "--out", out, *given)
+    assert code == 2 and err.startswith("error: " + said.replace("LM", str(char_lm)))
+    assert err.endswith(f"drop {given[0]}\n") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_init_from_takes_a_shape_and_tokenizer_given_that_agree_with_the_language_model(char_lm, run_cli, tmp_path):
+    from tests.run_kinds import _labelled
+
+    (tmp_path / "d.tsv").write_text(_labelled().to_tsv(), encoding="utf-8")
+    out = tmp_path / "clf"
+    same = [
+        "--cell",
+        "lstm",
+        "--layers",
+        "1",
+        "--hidden",
+        "32",
+        "--embed",
+        "16",
+        "--no-residual",
+        "--tokenizer",
+        "char",
+    ]
+    args = ["--init-from", char_lm, "--out", out, "--steps", "1", "--batch-size", "8", *same]
+    code, _, err = run_cli("classify", "train", tmp_path / "d.tsv", *args)
+    assert code == 0, err
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert (model["hidden"], model["embed"], model["layers"], model["residual"]) == (32, 16, 1, False)
 
 
 def test_resume_refuses_a_run_of_the_other_kind(run_cli, classifier_run, trained_run, tmp_path):

@@ -280,3 +280,67 @@ def test_cuda_defaults_are_larger_and_a_small_corpus_keeps_the_cpu_batch():
     assert (small.batch_size, small.seq_len) == (32, 64)
     assert note == "the corpus is small for CUDA's batch and window: --batch-size 32 --seq-len 64"
     assert fit_small_corpus(on_gpu, {**unset, "batch_size": 128}, 100_000) == (on_gpu, None)  # given: kept
+
+
+@pytest.fixture(scope="module")
+def runs_of_each_kind(tmp_path_factory, trained_run):
+    """A language model, a classifier and a tagger, made whole but stopped before their first step."""
+    import threading
+
+    from charnn.tasks.classify.classifier import train_classifier
+    from charnn.tasks.tag.tagger import train_tagger
+    from tests.conftest import tiny_train_config
+    from tests.run_kinds import CLASSIFIER, TAGGER, _labelled, _tagged
+
+    folder = tmp_path_factory.mktemp("kinds")
+    stop = threading.Event()
+    stop.set()
+    config = tiny_train_config(batch_size=4)
+    train_classifier(_labelled(), folder / "clf", CLASSIFIER, config, tokenizer_kind="char", stop=stop)
+    train_tagger(_tagged(), folder / "tagger", TAGGER, config, tokenizer_kind="char", stop=stop)
+    return {"lm": trained_run, "classifier": folder / "clf", "tagger": folder / "tagger"}
+
+
+@pytest.mark.parametrize(
+    ("command", "found", "noun", "continued_with"),
+    [
+        (["train", "corpus.txt", *TINY], "classifier", "a classifier, not a language model", "charnn classify train"),
+        (["train", "corpus.txt", *TINY], "tagger", "a tagger, not a language model", "charnn tag train"),
+        (
+            ["classify", "train", "d.tsv", "--tokenizer", "char"],
+            "lm",
+            "a language model, not a classifier",
+            "charnn train",
+        ),
+        (
+            ["classify", "train", "d.tsv", "--tokenizer", "char"],
+            "tagger",
+            "a tagger, not a classifier",
+            "charnn tag train",
+        ),
+        (["tag", "train", "d.tags"], "lm", "a language model, not a tagger", "charnn train"),
+        (["tag", "train", "d.tags"], "classifier", "a classifier, not a tagger", "charnn classify train"),
+    ],
+    ids=[
+        "lm-on-classifier",
+        "lm-on-tagger",
+        "classifier-on-lm",
+        "classifier-on-tagger",
+        "tag-on-lm",
+        "tag-on-classifier",
+    ],
+)
+def test_data_and_resume_of_a_run_of_another_kind_names_the_command_that_continues_it(
+    command, found, noun, continued_with, runs_of_each_kind, run_cli, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("some text " * 200)
+    (tmp_path / "d.tsv").write_text("".join(f"{label}\tsome {label} text {i}\n" for label in "ab" for i in range(6)))
+    (tmp_path / "d.tags").write_text("".join(f"word{i}\tX\nother\tY\n\n" for i in range(8)))
+    run = runs_of_each_kind[found]
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, out, err = run_cli(*command, "--resume", run)
+    assert code == 2 and out == ""
+    assert err == f"error: {run} is {noun}; continue it with `{continued_with} --resume {run}`\n"
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "d.tags", "d.tsv"]  # nothing written

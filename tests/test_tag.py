@@ -13,7 +13,7 @@ from charnn.config import ModelConfig
 from charnn.errors import ConfigError, CorpusError
 from charnn.model import WordTagger
 from charnn.tasks.tag.task import decode, encode_sentence, entity_scores, pad
-from charnn.text.tagged import entities, is_bio, read_tagged, split_sentences, tag_column
+from charnn.text.tagged import Tagged, entities, is_bio, read_tagged, split_sentences, tag_column
 from tests.conftest import ROOT
 from tests.run_kinds import KINDS, _tagged
 
@@ -486,3 +486,83 @@ def test_subword_words_are_read_with_the_spaces_between_them():
     x = encode_sentence(tokenizer, ["The", "Dark", "Lord"])
     assert tokenizer.decode(x.ids) == "The Dark Lord"
     assert [tokenizer.decode(x.ids[a:b]) for a, b in zip(x.starts, x.ends)] == ["The", "Dark", "Lord"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("pos\ta gripping, funny film\nneg\tdull\n", "line 1: the tag 'a gripping, funny film' holds whitespace"),
+        ("New\tB-loc\nNew York\tI-loc\n", "line 2: the token 'New York' holds whitespace"),
+        ("a\tO\nb\tO\u00a0X\n", "line 2: the tag 'O\\xa0X' holds whitespace"),
+    ],
+    ids=["label-text", "spaced-token", "no-break-space"],
+)
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_two_column_line_with_whitespace_inside_is_refused_naming_the_file_and_line(
+    content, message, command, run_cli, tmp_path, monkeypatch, tagger_run
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.tsv").write_text(content)
+    more = ["-m", tagger_run] if command == "eval" else ["--steps", "1"]
+    code, out, err = run_cli("tag", command, "d.tsv", *more)
+    assert code == 1 and out == "" and err.startswith(f"error: d.tsv, {message}") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tsv"]  # nothing written
+
+
+def test_a_conllu_form_may_hold_a_space_and_a_run_folder_keeps_it(tmp_path):
+    # UD allows words with spaces in FORM (e.g. Vietnamese); its tags hold none.
+    (tmp_path / "d.conllu").write_text(
+        "1\tở trong\tở trong\tADP\t_\t_\t0\troot\t_\t_\n2\tnhà\tnhà\tNOUN\t_\t_\t1\tobj\t_\t_\n"
+    )
+    data = read_tagged([tmp_path / "d.conllu"])
+    assert data.sentences == (("ở trong", "nhà"),) and data.tags == (("ADP", "NOUN"),)
+    (tmp_path / "train.tags").write_text(data.to_text())  # how a run folder keeps it
+    assert read_tagged([tmp_path / "train.tags"], "columns", spaced=True) == Tagged(
+        data.sentences, data.tags, (str(tmp_path / "train.tags"),)
+    )
+    with pytest.raises(CorpusError, match="line 1: the token 'ở trong' holds whitespace"):
+        read_tagged([tmp_path / "train.tags"])  # a user's two-column file may not
+
+
+def test_a_handful_of_sentences_trains_on_a_batch_of_them_all_and_resumes(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.tags").write_text("".join(f"Word{i}\tB-x\nword\tO\n\n" for i in range(6)))
+    args = ["tag", "train", "d.tags", "--out", "runs/few", "--hidden", "8", "--embed", "4", "--eval-every", "2"]
+    code, out, err = run_cli(*args, "--steps", "2")  # --batch-size left at 32
+    assert code == 0, err
+    config = json.loads((tmp_path / "runs" / "few" / "config.json").read_text())
+    assert (config["data"]["train_sentences"], config["data"]["val_sentences"]) == (5, 1)
+    assert config["training"]["batch_size"] == 5  # what the run used, not what was asked
+    assert "5 training sentences are fewer than --batch-size 32: each step reads 5" in err
+    code, out, err = run_cli(*args, "--steps", "4", "--resume", "runs/few")
+    assert code == 0, err
+    assert "resuming runs/few at step 2" in err and "goes on with the settings" not in err  # the same request
+    assert json.loads((tmp_path / "runs" / "few" / "config.json").read_text())["training"]["batch_size"] == 5
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--hidden", "64"], "--hidden 64 does not fit --init-from LM (it was trained with --hidden 32)"),
+        (["--layers", "3"], "--layers 3 does not fit --init-from LM (it was trained with --layers 1)"),
+        (
+            ["--tokenizer", "unigram"],
+            "--tokenizer unigram does not fit --init-from LM (it was trained with --tokenizer char",
+        ),
+        (["--vocab-size", "500"], "--vocab-size 500 does not fit --init-from LM (its tokenizer is char"),
+    ],
+)
+def test_init_from_refuses_a_shape_or_tokenizer_given_that_the_language_model_lacks(given, said, run_cli, tmp_path):
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
+    from tests.conftest import TINY_MODEL, tiny_train_config
+
+    tagged = _tagged()
+    corpus = Corpus(text="\n".join(" ".join(s) for s in tagged.sentences) + "\n", name="u", sources=("u.txt",))
+    train(corpus, tmp_path / "fwd", dict(TINY_MODEL, layers=1), tiny_train_config(steps=1, eval_every=1))
+    (tmp_path / "d.tags").write_text(tagged.to_text())
+    code, out, err = run_cli("tag", "train", tmp_path / "d.tags", "--init-from", tmp_path / "fwd", "--out",
+                             tmp_path / "tagger", *given)  # fmt: skip
+    assert code == 2 and out == "" and err.startswith("error: " + said.replace("LM", str(tmp_path / "fwd")))
+    assert err.endswith(f"drop {given[0]}\n") and err.count("\n") == 1
+    assert not (tmp_path / "tagger").exists()

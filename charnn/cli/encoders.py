@@ -50,6 +50,13 @@ def train_or_resume(
     run_training(lambda **kw: start(folder, config, **given, **kw), command)
 
 
+def with_defaults(given: dict[str, Any], defaults: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the settings, each not given at its default; those the user gave) of options that are None
+    when not given (charnn.cli.options.later): a warm start refuses those given that differ from it."""
+    chosen = {key: value for key, value in given.items() if value is not None}
+    return {**defaults, **chosen}, chosen
+
+
 def tokenizer_options(tokenizer: str, vocab_size: int) -> dict[str, Any]:
     return {} if tokenizer == "char" else {"vocab_size": vocab_size}
 

@@ -6,7 +6,7 @@ Each is an ``Annotated`` type; a command gives it its own default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -17,11 +17,8 @@ TRAIN = "Training"
 
 Overwrite = Annotated[bool, typer.Option(help="Replace the run already in --out.")]
 
-Cell = Annotated[str, typer.Option(help=f"Recurrent cell: {', '.join(CELLS)}.", rich_help_panel=MODEL)]
-
-Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel=MODEL)]
-
-Hidden = Annotated[int, typer.Option(help="Hidden state width.", rich_help_panel=MODEL)]
+CELL = f"Recurrent cell: {', '.join(CELLS)}."
+Cell = Annotated[str, typer.Option(help=CELL, rich_help_panel=MODEL)]
 
 Embed = Annotated[int, typer.Option(help="Embedding width.", rich_help_panel=MODEL)]
 
@@ -112,14 +109,25 @@ InitFrom = Annotated[
     Optional[list[Path]],
     typer.Option(
         help="Warm start from a language model run (charnn train) of the same kind of text; give a second, "
-        "trained with --reverse --tokenizer-from FIRST, for the backward direction.",
+        "trained with --reverse --tokenizer-from FIRST, for the backward direction. The model takes its "
+        "shape and tokenizer: --cell, --layers, --hidden, --embed, --residual, --tokenizer and --vocab-size, "
+        "when given, must match it.",
         show_default=False,
     ),
 ]
 
-EncoderTokenizer = Annotated[str, typer.Option(help="Tokenizer: char, bpe or unigram.")]
 
-VocabSize = Annotated[int, typer.Option(help="Subword vocabulary size.")]
+def later(kind: type, what: str, default: Any, panel: str | None = MODEL) -> Any:
+    """An option that is None when not given, its ``default`` (said in the help) applied by the command:
+    so that --init-from can refuse what the user gave against the language model it starts from."""
+    return Annotated[
+        Optional[kind],
+        typer.Option(help=f"{what} \\[default: {default}].", rich_help_panel=panel, show_default=False),
+    ]
+
+
+LAYERS, HIDDEN, EMBED = "Stacked recurrent layers.", "Hidden state width.", "Embedding width."
+ENCODER_TOKENIZER, VOCAB_SIZE = "Tokenizer: char, bpe or unigram.", "Subword vocabulary size."
 
 TokenDropout = Annotated[
     float, typer.Option(help="Drop each input token whole with this probability.", rich_help_panel=MODEL)

@@ -11,7 +11,16 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import say
-from charnn.cli.encoders import input_lines, load, print_scores, read_ahead, report, tokenizer_options, train_or_resume
+from charnn.cli.encoders import (
+    input_lines,
+    load,
+    print_scores,
+    read_ahead,
+    report,
+    tokenizer_options,
+    train_or_resume,
+    with_defaults,
+)
 from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import ConfigError
 from charnn.tasks.tag import Tagger
@@ -26,6 +35,18 @@ tag_app = typer.Typer(
 DEFAULT_MODEL = ModelConfig(vocab_size=2, layers=1, hidden=256, embed=64, dropout=0.3, bidirectional=True)
 DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=100, eval_every=200)
 DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_WORD_LAYERS = "char", 4000, 1
+DEFAULT_SHAPE = dict(
+    cell=DEFAULT_MODEL.cell, layers=DEFAULT_MODEL.layers, hidden=DEFAULT_MODEL.hidden, embed=DEFAULT_MODEL.embed,
+    residual=None, tokenizer=DEFAULT_TOKENIZER, vocab_size=DEFAULT_VOCAB,
+)  # fmt: skip
+"""The defaults of the options a warm start takes from its language model: None until applied, so that
+what the user gave can be told (charnn.cli.options.later)."""
+_Cell = options.later(str, options.CELL, DEFAULT_MODEL.cell)
+_Layers = options.later(int, options.LAYERS, DEFAULT_MODEL.layers)
+_Hidden = options.later(int, options.HIDDEN, DEFAULT_MODEL.hidden)
+_Embed = options.later(int, options.EMBED, DEFAULT_MODEL.embed)
+_Tokenizer = options.later(str, options.ENCODER_TOKENIZER, DEFAULT_TOKENIZER, panel=None)
+_VocabSize = options.later(int, options.VOCAB_SIZE, DEFAULT_VOCAB, panel=None)
 
 _Model = Annotated[
     Optional[Path],
@@ -58,8 +79,8 @@ def tag_train(
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of the training sentences held out for validation.")
     ] = DEFAULT_TRAIN.val_fraction,
-    tokenizer: options.EncoderTokenizer = DEFAULT_TOKENIZER,
-    vocab_size: options.VocabSize = DEFAULT_VOCAB,
+    tokenizer: _Tokenizer = None,
+    vocab_size: _VocabSize = None,
     word_layers: Annotated[
         int,
         typer.Option(
@@ -69,10 +90,10 @@ def tag_train(
     bidirectional: Annotated[
         bool, typer.Option(help="Read each sentence both ways.", rich_help_panel=options.MODEL)
     ] = DEFAULT_MODEL.bidirectional,
-    cell: options.Cell = DEFAULT_MODEL.cell,
-    layers: options.Layers = DEFAULT_MODEL.layers,
-    hidden: options.Hidden = DEFAULT_MODEL.hidden,
-    embed: options.Embed = DEFAULT_MODEL.embed,
+    cell: _Cell = None,
+    layers: _Layers = None,
+    hidden: _Hidden = None,
+    embed: _Embed = None,
     dropout: options.Dropout = DEFAULT_MODEL.dropout,
     token_dropout: options.TokenDropout = DEFAULT_MODEL.token_dropout,
     residual: options.Residual = None,
@@ -106,10 +127,13 @@ def tag_train(
         time_budget=time_budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
         precision=precision,
     )  # fmt: skip
-    model_options = dict(
-        cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, residual=residual,
-        bidirectional=bidirectional, token_dropout=token_dropout,
+    shape, chosen = with_defaults(
+        dict(cell=cell, layers=layers, hidden=hidden, embed=embed, residual=residual, tokenizer=tokenizer,
+             vocab_size=vocab_size),
+        DEFAULT_SHAPE,
     )  # fmt: skip
+    tokenizer, vocab_size = shape.pop("tokenizer"), shape.pop("vocab_size")
+    model_options = dict(**shape, dropout=dropout, bidirectional=bidirectional, token_dropout=token_dropout)
 
     def start(folder: Path, config: TrainConfig, **kw):  # noqa: ANN003, ANN202
         from charnn.tasks.tag.tagger import train_tagger
@@ -119,8 +143,8 @@ def tag_train(
         val_data = read_tagged([val], fmt, column) if val is not None else None
         return train_tagger(
             tagged, folder, model_options, config, val=val_data, word_layers=word_layers, tokenizer_kind=tokenizer,
-            tokenizer_options=tokenizer_options(tokenizer, vocab_size), init_from=init_from or (), overwrite=overwrite,
-            **kw,
+            tokenizer_options=tokenizer_options(tokenizer, vocab_size), init_from=init_from or (), chosen=chosen,
+            overwrite=overwrite, **kw,
         )  # fmt: skip
 
     if word_layers < 0:

@@ -26,6 +26,7 @@ from charnn.tasks.base import (  # noqa: F401  (the registry's functions, re-exp
     Summary,
     build_model,
     check_kind,
+    check_resumed_kind,
     load_run,
     make_task,
     task_kind,
@@ -47,7 +48,9 @@ def resume(folder: Path, *, kind: str | None = None, **options: Any) -> Any:
     from charnn.training.session import resume as resume_session
 
     hint = TASKS[kind or DEFAULT_KIND].start_hint
-    return resume_session(folder, task_of=lambda config: check_kind(folder, config, kind), start_hint=hint, **options)
+    return resume_session(
+        folder, task_of=lambda config: check_resumed_kind(folder, config, kind), start_hint=hint, **options
+    )
 
 
 def find_default_run(cwd: Path | None = None, kind: str | None = DEFAULT_KIND) -> Path:

@@ -28,6 +28,7 @@ A session object, made by ``Task.session`` for one training session with its dat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -159,6 +160,23 @@ def check_kind(folder: Path, config: dict[str, Any], kind: str | None) -> type[T
     if kind is None or found.kind == kind:
         return found
     raise WrongRunKind(f"{folder} is {found.noun}, not {TASKS[kind].noun}; use it with {found.use_with}")
+
+
+def check_resumed_kind(folder: Path, config: dict[str, Any], kind: str | None) -> type[Task]:
+    """The kind of the run to continue in ``folder``; a run of another kind than ``kind`` is refused in
+    one line that names the command that continues it."""
+    found = task_of(config)
+    if kind is None or found.kind == kind:
+        return found
+    raise WrongRunKind(
+        f"{folder} is {found.noun}, not {TASKS[kind].noun}; continue it with `{found.train_command} --resume {folder}`"
+    )
+
+
+def kind_to_train(folder: Path, kind: str) -> Callable[[dict[str, Any]], type[Task]]:
+    """What training takes as ``task_of`` for a run of ``kind`` in ``folder``: the kind of a config.json,
+    a run of another kind being refused (check_resumed_kind)."""
+    return lambda config: check_resumed_kind(folder, config, kind)
 
 
 def load_run(folder: str | Path, device: str = "cpu", kind: str | None = None) -> checkpoint.Run:

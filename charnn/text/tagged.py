@@ -14,7 +14,10 @@
 
 The format is detected from the first token line, or named (``conllu``, ``columns``, ``spaces``);
 a line of the other format later in the file is an error that names the file and the
-line. The held-out split is a seeded random sample of whole sentences.
+line. A two-column line whose token or tag holds whitespace is one too (a label<TAB>text
+line is not a token<TAB>tag line); a CoNLL-U FORM may hold spaces, as the UD guidelines allow
+(words with spaces: Vietnamese, some numbers), and a run folder's two-column copy keeps them.
+The held-out split is a seeded random sample of whole sentences.
 """
 
 from __future__ import annotations
@@ -77,9 +80,17 @@ def tag_column(column: str) -> int:
 
 
 def read_tagged(
-    sources: Sequence[str | Path], fmt: str = "auto", column: str = "upos", stdin: BinaryIO | None = None
+    sources: Sequence[str | Path],
+    fmt: str = "auto",
+    column: str = "upos",
+    stdin: BinaryIO | None = None,
+    *,
+    spaced: bool = False,
 ) -> Tagged:
-    """Tagged sentences from files ('-' is standard input), in CoNLL-U or two-column format."""
+    """Tagged sentences from files ('-' is standard input), in CoNLL-U or two-column format.
+
+    ``spaced`` reads two-column tokens and tags that hold spaces: a run folder's copy of CoNLL-U
+    forms that do."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     index = tag_column(column)
@@ -92,7 +103,9 @@ def read_tagged(
         lines = [line.rstrip("\r") for line in text.split("\n")]
         found = fmt if fmt != "auto" else detect_format(lines, label)
         read = (
-            _spaced_sentences(lines, label) if found == "spaces" else _sentences(lines, label, found == "conllu", index)
+            _spaced_sentences(lines, label)
+            if found == "spaces"
+            else _sentences(lines, label, found == "conllu", index, spaced)
         )
         for words, labels in read:
             sentences.append(words)
@@ -127,9 +140,10 @@ def detect_format(lines: list[str], label: str) -> str:
 
 
 def _sentences(
-    lines: list[str], label: str, conllu: bool, column: int
+    lines: list[str], label: str, conllu: bool, column: int, spaced: bool = False
 ) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The (words, tags) of each sentence of a CoNLL-U (``conllu``) or token<TAB>tag file."""
+    """The (words, tags) of each sentence of a CoNLL-U (``conllu``) or token<TAB>tag file; a
+    token<TAB>tag line's token and tag hold no whitespace unless ``spaced``."""
     formats = {10: "a CoNLL-U line", 2: "a token<TAB>tag line"}
     width, other = (10, 2) if conllu else (2, 10)
     word_at, tag_at = (1, column) if conllu else (0, 1)
@@ -157,11 +171,32 @@ def _sentences(
         if not word or not tag:
             what = "tag" if word else ("form" if conllu else "token")
             raise CorpusError(f"{label}, line {number}: empty {what}; fix the line")
+        if not (conllu or spaced):
+            _refuse_whitespace(word, tag, label, number)
         words.append(word)
         tags.append(tag)
     if words:
         out.append((tuple(words), tuple(tags)))
     return out
+
+
+def _refuse_whitespace(word: str, tag: str, label: str, number: int) -> None:
+    """A token<TAB>tag line holds one token and its tag: whitespace inside either is a line of
+    something else, most often a label<TAB>text file's whole text."""
+    if any(c.isspace() for c in word):
+        raise CorpusError(
+            f"{label}, line {number}: the token {_shown(word)} holds whitespace, and a token<TAB>tag line holds "
+            "one token; fix the line (CoNLL-U may hold words with spaces)"
+        )
+    if any(c.isspace() for c in tag):
+        raise CorpusError(
+            f"{label}, line {number}: the tag {_shown(tag)} holds whitespace, so this is not a token<TAB>tag "
+            "line (label<TAB>text lines are for `charnn classify`); fix the line"
+        )
+
+
+def _shown(text: str, most: int = 40) -> str:
+    return repr(text if len(text) <= most else text[: most - 3] + "...")
 
 
 def _spaced_sentences(lines: list[str], label: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:

@@ -40,21 +40,25 @@ def start_run(
     budget_given: bool,
     on_event: Callable[[Event], None],
     stop: threading.Event | None,
-    task: Any,
+    task_of: Callable[[dict[str, Any]], Any],
 ) -> Finished:
     """Start (or, asked to ``resume``, continue) a run of any kind, then train it.
 
     ``make(folder, overwrite)`` makes a new run's folder whole (charnn.runs.folder.new_run)
     and returns its held lock; ``request`` is the digest of what the run is asked to be
     and ``data_sha256`` that of its data (charnn.tasks.lm.prepare.train says how each is made);
-    ``task`` is the run's kind (a charnn.tasks.base.Task).
+    ``task_of(config)`` is the kind (a charnn.tasks.base.Task) of the run a config.json describes, and
+    refuses a run of another kind than the caller's: asked to resume a folder that holds one, the
+    refusal says what continues it (charnn.tasks.base.kind_to_train).
     """
     folder = unlinked(Path(folder))
     world, device = init_world(resolve_device(config.device))
     world.rows(config.batch_size)  # fails early if the batch does not split over the processes
     going_on = replace = False
     if world.main:
-        going_on, replace = _continue_or_start(folder, data_sha256, request, config, overwrite, resume, on_event)
+        going_on, replace = _continue_or_start(
+            folder, data_sha256, request, config, overwrite, resume, on_event, task_of
+        )
     going_on = bool(world.max(float(going_on))[0])  # rank 0 decides for all
     lock = None
     try:
@@ -62,7 +66,7 @@ def start_run(
             lock = runfolder.hold(folder) if going_on else make(folder, overwrite or replace)
         world.barrier()
         budget = (config.steps, config.time_budget) if budget_given or not going_on else None
-        return train_in(folder, world, device, budget, on_event, stop, resumed=going_on, task_of=lambda config: task)
+        return train_in(folder, world, device, budget, on_event, stop, resumed=going_on, task_of=task_of)
     finally:
         if lock is not None:
             lock.release()
@@ -83,8 +87,9 @@ def request_digest(*, training: TrainConfig, **request: Any) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
-def _continue_or_start(folder, corpus_sha256, request, config, overwrite, resume, on_event) -> tuple[bool, bool]:  # noqa: ANN001
-    """(continue the run in ``folder``, replace what it holds) for a train call asked to ``resume``."""
+def _continue_or_start(folder, corpus_sha256, request, config, overwrite, resume, on_event, task_of):  # noqa: ANN001, ANN202
+    """(continue the run in ``folder``, replace what it holds) for a train call asked to ``resume``;
+    ``task_of`` refuses a run of another kind that --overwrite does not replace."""
     runfolder.recover(folder)
     state = runfolder.folder_state(folder)
     if not resume:
@@ -102,6 +107,7 @@ def _continue_or_start(folder, corpus_sha256, request, config, overwrite, resume
         return True, False
     if overwrite:
         return False, True  # an older run (its settings or budget differ): --overwrite replaces it
+    task_of(existing)  # a run of another kind is told as such, not as one of other data
     if not same_corpus:
         raise ConfigError(
             f"the corpus differs from the one {folder} was trained on; "

@@ -44,7 +44,8 @@ def train_classifier(
 ) -> Finished:
     """Train a classifier of ``data``'s labels, keeping the best (by validation accuracy) in ``folder``.
 
-    Validation is ``val``, or a stratified ``config.val_fraction`` of ``data``. ``options`` are
+    Validation is ``val``, or a stratified ``config.val_fraction`` of ``data``; fewer training texts
+    than ``config.batch_size`` make the batch (charnn.tasks.encoders.runs.fit_batch). ``options`` are
     those of charnn.tasks.encoders.runs.train_encoder (tokenizer, warm start, resume, events).
     """
 
@@ -55,11 +56,7 @@ def train_classifier(
     unseen = sorted(set(val_part.labels) - set(train_part.labels))
     if unseen:
         raise CorpusError(f"the validation texts have label {unseen[0]!r}, which no training text has")
-    if len(train_part) < config.batch_size:
-        raise CorpusError(
-            f"{len(train_part)} training texts are fewer than --batch-size {config.batch_size}; "
-            "lower --batch-size or give more texts"
-        )
+    config, note = runs.fit_batch(config, len(train_part), "texts")
     _check_options(model_options or {}, pool)
     labels = train_part.label_set()
     data_sha256 = hashlib.sha256((data.to_tsv() + "\0" + (val.to_tsv() if val else "")).encode()).hexdigest()
@@ -76,6 +73,7 @@ def train_classifier(
         },
         network=lambda model_config: SentenceClassifier(model_config, len(labels), pool),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
+        note=note,
     )
     return runs.train_encoder(run, folder, model_options, config, dict(pool=pool), **options)
 

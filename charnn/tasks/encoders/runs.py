@@ -7,6 +7,8 @@ tokenizer of the warm start's language models where there are any) and trains it
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,10 +18,12 @@ from typing import Any
 import torch
 
 from charnn.config import TrainConfig
-from charnn.events import Event, Finished
+from charnn.errors import CorpusError
+from charnn.events import Event, Finished, Notice, Started
 from charnn.files import FolderLock, atomic_write_text
 from charnn.runs import folder as runfolder
-from charnn.tasks.encoders.warm import warm_model_config, warm_start, warm_start_sources
+from charnn.tasks.base import kind_to_train
+from charnn.tasks.encoders.warm import refuse_other_shape, warm_model_config, warm_start, warm_start_sources
 from charnn.training.start import complete_new_run, new_run_config, request_digest, start_run
 
 
@@ -41,6 +45,8 @@ class EncoderRun:
     """The run's own tokenizer of a kind and options (when no language model lends one)."""
     check: Callable[[Any], None] = lambda tokenizer: None
     """Refuses data the tokenizer cannot feed the network, before anything is written."""
+    note: str | None = None
+    """A remark on how the run is set up (fit_batch's), said when training starts."""
 
     @property
     def data_sha256(self) -> str:
@@ -57,6 +63,7 @@ def train_encoder(
     tokenizer_kind: str = "char",
     tokenizer_options: dict[str, Any] | None = None,
     init_from: Sequence[Path] = (),
+    chosen: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
     budget_given: bool = True,
@@ -68,9 +75,13 @@ def train_encoder(
     ``settings`` are the kind's own (a classifier's pool, a tagger's word layers), which the
     request digest counts. ``tokenizer_kind`` and ``tokenizer_options`` make the run's own
     tokenizer; ``init_from`` warm-starts it from language models (charnn.tasks.encoders.warm),
-    whose tokenizer it then takes. The rest is as for charnn.tasks.lm.prepare.train: the same
+    whose tokenizer and shape it then takes: ``chosen``, the model and tokenizer settings the user
+    gave (not defaults; keys of charnn.tasks.encoders.warm.CHOSEN), must then agree with the
+    language model's. The rest is as for charnn.tasks.lm.prepare.train: the same
     resume, budget and folder guarantees."""
     model_options = model_options or {}
+    if run.note is not None:
+        on_event = _noting(on_event, run.note)
     request = request_digest(
         task=run.kind.kind,
         data_sha256=run.data_sha256,
@@ -81,6 +92,7 @@ def train_encoder(
         init_from=[str(p) for p in init_from],
     )
     sources = warm_start_sources(init_from)
+    refuse_other_shape(chosen or {}, sources)
 
     def make(folder: Path, overwrite: bool) -> FolderLock:
         runfolder.check_target(folder, overwrite)
@@ -101,5 +113,33 @@ def train_encoder(
 
     return start_run(
         folder, config, run.data_sha256, request, make, overwrite=overwrite, resume=resume,
-        budget_given=budget_given, on_event=on_event, stop=stop, task=run.kind,
+        budget_given=budget_given, on_event=on_event, stop=stop, task_of=kind_to_train(folder, run.kind.kind),
     )  # fmt: skip
+
+
+def fit_batch(config: TrainConfig, count: int, what: str) -> tuple[TrainConfig, str | None]:
+    """``config`` with a batch no larger than the ``count`` training ``what`` (texts, sentences), and a note
+    when it had to shrink: a handful of them trains with each step reading them all, as `charnn train`
+    keeps a small corpus to a smaller batch. Under torchrun the batch stays a multiple of the processes."""
+    if count >= config.batch_size:
+        return config, None
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    fitted = count - count % processes
+    if fitted < 1:
+        raise CorpusError(f"{count} training {what} cannot be shared by {processes} processes; give more {what}")
+    note = f"{count} training {what} are fewer than --batch-size {config.batch_size}: each step reads {fitted}"
+    return dataclasses.replace(config, batch_size=fitted), note
+
+
+def _noting(on_event: Callable[[Event], None], note: str) -> Callable[[Event], None]:
+    """``on_event`` that says ``note`` just before training starts (a refused run says only its refusal)."""
+    said = False
+
+    def view(event: Event) -> None:
+        nonlocal said
+        if isinstance(event, Started) and not said:
+            said = True
+            on_event(Notice(note))
+        on_event(event)
+
+    return view

@@ -32,6 +32,38 @@ def warm_model_config(vocab_size: int, options: dict[str, Any], sources: list[An
     return ModelConfig(vocab_size=vocab_size, **shape, **keep)
 
 
+CHOSEN = (*SHAPE, "tokenizer", "vocab_size")
+"""The options a warm start takes from its language model, which a user may give only to agree with it."""
+
+
+def refuse_other_shape(chosen: dict[str, Any], sources: list[Any]) -> None:
+    """Refuse an option the user gave (``chosen``, by its key in CHOSEN) that differs from the language
+    model a warm start takes it from, rather than ignore it."""
+    if not sources:
+        return
+    lm = sources[0]
+    theirs = {key: getattr(lm.model.config, key) for key in SHAPE}
+    theirs["tokenizer"] = lm.tokenizer.kind
+    theirs["vocab_size"] = lm.tokenizer.vocab_size if lm.tokenizer.kind != "char" else None
+    for key, value in chosen.items():
+        if key not in CHOSEN or value is None or value == theirs[key]:
+            continue
+        if theirs[key] is None:  # --vocab-size beside a character language model
+            said = f"its tokenizer is {theirs['tokenizer']}, which has no vocabulary size to choose"
+        else:
+            said = f"it was trained with {_flag(key, theirs[key])}"
+        raise ConfigError(
+            f"{_flag(key, value)} does not fit --init-from {lm.folder} ({said}): a warm start takes the "
+            f"language model's shape and tokenizer; drop {_flag(key, value).split()[0]}"
+        )
+
+
+def _flag(key: str, value: Any) -> str:
+    if key == "residual":
+        return "--residual" if value else "--no-residual"
+    return f"--{key.replace('_', '-')} {value}"
+
+
 def warm_start_sources(init_from: Sequence[Path]) -> list[Any]:
     """The language-model runs to start from: [forward] or [forward, backward]."""
     if not init_from:

@@ -26,7 +26,7 @@ from charnn.files import FolderLock
 from charnn.model import RecurrentLM
 from charnn.runs import folder as runfolder
 from charnn.runs import names
-from charnn.tasks.base import load_run
+from charnn.tasks.base import kind_to_train, load_run
 from charnn.tasks.lm.encoding import Counts, encode_corpus, encode_records, write_records
 from charnn.text import records as records_module
 from charnn.text.corpus import Corpus, corpus_stats, split_point, token_dtype, training_sample
@@ -75,7 +75,6 @@ def train(
     checked is checked before the folder is touched. Setting ``stop`` ends training after
     the current step with a resumable checkpoint.
     """
-    from charnn.tasks.lm import LanguageModel
 
     config = config or TrainConfig()
     stats = corpus_stats(corpus)
@@ -103,7 +102,7 @@ def train(
 
     return start_run(
         folder, config, stats.sha256, request, make, overwrite=overwrite, resume=resume,
-        budget_given=budget_given, on_event=on_event, stop=stop, task=LanguageModel,
+        budget_given=budget_given, on_event=on_event, stop=stop, task_of=kind_to_train(folder, KIND),
     )  # fmt: skip
 
 

@@ -23,7 +23,7 @@ from charnn.files import FolderLock
 from charnn.model import RecurrentLM
 from charnn.runs import folder as runfolder
 from charnn.runs import names
-from charnn.tasks.base import load_run
+from charnn.tasks.base import kind_to_train, load_run
 from charnn.tasks.lm.encoding import Counts, encode, encode_records
 from charnn.tasks.lm.prepare import KIND, SUBWORD_SAMPLE_CHARS, complete_run
 from charnn.tasks.lm.styles import rows_per_style, style_names
@@ -61,7 +61,6 @@ def train_styles(
 ) -> Finished:
     """Train one conditional model on several styles (charnn.tasks.lm.styles); charnn.tasks.lm.prepare.train's
     other options mean what they mean there. Each style keeps its own split and record format."""
-    from charnn.tasks.lm import LanguageModel
 
     config = config or TrainConfig()
     if len(styles) < 1:
@@ -107,7 +106,7 @@ def train_styles(
 
     return start_run(
         folder, config, data_sha256, request, make, overwrite=overwrite, resume=resume,
-        budget_given=budget_given, on_event=on_event, stop=stop, task=LanguageModel,
+        budget_given=budget_given, on_event=on_event, stop=stop, task_of=kind_to_train(folder, KIND),
     )  # fmt: skip
 
 

@@ -46,7 +46,8 @@ def train_tagger(
 ) -> Finished:
     """Train a tagger of ``data``'s tags, keeping the best (by validation accuracy, or entity F1) in ``folder``.
 
-    Validation is ``val``, or a seeded random ``config.val_fraction`` of ``data``'s sentences.
+    Validation is ``val``, or a seeded random ``config.val_fraction`` of ``data``'s sentences; fewer
+    training sentences than ``config.batch_size`` make the batch (charnn.tasks.encoders.runs.fit_batch).
     ``options`` are those of charnn.tasks.encoders.runs.train_encoder (tokenizer, warm start,
     resume, events).
     """
@@ -57,11 +58,7 @@ def train_tagger(
     unseen = sorted(set(val_part.tag_set()) - set(train_part.tag_set()))
     if unseen:
         raise CorpusError(f"the validation sentences have tag {unseen[0]!r}, which no training sentence has")
-    if len(train_part) < config.batch_size:
-        raise CorpusError(
-            f"{len(train_part)} training sentences are fewer than --batch-size {config.batch_size}; "
-            "lower --batch-size or give more sentences"
-        )
+    config, note = runs.fit_batch(config, len(train_part), "sentences")
     if word_layers < 0:
         raise ConfigError(f"--word-layers must be >= 0, got {word_layers}")
     ModelConfig(vocab_size=2, **(model_options or {}))
@@ -95,6 +92,7 @@ def train_tagger(
         network=lambda model_config: WordTagger(model_config, len(tags), word_layers),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         check=check,
+        note=note,
     )
     return runs.train_encoder(run, folder, model_options, config, dict(word_layers=word_layers), **options)
 

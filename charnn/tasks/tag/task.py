@@ -123,8 +123,8 @@ class TagTask(WholeTextBatches):
 
         try:
             tags = list(run_config["task"]["tags"])
-            train = read_tagged([folder / TRAIN_FILE], "columns")
-            val = read_tagged([folder / VALIDATION_FILE], "columns")
+            train = read_tagged([folder / TRAIN_FILE], "columns", spaced=True)  # CoNLL-U forms may hold spaces
+            val = read_tagged([folder / VALIDATION_FILE], "columns", spaced=True)
         except (KeyError, TypeError, ValueError, OSError, CharnnError) as exc:  # CharnnError: a damaged file
             raise CheckpointError(f"{folder} is not a whole tagger run: {exc}") from None
         if set(train.tag_set()) - set(tags) or set(val.tag_set()) - set(tags):
