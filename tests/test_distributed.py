@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 from tests.run_kinds import KINDS
 
 SETTINGS = [
-    # No dropout: each rank draws its own masks, so only a dropout-free run can match bit for bit.
+    # No dropout: each rank draws its own masks, so only a dropout-free run can match one process.
     *("--dropout", "0", "--steps", "20", "--eval-every", "10", "--seq-len", "32", "--batch-size", "4"),
     *("--hidden", "32", "--embed", "16", "--precision", "fp32", "--device", "cpu", "--seed", "5"),
 ]
@@ -53,11 +53,17 @@ def test_two_processes_match_one(tmp_path, kind):
         one, two = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
         assert one.keys() == two.keys()
         for key in one:
-            # Attention pooling's bias shifts every score alike, which softmax ignores: its gradient
-            # is rounding noise, which AdamW scales up to full steps. It changes no prediction.
-            if key.startswith("rng.") or "attention.bias" in key:
-                continue
-            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
+            assert two[key].dtype == one[key].dtype and two[key].shape == one[key].shape, f"{name} {key}"
+            if not one[key].is_floating_point():  # the RNG states, integer counters: exactly
+                assert torch.equal(two[key], one[key]), f"{name} {key}"
+            elif "attention.bias" in key:
+                # Not bit for bit (docs/gpus.md): the ranks' gradients are summed in another order,
+                # which moves weights by about 1e-7. Attention pooling's bias shifts every score
+                # alike, which softmax ignores: its gradient is that rounding noise, which AdamW
+                # scales up to full steps (about 4e-4 here). It changes no prediction.
+                torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-2, msg=f"{name} {key}")
+            else:
+                torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
 
 
 def test_batch_must_split_over_the_processes(tmp_path, small_text):
