@@ -1,0 +1,60 @@
+"""SIGTERM stops training as Ctrl-C (SIGINT) does: exit 130, a resumable run, "continue with" on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from charnn.runs.checkpoint import RESUME_FILE, check_run_folder
+from tests.conftest import ROOT
+from tests.run_kinds import KINDS
+
+
+def _logged_steps(folder) -> list[int]:
+    try:
+        lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    steps = []
+    for line in lines:
+        try:
+            steps.append(json.loads(line).get("step", 0))
+        except ValueError:  # being written
+            pass
+    return steps
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_training_with_a_resumable_run(tmp_path, signum):
+    from charnn.tasks import resume
+
+    folder = tmp_path / "run"
+    command = [*KINDS[0].command(tmp_path, folder), "--steps", "2000", "--eval-every", "500"]  # later flags win
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "charnn", *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while max(_logged_steps(folder), default=0) < 20:  # training, before its first checkpoint
+        assert process.poll() is None and time.time() < deadline, "the run ended or never started"
+        time.sleep(0.01)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    stopped_at = json.loads((folder / "config.json").read_text())["results"]["steps"]
+    assert 20 <= stopped_at < 2000
+    assert f"stopped at step {stopped_at}; continue with: charnn train --resume {folder}" in err
+    assert "Traceback" not in err
+    assert out.strip() == str(folder)
+    check_run_folder(folder, for_resume=True)  # a resume state at the step it stopped
+    assert (folder / RESUME_FILE).is_file()
+    events = []
+    finished = resume(folder, steps=stopped_at + 10, on_event=events.append)
+    assert [e.resumed_from for e in events if type(e).__name__ == "Started"] == [stopped_at]  # nothing lost
+    assert finished.reason == "budget" and finished.steps == stopped_at + 10
