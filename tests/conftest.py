@@ -12,7 +12,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT / "corpora"
-SHARED_CORPORA = ROOT.parent / "shared" / "corpora"
+SHARED = Path(os.environ.get("CHARNN_SHARED", ROOT.parent / "shared"))
+"""The team's shared folder beside the repo (../shared): real corpora, their upstream mirror and
+benchmark data sets. It is not in the repo; the tests that need it skip, saying so, without it.
+CHARNN_SHARED points elsewhere (a missing folder shows which tests skip and why)."""
+SHARED_CORPORA = SHARED / "corpora"
+SHARED_DATASETS = SHARED / "datasets"
+
+
+def needs_shared(path: Path, what: str) -> pytest.MarkDecorator:
+    """Skip the test with a visible reason (bin/test lists it) where ``path`` under ../shared is absent.
+
+    @needs_shared(SHARED_DATASETS / "sentiment-mr", "the sentiment-mr benchmark data")
+    """
+    if not SHARED.is_dir():
+        missing = f"../shared is absent ({SHARED})"
+    else:
+        missing = f"../shared has no {path.relative_to(SHARED) if path.is_relative_to(SHARED) else path}"
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"{missing}: this test needs {what}; it is the team's folder beside the repo"
+    )
+
 
 TINY_MODEL = dict(cell="lstm", layers=2, hidden=32, embed=16)
 

@@ -131,3 +131,22 @@ def test_the_cli_says_which_precision_auto_chose_on_the_cpu(tmp_path, small_text
     assert code == 0, err
     said = "(bf16 autocast)" if fast_bf16(torch.device("cpu")) else "(fp32)"
     assert f"on cpu {said}" in err
+
+
+# ---- tests/conftest.py: tests that need ../shared skip and say why -----------------------------
+
+
+def test_a_test_that_needs_a_missing_shared_path_skips_and_says_why(tmp_path, monkeypatch):
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "SHARED", tmp_path / "shared")
+    absent = conftest.needs_shared(tmp_path / "shared" / "datasets" / "x", "the x data")
+    assert absent.args == (True,)
+    assert absent.kwargs["reason"].startswith(
+        f"../shared is absent ({tmp_path / 'shared'}): this test needs the x data"
+    )
+    (tmp_path / "shared" / "datasets").mkdir(parents=True)
+    lacking = conftest.needs_shared(tmp_path / "shared" / "datasets" / "x", "the x data")
+    assert lacking.args == (True,) and lacking.kwargs["reason"].startswith("../shared has no datasets/x: ")
+    (tmp_path / "shared" / "datasets" / "x").mkdir()
+    assert conftest.needs_shared(tmp_path / "shared" / "datasets" / "x", "the x data").args == (False,)
