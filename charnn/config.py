@@ -253,7 +253,7 @@ def _from_dict(cls: type, data: dict[str, Any]) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{cls.__name__} has no setting(s) {', '.join(unknown)}")
+        raise ConfigError(f"{cls.__name__} has no setting(s) {', '.join(map(repr, unknown))}")
     return cls(**data)
 
 

@@ -22,7 +22,6 @@ from charnn.cli.encoders import (
     with_defaults,
 )
 from charnn.config import ModelConfig, TrainConfig
-from charnn.errors import ConfigError
 from charnn.tasks.tag import Tagger
 
 tag_app = typer.Typer(
@@ -147,8 +146,6 @@ def tag_train(
             overwrite=overwrite, **kw,
         )  # fmt: skip
 
-    if word_layers < 0:
-        raise ConfigError(f"--word-layers must be >= 0, got {word_layers}")
     train_or_resume(
         Tagger, data or [], resume, out, training, model_options, start, has_data=bool(data),
         missing="name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)",

@@ -153,7 +153,10 @@ def load_run(folder: str | Path, build_model: Callable[[dict[str, Any], ModelCon
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
             f"{model_config.vocab_size - model_config.records}; the folder mixes files of different runs"
         )
-    model = build_model(config, model_config)
+    try:
+        model = build_model(config, model_config)
+    except (KeyError, TypeError, ValueError) as exc:  # a damaged task section: what it lacks or holds wrong
+        raise CheckpointError(f"{folder}/{CONFIG_FILE} has an invalid task section: {exc!r}") from None
     load_weights(folder, model)
     model.to(torch.device(device)).eval()
     return Run(folder=folder, config=config, model=model, tokenizer=tokenizer)

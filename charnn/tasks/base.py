@@ -134,7 +134,7 @@ def task_kind(run_config: dict[str, Any]) -> str:
     if task is None:
         return DEFAULT_KIND
     kind = task.get("kind") if isinstance(task, dict) else None
-    if kind not in TASKS:
+    if not isinstance(kind, str) or kind not in TASKS:
         raise CheckpointError(f"config.json names an unknown task {kind!r}; a newer charnn may read it")
     return kind
 

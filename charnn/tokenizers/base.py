@@ -74,7 +74,7 @@ def build_tokenizer(kind: str, text: str, **options: Any) -> Tokenizer:
 def load_tokenizer(folder: Path, meta: dict[str, Any]) -> Tokenizer:
     """Load the tokenizer described by config.json's ``tokenizer`` entry."""
     kind = meta.get("kind")
-    if kind not in _REGISTRY:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         raise TokenizerError(
             f"{folder}/config.json names tokenizer {kind!r}, which this charnn does not know "
             f"(known: {', '.join(tokenizer_kinds())}); upgrade charnn to use this run"

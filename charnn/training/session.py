@@ -119,7 +119,10 @@ def train_in(folder, world, device, budget, on_event, stop, *, resumed: bool, ta
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc}") from None
     kind = task_of(run_config)
-    model = kind.build_model(run_config, model_config).to(device)
+    try:
+        model = kind.build_model(run_config, model_config).to(device)
+    except (KeyError, TypeError, ValueError) as exc:  # a damaged task section
+        raise CheckpointError(f"{folder}/{checkpoint.CONFIG_FILE} cannot be resumed: {exc!r}") from None
     task = kind.session(folder, run_config, model, config, world, device)
     fresh = lambda: kind.build_model(run_config, model_config)  # noqa: E731
     loop = Loop(model, task, config, folder, device, run_config, on_event, stop, world, fresh)

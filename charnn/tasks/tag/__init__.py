@@ -11,6 +11,9 @@ from typing import Any
 
 from charnn.tasks.encoders.kind import EncoderTask
 
+MAX_WORD_LAYERS = 16
+"""More word-level layers than this in a config.json is damage, not a tagger (the CLI's default is 1)."""
+
 
 class Tagger(EncoderTask):
     kind = "tag"
@@ -26,7 +29,12 @@ class Tagger(EncoderTask):
         from charnn.model import WordTagger
 
         task = run_config["task"]
-        return WordTagger(model_config, len(task["tags"]), int(task.get("word_layers", 1)))
+        word_layers = task.get("word_layers", 1)
+        if not isinstance(word_layers, int) or not 0 <= word_layers <= MAX_WORD_LAYERS:
+            raise ValueError(
+                f"task.word_layers must be a whole number from 0 to {MAX_WORD_LAYERS}, not {word_layers!r}"
+            )
+        return WordTagger(model_config, len(task["tags"]), word_layers)
 
     @classmethod
     def session(cls, folder: Path, run_config: dict[str, Any], model: Any, config: Any, world: Any, device: Any) -> Any:

@@ -25,7 +25,7 @@ from charnn.runs.names import TRAIN_TAGS_FILE, VAL_TAGS_FILE
 from charnn.tasks.base import load_run
 from charnn.tasks.encoders import runs
 from charnn.tasks.encoders.batches import arriving_batches
-from charnn.tasks.tag import Tagger
+from charnn.tasks.tag import MAX_WORD_LAYERS, Tagger
 from charnn.tasks.tag import task as tag_task
 from charnn.tasks.tag.task import decode, encode_sentence, encode_sentences, predict_encoded, scores, strict_bio
 from charnn.text.tagged import Tagged, is_bio, split_sentences
@@ -59,8 +59,8 @@ def train_tagger(
     if unseen:
         raise CorpusError(f"the validation sentences have tag {unseen[0]!r}, which no training sentence has")
     config, note = runs.fit_batch(config, len(train_part), "sentences")
-    if word_layers < 0:
-        raise ConfigError(f"--word-layers must be >= 0, got {word_layers}")
+    if not 0 <= word_layers <= MAX_WORD_LAYERS:
+        raise ConfigError(f"--word-layers must be >= 0 and <= {MAX_WORD_LAYERS}, got {word_layers}")
     ModelConfig(vocab_size=2, **(model_options or {}))
     tags = train_part.tag_set()
     data_sha256 = hashlib.sha256((data.to_text() + "\0" + (val.to_text() if val else "")).encode()).hexdigest()
