@@ -11,16 +11,7 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import say
-from charnn.cli.encoders import (
-    input_lines,
-    load,
-    print_scores,
-    read_ahead,
-    report,
-    tokenizer_options,
-    train_or_resume,
-    with_defaults,
-)
+from charnn.cli.encoders import encoder_settings, input_lines, load, print_scores, read_ahead, report, train_or_resume
 from charnn.config import ModelConfig, TrainConfig
 from charnn.tasks.classify import Classifier
 
@@ -129,18 +120,8 @@ def classify_train(
     """
     if encoder_lr_scale is None:
         encoder_lr_scale = WARM_ENCODER_LR_SCALE if init_from else 1.0
-    training = dict(
-        batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip, steps=steps,
-        time_budget=time_budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
-        precision=precision, encoder_lr_scale=encoder_lr_scale,
-    )  # fmt: skip
-    shape, chosen = with_defaults(
-        dict(cell=cell, layers=layers, hidden=hidden, embed=embed, residual=residual, tokenizer=tokenizer,
-             vocab_size=vocab_size),
-        DEFAULT_SHAPE,
-    )  # fmt: skip
-    tokenizer, vocab_size = shape.pop("tokenizer"), shape.pop("vocab_size")
-    model_options = dict(**shape, dropout=dropout, bidirectional=bidirectional, token_dropout=token_dropout)
+    settings = encoder_settings(locals(), DEFAULT_SHAPE)
+    settings["training"]["encoder_lr_scale"] = encoder_lr_scale
 
     def start(folder: Path, config: TrainConfig, **kw):  # noqa: ANN003, ANN202
         from charnn.tasks.classify.classifier import train_classifier
@@ -149,13 +130,14 @@ def classify_train(
         labelled = read_labelled(data or [], parse_label_files(label or []))
         val_data = read_labelled([val]) if val is not None else None
         return train_classifier(
-            labelled, folder, model_options, config, val=val_data, pool=pool, tokenizer_kind=tokenizer,
-            tokenizer_options=tokenizer_options(tokenizer, vocab_size), init_from=init_from or (), chosen=chosen,
-            overwrite=overwrite, **kw,
+            labelled, folder, settings["model_options"], config, val=val_data, pool=pool, init_from=init_from or (),
+            overwrite=overwrite, tokenizer_kind=settings["tokenizer_kind"],
+            tokenizer_options=settings["tokenizer_options"], chosen=settings["chosen"], **kw,
         )  # fmt: skip
 
     train_or_resume(
-        Classifier, data or [], resume, out, training, model_options, start, has_data=bool(data or label),
+        Classifier, data or [], resume, out, settings["training"], settings["model_options"], start,
+        has_data=bool(data or label),
         missing="name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE",
     )  # fmt: skip
 

@@ -57,6 +57,32 @@ def with_defaults(given: dict[str, Any], defaults: dict[str, Any]) -> tuple[dict
     return {**defaults, **chosen}, chosen
 
 
+TRAINING = {
+    "batch_size": "batch_size", "lr": "lr", "warmup": "warmup_steps", "weight_decay": "weight_decay", "clip": "clip",
+    "steps": "steps", "time_budget": "time_budget", "eval_every": "eval_every", "val_fraction": "val_fraction",
+    "seed": "seed", "device": "device", "precision": "precision",
+}  # fmt: skip
+"""A train command's option -> its TrainConfig setting."""
+SHAPE = ("cell", "layers", "hidden", "embed", "residual", "tokenizer", "vocab_size")
+"""Options a warm start takes from its language model (None when not given)."""
+
+
+def encoder_settings(given: dict[str, Any], shape_defaults: dict[str, Any]) -> dict[str, Any]:
+    """An encoder train command's options (its ``locals()``) as the library takes them: ``training``
+    (TrainConfig's settings), ``model_options``, ``tokenizer_kind`` and ``tokenizer_options``, and
+    ``chosen`` (the shape options the user gave, which a warm start checks)."""
+    shape, chosen = with_defaults({key: given[key] for key in SHAPE}, shape_defaults)
+    tokenizer, vocab_size = shape.pop("tokenizer"), shape.pop("vocab_size")
+    extra = ("dropout", "bidirectional", "token_dropout")
+    return {
+        "training": {setting: given[option] for option, setting in TRAINING.items()},
+        "model_options": {**shape, **{key: given[key] for key in extra}},
+        "tokenizer_kind": tokenizer,
+        "tokenizer_options": tokenizer_options(tokenizer, vocab_size),
+        "chosen": chosen,
+    }
+
+
 def tokenizer_options(tokenizer: str, vocab_size: int) -> dict[str, Any]:
     return {} if tokenizer == "char" else {"vocab_size": vocab_size}
 

@@ -11,16 +11,7 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import say
-from charnn.cli.encoders import (
-    input_lines,
-    load,
-    print_scores,
-    read_ahead,
-    report,
-    tokenizer_options,
-    train_or_resume,
-    with_defaults,
-)
+from charnn.cli.encoders import encoder_settings, input_lines, load, print_scores, read_ahead, report, train_or_resume
 from charnn.config import ModelConfig, TrainConfig
 from charnn.tasks.tag import Tagger
 
@@ -121,18 +112,7 @@ def tag_train(
       charnn tag train wnut17train.conll --out runs/ner --time 15m
       charnn tag train train.conllu --column xpos --out runs/xpos
     """
-    training = dict(
-        batch_size=batch_size, lr=lr, warmup_steps=warmup, weight_decay=weight_decay, clip=clip, steps=steps,
-        time_budget=time_budget, eval_every=eval_every, val_fraction=val_fraction, seed=seed, device=device,
-        precision=precision,
-    )  # fmt: skip
-    shape, chosen = with_defaults(
-        dict(cell=cell, layers=layers, hidden=hidden, embed=embed, residual=residual, tokenizer=tokenizer,
-             vocab_size=vocab_size),
-        DEFAULT_SHAPE,
-    )  # fmt: skip
-    tokenizer, vocab_size = shape.pop("tokenizer"), shape.pop("vocab_size")
-    model_options = dict(**shape, dropout=dropout, bidirectional=bidirectional, token_dropout=token_dropout)
+    settings = encoder_settings(locals(), DEFAULT_SHAPE)
 
     def start(folder: Path, config: TrainConfig, **kw):  # noqa: ANN003, ANN202
         from charnn.tasks.tag.tagger import train_tagger
@@ -141,13 +121,13 @@ def tag_train(
         tagged = read_tagged(data, fmt, column)
         val_data = read_tagged([val], fmt, column) if val is not None else None
         return train_tagger(
-            tagged, folder, model_options, config, val=val_data, word_layers=word_layers, tokenizer_kind=tokenizer,
-            tokenizer_options=tokenizer_options(tokenizer, vocab_size), init_from=init_from or (), chosen=chosen,
-            overwrite=overwrite, **kw,
+            tagged, folder, settings["model_options"], config, val=val_data, word_layers=word_layers,
+            init_from=init_from or (), overwrite=overwrite, tokenizer_kind=settings["tokenizer_kind"],
+            tokenizer_options=settings["tokenizer_options"], chosen=settings["chosen"], **kw,
         )  # fmt: skip
 
     train_or_resume(
-        Tagger, data or [], resume, out, training, model_options, start, has_data=bool(data),
+        Tagger, data or [], resume, out, settings["training"], settings["model_options"], start, has_data=bool(data),
         missing="name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)",
         fixed="--val" if val is not None else None,
     )  # fmt: skip

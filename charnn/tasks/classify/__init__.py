@@ -14,12 +14,9 @@ from charnn.tasks.encoders.kind import EncoderTask
 
 class Classifier(EncoderTask):
     kind = "classify"
-    noun = "a classifier"
-    run_noun = "classifier run"
-    use_with = "charnn classify predict / eval"
-    train_command = "charnn classify train"
+    head = "classifier"
     names_key = "labels"
-    start_hint = "pass the labelled data to start it: charnn classify train DATA"
+    data_noun = "labelled data"
 
     @classmethod
     def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:

@@ -10,9 +10,23 @@ from charnn.tasks.encoders import figures
 
 
 class EncoderTask(Task):
+    """A kind whose commands are `charnn KIND train | predict | eval`: its messages' names follow
+    from ``kind``, ``head`` and ``data_noun``."""
+
     plotted = ("val_accuracy", "accuracy")
     names_key: ClassVar[str]
     """The task section's list of what it predicts: 'labels', 'tags'."""
+    head: ClassVar[str]
+    """What a run of it is, in a word: 'classifier'."""
+    data_noun: ClassVar[str]
+    """What it learns from: 'labelled data'."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "kind" in cls.__dict__:
+            cls.noun, cls.run_noun = f"a {cls.head}", f"{cls.head} run"
+            cls.use_with, cls.train_command = f"charnn {cls.kind} predict / eval", f"charnn {cls.kind} train"
+            cls.start_hint = f"pass the {cls.data_noun} to start it: {cls.train_command} DATA"
+        super().__init_subclass__(**kwargs)
 
     @classmethod
     def summary(cls, run_config: dict[str, Any], results: dict[str, Any]) -> Summary:
@@ -24,6 +38,6 @@ class EncoderTask(Task):
                 "best_val_macro_f1": results.get("val_macro_f1"),
                 "best_val_f1": results.get("val_f1"),
             },
-            task=cls.run_noun.split()[0] + (f": {', '.join(names)}" if names else ""),
+            task=cls.head + (f": {', '.join(names)}" if names else ""),
             best=figures.info_best(results),
         )

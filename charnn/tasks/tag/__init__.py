@@ -17,12 +17,9 @@ MAX_WORD_LAYERS = 16
 
 class Tagger(EncoderTask):
     kind = "tag"
-    noun = "a tagger"
-    run_noun = "tagger run"
-    use_with = "charnn tag predict / eval"
-    train_command = "charnn tag train"
+    head = "tagger"
     names_key = "tags"
-    start_hint = "pass the tagged data to start it: charnn tag train DATA"
+    data_noun = "tagged data"
 
     @classmethod
     def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:
