@@ -13,7 +13,8 @@ on a shared 2-core machine mean nothing with another job beside them.
   default    `charnn classify train train.tsv --time 10m` with its defaults: held-out and dev accuracy
   baseline   unigram+bigram bag-of-words logistic regression on the same split (C chosen on held-out)
   warm       language models (forward and reverse) on the text of all 8,528 training rows; then
-             --rows labelled rows, --draws draws: warm-started against from scratch, same budget
+             --rows labelled rows, --draws draws: warm-started against from scratch (its own tokenizer,
+             and the language models' tokenizer: which part of the gain is whose), same budget
   predict    `charnn classify predict` on 10,000 lines with the default run, start-up included
   probe      what the unlabelled text teaches, measured without fine-tuning: a logistic regression on
              the same --rows rows over frozen features (a random encoder, the warm part's language
@@ -115,7 +116,7 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
         f"language models, {args.lm_time} each, --embed-init {args.lm_embed_init}: "
         f"held-out {lm[0]:.3f} / {lm[1]:.3f} bits/char (forward / reverse)"
     )
-    warm, scratch = [], []
+    warm, scratch, lmtok = [], [], []
     for draw in range(args.draws):
         chosen = random.Random(draw).sample(range(len(rows)), args.rows)
         few = Labelled(tuple(rows.texts[i] for i in chosen), tuple(rows.labels[i] for i in chosen), rows.sources)
@@ -124,10 +125,15 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
         small = ["--batch-size", "16", "--eval-every", "25"]
         w = classify_train(work / f"warm-{draw}", tsv, args.few_time, "--init-from", fwd, "--init-from", bwd, *small)
         s = classify_train(work / f"scratch-{draw}", tsv, args.few_time, *small)
+        # From scratch, but with the language models' tokenizer (learnt on all the unlabelled text):
+        # what the tokenizer alone gives, apart from what the language models learnt.
+        t = classify_train(work / f"scratch-lmtok-{draw}", tsv, args.few_time, "--tokenizer-from", fwd, *small)
         warm.append(w["dev_accuracy"])
         scratch.append(s["dev_accuracy"])
+        lmtok.append(t["dev_accuracy"])
         print(
-            f"  draw {draw}: warm start dev {w['dev_accuracy']:.4f}, from scratch dev {s['dev_accuracy']:.4f}",
+            f"  draw {draw}: warm start dev {w['dev_accuracy']:.4f}, from scratch dev {s['dev_accuracy']:.4f}, "
+            f"from scratch with the language models' tokenizer dev {t['dev_accuracy']:.4f}",
             flush=True,
         )
     result = {
@@ -142,13 +148,18 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
         ),
         "warm_dev": warm,
         "scratch_dev": scratch,
+        "scratch_lm_tokenizer_dev": lmtok,
         "warm_mean": statistics.mean(warm),
         "scratch_mean": statistics.mean(scratch),
+        "scratch_lm_tokenizer_mean": statistics.mean(lmtok),
     }
     gain = 100 * (result["warm_mean"] - result["scratch_mean"])
+    tokenizer_part = 100 * (result["scratch_lm_tokenizer_mean"] - result["scratch_mean"])
     print(
         f"{args.rows} labelled rows, mean of {args.draws} draws: warm start {result['warm_mean']:.4f}, "
-        f"from scratch {result['scratch_mean']:.4f}: {gain:+.1f} points (target >= +5)",
+        f"from scratch {result['scratch_mean']:.4f}: {gain:+.1f} points (target >= +5); from scratch with the "
+        f"language models' tokenizer {result['scratch_lm_tokenizer_mean']:.4f}: {tokenizer_part:+.1f} of them are "
+        f"the tokenizer's, {gain - tokenizer_part:+.1f} the language models'",
         flush=True,
     )
     record("classify", {"part": "warm"}, result)

@@ -527,3 +527,37 @@ def test_the_bag_of_words_baseline_scores_dev_with_the_c_best_on_held_out_rows()
     assert best == {"C": 0.1, "heldout_accuracy": 1.0, "dev_accuracy": 0.0}
     best = choose_c(xs, {"train": y, "held": 1 - y, "dev": y}, 2, (0.1, 10.0))
     assert best == {"C": 0.1, "heldout_accuracy": 0.0, "dev_accuracy": 1.0}
+
+
+def test_tokenizer_from_lends_a_runs_tokenizer_to_a_classifier_from_scratch(char_lm, run_cli, tmp_path):
+    """The warm-start comparison's middle arm: from scratch, but reading text as the language model does."""
+    from tests.run_kinds import _labelled
+
+    (tmp_path / "d.tsv").write_text(_labelled().to_tsv(), encoding="utf-8")
+    out = tmp_path / "clf"
+    args = ["--tokenizer-from", char_lm, "--out", out, "--steps", "1", "--batch-size", "8", "--hidden", "8"]
+    code, _, err = run_cli("classify", "train", tmp_path / "d.tsv", *args)
+    assert code == 0, err
+    lent = json.loads((char_lm / "config.json").read_text())["tokenizer"]["file"]
+    assert (out / lent).read_bytes() == (char_lm / lent).read_bytes()
+    assert json.loads((out / "config.json").read_text())["model"]["hidden"] == 8  # its own shape: not a warm start
+    assert "init_from" not in json.loads((out / "config.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--init-from", "LM"], "--tokenizer-from and --init-from do not go together"),
+        (["--tokenizer", "bpe"], "--tokenizer is a tokenizer's, and --tokenizer-from LM lends one; drop --tokenizer"),
+        (["--vocab-size", "300"], "--vocab-size is a tokenizer's, and --tokenizer-from LM lends one"),
+    ],
+)
+def test_tokenizer_from_refuses_what_contradicts_it(given, said, char_lm, run_cli, tmp_path):
+    from tests.run_kinds import _labelled
+
+    (tmp_path / "d.tsv").write_text(_labelled().to_tsv(), encoding="utf-8")
+    out = tmp_path / "clf"
+    given = [str(char_lm) if arg == "LM" else arg for arg in given]
+    code, _, err = run_cli("classify", "train", tmp_path / "d.tsv", "--tokenizer-from", char_lm, "--out", out, *given)
+    assert code == 2 and err.startswith("error: " + said.replace("LM", str(char_lm))) and err.count("\n") == 1
+    assert not out.exists()

@@ -65,6 +65,7 @@ def classify_train(
     overwrite: options.Overwrite = False,
     resume: options.Resume = None,
     init_from: options.InitFrom = None,
+    tokenizer_from: options.TokenizerFrom = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="Validation file (label<TAB>text).")] = None,
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of each label's texts held out for validation.")
@@ -131,7 +132,7 @@ def classify_train(
         val_data = read_labelled([val]) if val is not None else None
         return train_classifier(
             labelled, folder, settings["model_options"], config, val=val_data, pool=pool, init_from=init_from or (),
-            overwrite=overwrite, tokenizer_kind=settings["tokenizer_kind"],
+            tokenizer_from=tokenizer_from, overwrite=overwrite, tokenizer_kind=settings["tokenizer_kind"],
             tokenizer_options=settings["tokenizer_options"], chosen=settings["chosen"], **kw,
         )  # fmt: skip
 

@@ -134,3 +134,12 @@ TokenDropout = Annotated[
 ]
 
 PredictDevice = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")]
+
+TokenizerFrom = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Read text with this run's tokenizer (a language model's, say) instead of learning one from the "
+        "data: a from-scratch run that reads as a warm start would (not with --init-from, --tokenizer, --vocab-size).",
+        show_default=False,
+    ),
+]

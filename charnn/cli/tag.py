@@ -65,6 +65,7 @@ def tag_train(
     overwrite: options.Overwrite = False,
     resume: options.Resume = None,
     init_from: options.InitFrom = None,
+    tokenizer_from: options.TokenizerFrom = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="Validation file, in the same format.")] = None,
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of the training sentences held out for validation.")
@@ -122,7 +123,8 @@ def tag_train(
         val_data = read_tagged([val], fmt, column) if val is not None else None
         return train_tagger(
             tagged, folder, settings["model_options"], config, val=val_data, word_layers=word_layers,
-            init_from=init_from or (), overwrite=overwrite, tokenizer_kind=settings["tokenizer_kind"],
+            init_from=init_from or (), tokenizer_from=tokenizer_from, overwrite=overwrite,
+            tokenizer_kind=settings["tokenizer_kind"],
             tokenizer_options=settings["tokenizer_options"], chosen=settings["chosen"], **kw,
         )  # fmt: skip
 

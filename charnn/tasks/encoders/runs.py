@@ -23,7 +23,13 @@ from charnn.events import Event, Finished, Notice, Started
 from charnn.files import FolderLock, atomic_write_text
 from charnn.runs import folder as runfolder
 from charnn.tasks.base import kind_to_train
-from charnn.tasks.encoders.warm import refuse_other_shape, warm_model_config, warm_start, warm_start_sources
+from charnn.tasks.encoders.warm import (
+    lent_tokenizer,
+    refuse_other_shape,
+    warm_model_config,
+    warm_start,
+    warm_start_sources,
+)
 from charnn.training.start import complete_new_run, new_run_config, request_digest, start_run
 
 
@@ -63,6 +69,7 @@ def train_encoder(
     tokenizer_kind: str = "char",
     tokenizer_options: dict[str, Any] | None = None,
     init_from: Sequence[Path] = (),
+    tokenizer_from: Path | None = None,
     chosen: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -77,8 +84,9 @@ def train_encoder(
     tokenizer; ``init_from`` warm-starts it from language models (charnn.tasks.encoders.warm),
     whose tokenizer and shape it then takes: ``chosen``, the model and tokenizer settings the user
     gave (not defaults; keys of charnn.tasks.encoders.warm.CHOSEN), must then agree with the
-    language model's. The rest is as for charnn.tasks.lm.prepare.train: the same
-    resume, budget and folder guarantees."""
+    language model's. ``tokenizer_from`` takes another run's tokenizer instead of making one
+    (a classifier from scratch that reads text as a language model does). The rest is as for
+    charnn.tasks.lm.prepare.train: the same resume, budget and folder guarantees."""
     model_options = model_options or {}
     if run.note is not None:
         on_event = _noting(on_event, run.note)
@@ -90,13 +98,15 @@ def train_encoder(
         tokenizer=[tokenizer_kind, tokenizer_options or {}],
         training=config,
         init_from=[str(p) for p in init_from],
+        **({"tokenizer_from": str(tokenizer_from)} if tokenizer_from is not None else {}),
     )
     sources = warm_start_sources(init_from)
     refuse_other_shape(chosen or {}, sources)
+    lent = lent_tokenizer(tokenizer_from, chosen or {}, sources)
 
     def make(folder: Path, overwrite: bool) -> FolderLock:
         runfolder.check_target(folder, overwrite)
-        tokenizer = sources[0].tokenizer if sources else run.tokenizer(tokenizer_kind, tokenizer_options)
+        tokenizer = sources[0].tokenizer if sources else lent or run.tokenizer(tokenizer_kind, tokenizer_options)
         run.check(tokenizer)
         model_config = warm_model_config(tokenizer.vocab_size, model_options, sources)
         torch.manual_seed(config.seed)

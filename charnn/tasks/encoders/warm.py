@@ -58,6 +58,23 @@ def refuse_other_shape(chosen: dict[str, Any], sources: list[Any]) -> None:
         )
 
 
+def lent_tokenizer(tokenizer_from: Path | None, chosen: dict[str, Any], sources: list[Any]) -> Any:
+    """The tokenizer of the run ``tokenizer_from`` (None when not given), for a run that starts
+    from scratch; a warm start has its language model's, and a tokenizer given is the lender's."""
+    if tokenizer_from is None:
+        return None
+    if sources:
+        raise ConfigError(
+            "--tokenizer-from and --init-from do not go together: a warm start reads text with its language "
+            "model's tokenizer; drop --tokenizer-from"
+        )
+    given = [key for key in ("tokenizer", "vocab_size") if chosen.get(key) is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag} is a tokenizer's, and --tokenizer-from {tokenizer_from} lends one; drop {flag}")
+    return load_run(tokenizer_from).tokenizer
+
+
 def _flag(key: str, value: Any) -> str:
     if key == "residual":
         return "--residual" if value else "--no-residual"
