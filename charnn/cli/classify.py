@@ -11,7 +11,16 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import say
-from charnn.cli.encoders import encoder_settings, input_lines, load, print_scores, read_ahead, report, train_or_resume
+from charnn.cli.encoders import (
+    encoder_settings,
+    input_lines,
+    load,
+    print_scores,
+    read_ahead,
+    report,
+    shape_options,
+    train_or_resume,
+)
 from charnn.config import ModelConfig, TrainConfig
 from charnn.tasks.classify import Classifier
 
@@ -28,18 +37,8 @@ DEFAULT_MODEL = ModelConfig(
 DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=50, eval_every=100)
 DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_POOL = "bpe", 4000, "attention"
 WARM_ENCODER_LR_SCALE = 0.1  # chosen on training rows outside the labelled ones (docs/classifying.md, "Warm starts")
-DEFAULT_SHAPE = dict(
-    cell=DEFAULT_MODEL.cell, layers=DEFAULT_MODEL.layers, hidden=DEFAULT_MODEL.hidden, embed=DEFAULT_MODEL.embed,
-    residual=None, tokenizer=DEFAULT_TOKENIZER, vocab_size=DEFAULT_VOCAB,
-)  # fmt: skip
-"""The defaults of the options a warm start takes from its language model: None until applied, so that
-what the user gave can be told (charnn.cli.options.later)."""
-_Cell = options.later(str, options.CELL, DEFAULT_MODEL.cell)
-_Layers = options.later(int, options.LAYERS, DEFAULT_MODEL.layers)
-_Hidden = options.later(int, options.HIDDEN, DEFAULT_MODEL.hidden)
-_Embed = options.later(int, options.EMBED, DEFAULT_MODEL.embed)
-_Tokenizer = options.later(str, options.ENCODER_TOKENIZER, DEFAULT_TOKENIZER, panel=None)
-_VocabSize = options.later(int, options.VOCAB_SIZE, DEFAULT_VOCAB, panel=None)
+SHAPE = shape_options(DEFAULT_MODEL, DEFAULT_TOKENIZER, DEFAULT_VOCAB)
+"""The options a warm start takes from its language model (charnn.cli.encoders.shape_options)."""
 
 _Model = Annotated[
     Optional[Path],
@@ -70,18 +69,18 @@ def classify_train(
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of each label's texts held out for validation.")
     ] = DEFAULT_TRAIN.val_fraction,
-    tokenizer: _Tokenizer = None,
-    vocab_size: _VocabSize = None,
+    tokenizer: SHAPE.tokenizer = None,
+    vocab_size: SHAPE.vocab_size = None,
     pool: Annotated[
         str, typer.Option(help="Sentence head: final, mean, max, mean-max or attention.", rich_help_panel=options.MODEL)
     ] = DEFAULT_POOL,
     bidirectional: Annotated[
         bool, typer.Option(help="Read each text both ways.", rich_help_panel=options.MODEL)
     ] = DEFAULT_MODEL.bidirectional,
-    cell: _Cell = None,
-    layers: _Layers = None,
-    hidden: _Hidden = None,
-    embed: _Embed = None,
+    cell: SHAPE.cell = None,
+    layers: SHAPE.layers = None,
+    hidden: SHAPE.hidden = None,
+    embed: SHAPE.embed = None,
     dropout: options.Dropout = DEFAULT_MODEL.dropout,
     token_dropout: options.TokenDropout = DEFAULT_MODEL.token_dropout,
     residual: options.Residual = None,
@@ -121,7 +120,7 @@ def classify_train(
     """
     if encoder_lr_scale is None:
         encoder_lr_scale = WARM_ENCODER_LR_SCALE if init_from else 1.0
-    settings = encoder_settings(locals(), DEFAULT_SHAPE)
+    settings = encoder_settings(locals(), SHAPE.defaults)
     settings["training"]["encoder_lr_scale"] = encoder_lr_scale
 
     def start(folder: Path, config: TrainConfig, **kw):  # noqa: ANN003, ANN202

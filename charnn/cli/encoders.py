@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charnn.cli import options
 from charnn.cli.progress import resume_run, run_training
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
@@ -65,6 +67,37 @@ TRAINING = {
 """A train command's option -> its TrainConfig setting."""
 SHAPE = ("cell", "layers", "hidden", "embed", "residual", "tokenizer", "vocab_size")
 """Options a warm start takes from its language model (None when not given)."""
+
+
+@dataclass(frozen=True)
+class ShapeOptions:
+    """The options a warm start takes from its language model, declared for one command: None until
+    given (charnn.cli.options.later), so that what the user gave can be told; ``defaults`` applies the rest."""
+
+    defaults: dict[str, Any]
+    cell: Any
+    layers: Any
+    hidden: Any
+    embed: Any
+    tokenizer: Any
+    vocab_size: Any
+
+
+def shape_options(model: ModelConfig, tokenizer: str, vocab_size: int) -> ShapeOptions:
+    """The shape options of an encoder command whose defaults are ``model``'s, ``tokenizer`` and ``vocab_size``."""
+    defaults = dict(
+        cell=model.cell, layers=model.layers, hidden=model.hidden, embed=model.embed, residual=None,
+        tokenizer=tokenizer, vocab_size=vocab_size,
+    )  # fmt: skip
+    return ShapeOptions(
+        defaults,
+        cell=options.later(str, options.CELL, model.cell),
+        layers=options.later(int, options.LAYERS, model.layers),
+        hidden=options.later(int, options.HIDDEN, model.hidden),
+        embed=options.later(int, options.EMBED, model.embed),
+        tokenizer=options.later(str, options.ENCODER_TOKENIZER, tokenizer, panel=None),
+        vocab_size=options.later(int, options.VOCAB_SIZE, vocab_size, panel=None),
+    )
 
 
 def encoder_settings(given: dict[str, Any], shape_defaults: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,16 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import say
-from charnn.cli.encoders import encoder_settings, input_lines, load, print_scores, read_ahead, report, train_or_resume
+from charnn.cli.encoders import (
+    encoder_settings,
+    input_lines,
+    load,
+    print_scores,
+    read_ahead,
+    report,
+    shape_options,
+    train_or_resume,
+)
 from charnn.config import ModelConfig, TrainConfig
 from charnn.tasks.tag import Tagger
 
@@ -25,18 +34,8 @@ tag_app = typer.Typer(
 DEFAULT_MODEL = ModelConfig(vocab_size=2, layers=1, hidden=256, embed=64, dropout=0.3, bidirectional=True)
 DEFAULT_TRAIN = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=100, eval_every=200)
 DEFAULT_TOKENIZER, DEFAULT_VOCAB, DEFAULT_WORD_LAYERS = "char", 4000, 1
-DEFAULT_SHAPE = dict(
-    cell=DEFAULT_MODEL.cell, layers=DEFAULT_MODEL.layers, hidden=DEFAULT_MODEL.hidden, embed=DEFAULT_MODEL.embed,
-    residual=None, tokenizer=DEFAULT_TOKENIZER, vocab_size=DEFAULT_VOCAB,
-)  # fmt: skip
-"""The defaults of the options a warm start takes from its language model: None until applied, so that
-what the user gave can be told (charnn.cli.options.later)."""
-_Cell = options.later(str, options.CELL, DEFAULT_MODEL.cell)
-_Layers = options.later(int, options.LAYERS, DEFAULT_MODEL.layers)
-_Hidden = options.later(int, options.HIDDEN, DEFAULT_MODEL.hidden)
-_Embed = options.later(int, options.EMBED, DEFAULT_MODEL.embed)
-_Tokenizer = options.later(str, options.ENCODER_TOKENIZER, DEFAULT_TOKENIZER, panel=None)
-_VocabSize = options.later(int, options.VOCAB_SIZE, DEFAULT_VOCAB, panel=None)
+SHAPE = shape_options(DEFAULT_MODEL, DEFAULT_TOKENIZER, DEFAULT_VOCAB)
+"""The options a warm start takes from its language model (charnn.cli.encoders.shape_options)."""
 
 _Model = Annotated[
     Optional[Path],
@@ -70,8 +69,8 @@ def tag_train(
     val_fraction: Annotated[
         float, typer.Option(help="Fraction of the training sentences held out for validation.")
     ] = DEFAULT_TRAIN.val_fraction,
-    tokenizer: _Tokenizer = None,
-    vocab_size: _VocabSize = None,
+    tokenizer: SHAPE.tokenizer = None,
+    vocab_size: SHAPE.vocab_size = None,
     word_layers: Annotated[
         int,
         typer.Option(
@@ -81,10 +80,10 @@ def tag_train(
     bidirectional: Annotated[
         bool, typer.Option(help="Read each sentence both ways.", rich_help_panel=options.MODEL)
     ] = DEFAULT_MODEL.bidirectional,
-    cell: _Cell = None,
-    layers: _Layers = None,
-    hidden: _Hidden = None,
-    embed: _Embed = None,
+    cell: SHAPE.cell = None,
+    layers: SHAPE.layers = None,
+    hidden: SHAPE.hidden = None,
+    embed: SHAPE.embed = None,
     dropout: options.Dropout = DEFAULT_MODEL.dropout,
     token_dropout: options.TokenDropout = DEFAULT_MODEL.token_dropout,
     residual: options.Residual = None,
@@ -113,7 +112,7 @@ def tag_train(
       charnn tag train wnut17train.conll --out runs/ner --time 15m
       charnn tag train train.conllu --column xpos --out runs/xpos
     """
-    settings = encoder_settings(locals(), DEFAULT_SHAPE)
+    settings = encoder_settings(locals(), SHAPE.defaults)
 
     def start(folder: Path, config: TrainConfig, **kw):  # noqa: ANN003, ANN202
         from charnn.tasks.tag.tagger import train_tagger
