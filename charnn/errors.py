@@ -50,3 +50,14 @@ class RunFolderError(CharnnError):
 
 class TrainingDiverged(CharnnError):
     """Training kept producing non-finite losses even after rolling back."""
+
+
+class RequestError(CharnnError):
+    """A request to `charnn serve` that cannot be answered as asked: the HTTP status it gets, the
+    request parameter at fault, and OpenAI's error type for it."""
+
+    def __init__(
+        self, message: str, *, param: str | None = None, status: int = 400, kind: str = "invalid_request_error"
+    ) -> None:
+        super().__init__(message)
+        self.param, self.status, self.kind = param, status, kind

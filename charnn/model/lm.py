@@ -137,11 +137,16 @@ class Stepper:
             else:
                 self.head = (model.embed.weight.detach().to(d), model.head_bias.detach().to(d))
             # A conditional model's style (the one use_style set), one (1, width) vector a layer.
-            biases = model.style_biases(None, 1)
+            # (None when no style is chosen yet: each call then passes its rows' own, as a server does.)
+            chosen = model.style_vectors is None or model.style is not None
+            biases = model.style_biases(None, 1) if chosen else None
             self.biases = None if biases is None else [b[:, 0].detach().to(d) for b in biases]
 
     @torch.inference_mode()
-    def __call__(self, token: Tensor, state: State) -> tuple[Tensor, State]:
+    def __call__(self, token: Tensor, state: State, biases: list[Tensor] | None = None) -> tuple[Tensor, State]:
+        """``biases``: a conditional model's style vectors for each row, (B, width) a layer, in the
+        stepper's dtype (``row_biases``); default: the style chosen when the stepper was made."""
+        biases = self.biases if biases is None else biases
         if self.boundary is not None:  # a row that reads a record boundary starts from zeros
             keep = (token != self.boundary).to(self.dtype)[None, :, None]  # (1, B, 1)
             state = [tuple(s * keep for s in layer) for layer in state]
@@ -149,7 +154,7 @@ class Stepper:
         new_state: State = []
         for i, (weights, layer_state) in enumerate(zip(self.layers, state, strict=True)):
             hx = tuple(s[0].to(self.dtype) for s in layer_state)  # (B, H) each
-            read = x if self.biases is None else x + self.biases[i]  # (B, E or H)
+            read = x if biases is None else x + biases[i]  # (B, E or H)
             if self.int8:
                 new = _int8_cell(self.cell, read, hx, *weights)
             else:
@@ -159,6 +164,12 @@ class Stepper:
         if self.project is not None:
             x = F.linear(x, self.project)  # (B, E)
         return F.linear(x, *self.head).float(), new_state
+
+    def row_biases(self, model: RecurrentLM, weights: Tensor) -> list[Tensor]:
+        """One row's style vectors for ``__call__``'s ``biases``: weights over the styles (S,)."""
+        with torch.no_grad():
+            mixed = model.style_biases(weights.to(model.embed.weight.device, torch.float32), 1)
+        return [b[:, 0].detach().to(self.dtype) for b in mixed]  # (1, width) a layer
 
 
 def int8_available() -> bool:

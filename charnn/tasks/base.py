@@ -65,6 +65,8 @@ class Task:
     """How to start a run where there is none yet: 'pass the labelled data to start it: charnn classify train DATA'."""
     plotted: ClassVar[tuple[str, str] | None] = None
     """The logged figure that `charnn plot` shows beside the loss, and its name: ('val_accuracy', 'accuracy')."""
+    endpoint: ClassVar[str | None] = None
+    """Where `charnn serve` answers a run of this kind: the API path after /v1/ ('completions')."""
 
     @classmethod
     def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:
@@ -77,10 +79,62 @@ class Task:
         raise NotImplementedError
 
     @classmethod
+    def service(cls, run: Any, limits: Limits, worker: Any) -> Any:
+        """What answers requests for one loaded run of this kind under `charnn serve`: an object
+        with ``describe() -> dict`` (its fields in /v1/models), ``active`` (requests in flight),
+        ``submit(body, notify) -> Job`` (raises RequestError for a bad body; called on ``worker``'s
+        thread, charnn.tasks.worker) and ``close()`` (end what is in flight); see Job."""
+        raise NotImplementedError
+
+    @classmethod
     def summary(cls, run_config: dict[str, Any], results: dict[str, Any]) -> Summary:
         """What `charnn info` shows of a run of this kind; ``results`` are its kept model's
         figures (config.json's, or the best logged validation's while it trains)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most one request to `charnn serve` may ask for (its --max-* options)."""
+
+    max_tokens: int = 4096
+    """Characters a completion may ask for (max_tokens)."""
+    max_n: int = 16
+    """Completions a request may ask for (n, times the prompts)."""
+    max_prompt: int = 20_000
+    """Characters of one prompt, or of one text to classify or tag."""
+    max_inputs: int = 256
+    """Texts one request may hold (a prompt list, or classify and tag inputs)."""
+
+
+class Job:
+    """One request being answered (``service.submit``). ``notify()`` is called, from any thread,
+    whenever ``events()`` has something new; ``events()`` drains what is ready (a streamed
+    request's chunks); ``response()`` is the whole answer once ``done``; ``cancel()`` says the
+    client has gone, and the work stops at the next step."""
+
+    done: bool = False
+    error: str | None = None
+    """Why the work failed, where it did (the server answers a 500)."""
+
+    def events(self) -> list[dict[str, Any]]:
+        return []
+
+    def response(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        pass
+
+
+class Answered(Job):
+    """A job answered at once (classify, tag): its whole response."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer, self.done = answer, True
+
+    def response(self) -> dict[str, Any]:
+        return self.answer
 
 
 def logged_evaluation(metrics: dict[str, Any], best: bool, styles: dict[str, float] | None = None) -> dict[str, Any]:

@@ -17,6 +17,13 @@ class Classifier(EncoderTask):
     head = "classifier"
     names_key = "labels"
     data_noun = "labelled data"
+    endpoint = "classify"
+
+    @classmethod
+    def service(cls, run: Any, limits: Any, worker: Any) -> Any:
+        from charnn.tasks.classify.serving import ClassifyService
+
+        return ClassifyService(run, limits, cls.kind, worker)
 
     @classmethod
     def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:

@@ -4,6 +4,7 @@ prepare.py   a new stream or record run from a corpus (``train``)
 styles.py    style runs: one conditional model on several styles (``train_styles``)
 task.py      the training task: TBPTT windows over laid-out text, bits per character
 sample.py    streamed sampling; evaluate.py scoring a text; novelty.py copies of training text
+serving.py   `charnn serve`'s completions: requests (request.py) stepped together (batcher.py)
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ class LanguageModel(Task):
     use_with = "charnn sample / charnn eval"
     train_command = "charnn train"
     start_hint = "pass the corpus to start it: charnn train CORPUS"
+    endpoint = "completions"
+
+    @classmethod
+    def service(cls, run: Any, limits: Any, worker: Any) -> Any:
+        from charnn.tasks.lm.serving import CompletionService
+
+        return CompletionService(run, limits, cls.kind, worker)
 
     @classmethod
     def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:

@@ -20,6 +20,13 @@ class Tagger(EncoderTask):
     head = "tagger"
     names_key = "tags"
     data_noun = "tagged data"
+    endpoint = "tag"
+
+    @classmethod
+    def service(cls, run: Any, limits: Any, worker: Any) -> Any:
+        from charnn.tasks.tag.serving import TagService
+
+        return TagService(run, limits, cls.kind, worker)
 
     @classmethod
     def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:

@@ -1,0 +1,204 @@
+"""The HTTP API: OpenAI's shapes for models, completions and errors, and charnn's endpoints.
+
+Every refusal is OpenAI's error object, ``{"error": {"message", "type", "param", "code"}}``,
+with the status that fits: 400 a request that cannot be read or asks for what is not allowed,
+401 a missing key, 404 an unknown model or path, 413 a body over the cap. A refused request
+changes nothing. ``model`` is only ever looked up among the served names: no request names a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from charnn.errors import RequestError
+from charnn.serve.runs import Served
+from charnn.tasks.worker import Worker
+
+MAX_BODY = 1 << 20
+"""Bytes a request body may hold (1 MiB); more is a 413."""
+EVENT_INTERVAL = 0.05
+"""Seconds at least between two events of a stream: each carries what was written since the last."""
+DISCONNECT_POLL = 0.25
+"""Seconds between checks that the client of a request that is not streamed is still there."""
+
+
+def error_response(status: int, message: str, param: str | None = None, kind: str | None = None) -> JSONResponse:
+    kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+    codes = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large"}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": codes.get(status)}}
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(
+    served: dict[str, Served], worker: Worker, api_key: str | None = None, ready: Callable[[], None] | None = None
+) -> FastAPI:
+    """The API for ``served``, whose networks run on ``worker``'s thread (charnn.tasks.worker)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if ready is not None:
+            ready()
+        yield
+
+    app = FastAPI(title="charnn", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.served = served
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):  # noqa: ANN001, ANN202
+        if api_key and request.url.path != "/health" and not _authorised(request, api_key):
+            return error_response(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
+        return await call_next(request)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
+        if error.status_code == 405:
+            return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
+        return error_response(error.status_code, str(error.detail))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        if api_key:
+            return {"status": "ok"}
+        return {"status": "ok", "models": {s.name: {"active": s.service.active} for s in served.values()}}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model(s) for s in served.values()]}
+
+    @app.get("/v1/models/{name}")
+    async def model(name: str) -> Any:
+        if name not in served:
+            return _unknown(name, served)
+        return _model(served[name])
+
+    @app.post("/v1/{endpoint}")
+    async def answer(endpoint: str, request: Request) -> Response:
+        try:
+            body = await _body(request)
+            target = _target(body, endpoint, served)
+            stream = bool(body.get("stream"))
+            loop, event = asyncio.get_running_loop(), asyncio.Event()
+            notify = lambda: loop.call_soon_threadsafe(event.set)  # noqa: E731
+            job = await asyncio.wrap_future(worker.call(lambda: target.service.submit(body, notify)))
+        except RequestError as error:
+            return error_response(error.status, str(error), error.param, error.kind)
+        stamp = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": target.name}
+        if stream:
+            return StreamingResponse(_events(job, event, stamp), media_type="text/event-stream")
+        return await _whole(job, event, request, stamp)
+
+    return app
+
+
+def _authorised(request: Request, key: str) -> bool:
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+def _endpoints(served: dict[str, Served]) -> str:
+    paths = sorted({f"POST /v1/{s.task.endpoint}" for s in served.values()} | {"GET /v1/models"})
+    return "charnn serves " + ", ".join(paths)
+
+
+def _model(s: Served) -> dict[str, Any]:
+    return {"id": s.name, "object": "model", "created": s.created, "owned_by": "charnn", **s.service.describe()}
+
+
+def _unknown(name: Any, served: dict[str, Served]) -> JSONResponse:
+    names = ", ".join(served) or "none"
+    return error_response(404, f"model {name!r} is not served here; the served models are: {names}", "model")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        raise RequestError(f"the request body is over {MAX_BODY:,} bytes", status=413)
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise RequestError(f"the request body is over {MAX_BODY:,} bytes", status=413)
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(f"the body is not valid JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object")
+    return body
+
+
+def _target(body: dict[str, Any], endpoint: str, served: dict[str, Served]) -> Served:
+    endpoints = {s.task.endpoint for s in served.values()}
+    if endpoint not in endpoints:
+        raise RequestError(f"no such path /v1/{endpoint}; {_endpoints(served)}", status=404)
+    name = body.get("model")
+    if not isinstance(name, str):
+        raise RequestError("model must be the name of a served run (GET /v1/models lists them)", param="model")
+    if name not in served:
+        names = ", ".join(served)
+        raise RequestError(
+            f"model {name!r} is not served here; the served models are: {names}", param="model", status=404
+        )
+    target = served[name]
+    if target.task.endpoint != endpoint:
+        raise RequestError(
+            f"model {name!r} is {target.task.noun}: ask POST /v1/{target.task.endpoint}, not /v1/{endpoint}",
+            param="model",
+        )
+    return target
+
+
+async def _events(job: Any, event: asyncio.Event, stamp: dict[str, Any]) -> AsyncIterator[str]:
+    """Server-sent events: each holds what was generated since the last; then ``data: [DONE]``."""
+    loop = asyncio.get_running_loop()
+    try:
+        last = -EVENT_INTERVAL
+        while True:
+            await event.wait()
+            wait = last + EVENT_INTERVAL - loop.time()
+            if wait > 0 and not job.done:
+                await asyncio.sleep(wait)
+            event.clear()
+            done = job.done
+            for chunk in job.events():
+                yield f"data: {json.dumps({**stamp, **chunk})}\n\n"
+            last = loop.time()
+            if done:
+                break
+        if job.error is not None:
+            failed = {"message": f"the model failed: {job.error}", "type": "server_error", "param": None, "code": None}
+            yield f"data: {json.dumps({'error': failed})}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        if not job.done:
+            job.cancel()  # the client went away: its rows leave the batch at the next step
+
+
+async def _whole(job: Any, event: asyncio.Event, request: Request, stamp: dict[str, Any]) -> Response:
+    while not job.done:
+        try:
+            await asyncio.wait_for(event.wait(), DISCONNECT_POLL)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                job.cancel()
+                return Response(status_code=499)
+        event.clear()
+        job.events()  # re-arms the job's notice
+    try:
+        return JSONResponse({**stamp, **job.response()})
+    except RequestError as error:
+        return error_response(error.status, str(error), error.param, error.kind)

@@ -1,0 +1,70 @@
+"""What a classifier and a tagger share under `charnn serve`: a request's ``input`` (a text or
+a list of them) checked against the server's caps, answered at once on the server's worker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from charnn.errors import RequestError
+from charnn.tasks.base import Answered, Job
+
+
+class EncoderService:
+    """Answers one encoder run's endpoint; a kind gives ``answer(inputs) -> list of results``."""
+
+    names_key: str = "labels"
+
+    active = 0
+    """Requests in flight: none between two calls, as each is answered whole."""
+
+    def __init__(self, run: Any, limits: Any, kind: str, worker: Any) -> None:
+        self.run, self.limits, self.kind = run, limits, kind
+        self.run.model.eval()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "endpoint": f"/v1/{self.kind}",
+            "tokenizer": self.run.tokenizer.kind,
+            self.names_key: list(self.run.config["task"][self.names_key]),
+        }
+
+    def submit(self, body: dict[str, Any], notify: Callable[[], None]) -> Job:
+        unknown = sorted(set(body) - {"model", "input", "user"})
+        if unknown:
+            raise RequestError(
+                f"unknown parameter {unknown[0]!r}; this endpoint reads model and input", param=unknown[0]
+            )
+        inputs = self.inputs(body.get("input"))
+        results = self.answer(inputs)
+        data = [{"object": f"{self.kind}.result", "index": i, **result} for i, result in enumerate(results)]
+        return Answered({"object": "list", "data": data})
+
+    def inputs(self, value: Any) -> list[Any]:
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not texts or not all(self.one_input(t) for t in texts):
+            raise RequestError(f"input must be {self.input_noun}", param="input")
+        if len(texts) > self.limits.max_inputs:
+            raise RequestError(
+                f"input holds {len(texts)} texts; the server allows {self.limits.max_inputs} a request", param="input"
+            )
+        for text in texts:
+            size = len(text) if isinstance(text, str) else sum(len(t) + 1 for t in text)
+            if size > self.limits.max_prompt:
+                raise RequestError(
+                    f"an input is {size:,} characters; the server's --max-prompt allows {self.limits.max_prompt:,}",
+                    param="input",
+                )
+        return texts
+
+    input_noun = "a string or a non-empty list of strings"
+
+    def one_input(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+    def answer(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,246 @@
+"""Every completion a served language model writes, stepped together in one batch.
+
+A new completion (a ``Row``) reads its prompt and
+joins the running batch at the next step; one that is finished, stopped or cancelled leaves
+it at once. Each row keeps its own sampling settings, random stream, stop strings and style,
+so no row ever sees another's: a seeded row draws the same text in any company (up to the
+arithmetic of a larger batch, which the server keeps in fp32 for that reason).
+
+Drawing is vectorised over the rows: each row's temperature, top-k and top-p cut its own
+distribution, and its own generator gives the uniform number that picks a token from it.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from charnn.model import State
+from charnn.tasks.lm.healing import Healing, Utf8Guard
+from charnn.tasks.lm.sample import StopScanner
+
+
+@dataclass
+class Row:
+    """One completion being written: its settings, and its text so far."""
+
+    index: int
+    """Its place among its request's choices."""
+    context: torch.Tensor
+    """The tokens read before its first drawn one (the healed prompt; a record's boundary first)."""
+    length: int
+    temperature: float
+    top_k: int
+    top_p: float
+    rng: np.random.Generator
+    stops: tuple[str, ...]
+    top_logprobs: int | None
+    """Alternatives to report at each generated token; None: no logprobs."""
+    banned: torch.Tensor
+    """(V,) bool: tokens this row never draws."""
+    boundary: int | None
+    """A record row's boundary, which ends it; None for a stream."""
+    healing: Healing
+    utf8: Utf8Guard
+    style: torch.Tensor | None = None
+    """A style run's weights over its styles (S,), which read the prompt."""
+    biases: list[torch.Tensor] | None = None
+    """The same style as the stepper's vectors, (1, width) a layer."""
+    on_piece: Callable[[Row, str, list[dict[str, Any]], str | None], None] = lambda *_: None
+    """Called with the text released since the last call, its tokens' logprob entries, and the
+    finish reason once the row is done."""
+    produced: int = 0
+    drawn: int = 0
+    cancelled: bool = False
+    done: bool = False
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+    scanner: StopScanner | None = None
+    held: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    """Logprob entries of text the stop scanner still holds back, with the offset where each ends."""
+    released: int = 0
+
+    def __post_init__(self) -> None:
+        self.scanner = StopScanner(self.stops)
+
+
+class Batcher:
+    """The rows a model is writing, stepped together: one step a ``turn`` on the server's worker
+    thread (charnn.tasks.worker), which also adds the rows."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.step = model.stepper(None)  # fp32 at every batch size: a row's draws do not depend on its company
+        self.device = model.embed.weight.device
+        self.pending: list[Row] = []
+        self.rows: list[Row] = []
+        self.closing = False
+        self.tokens: torch.Tensor | None = None
+        self.state: State = []
+
+    @property
+    def active(self) -> int:
+        """Rows in the batch or waiting to join it."""
+        return len(self.rows) + len(self.pending)
+
+    def add(self, rows: list[Row]) -> None:
+        self.pending.extend(rows)
+
+    def busy(self) -> bool:
+        return bool(self.pending or self.rows)
+
+    def close(self) -> None:
+        """End every row at the next turn (finish reason 'stop'), and every row added after."""
+        self.closing = True
+
+    def turn(self) -> None:
+        """Rows that wait join the batch, then the batch takes one step."""
+        joining, self.pending = self.pending, []
+        if self.closing:
+            for row in self.rows + joining:
+                self._finish(row, "stop")
+            self.rows, self.tokens, self.state = [], None, []
+            return
+        try:
+            if joining:
+                self.tokens, self.state = self._join(joining, self.tokens, self.state)
+            if self.rows:
+                self.tokens, self.state = self._step(self.tokens, self.state)
+        except Exception as error:  # noqa: BLE001  (a failed step ends its rows, never the server)
+            for row in self.rows + joining:
+                if not row.done:
+                    self._finish(row, f"error: {type(error).__name__}: {error}")
+            self.rows, self.tokens, self.state = [], None, []
+
+    @torch.inference_mode()
+    def _join(self, joining: list[Row], tokens: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
+        """Read each new row's prompt and add the rows to the batch."""
+        joining = [row for row in joining if not row.cancelled]
+        if not joining:
+            return tokens, state
+        firsts, states = [], []
+        for row in joining:
+            row_state = self.model.initial_state(1, self.device)
+            if len(row.context) > 1:
+                style = None if row.style is None else row.style[None]
+                _, row_state = self.model(row.context[None, :-1], row_state, style=style)
+            firsts.append(row.context[-1:])
+            states.append(row_state)
+        new_tokens = torch.cat(firsts)
+        new_state = [tuple(torch.cat(parts, dim=1) for parts in zip(*layers)) for layers in zip(*states)]
+        if self.rows:
+            new_tokens = torch.cat([tokens, new_tokens])
+            new_state = [tuple(torch.cat(pair, dim=1) for pair in zip(a, b)) for a, b in zip(state, new_state)]
+        self.rows = self.rows + joining
+        self._settings()
+        return new_tokens, new_state
+
+    def _settings(self) -> None:
+        """The batch's per-row settings as tensors, made again when the rows change."""
+        rows, device = self.rows, self.device
+        self.temperature = torch.tensor([r.temperature or 1.0 for r in rows], device=device)[:, None]
+        self.greedy = torch.tensor([r.temperature == 0 for r in rows], device=device)
+        self.top_k = torch.tensor([r.top_k or 0 for r in rows], device=device)
+        self.top_p = torch.tensor([r.top_p for r in rows], device=device)
+        self.cuts = any(r.top_k for r in rows) or any(r.top_p < 1 for r in rows)
+        self.banned = torch.stack([r.banned for r in rows])  # (B, V)
+        self.guarded = [j for j, r in enumerate(rows) if r.utf8.enabled or r.healing.active()]
+        self.logprobs = [j for j, r in enumerate(rows) if r.top_logprobs is not None]
+        self.biases = None
+        if rows[0].biases is not None:
+            self.biases = [torch.cat(parts) for parts in zip(*(r.biases for r in rows))]
+
+    @torch.inference_mode()
+    def _step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        logits, state = self.step(tokens, state, self.biases)  # (B, V)
+        logits.masked_fill_(self.banned, float("-inf"))
+        for j in self.guarded:
+            row = self.rows[j]
+            row.utf8.restrict(logits[j : j + 1], [0])
+            if row.healing.active():
+                row.healing.restrict(logits[j : j + 1], [0])
+        tokens = self._draw(logits)
+        drawn = tokens.tolist()
+        entries = self._entries(logits, drawn) if self.logprobs else {}
+        for j, row in enumerate(self.rows):
+            if not row.cancelled:
+                self._take(row, drawn[j], entries.get(j))
+        keep = [j for j, r in enumerate(self.rows) if not (r.done or r.cancelled)]
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, dtype=torch.long, device=self.device)
+            tokens, state = tokens[index], [tuple(s[:, index] for s in layer) for layer in state]
+            self.rows = [self.rows[j] for j in keep]
+            if self.rows:
+                self._settings()
+        return tokens, state
+
+    def _draw(self, logits: torch.Tensor) -> torch.Tensor:
+        """One token a row, each by its own temperature, top-k, top-p and random stream."""
+        greedy = logits.argmax(dim=-1)
+        if bool(self.greedy.all()):
+            return greedy
+        scaled = logits / self.temperature  # (B, V)
+        uniform = torch.tensor([r.rng.random() for r in self.rows], device=self.device, dtype=torch.float64)
+        if self.cuts:
+            scaled, order = torch.sort(scaled, dim=-1, descending=True)
+            probs = scaled.softmax(dim=-1)
+            rank = torch.arange(probs.shape[1], device=self.device)[None, :]  # (1, V)
+            k = torch.where(self.top_k > 0, self.top_k, probs.shape[1])[:, None]  # (B, 1)
+            before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each
+            drop = (rank >= k) | ((before >= self.top_p[:, None]) & (self.top_p[:, None] < 1))
+            probs = probs.masked_fill(drop, 0.0)
+        else:
+            probs = scaled.softmax(dim=-1)
+        cdf = probs.double().cumsum(dim=-1)  # (B, V)
+        pick = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp_(max=cdf.shape[1] - 1)
+        picked = order.gather(1, pick) if self.cuts else pick
+        return torch.where(self.greedy, greedy, picked[:, 0])
+
+    def _entries(self, logits: torch.Tensor, drawn: list[int]) -> dict[int, dict[str, Any]]:
+        """Each logprob row's figures for its drawn token: its log-probability under the model (at
+        temperature 1, nothing cut) and the most likely alternatives."""
+        rows = torch.tensor(self.logprobs, device=self.device)
+        logprobs = torch.log_softmax(logits[rows].float(), dim=-1)  # (b, V)
+        most = max(self.rows[j].top_logprobs for j in self.logprobs) or 1
+        top = torch.topk(logprobs, min(most, logprobs.shape[1]), dim=-1)
+        chosen = logprobs.gather(1, torch.tensor([[drawn[j]] for j in self.logprobs], device=self.device))
+        out = {}
+        for i, (j, values, ids) in enumerate(zip(self.logprobs, top.values.tolist(), top.indices.tolist())):
+            k = self.rows[j].top_logprobs
+            out[j] = {"logprob": float(chosen[i, 0]), "top": list(zip(ids[:k], values[:k]))}
+        return out
+
+    def _take(self, row: Row, token_id: int, entry: dict[str, Any] | None) -> None:
+        """Add a drawn token to its row's text; release what the stop strings allow."""
+        row.drawn += 1
+        ends = row.boundary is not None and token_id == row.boundary
+        text = ""
+        if not ends:
+            row.utf8.update(0, token_id)
+            text = row.decoder.decode(row.healing.new_bytes(0, token_id))
+            text = text[: row.length - row.produced]
+            row.produced += len(text)
+        if entry is not None:
+            entry = {**entry, "token": token_id, "text": text}
+            row.held.append((row.produced, entry))
+        out = row.scanner.push(text)
+        finished = ends or row.scanner.stopped or row.produced >= row.length
+        if finished:
+            out += row.scanner.flush()
+            reason = "length" if row.produced >= row.length and not (ends or row.scanner.stopped) else "stop"
+        row.released += len(out)
+        ready = [e for end, e in row.held if end <= row.released or (finished and not row.scanner.stopped)]
+        row.held = [(end, e) for end, e in row.held if not (end <= row.released)]
+        if finished:
+            row.held = []
+            self._finish(row, reason, out, ready)
+        elif out or ready:
+            row.on_piece(row, out, ready, None)
+
+    def _finish(self, row: Row, reason: str, text: str = "", entries: list[dict[str, Any]] | None = None) -> None:
+        row.done = True
+        row.on_piece(row, text, entries or [], reason)

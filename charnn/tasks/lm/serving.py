@@ -1,0 +1,317 @@
+"""A language-model run under `charnn serve`: OpenAI's completions, every request's rows
+stepped together (charnn.tasks.lm.batcher).
+
+``max_tokens`` counts characters of text for every run, subword runs too (the sampler cuts
+inside a token, as `charnn sample --length` does); ``usage`` counts the model's tokens.
+Logprobs are the model's own (temperature 1, nothing cut), one entry per token: a character
+on a char run. ``echo`` with ``logprobs`` scores the prompt as `charnn eval` scores a text:
+the first token of a stream is only context; a record run's prompt is read from its boundary.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from charnn.errors import ConfigError, RequestError
+from charnn.tasks.base import Job
+from charnn.tasks.lm.batcher import Batcher, Row
+from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime
+from charnn.tasks.lm.request import DEFAULT_MAX_TOKENS, Completion, parse_completion, style_error
+from charnn.tasks.lm.styles import drawn_choice, parse_choice, run_styles, style_names
+from charnn.text.records import RecordFormat, record_cap
+
+SCORE_CHUNK = 1024
+"""Prompt tokens scored a forward pass (the logits of a subword vocabulary are large)."""
+
+
+class CompletionService:
+    """Answers /v1/completions for one loaded language-model run."""
+
+    def __init__(self, run: Any, limits: Any, kind: str, worker: Any) -> None:
+        self.run, self.limits, self.kind, self.worker = run, limits, kind, worker
+        self.model, self.tokenizer = run.model.eval(), run.tokenizer
+        self.device = self.model.embed.weight.device
+        vocab = self.model.config.vocab_size
+        self.token_bytes = [self.tokenizer.token_bytes(i) for i in range(self.tokenizer.vocab_size)]
+        self.token_bytes += [b""] * (vocab - len(self.token_bytes))  # a record run's boundary spells nothing
+        self.token_text = [b.decode("utf-8", errors="replace") for b in self.token_bytes]
+        self.styles = style_names(run.config)
+        self.batcher = Batcher(self.model)
+        worker.add(self.batcher)
+
+    def describe(self) -> dict[str, Any]:
+        fmt = _format(self.run.config.get("task") or {})
+        return {
+            "kind": self.kind,
+            "endpoint": "/v1/completions",
+            "tokenizer": self.tokenizer.kind,
+            "max_tokens_counts": "characters",
+            "records": fmt.describe() if fmt else None,
+            "styles": self.styles or None,
+            "reverse": bool((self.run.config.get("task") or {}).get("reverse")),
+        }
+
+    @property
+    def active(self) -> int:
+        return self.batcher.active
+
+    def close(self) -> None:
+        """End every completion in flight (finish reason 'stop') at the next step."""
+        self.batcher.close()
+
+    def submit(self, body: dict[str, Any], notify: Callable[[], None]) -> Job:
+        request = parse_completion(body, self.limits)
+        if (self.run.config.get("task") or {}).get("reverse"):
+            raise RequestError(
+                "this run reads right to left (trained with --reverse): it scores text but cannot complete it; "
+                "ask a left-to-right run",
+                param="model",
+            )
+        weights, task = self._style(request)
+        fmt = _format(task)
+        boundary = self.model.boundary if fmt is not None else None
+        length = request.max_tokens
+        if length is None:
+            length = record_cap(self.run) if fmt is not None else DEFAULT_MAX_TOKENS
+        encoded = [self.tokenizer.encode(_record_start(p, fmt)) for p in request.prompts]
+        job = CompletionJob(request, self, notify, [len(ids) for ids in encoded])
+        banned = self._banned(boundary, fmt)
+        rows = []
+        for i, ids in enumerate(encoded):
+            context, owed = self._context(ids, boundary)
+            for k in range(request.n):
+                index = i * request.n + k
+                rng = np.random.default_rng(None if request.seed is None else [request.seed, index])
+                rows.append(self._row(request, index, context, owed, length, rng, banned, boundary, weights, job))
+        job.rows = rows
+        if request.echo and request.logprobs is not None:
+            k = request.logprobs
+            job.echo([self.prompt_entries(ids, boundary, weights, k) for ids in encoded])
+        else:
+            job.echo([[] for _ in encoded])
+        if length:
+            self.batcher.add(rows)
+        return job
+
+    def _style(self, request: Completion) -> tuple[torch.Tensor | None, dict[str, Any]]:
+        """The style weights a request asks for (None on a run without styles), and the task
+        section that style reads (its record format)."""
+        task = self.run.config.get("task") or {}
+        if not self.styles:
+            if request.style is not None:
+                raise RequestError("this run was trained without styles; leave style out", param="style")
+            return None, task
+        try:
+            choice = parse_choice(request.style, self.styles) if request.style else None
+        except ConfigError as error:
+            raise style_error(error) from None
+        choice = choice or drawn_choice(self.run.config, request.seed)
+        style = run_styles(self.run.config)[choice.main]
+        return torch.tensor(choice.weights), {**task, "records": style.get("records")}
+
+    def _context(self, ids: np.ndarray, boundary: int | None) -> tuple[torch.Tensor, bytes]:
+        context, owed = heal_prime(ids, self.token_bytes) if len(ids) else ([], b"")
+        if boundary is not None:
+            context = [boundary, *context]
+        elif not context:
+            context = self.tokenizer.start_ids()
+        return torch.as_tensor(np.asarray(context, dtype=np.int64), device=self.device), owed
+
+    def _banned(self, boundary: int | None, fmt: RecordFormat | None) -> torch.Tensor:
+        never = list(self.tokenizer.never_sample())
+        if boundary is None and self.model.boundary is not None:
+            never.append(self.model.boundary)
+        if fmt is not None and fmt.spec == "line":
+            never += [i for i, data in enumerate(self.token_bytes) if b"\n" in data or b"\r" in data]
+        banned = torch.zeros(len(self.token_bytes), dtype=torch.bool, device=self.device)
+        banned[never] = True
+        return banned
+
+    def _row(self, request: Completion, index: int, context, owed, length, rng, banned, boundary, weights, job) -> Row:  # noqa: ANN001
+        row = Row(
+            index=index,
+            context=context,
+            length=length,
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            rng=rng,
+            stops=request.stop,
+            top_logprobs=request.logprobs,
+            banned=banned,
+            boundary=boundary,
+            healing=Healing(self.token_bytes, owed, 1, self.device),
+            utf8=Utf8Guard(self.token_bytes, 1, self.device),
+            style=weights,
+            on_piece=job.piece,
+        )
+        if weights is not None:
+            row.biases = self.batcher.step.row_biases(self.model, weights)
+        return row
+
+    @torch.inference_mode()
+    def prompt_entries(self, ids: np.ndarray, boundary: int | None, weights, k: int) -> list[dict[str, Any]]:  # noqa: ANN001
+        """Each prompt token's log-probability given the tokens before it, and the ``k`` most
+        likely alternatives; a stream's first token is only context (None)."""
+        context = ([boundary] if boundary is not None else []) + [int(i) for i in ids]
+        entries: list[dict[str, Any]] = [] if boundary is not None else [{"logprob": None, "top": None}]
+        tokens = torch.as_tensor(context, dtype=torch.long, device=self.device)[None]
+        state = self.model.initial_state(1, self.device)
+        style = None if weights is None else weights[None]
+        for start in range(0, len(context) - 1, SCORE_CHUNK):
+            logits, state = self.model(tokens[:, start : start + SCORE_CHUNK], state, style=style)
+            logprobs = torch.log_softmax(logits[0].float(), dim=-1)  # (C, V)
+            targets = tokens[0, start + 1 : start + 1 + SCORE_CHUNK]
+            logprobs = logprobs[: len(targets)]
+            chosen = logprobs.gather(1, targets[:, None])[:, 0].tolist()
+            top = torch.topk(logprobs, min(max(k, 1), logprobs.shape[1]), dim=-1)
+            for lp, ids_, values in zip(chosen, top.indices.tolist(), top.values.tolist()):
+                entries.append({"logprob": lp, "top": list(zip(ids_[:k], values[:k]))})
+        for entry, token in zip(entries, ids):
+            entry["token"], entry["text"] = int(token), self.token_text[int(token)]
+        return entries[: len(ids)]
+
+
+def _format(task: dict[str, Any]) -> RecordFormat | None:
+    spec = task.get("records")
+    return RecordFormat.from_dict(spec) if spec else None
+
+
+def _record_start(prompt: str, fmt: RecordFormat | None) -> str:
+    """A record run's prompt is a record's start: line breaks alone are no prompt, a separator is refused."""
+    if fmt is None:
+        return prompt
+    if not prompt.strip("\r\n"):
+        return ""
+    if re.search(fmt.pattern, prompt.strip("\r\n")):
+        raise RequestError(
+            f"the prompt holds a record separator, but on this run ({fmt.describe()}) a prompt begins one record; "
+            "give the start of a single record",
+            param="prompt",
+        )
+    return prompt
+
+
+class CompletionJob(Job):
+    """The choices of one completion request as the batcher writes them (see charnn.tasks.base.Job);
+    the batcher's thread writes, the server's reads, under one lock."""
+
+    def __init__(self, request: Completion, service: CompletionService, notify: Callable[[], None], prompt_tokens):  # noqa: ANN001
+        self.request, self.service, self.notify = request, service, notify
+        self.prompt_tokens = sum(prompt_tokens)
+        count = len(request.prompts) * request.n
+        self.texts = [""] * count
+        self.entries: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+        self.finish: list[str | None] = [None] * count
+        self.drawn = 0
+        self.rows: list[Row] = []
+        self.lock = threading.Lock()
+        self.deltas: list[tuple[int, str, list[dict[str, Any]], str | None]] = []
+        self.signalled = False
+        self.error: str | None = None
+        self.usage_sent = False
+
+    def echo(self, prompt_entries: list[list[dict[str, Any]]]) -> None:
+        """Begin each choice with its prompt (and the prompt's logprobs) when echo asks for it;
+        with nothing to generate, the choices end here."""
+        request = self.request
+        for i, prompt in enumerate(request.prompts):
+            for k in range(request.n):
+                index = i * request.n + k
+                if request.echo:
+                    self._push(index, prompt, list(prompt_entries[i]), None)
+        if self.request.max_tokens == 0:
+            for index in range(len(self.texts)):
+                self._push(index, "", [], "length")
+
+    def piece(self, row: Row, text: str, entries: list[dict[str, Any]], reason: str | None) -> None:
+        """The batcher's report of one row's new text (on its thread)."""
+        if reason is not None:
+            with self.lock:
+                self.drawn += row.drawn
+        self._push(row.index, text, entries, reason)
+
+    def _push(self, index: int, text: str, entries: list[dict[str, Any]], reason: str | None) -> None:
+        with self.lock:
+            if reason is not None and reason.startswith("error"):
+                self.error, reason = reason.partition(": ")[2], "stop"
+            self.texts[index] += text
+            self.entries[index] += entries
+            if reason is not None:
+                self.finish[index] = reason
+                self.done = all(self.finish)
+            self.deltas.append((index, text, entries, reason))
+            if self.signalled:
+                return
+            self.signalled = True
+        self.notify()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The chunks since the last call: one a choice, holding all its new text."""
+        with self.lock:
+            deltas, self.deltas, self.signalled = self.deltas, [], False
+            done = self.done
+        merged: dict[int, list] = {}
+        for index, text, entries, reason in deltas:
+            got = merged.setdefault(index, ["", [], None])
+            got[0] += text
+            got[1] += entries
+            got[2] = reason or got[2]
+        chunks = [
+            {"object": "text_completion", "choices": [self._choice(i, text, entries, reason)]}
+            for i, (text, entries, reason) in merged.items()
+        ]
+        if done and self.request.include_usage and not self.usage_sent:
+            self.usage_sent = True
+            chunks.append({"object": "text_completion", "choices": [], "usage": self.usage()})
+        return chunks
+
+    def _choice(self, index: int, text: str, entries: list[dict[str, Any]], reason: str | None) -> dict[str, Any]:
+        logprobs = None
+        if self.request.logprobs is not None:
+            logprobs = self._logprobs(entries)
+        return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}
+
+    def _logprobs(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        text = self.service.token_text
+        return {
+            "tokens": [e["text"] for e in entries],
+            "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [None if e["top"] is None else {text[i]: lp for i, lp in e["top"]} for e in entries],
+        }
+
+    def response(self) -> dict[str, Any]:
+        if self.error is not None:
+            raise RequestError(f"the model failed: {self.error}", status=500, kind="server_error")
+        choices = []
+        for index, text in enumerate(self.texts):
+            choice = self._choice(index, text, self.entries[index], self.finish[index])
+            if choice["logprobs"] is not None:
+                choice["logprobs"]["text_offset"] = _offsets(self.entries[index])
+            choices.append(choice)
+        return {"object": "text_completion", "choices": choices, "usage": self.usage()}
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.drawn,
+            "total_tokens": self.prompt_tokens + self.drawn,
+        }
+
+    def cancel(self) -> None:
+        for row in self.rows:
+            row.cancelled = True
+
+
+def _offsets(entries: list[dict[str, Any]]) -> list[int]:
+    offsets, at = [], 0
+    for entry in entries:
+        offsets.append(at)
+        at += len(entry["text"])
+    return offsets
