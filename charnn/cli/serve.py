@@ -78,13 +78,13 @@ def serve_command(
         raise ConfigError("no run to serve: name run folders (charnn serve runs/NAME) or train one into ./runs")
     from charnn.tasks.worker import Worker
 
-    sock = server.bind(host, port)
     worker = Worker()  # this thread: it loads the runs and runs their networks (charnn.tasks.worker)
     served, skipped = served_runs.load_served(folders, limits, str(resolve_device(device)), worker, not runs)
     for line in skipped:
         say(line)
     if not served:
         raise ConfigError("no run in ./runs could be loaded; see the lines above")
+    sock = server.bind(host, port)
     address = sock.getsockname()
     url = f"http://{'[' + address[0] + ']' if ':' in address[0] else address[0]}:{address[1]}"
     if host not in server.LOOPBACK and not api_key:

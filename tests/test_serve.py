@@ -1,0 +1,348 @@
+"""`charnn serve` over raw HTTP (httpx): the protocol, bad requests, isolation under load, shutdown.
+
+Every test talks to a real uvicorn server started as `charnn serve` on a free localhost port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import time
+
+import httpx
+import pytest
+
+from tests.serving import Server, copied_runs
+
+KINDS = ("lm", "records", "styles", "classifier", "tagger")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return copied_runs(tmp_path_factory.mktemp("served"), *KINDS)
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    served = Server(*runs)
+    yield served
+    assert served.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
+        yield c
+
+
+def complete(client, **body):
+    response = client.post("/v1/completions", json={"model": "lm", **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def stream_texts(client, **body) -> tuple[list[str], list[dict]]:
+    """The text of each event of a streamed completion, and the events."""
+    events = []
+    with client.stream("POST", "/v1/completions", json={"model": "lm", "stream": True, **body}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    for line in lines[:-1]:
+        assert line.startswith("data: ")
+        events.append(json.loads(line[6:]))
+    return ["".join(c["text"] for c in e["choices"]) for e in events], events
+
+
+def test_models_lists_each_run_with_its_kind_and_what_it_predicts(client):
+    data = client.get("/v1/models").json()
+    assert data["object"] == "list"
+    models = {m["id"]: m for m in data["data"]}
+    assert set(models) == set(KINDS)
+    assert all(m["object"] == "model" and m["owned_by"] == "charnn" for m in models.values())
+    assert models["lm"]["kind"] == "lm" and models["lm"]["endpoint"] == "/v1/completions"
+    assert models["styles"]["styles"] == ["prose", "names"]
+    assert models["records"]["records"] == "one record a line"
+    assert models["classifier"]["labels"] == ["recipe", "story"]
+    assert models["tagger"]["tags"] == ["B-name", "O", "I-name"]
+    assert client.get("/v1/models/tagger").json()["tags"] == ["B-name", "O", "I-name"]
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_a_completion_counts_characters_and_tokens(client):
+    out = complete(client, prompt="The ", max_tokens=37, seed=3)
+    (choice,) = out["choices"]
+    assert len(choice["text"]) == 37 and choice["finish_reason"] == "length"
+    assert out["object"] == "text_completion" and out["model"] == "lm" and out["id"].startswith("cmpl-")
+    assert out["usage"] == {"prompt_tokens": 4, "completion_tokens": 37, "total_tokens": 41}
+
+
+def test_a_seeded_request_gives_the_same_text_and_its_stream_the_same_text(client):
+    body = dict(prompt="She said ", max_tokens=300, temperature=0.9, top_p=0.95, top_k=20, seed=11)
+    first, second = complete(client, **body), complete(client, **body)
+    assert first["choices"][0]["text"] == second["choices"][0]["text"]
+    assert complete(client, **{**body, "seed": 12})["choices"][0]["text"] != first["choices"][0]["text"]
+    pieces, events = stream_texts(client, **body)
+    assert "".join(pieces) == first["choices"][0]["text"]
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+    assert len(events) < 300 / 2  # an event carries what was written since the last, not one character
+
+
+def test_n_and_a_list_of_prompts_give_every_choice_in_order(client):
+    out = complete(client, prompt=["A", "B"], n=3, max_tokens=20, seed=1)
+    assert [c["index"] for c in out["choices"]] == list(range(6))
+    assert all(len(c["text"]) == 20 for c in out["choices"])
+    assert len({c["text"] for c in out["choices"]}) == 6
+    assert out["usage"]["completion_tokens"] == 120
+
+
+def test_stop_strings_cut_before_the_stop(client):
+    text = complete(client, prompt="The ", max_tokens=400, seed=2)["choices"][0]["text"]
+    stop = text[50:52]
+    cut = complete(client, prompt="The ", max_tokens=400, seed=2, stop=[stop, "never here"])["choices"][0]
+    assert cut["text"] == text[: text.index(stop)] and cut["finish_reason"] == "stop"
+
+
+def test_echo_scoring_gives_the_figures_charnn_eval_gives(client, runs):
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+
+    text = "The old wizard looked at the door, and the door looked back at him.\n"
+    out = complete(client, prompt=text, max_tokens=0, echo=True, logprobs=3)
+    (choice,) = out["choices"]
+    logprobs = choice["logprobs"]
+    assert choice["text"] == text and "".join(logprobs["tokens"]) == text
+    assert logprobs["token_logprobs"][0] is None  # the first character is only context, as in charnn eval
+    nll = -sum(logprobs["token_logprobs"][1:])
+    metrics = evaluate_text(load_run(runs[0]), text)
+    assert nll / math.log(2) / metrics.chars == pytest.approx(metrics.bits_per_char, rel=1e-5)
+    for top, lp in zip(logprobs["top_logprobs"][1:], logprobs["token_logprobs"][1:]):
+        assert len(top) == 3 and max(top.values()) >= lp - 1e-6
+        assert sum(math.exp(v) for v in top.values()) <= 1 + 1e-6
+    assert logprobs["text_offset"][:3] == [0, 1, 2]
+
+
+def test_generated_logprobs_give_each_character_and_its_alternatives(client):
+    choice = complete(client, prompt="It ", max_tokens=30, logprobs=5, seed=4)["choices"][0]
+    logprobs = choice["logprobs"]
+    assert "".join(logprobs["tokens"]) == choice["text"]
+    assert len(logprobs["token_logprobs"]) == 30 and all(lp <= 0 for lp in logprobs["token_logprobs"])
+    assert all(len(top) == 5 and sum(math.exp(v) for v in top.values()) <= 1 + 1e-6 for top in logprobs["top_logprobs"])
+
+
+def test_a_record_run_answers_with_whole_records(client):
+    out = complete(client, model="records", n=8, seed=5, max_tokens=500)
+    for choice in out["choices"]:
+        assert choice["finish_reason"] == "stop" and "\n" not in choice["text"] and choice["text"]
+
+
+def test_a_style_run_writes_in_the_style_asked_for(client):
+    names = complete(client, model="styles", style="names", n=4, seed=6, max_tokens=200)["choices"]
+    assert all("\n" not in c["text"] and c["finish_reason"] == "stop" for c in names)  # names are line records
+    blend = complete(client, model="styles", style="prose=0.5,names=0.5", seed=6, max_tokens=50)["choices"][0]
+    assert blend["text"]
+
+
+def test_classify_and_tag_answer_what_predict_json_prints(client, runs):
+    from charnn.tasks import load_run
+    from charnn.tasks.classify.classifier import predict_lines
+    from charnn.tasks.tag.tagger import tag_sentences
+
+    texts = ["Stir the flour into the butter.", "The dragon slept."]
+    data = client.post("/v1/classify", json={"model": "classifier", "input": texts}).json()["data"]
+    expected = list(predict_lines(load_run(runs[3]), texts))
+    assert [(d["label"], d["probabilities"]) for d in data] == [(label, pytest.approx(p)) for label, p in expected]
+    one = client.post("/v1/classify", json={"model": "classifier", "input": texts[0]}).json()["data"]
+    assert len(one) == 1 and one[0]["label"] == expected[0][0]
+    sentences = ["Mara walked to Dunmore", ["Mara", "slept"]]
+    data = client.post("/v1/tag", json={"model": "tagger", "input": sentences}).json()["data"]
+    tagged = list(tag_sentences(load_run(runs[4]), [sentences[0].split(), sentences[1]]))
+    assert [(d["tokens"], d["tags"]) for d in data] == [(w, t) for w, t, _ in tagged]
+    assert [d["probabilities"] for d in data] == [pytest.approx(p) for _, _, p in tagged]
+
+
+BAD = [
+    ({"model": "lm", "temperature": -1}, 400, "temperature"),
+    ({"model": "lm", "temperature": "hot"}, 400, "temperature"),
+    ({"model": "lm", "top_p": 0}, 400, "top_p"),
+    ({"model": "lm", "top_p": 1.5}, 400, "top_p"),
+    ({"model": "lm", "max_tokens": 4097}, 400, "max_tokens"),
+    ({"model": "lm", "max_tokens": -1}, 400, "max_tokens"),
+    ({"model": "lm", "max_tokens": "5"}, 400, "max_tokens"),
+    ({"model": "lm", "n": 17}, 400, "n"),
+    ({"model": "lm", "n": 4, "prompt": ["a"] * 5}, 400, "n"),
+    ({"model": "lm", "prompt": "x" * 20_001}, 400, "prompt"),
+    ({"model": "lm", "prompt": [1, 2, 3]}, 400, "prompt"),
+    ({"model": "lm", "stop": ""}, 400, "stop"),
+    ({"model": "lm", "logprobs": 6}, 400, "logprobs"),
+    ({"model": "lm", "stream": "yes"}, 400, "stream"),
+    ({"model": "lm", "temprature": 0.5}, 400, "temprature"),
+    ({"model": "lm", "presence_penalty": 1}, 400, "presence_penalty"),
+    ({"model": "lm", "style": "prose"}, 400, "style"),
+    ({"model": "styles", "style": "poetry"}, 400, "style"),
+    ({"model": "styles", "style": "prose=-1"}, 400, "style"),
+    ({"model": "records", "prompt": "one\ntwo"}, 400, "prompt"),
+    ({"model": "nope"}, 404, "model"),
+    ({"model": "../../etc/passwd"}, 404, "model"),
+    ({"model": "/etc/passwd"}, 404, "model"),
+    ({"model": 3}, 400, "model"),
+    ({}, 400, "model"),
+    ({"model": "classifier", "prompt": "hi"}, 400, "model"),
+    ({"model": "classifier", "input": 5}, 400, "input"),
+    ({"model": "classifier", "input": []}, 400, "input"),
+    ({"model": "classifier", "input": ["x"] * 257}, 400, "input"),
+    ({"model": "classifier", "input": "hi", "stream": True}, 400, "stream"),
+]
+
+
+def _endpoint(body: dict) -> str:
+    return "/v1/classify" if "input" in body else "/v1/completions"
+
+
+@pytest.mark.parametrize(("body", "status", "param"), BAD, ids=[f"{b.get('model')}-{p}" for b, _, p in BAD])
+def test_a_bad_request_gets_openais_error_object_naming_the_parameter(client, body, status, param):
+    response = client.post(_endpoint(body), json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert "\n" not in error["message"] and len(error["message"]) < 300
+
+
+def test_what_the_messages_say(client):
+    def message(path, body):
+        return client.post(path, json=body).json()["error"]["message"]
+
+    assert "served models are: lm, records, styles, classifier, tagger" in message("/v1/completions", {"model": "x"})
+    assert "POST /v1/classify" in message("/v1/completions", {"model": "classifier"})
+    assert "POST /v1/completions" in message("/v1/tag", {"model": "lm", "input": "a b"})
+    assert "--max-tokens allows at most 4096" in message("/v1/completions", {"model": "lm", "max_tokens": 5000})
+    assert "this run's styles are: prose, names" in message("/v1/completions", {"model": "styles", "style": "x"})
+
+
+def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
+    for raw, status in [(b"{not json", 400), (b"[1, 2]", 400), (b"\xff\xfe", 400), (b"", 400)]:
+        response = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == status and "error" in response.json()
+    big = client.post("/v1/completions", content=b"{" + b" " * (1 << 20) + b"}")
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    for method, path in [("POST", "/v1/chat/completions"), ("GET", "/v2"), ("POST", "/v1/embeddings")]:
+        response = client.request(method, path, json={"model": "lm"})
+        assert response.status_code == 404 and "charnn serves" in response.json()["error"]["message"]
+    assert client.get("/v1/models/nope").status_code == 404
+    assert client.get("/v1/completions").status_code == 405
+
+
+def test_hundreds_of_bad_requests_change_nothing(client):
+    before = complete(client, prompt="The ", max_tokens=60, seed=9)
+    for _ in range(8):
+        for body, status, _ in BAD:
+            assert client.post(_endpoint(body), json=body).status_code == status
+    after = complete(client, prompt="The ", max_tokens=60, seed=9)
+    assert after["choices"] == before["choices"]
+    assert client.get("/health").json()["models"]["lm"]["active"] == 0
+
+
+async def _greedy(url: str, prompts: list[str], others: int) -> list[str]:
+    async with httpx.AsyncClient(base_url=url, timeout=120, trust_env=False) as c:
+
+        async def one(prompt: str) -> str:
+            body = {"model": "lm", "prompt": prompt, "max_tokens": 200, "temperature": 0, "stream": True}
+            text = ""
+            async with c.stream("POST", "/v1/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        text += "".join(ch["text"] for ch in json.loads(line[6:])["choices"])
+            return text
+
+        crowd = [f"{i} then {i * 7 % 13}, " for i in range(others)]
+        return (await asyncio.gather(*(one(p) for p in prompts + crowd)))[: len(prompts)]
+
+
+def test_under_load_no_request_sees_another(server):
+    prompts = ["The king ", "Once upon ", '"Where', "In the morning the", "she ran", "Dragons", "A", "and then"]
+    alone = [asyncio.run(_greedy(server.url, [p], 0))[0] for p in prompts]
+    assert len(set(alone)) > 1
+    crowded = asyncio.run(_greedy(server.url, prompts, 56))
+    assert crowded == alone
+
+
+async def _drop(url: str, count: int) -> float:
+    """Open ``count`` long streams, read a little of each, close them all: seconds until the batch is empty."""
+    async with httpx.AsyncClient(base_url=url, timeout=60, trust_env=False) as c:
+        body = {"model": "lm", "max_tokens": 10_000_000, "stream": True}
+        contexts = [c.stream("POST", "/v1/completions", json={**body, "prompt": f"{i} "}) for i in range(count)]
+        responses = [await ctx.__aenter__() for ctx in contexts]
+        lines = [response.aiter_lines() for response in responses]  # kept: a dropped iterator closes its stream
+        for each in lines:
+            await each.__anext__()
+        assert (await c.get("/health")).json()["models"]["lm"]["active"] == count
+        for ctx in contexts:
+            await ctx.__aexit__(None, None, None)
+        start = time.monotonic()
+        while (await c.get("/health")).json()["models"]["lm"]["active"]:
+            if time.monotonic() - start > 5:
+                break
+            await asyncio.sleep(0.02)
+        return time.monotonic() - start
+
+
+def test_streams_that_are_dropped_leave_the_batch_at_once(tmp_path):
+    server = Server(*copied_runs(tmp_path, "lm"), "--max-tokens", "10000000")
+    try:
+        assert asyncio.run(_drop(server.url, 32)) < 1.0
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_run_folder_that_disappears_while_served_does_not_stop_the_server(client, runs):
+    shutil.rmtree(runs[0])
+    assert len(complete(client, prompt="x", max_tokens=10)["choices"][0]["text"]) == 10
+    assert client.get("/v1/models").status_code == 200
+
+
+def test_sigterm_ends_the_streams_in_flight_and_exits_0(tmp_path):
+    server = Server(*copied_runs(tmp_path, "lm"))
+    with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
+        body = {"model": "lm", "max_tokens": 4096, "stream": True}
+        with c.stream("POST", "/v1/completions", json=body) as response:
+            lines = response.iter_lines()
+            next(lines)
+            code = server.stop()
+            rest = [line for line in lines if line]
+    assert code == 0
+    assert rest[-1] == "data: [DONE]"
+    assert json.loads(rest[-2][6:])["choices"][0]["finish_reason"] == "stop"
+    assert "stopped" in "".join(server.stderr) and "Traceback" not in "".join(server.stderr)
+
+
+def test_an_api_key_is_required_when_set_and_a_public_address_without_one_is_warned(tmp_path):
+    runs = copied_runs(tmp_path, "lm")
+    server = Server(*runs, env={"CHARNN_API_KEY": "sesame"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+            denied = c.post("/v1/completions", json={"model": "lm", "max_tokens": 5})
+            assert denied.status_code == 401 and denied.json()["error"]["code"] == "invalid_api_key"
+            assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            allowed = c.get("/v1/models", headers={"Authorization": "Bearer sesame"})
+            assert allowed.status_code == 200 and allowed.json()["data"][0]["id"] == "lm"
+            assert c.get("/health").json() == {"status": "ok"}
+    finally:
+        assert server.stop() == 0
+    public = Server(*runs, "--host", "0.0.0.0")
+    try:
+        assert any("without --api-key" in line for line in public.stderr)
+    finally:
+        assert public.stop() == 0
+
+
+def test_the_cli_refuses_what_it_cannot_serve_in_one_line(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("serve")
+    assert code == 2 and "no run to serve" in err and "Traceback" not in err
+    code, _, err = run_cli("serve", str(tmp_path / "missing"))
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("serve", *copied_runs(tmp_path, "lm"), "--max-n", "0")
+    assert code == 2 and "--max-n must be at least 1" in err
