@@ -163,6 +163,35 @@ def test_classify_and_tag_answer_what_predict_json_prints(client, runs):
     assert [d["probabilities"] for d in data] == [pytest.approx(p) for _, _, p in tagged]
 
 
+def test_cells_give_a_layers_values_after_each_character(client, runs):
+    import numpy as np
+
+    from charnn.tasks import load_run
+
+    text = 'He said "go".'
+    out = client.post("/v1/cells", json={"model": "lm", "input": text, "layer": 0, "state": "cell"}).json()
+    assert out["tokens"] == list(text) and out["layer"] == 0 and out["state"] == "cell"
+    values = np.asarray(out["values"])
+    run = load_run(runs[0])
+    assert values.shape == (len(text), run.model.config.hidden) == (len(text), out["units"])
+    # the same figures as the model's own fused layer reading the text from the zero state
+    ids = run.tokenizer.encode(text)
+    import torch
+
+    with torch.no_grad():
+        _, (h, c) = run.model.rnns[0](run.model.embed(torch.as_tensor(ids, dtype=torch.long)[None, :]))
+    assert values[-1] == pytest.approx(c[0, 0].numpy(), abs=2e-4)
+    top = client.post("/v1/cells", json={"model": "lm", "input": text}).json()
+    assert top["layer"] == run.model.config.layers - 1 and top["state"] == "hidden"
+
+
+def test_classify_says_what_the_attention_pooling_weighed(client):
+    out = client.post("/v1/classify", json={"model": "classifier", "input": "Bake it", "attention": True}).json()
+    (result,) = out["data"]
+    assert "".join(result["tokens"]).replace("▁", " ").strip() == "Bake it"
+    assert len(result["attention"]) == len(result["tokens"]) and sum(result["attention"]) == pytest.approx(1, abs=1e-5)
+
+
 BAD = [
     ({"model": "lm", "temperature": -1}, 400, "temperature"),
     ({"model": "lm", "temperature": "hot"}, 400, "temperature"),
@@ -194,15 +223,24 @@ BAD = [
     ({"model": "classifier", "input": []}, 400, "input"),
     ({"model": "classifier", "input": ["x"] * 257}, 400, "input"),
     ({"model": "classifier", "input": "hi", "stream": True}, 400, "stream"),
+    ({"model": "classifier", "input": "hi", "attention": "yes"}, 400, "attention"),
+    ({"model": "lm", "input": "x" * 4001, "cells": True}, 400, "input"),
+    ({"model": "lm", "input": "abc", "layer": 9, "cells": True}, 400, "layer"),
+    ({"model": "lm", "input": "abc", "state": "gate", "cells": True}, 400, "state"),
+    ({"model": "lm", "input": "", "cells": True}, 400, "input"),
+    ({"model": "tagger", "input": "abc", "cells": True}, 400, "model"),
 ]
 
 
 def _endpoint(body: dict) -> str:
+    if body.pop("cells", False):
+        return "/v1/cells"
     return "/v1/classify" if "input" in body else "/v1/completions"
 
 
 @pytest.mark.parametrize(("body", "status", "param"), BAD, ids=[f"{b.get('model')}-{p}" for b, _, p in BAD])
 def test_a_bad_request_gets_openais_error_object_naming_the_parameter(client, body, status, param):
+    body = dict(body)
     response = client.post(_endpoint(body), json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -239,6 +277,7 @@ def test_hundreds_of_bad_requests_change_nothing(client):
     before = complete(client, prompt="The ", max_tokens=60, seed=9)
     for _ in range(8):
         for body, status, _ in BAD:
+            body = dict(body)
             assert client.post(_endpoint(body), json=body).status_code == status
     after = complete(client, prompt="The ", max_tokens=60, seed=9)
     assert after["choices"] == before["choices"]

@@ -20,6 +20,7 @@ from charnn.cli.info import info_command
 from charnn.cli.plot import plot_command
 from charnn.cli.sample import sample_command
 from charnn.cli.serve import serve_command
+from charnn.cli.show import show_command
 from charnn.cli.tag import tag_app
 from charnn.cli.train import train_command
 from charnn.errors import CharnnError
@@ -39,6 +40,7 @@ app.command("grads")(console.pipe_safe(grads_command))
 app.command("plot")(console.pipe_safe(plot_command))
 app.command("info")(console.pipe_safe(info_command))
 app.command("serve")(console.pipe_safe(serve_command))
+app.command("show")(console.pipe_safe(show_command))
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(classify_app, name="classify")
 app.add_typer(tag_app, name="tag")

@@ -88,6 +88,14 @@ class SentenceClassifier(Encoder):
         """tokens (B, T) int64, right-padded; lengths (B,) >= 1 -> logits (B, labels)."""
         return self.head(self.drop(self.pooled(tokens, lengths)))
 
+    def attention_weights(self, tokens: Tensor, lengths: Tensor) -> Tensor | None:
+        """The attention pooling's weight on each token (B, T), each row summing to 1; None for another pooling."""
+        if self.pool != "attention":
+            return None
+        states = self.states(tokens, lengths)  # (B, T, D)
+        mask = torch.arange(states.shape[1], device=tokens.device)[None, :] < lengths[:, None]  # (B, T)
+        return self.attention(states).squeeze(2).masked_fill(~mask, float("-inf")).softmax(dim=1)
+
     def pooled(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         states = self.states(tokens, lengths)  # (B, T, D)
         steps = states.shape[1]

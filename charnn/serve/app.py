@@ -15,16 +15,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from charnn.errors import RequestError
 from charnn.serve.runs import Served
 from charnn.tasks.worker import Worker
 
+STATIC = Path(__file__).parent / "static"
+PAGE_FILES = {"page.js": "text/javascript", "page.css": "text/css", "index.html": "text/html"}
+"""The playground page's files (docs/playground.md): only these are ever read."""
 MAX_BODY = 1 << 20
 """Bytes a request body may hold (1 MiB); more is a 413."""
 EVENT_INTERVAL = 0.05
@@ -56,7 +60,7 @@ def create_app(
 
     @app.middleware("http")
     async def check_key(request: Request, call_next):  # noqa: ANN001, ANN202
-        if api_key and request.url.path != "/health" and not _authorised(request, api_key):
+        if api_key and request.url.path.startswith("/v1/") and not _authorised(request, api_key):
             return error_response(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
         return await call_next(request)
 
@@ -67,6 +71,16 @@ def create_app(
         if error.status_code == 405:
             return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
         return error_response(error.status_code, str(error.detail))
+
+    @app.get("/")
+    async def page() -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in PAGE_FILES:
+            return error_response(404, f"no such file /static/{name}")
+        return FileResponse(STATIC / name, media_type=PAGE_FILES[name])
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -92,7 +106,7 @@ def create_app(
             stream = bool(body.get("stream"))
             loop, event = asyncio.get_running_loop(), asyncio.Event()
             notify = lambda: loop.call_soon_threadsafe(event.set)  # noqa: E731
-            job = await asyncio.wrap_future(worker.call(lambda: target.service.submit(body, notify)))
+            job = await asyncio.wrap_future(worker.call(lambda: target.service.submit(body, notify, endpoint)))
         except RequestError as error:
             return error_response(error.status, str(error), error.param, error.kind)
         stamp = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": target.name}
@@ -110,7 +124,7 @@ def _authorised(request: Request, key: str) -> bool:
 
 
 def _endpoints(served: dict[str, Served]) -> str:
-    paths = sorted({f"POST /v1/{s.task.endpoint}" for s in served.values()} | {"GET /v1/models"})
+    paths = sorted({f"POST /v1/{e}" for s in served.values() for e in _paths(s)} | {"GET /v1/models"})
     return "charnn serves " + ", ".join(paths)
 
 
@@ -142,7 +156,7 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def _target(body: dict[str, Any], endpoint: str, served: dict[str, Served]) -> Served:
-    endpoints = {s.task.endpoint for s in served.values()}
+    endpoints = {e for s in served.values() for e in _paths(s)}
     if endpoint not in endpoints:
         raise RequestError(f"no such path /v1/{endpoint}; {_endpoints(served)}", status=404)
     name = body.get("model")
@@ -154,12 +168,16 @@ def _target(body: dict[str, Any], endpoint: str, served: dict[str, Served]) -> S
             f"model {name!r} is not served here; the served models are: {names}", param="model", status=404
         )
     target = served[name]
-    if target.task.endpoint != endpoint:
+    if endpoint not in _paths(target):
         raise RequestError(
             f"model {name!r} is {target.task.noun}: ask POST /v1/{target.task.endpoint}, not /v1/{endpoint}",
             param="model",
         )
     return target
+
+
+def _paths(s: Served) -> tuple[str, ...]:
+    return (s.task.endpoint, *s.task.more_endpoints)
 
 
 async def _events(job: Any, event: asyncio.Event, stamp: dict[str, Any]) -> AsyncIterator[str]:

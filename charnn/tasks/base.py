@@ -67,6 +67,8 @@ class Task:
     """The logged figure that `charnn plot` shows beside the loss, and its name: ('val_accuracy', 'accuracy')."""
     endpoint: ClassVar[str | None] = None
     """Where `charnn serve` answers a run of this kind: the API path after /v1/ ('completions')."""
+    more_endpoints: ClassVar[tuple[str, ...]] = ()
+    """charnn's own paths a served run of this kind also answers ('cells')."""
 
     @classmethod
     def build_model(cls, run_config: dict[str, Any], model_config: Any) -> Any:
@@ -105,6 +107,8 @@ class Limits:
     """Characters of one prompt, or of one text to classify or tag."""
     max_inputs: int = 256
     """Texts one request may hold (a prompt list, or classify and tag inputs)."""
+    max_cells: int = 4000
+    """Characters of a text whose units' values one request may ask for (/v1/cells)."""
 
 
 class Job:

@@ -30,14 +30,16 @@ class EncoderService:
             self.names_key: list(self.run.config["task"][self.names_key]),
         }
 
-    def submit(self, body: dict[str, Any], notify: Callable[[], None]) -> Job:
-        unknown = sorted(set(body) - {"model", "input", "user"})
+    def submit(self, body: dict[str, Any], notify: Callable[[], None], endpoint: str = "") -> Job:
+        unknown = sorted(set(body) - {"model", "input", "user", *self.options})
         if unknown:
-            raise RequestError(
-                f"unknown parameter {unknown[0]!r}; this endpoint reads model and input", param=unknown[0]
-            )
+            reads = ", ".join(("model", "input", *self.options))
+            raise RequestError(f"unknown parameter {unknown[0]!r}; this endpoint reads {reads}", param=unknown[0])
+        for option in self.options:
+            if not isinstance(body.get(option, False), bool):
+                raise RequestError(f"{option} must be true or false", param=option)
         inputs = self.inputs(body.get("input"))
-        results = self.answer(inputs)
+        results = self.answer(inputs, {option: body.get(option, False) for option in self.options})
         data = [{"object": f"{self.kind}.result", "index": i, **result} for i, result in enumerate(results)]
         return Answered({"object": "list", "data": data})
 
@@ -59,11 +61,13 @@ class EncoderService:
         return texts
 
     input_noun = "a string or a non-empty list of strings"
+    options: tuple[str, ...] = ()
+    """The endpoint's own true-or-false fields, passed to ``answer``."""
 
     def one_input(self, value: Any) -> bool:
         return isinstance(value, str)
 
-    def answer(self, inputs: list[Any]) -> list[dict[str, Any]]:
+    def answer(self, inputs: list[Any], options: dict[str, bool]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ class LanguageModel(Task):
     train_command = "charnn train"
     start_hint = "pass the corpus to start it: charnn train CORPUS"
     endpoint = "completions"
+    more_endpoints = ("cells",)
 
     @classmethod
     def service(cls, run: Any, limits: Any, worker: Any) -> Any:

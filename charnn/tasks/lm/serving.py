@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from charnn.errors import ConfigError, RequestError
-from charnn.tasks.base import Job
+from charnn.tasks.base import Answered, Job
 from charnn.tasks.lm.batcher import Batcher, Row
+from charnn.tasks.lm.cells import cell_values
 from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime
 from charnn.tasks.lm.request import DEFAULT_MAX_TOKENS, Completion, parse_completion, style_error
 from charnn.tasks.lm.styles import drawn_choice, parse_choice, run_styles, style_names
@@ -53,6 +54,9 @@ class CompletionService:
             "tokenizer": self.tokenizer.kind,
             "max_tokens_counts": "characters",
             "records": fmt.describe() if fmt else None,
+            "cell": self.model.config.cell,
+            "layers": self.model.config.layers,
+            "hidden": self.model.config.hidden,
             "styles": self.styles or None,
             "reverse": bool((self.run.config.get("task") or {}).get("reverse")),
         }
@@ -65,7 +69,9 @@ class CompletionService:
         """End every completion in flight (finish reason 'stop') at the next step."""
         self.batcher.close()
 
-    def submit(self, body: dict[str, Any], notify: Callable[[], None]) -> Job:
+    def submit(self, body: dict[str, Any], notify: Callable[[], None], endpoint: str = "completions") -> Job:
+        if endpoint == "cells":
+            return Answered(cell_values(self, body))
         request = parse_completion(body, self.limits)
         if (self.run.config.get("task") or {}).get("reverse"):
             raise RequestError(
@@ -73,7 +79,7 @@ class CompletionService:
                 "ask a left-to-right run",
                 param="model",
             )
-        weights, task = self._style(request)
+        weights, task = self.style(request.style, request.seed)
         fmt = _format(task)
         boundary = self.model.boundary if fmt is not None else None
         length = request.max_tokens
@@ -99,19 +105,19 @@ class CompletionService:
             self.batcher.add(rows)
         return job
 
-    def _style(self, request: Completion) -> tuple[torch.Tensor | None, dict[str, Any]]:
+    def style(self, spec: str | None, seed: int | None) -> tuple[torch.Tensor | None, dict[str, Any]]:
         """The style weights a request asks for (None on a run without styles), and the task
         section that style reads (its record format)."""
         task = self.run.config.get("task") or {}
         if not self.styles:
-            if request.style is not None:
+            if spec is not None:
                 raise RequestError("this run was trained without styles; leave style out", param="style")
             return None, task
         try:
-            choice = parse_choice(request.style, self.styles) if request.style else None
+            choice = parse_choice(spec, self.styles) if spec else None
         except ConfigError as error:
             raise style_error(error) from None
-        choice = choice or drawn_choice(self.run.config, request.seed)
+        choice = choice or drawn_choice(self.run.config, seed)
         style = run_styles(self.run.config)[choice.main]
         return torch.tensor(choice.weights), {**task, "records": style.get("records")}
 

@@ -20,7 +20,7 @@ class TagService(EncoderService):
     def one_input(self, value: Any) -> bool:
         return isinstance(value, str) or (isinstance(value, list) and all(isinstance(t, str) and t for t in value))
 
-    def answer(self, inputs: list[Any]) -> list[dict[str, Any]]:
+    def answer(self, inputs: list[Any], options: dict[str, bool]) -> list[dict[str, Any]]:
         sentences = [text.split() if isinstance(text, str) else list(text) for text in inputs]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LongSentenceWarning)  # long sentences are tagged in pieces, as in the CLI

@@ -1,0 +1,78 @@
+"""`charnn show`: one text scored and read by a run, as a page to open anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charnn.cli.console import resolve_run, say
+from charnn.tasks.lm import LanguageModel
+
+MAX_CHARS = 20_000
+"""Characters of text one page may show (its cell values grow with the text times the units)."""
+
+
+def show_command(
+    text: Annotated[str, typer.Argument(help="Text file to show; '-' reads standard input.")],
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Run folder \\[default: $CHARNN_MODEL, else the newest in ./runs].",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write (refused if it exists).")] = Path(
+        "show.html"
+    ),
+    layer: Annotated[
+        Optional[int],
+        typer.Option(
+            help="The layer whose units the cell view shows, from 1 \\[default: the top].", show_default=False
+        ),
+    ] = None,
+    cell: Annotated[bool, typer.Option("--cell", help="Show an LSTM's cell c, not its hidden state h.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
+) -> None:
+    """Write one self-contained HTML page (no server, no network) that shows how a language-model
+    run reads a text: each character shaded by how surprised the model was, with its
+    alternatives and the bits per character `charnn eval` gives, and the text coloured by any one
+    unit of a layer, with LSTMVis's span selection to find the units that track something.
+
+    [b]Examples[/b]
+
+      charnn show chapter.txt -m runs/fantasy --out chapter.html
+      head -c 3000 notes.txt | charnn show - --layer 1 --cell -o notes.html
+    """
+    from charnn.device import resolve_device
+    from charnn.errors import ConfigError
+    from charnn.files import atomic_write_text
+    from charnn.serve.show import offline_page
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.show import show_data
+    from charnn.text.corpus import read_text
+
+    if out.exists():
+        raise ConfigError(
+            f"{out} exists; choose another --out or remove it (charnn never overwrites a file it did not make)"
+        )
+    if out.parent and not out.parent.is_dir():
+        raise ConfigError(f"{out.parent} is not a folder; make it or choose another --out")
+    body = read_text(text)
+    if len(body) < 2:
+        raise ConfigError("the text is too short to show: it needs at least two characters")
+    if len(body) > MAX_CHARS:
+        raise ConfigError(f"the text is {len(body):,} characters; a page shows at most {MAX_CHARS:,}: cut it (head -c)")
+    run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)
+    layers = run.model.config.layers
+    if layer is not None and not 1 <= layer <= layers:
+        raise ConfigError(f"--layer must be from 1 to {layers} on this run, got {layer}")
+    if cell and run.model.config.cell != "lstm":
+        raise ConfigError(f"--cell shows an LSTM's cell; this run is a {run.model.config.cell}: drop --cell")
+    data = show_data(run, body, None if layer is None else layer - 1, "cell" if cell else "hidden")
+    atomic_write_text(out, offline_page(data))
+    say(f"wrote {out}: {len(body):,} characters, layer {data['cells']['layer'] + 1} of {layers}; open it in a browser")
+    print(out)

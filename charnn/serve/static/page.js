@@ -1,0 +1,569 @@
+// charnn's playground: every figure comes from `charnn serve`'s API (docs/serve.md), or, in a page
+// written by `charnn show`, from the data it holds (window.CHARNN_OFFLINE). Plain JavaScript, no build.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const LN2 = Math.log(2);
+const OFFLINE = window.CHARNN_OFFLINE || null;
+const state = { models: [], write: { entries: [], history: [], abort: null }, cells: null, inspected: null };
+
+// ---- the API ---------------------------------------------------------------------------------
+
+function say(message) {
+  $("status").textContent = message || "";
+}
+
+// A server started with --api-key: open the page as http://HOST:PORT/#key=KEY.
+const KEY = new URLSearchParams(location.hash.slice(1)).get("key");
+
+async function api(path, body, signal) {
+  let response;
+  const headers = KEY ? { Authorization: `Bearer ${KEY}` } : {};
+  try {
+    response = await fetch(path, body === undefined ? { headers } : {
+      method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new Error(`The server is unreachable (${location.origin}): is charnn serve running?`);
+  }
+  if (!response.ok) {
+    let message = `The server answered ${response.status}`;
+    try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
+    throw new Error(`Refused: ${message}`);
+  }
+  return response;
+}
+
+async function post(path, body) {
+  return (await api(path, body)).json();
+}
+
+async function get(path) {
+  return (await api(path)).json();
+}
+
+// Server-sent events of a streamed completion: calls onChunk with each event's first choice.
+async function streamCompletion(body, signal, onChunk) {
+  const response = await api("/v1/completions", { ...body, stream: true }, signal);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
+      const data = JSON.parse(event.slice(6));
+      if (data.error) throw new Error(`Refused: ${data.error.message}`);
+      if (data.choices && data.choices.length) onChunk(data.choices[0]);
+    }
+  }
+}
+
+// A completion's logprobs as entries: {text, logprob, top: [[text, logprob], ...]}.
+function entriesOf(logprobs) {
+  if (!logprobs) return [];
+  return logprobs.tokens.map((text, i) => ({
+    text,
+    logprob: logprobs.token_logprobs[i],
+    top: logprobs.top_logprobs[i] ? Object.entries(logprobs.top_logprobs[i]).sort((a, b) => b[1] - a[1]) : null,
+  }));
+}
+
+// ---- characters, shading and the inspector -----------------------------------------------------
+
+function shade(p) {
+  // probability 1: white; 0: a strong red.
+  const light = 100 - Math.round((1 - p) * 45);
+  return `hsl(4, 85%, ${light}%)`;
+}
+
+function renderEntries(box, entries, options = {}) {
+  box.textContent = "";
+  const fragment = document.createDocumentFragment();
+  entries.forEach((entry, i) => fragment.appendChild(charSpan(entry, i, options)));
+  box.appendChild(fragment);
+}
+
+function charSpan(entry, i, options = {}) {
+  const span = document.createElement("span");
+  span.className = "ch" + (entry.prime ? " prime" : "") + (entry.chosen ? " chosen" : "");
+  span.textContent = entry.text;
+  span.dataset.index = i;
+  span.tabIndex = -1;
+  if (options.shade !== false && entry.logprob !== null && entry.logprob !== undefined) {
+    span.style.background = shade(Math.exp(entry.logprob));
+  }
+  return span;
+}
+
+function showInspector(span, entries, onChoose) {
+  const entry = entries[Number(span.dataset.index)];
+  const box = $("inspect");
+  if (!entry || entry.logprob === null || entry.logprob === undefined) { box.hidden = true; return; }
+  state.inspected = { span, entries, onChoose };
+  box.textContent = "";
+  const p = document.createElement("div");
+  p.className = "p";
+  p.textContent = `${JSON.stringify(entry.text)}: p = ${Math.exp(entry.logprob).toFixed(4)} (${(-entry.logprob / LN2).toFixed(2)} bits)`;
+  box.appendChild(p);
+  if (entry.top) {
+    const list = document.createElement("ol");
+    list.setAttribute("aria-label", "The most likely characters here");
+    for (const [text, logprob] of entry.top) {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.className = "alt";
+      button.dataset.text = text;
+      button.dataset.p = Math.exp(logprob);
+      button.innerHTML = "<span></span><span></span>";
+      button.firstChild.textContent = JSON.stringify(text);
+      button.lastChild.textContent = Math.exp(logprob).toFixed(4);
+      button.disabled = !onChoose;
+      if (onChoose) button.addEventListener("click", () => onChoose(Number(span.dataset.index), text, logprob));
+      item.appendChild(button);
+      list.appendChild(item);
+    }
+    box.appendChild(list);
+  }
+  const rect = span.getBoundingClientRect();
+  box.style.left = `${window.scrollX + rect.left}px`;
+  box.style.top = `${window.scrollY + rect.bottom + 4}px`;
+  box.hidden = false;
+}
+
+// Hover, focus and arrow keys over a text of characters show the inspector.
+function inspectable(box, getEntries, onChoose) {
+  const open = (target) => {
+    if (target && target.classList && target.classList.contains("ch")) showInspector(target, getEntries(), onChoose);
+  };
+  box.addEventListener("mouseover", (event) => open(event.target));
+  box.addEventListener("focusin", (event) => open(event.target));
+  box.addEventListener("keydown", (event) => {
+    const spans = box.querySelectorAll(".ch");
+    if (!spans.length) return;
+    const at = document.activeElement && document.activeElement.classList.contains("ch")
+      ? Number(document.activeElement.dataset.index) : -1;
+    let next = null;
+    if (event.key === "ArrowRight") next = Math.min(spans.length - 1, at + 1);
+    if (event.key === "ArrowLeft") next = Math.max(0, at < 0 ? spans.length - 1 : at - 1);
+    if (event.key === "Enter" && at >= 0 && !$("inspect").hidden) {
+      const first = $("inspect").querySelector("button:not([disabled])");
+      if (first) { first.focus(); event.preventDefault(); }
+      return;
+    }
+    if (event.key === "Escape") { $("inspect").hidden = true; return; }
+    if (next !== null) { spans[next].focus(); event.preventDefault(); }
+  });
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") $("inspect").hidden = true;
+});
+document.addEventListener("click", (event) => {
+  if (!event.target.closest("#inspect") && !event.target.closest(".ch")) $("inspect").hidden = true;
+});
+
+// ---- models ------------------------------------------------------------------------------------
+
+async function loadModels() {
+  const data = await get("/v1/models");
+  state.models = data.data;
+  for (const select of document.querySelectorAll("select[data-endpoint]")) {
+    const endpoint = select.dataset.endpoint;
+    const fits = state.models.filter((m) => endpoint === "cells" || endpoint === "completions"
+      ? m.endpoint === "/v1/completions" && !(endpoint === "completions" && m.reverse)
+      : m.endpoint === `/v1/${endpoint}`);
+    select.textContent = "";
+    for (const model of fits) select.add(new Option(model.id, model.id));
+    if (!fits.length) select.add(new Option(`(no ${endpoint === "cells" ? "language" : endpoint} model served)`, ""));
+  }
+  modelChanged();
+  cellsModelChanged();
+}
+
+function model(id) {
+  return state.models.find((m) => m.id === id) || null;
+}
+
+function modelChanged() {
+  const m = model($("write-model").value);
+  const styles = m && m.styles;
+  $("write-style-label").hidden = !styles;
+  $("write-styles").textContent = "";
+  for (const name of styles || []) $("write-styles").appendChild(new Option(name));
+  $("write-another").hidden = !(m && m.records);
+}
+
+// ---- Write ---------------------------------------------------------------------------------------
+
+function writeEntries() {
+  return state.write.entries;
+}
+
+function renderWrite() {
+  renderEntries($("write-out"), writeEntries(), { shade: $("write-shade").checked });
+  $("write-undo").disabled = !state.write.history.length;
+}
+
+async function generate(prime) {
+  const w = state.write;
+  if (w.abort) w.abort.abort();
+  say("");
+  const id = $("write-model").value;
+  if (!id) { say("No language model is served: start charnn serve with a language-model run."); return; }
+  const body = {
+    model: id,
+    prompt: prime + w.entries.filter((e) => !e.prime).map((e) => e.text).join(""),
+    max_tokens: Math.max(1, Number($("write-length").value) || 1),
+    temperature: Math.max(0, Number($("write-temp").value) || 0),
+    logprobs: 5,
+  };
+  const style = $("write-style").value.trim();
+  if (style && !$("write-style-label").hidden) body.style = style;
+  w.abort = new AbortController();
+  $("write-stop").disabled = false;
+  const box = $("write-out");
+  try {
+    await streamCompletion(body, w.abort.signal, (choice) => {
+      for (const entry of entriesOf(choice.logprobs)) {
+        w.entries.push(entry);
+        box.appendChild(charSpan(entry, w.entries.length - 1, { shade: $("write-shade").checked }));
+      }
+    });
+  } catch (error) {
+    if (error.name !== "AbortError") say(error.message);
+  } finally {
+    w.abort = null;
+    $("write-stop").disabled = true;
+    $("write-undo").disabled = !w.history.length;
+  }
+}
+
+function choose(index, text, logprob) {
+  const w = state.write;
+  w.history.push(w.entries.slice());
+  const top = w.entries[index].top;
+  w.entries = w.entries.slice(0, index).concat([{ text, logprob, top, chosen: true }]);
+  $("inspect").hidden = true;
+  renderWrite();
+  generate($("write-prime").value);
+}
+
+function setUpWrite() {
+  $("write-model").addEventListener("change", modelChanged);
+  $("write-go").addEventListener("click", () => {
+    state.write.history.push(state.write.entries.slice());
+    state.write.entries = [];
+    renderWrite();
+    generate($("write-prime").value);
+  });
+  $("write-another").addEventListener("click", () => {
+    state.write.history.push(state.write.entries.slice());
+    state.write.entries = [];
+    renderWrite();
+    generate("");
+  });
+  $("write-stop").addEventListener("click", () => state.write.abort && state.write.abort.abort());
+  $("write-undo").addEventListener("click", () => {
+    if (state.write.abort) state.write.abort.abort();
+    if (state.write.history.length) state.write.entries = state.write.history.pop();
+    renderWrite();
+  });
+  $("write-shade").addEventListener("change", renderWrite);
+  inspectable($("write-out"), writeEntries, choose);
+}
+
+// ---- Score ---------------------------------------------------------------------------------------
+
+function showScore(entries) {
+  state.scored = entries;
+  renderEntries($("score-out"), entries);
+  let nats = 0;
+  let chars = 0;
+  for (const e of entries) {
+    if (e.logprob === null) continue;
+    nats -= e.logprob;
+    chars += [...e.text].length;
+  }
+  const bpc = chars ? nats / LN2 / chars : NaN;
+  $("score-bpc").textContent = chars
+    ? `${bpc.toFixed(4)} bits per character over ${chars} characters (as charnn eval scores it)`
+    : "Too short to score: give at least two characters.";
+  $("score-bpc").dataset.bpc = bpc;
+}
+
+async function score() {
+  say("");
+  try {
+    const out = await post("/v1/completions", {
+      model: $("score-model").value, prompt: $("score-text").value, max_tokens: 0, echo: true, logprobs: 5,
+    });
+    showScore(entriesOf(out.choices[0].logprobs));
+  } catch (error) { say(error.message); }
+}
+
+// ---- Cells ---------------------------------------------------------------------------------------
+
+function cellsModelChanged() {
+  const m = model($("cells-model").value);
+  $("cells-layer").textContent = "";
+  for (let i = 0; m && i < m.layers; i++) $("cells-layer").add(new Option(`${i + 1} of ${m.layers}`, i));
+  if (m) $("cells-layer").value = m.layers - 1;
+  $("cells-state").textContent = "";
+  $("cells-state").add(new Option("hidden state h", "hidden"));
+  if (m && m.cell === "lstm") $("cells-state").add(new Option("cell c", "cell"));
+}
+
+function stats(values, unit, rows) {
+  let sum = 0;
+  let squares = 0;
+  for (const t of rows) { sum += values[t][unit]; squares += values[t][unit] ** 2; }
+  const mean = sum / rows.length;
+  return { mean, sd: Math.sqrt(Math.max(0, squares / rows.length - mean * mean)) };
+}
+
+function showCells(data) {
+  const all = data.values.map((_, t) => t);
+  const units = [];
+  for (let u = 0; u < data.units; u++) units.push({ unit: u, sd: stats(data.values, u, all).sd });
+  units.sort((a, b) => b.sd - a.sd);
+  state.cells = { ...data, order: units };
+  renderEntries($("cells-out"), data.tokens.map((text) => ({ text, logprob: null })), { shade: false });
+  $("cells-info").textContent = `${data.tokens.length} characters; layer ${data.layer + 1}, ${data.state === "cell" ? "cell c" : "hidden state h"}, ${data.units} units`;
+  listUnits(units.slice(0, 64).map((u) => ({ unit: u.unit, label: `σ ${u.sd.toFixed(3)}` })));
+  if (units.length) colourBy(units[0].unit);
+}
+
+function listUnits(items) {
+  const list = $("cells-units");
+  list.textContent = "";
+  for (const item of items) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.dataset.unit = item.unit;
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = `unit ${item.unit}  ${item.label}`;
+    button.addEventListener("click", () => colourBy(item.unit));
+    li.appendChild(button);
+    list.appendChild(li);
+  }
+}
+
+function colourBy(unit) {
+  const { values } = state.cells;
+  let most = 1e-9;
+  for (const row of values) most = Math.max(most, Math.abs(row[unit]));
+  const spans = $("cells-out").querySelectorAll(".ch");
+  spans.forEach((span, t) => {
+    const v = values[t][unit] / most;
+    span.style.background = v >= 0 ? `hsla(4, 85%, 55%, ${v.toFixed(3)})` : `hsla(215, 85%, 55%, ${(-v).toFixed(3)})`;
+    span.title = `unit ${unit}: ${values[t][unit].toFixed(4)}`;
+  });
+  state.cells.unit = unit;
+  for (const button of $("cells-units").querySelectorAll("button")) {
+    button.setAttribute("aria-pressed", String(Number(button.dataset.unit) === unit));
+  }
+}
+
+// The characters a mouse selection covers in the cell text: [from, to).
+function selectedSpan() {
+  const selection = window.getSelection();
+  if (!selection.rangeCount || selection.isCollapsed) return null;
+  const spans = [...$("cells-out").querySelectorAll(".ch")].filter((s) => selection.containsNode(s, true));
+  if (!spans.length) return null;
+  return [Number(spans[0].dataset.index), Number(spans[spans.length - 1].dataset.index) + 1];
+}
+
+// LSTMVis's selection: units on inside the span and off outside, by (mean inside - mean outside) / sd.
+function rankUnits() {
+  if (!state.cells) { say("Read a text first."); return; }
+  const from = Number($("cells-from").value);
+  const to = Number($("cells-to").value);
+  const n = state.cells.tokens.length;
+  if (!(to > from) || from < 0 || to > n || to - from === n) {
+    say(`Give a span inside the text: 0 ≤ from < to ≤ ${n}, not all of it.`);
+    return;
+  }
+  say("");
+  const inside = [];
+  const outside = [];
+  for (let t = 0; t < n; t++) (t >= from && t < to ? inside : outside).push(t);
+  const all = inside.concat(outside);
+  const ranked = [];
+  for (let u = 0; u < state.cells.units; u++) {
+    const sd = stats(state.cells.values, u, all).sd || 1e-9;
+    const gap = (stats(state.cells.values, u, inside).mean - stats(state.cells.values, u, outside).mean) / sd;
+    ranked.push({ unit: u, gap });
+  }
+  ranked.sort((a, b) => b.gap - a.gap);
+  listUnits(ranked.slice(0, 20).map((r) => ({ unit: r.unit, label: `${r.gap >= 0 ? "+" : ""}${r.gap.toFixed(2)} sd` })));
+  $("cells-units-title").textContent = `Units on in characters ${from}–${to - 1}, off outside`;
+  colourBy(ranked[0].unit);
+}
+
+async function readCells() {
+  say("");
+  try {
+    showCells(await post("/v1/cells", {
+      model: $("cells-model").value, input: $("cells-text").value,
+      layer: Number($("cells-layer").value), state: $("cells-state").value,
+    }));
+    $("cells-units-title").textContent = "Units, most varied first";
+  } catch (error) { say(error.message); }
+}
+
+function setUpCells() {
+  $("cells-model").addEventListener("change", cellsModelChanged);
+  $("cells-go").addEventListener("click", readCells);
+  $("cells-rank").addEventListener("click", rankUnits);
+  $("cells-out").addEventListener("mouseup", () => {
+    const span = selectedSpan();
+    if (span) { $("cells-from").value = span[0]; $("cells-to").value = span[1]; }
+  });
+}
+
+// ---- Classify and tag ----------------------------------------------------------------------------
+
+async function classify() {
+  say("");
+  const out = $("classify-out");
+  try {
+    const data = await post("/v1/classify", { model: $("classify-model").value, input: $("classify-text").value, attention: true });
+    const result = data.data[0];
+    out.textContent = "";
+    const bars = document.createElement("div");
+    for (const [label, p] of Object.entries(result.probabilities).sort((a, b) => b[1] - a[1])) {
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.innerHTML = '<span class="name"></span><span class="fill"></span><span class="value"></span>';
+      bar.children[0].textContent = label;
+      bar.children[1].style.width = `${Math.round(p * 300)}px`;
+      bar.children[2].textContent = p.toFixed(4);
+      bars.appendChild(bar);
+    }
+    out.appendChild(bars);
+    const tokens = document.createElement("div");
+    tokens.className = "tokens";
+    const most = result.attention ? Math.max(...result.attention) : 1;
+    result.tokens.forEach((text, i) => {
+      const span = document.createElement("span");
+      span.className = "tok";
+      span.textContent = text;
+      if (result.attention) {
+        span.style.background = `hsla(215, 85%, 55%, ${(result.attention[i] / most).toFixed(3)})`;
+        span.title = `attention ${result.attention[i].toFixed(4)}`;
+      }
+      tokens.appendChild(span);
+    });
+    out.appendChild(tokens);
+    if (!result.attention) out.appendChild(document.createTextNode("This classifier pools without attention: no weights to show."));
+  } catch (error) { say(error.message); }
+}
+
+function tagColour(tag) {
+  const name = tag.replace(/^[BI]-/, "");
+  if (name === "O") return "#f1f3f5";
+  let hash = 0;
+  for (const c of name) hash = (hash * 31 + c.charCodeAt(0)) % 360;
+  return `hsl(${hash}, 70%, 85%)`;
+}
+
+async function tag() {
+  say("");
+  const out = $("tag-out");
+  try {
+    const data = await post("/v1/tag", { model: $("tag-model").value, input: $("tag-text").value });
+    const result = data.data[0];
+    out.textContent = "";
+    let group = null;
+    result.tokens.forEach((token, i) => {
+      const t = result.tags[i];
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.style.background = tagColour(t);
+      chip.title = `${t} (${result.probabilities[i].toFixed(4)})`;
+      chip.innerHTML = '<span class="word"></span><span class="tagname"></span>';
+      chip.children[0].textContent = token;
+      chip.children[1].textContent = t;
+      const entity = /^([BI])-(.+)$/.exec(t);
+      if (entity && (entity[1] === "B" || !group || group.dataset.label !== entity[2])) {
+        group = document.createElement("span");
+        group.className = "entity";
+        group.dataset.label = entity[2];
+        out.appendChild(group);
+      } else if (!entity) {
+        group = null;
+      }
+      (group || out).appendChild(chip);
+    });
+  } catch (error) { say(error.message); }
+}
+
+// ---- tabs and start --------------------------------------------------------------------------------
+
+function showTab(name) {
+  for (const tab of document.querySelectorAll("[role=tab]")) {
+    const on = tab.getAttribute("aria-controls") === name;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    $(tab.getAttribute("aria-controls")).hidden = !on;
+  }
+  $("inspect").hidden = true;
+}
+
+function setUpTabs(names) {
+  const tabs = [...document.querySelectorAll("[role=tab]")];
+  for (const tab of tabs) {
+    const name = tab.getAttribute("aria-controls");
+    if (!names.includes(name)) { tab.hidden = true; continue; }
+    tab.addEventListener("click", () => showTab(name));
+    tab.addEventListener("keydown", (event) => {
+      const shown = tabs.filter((t) => !t.hidden);
+      const at = shown.indexOf(tab);
+      const step = event.key === "ArrowRight" ? 1 : event.key === "ArrowLeft" ? -1 : 0;
+      if (step) {
+        const next = shown[(at + step + shown.length) % shown.length];
+        next.focus();
+        showTab(next.getAttribute("aria-controls"));
+      }
+    });
+  }
+  showTab(names[0]);
+}
+
+function startOffline(data) {
+  // A page written by `charnn show`: the scoring and cell views of one text, no server.
+  setUpTabs(["score", "cells"]);
+  for (const id of ["score-go", "cells-go", "score-model", "cells-model", "cells-layer", "cells-state"]) $(id).disabled = true;
+  $("score-model").add(new Option(data.model, data.model));
+  $("cells-model").add(new Option(data.model, data.model));
+  $("score-text").value = data.text;
+  $("cells-text").value = data.text;
+  $("score-text").readOnly = true;
+  $("cells-text").readOnly = true;
+  $("cells-layer").add(new Option(String(data.cells.layer + 1), data.cells.layer));
+  inspectable($("score-out"), () => state.scored, null);
+  setUpCells();
+  showScore(data.score.map((e) => ({ text: e.text, logprob: e.logprob, top: e.top })));
+  showCells(data.cells);
+}
+
+function start() {
+  if (OFFLINE) { startOffline(OFFLINE); return; }
+  setUpTabs(["write", "score", "cells", "classify", "tag"]);
+  setUpWrite();
+  setUpCells();
+  inspectable($("score-out"), () => state.scored || [], null);
+  $("score-go").addEventListener("click", score);
+  $("classify-go").addEventListener("click", classify);
+  $("tag-go").addEventListener("click", tag);
+  loadModels().catch((error) => say(error.message));
+}
+
+start();

@@ -1,0 +1,76 @@
+"""What each unit of a layer holds as a language model reads a text: `charnn serve`'s /v1/cells,
+and `charnn show`'s cell view.
+
+A unit's value after each token is the layer's hidden state (``h``) or, in an LSTM, its cell
+(``c``), read with the sampler's stepper one token at a time, from the zero state (a record
+run's from a record's start), as the model reads when it writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from charnn.errors import ConfigError, RequestError
+
+DECIMALS = 4
+"""Places a value is rounded to in an answer (what a colour can show, at a fraction of the bytes)."""
+
+
+def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a /v1/cells request: each token of ``input`` and the layer's values after it."""
+    unknown = sorted(set(body) - {"model", "input", "layer", "state", "style", "user"})
+    if unknown:
+        raise RequestError(f"unknown parameter {unknown[0]!r}; /v1/cells reads model, input, layer, state and style")
+    text, config = body.get("input"), service.model.config
+    if not isinstance(text, str) or not text:
+        raise RequestError("input must be a non-empty string: the text to read", param="input")
+    if len(text) > service.limits.max_cells:
+        raise RequestError(
+            f"input is {len(text):,} characters; the server's --max-cells allows {service.limits.max_cells:,}",
+            param="input",
+        )
+    layer = body.get("layer", config.layers - 1)
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < config.layers:
+        raise RequestError(f"layer must be a whole number from 0 to {config.layers - 1}, got {layer!r}", param="layer")
+    state = body.get("state", "hidden")
+    states = ("hidden", "cell") if config.cell == "lstm" else ("hidden",)
+    if state not in states:
+        raise RequestError(f"state must be one of {', '.join(states)} on this {config.cell} run", param="state")
+    if body.get("style") is not None and not isinstance(body.get("style"), str):
+        raise RequestError("style must be a style's name or a blend like 'a=0.5,b=0.5'", param="style")
+    try:
+        weights, task = service.style(body.get("style"), 0)
+    except ConfigError as error:
+        raise RequestError(str(error), param="style") from None
+    ids = [int(i) for i in service.tokenizer.encode(text)]
+    boundary = service.model.boundary if task.get("records") else None
+    values = trace(service.model, service.batcher.step, ids, layer, state == "cell", weights, boundary)
+    return {
+        "object": "cells",
+        "layer": layer,
+        "state": state,
+        "units": int(values.shape[1]),
+        "tokens": [service.token_text[i] for i in ids],
+        "values": np.round(values, DECIMALS).tolist(),
+    }
+
+
+@torch.inference_mode()
+def trace(
+    model: Any, step: Any, ids: list[int], layer: int, cell: bool, weights: Any, boundary: int | None
+) -> np.ndarray:
+    """(T, H): layer ``layer``'s hidden state (``cell``: the LSTM's cell) after each of ``ids``."""
+    device = model.embed.weight.device
+    biases = step.row_biases(model, weights) if weights is not None else None
+    state = model.initial_state(1, device)
+    if boundary is not None:
+        _, state = step(torch.tensor([boundary], device=device), state, biases)
+    out = torch.empty(len(ids), model.config.hidden)
+    tokens = torch.tensor(ids, dtype=torch.long, device=device)
+    for t in range(len(ids)):
+        _, state = step(tokens[t : t + 1], state, biases)
+        out[t] = state[layer][1 if cell else 0][0, 0].float().cpu()
+    return out.numpy()

@@ -1,0 +1,33 @@
+"""What `charnn show` puts in its page (charnn.serve.show): one text scored and read by a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from charnn.tasks.base import Limits
+from charnn.tasks.lm.cells import cell_values
+from charnn.tasks.lm.serving import CompletionService
+from charnn.tasks.worker import Worker
+
+
+def show_data(run: Any, text: str, layer: int | None, state: str, top: int = 5) -> dict[str, Any]:
+    """What `charnn show` puts in its page: ``text`` scored (each token's log-probability and the
+    ``top`` alternatives, as /v1/completions with echo gives them) and read (a layer's values, as
+    /v1/cells gives them)."""
+    service = CompletionService(run, Limits(max_cells=len(text) or 1), "lm", Worker())
+    body = {"input": text, "state": state}
+    if layer is not None:
+        body["layer"] = layer
+    cells = cell_values(service, body)
+    weights, task = service.style(None, 0)
+    boundary = service.model.boundary if task.get("records") else None
+    entries = service.prompt_entries(service.tokenizer.encode(text), boundary, weights, top)
+    score = [
+        {
+            "text": e["text"],
+            "logprob": e["logprob"],
+            "top": None if e["top"] is None else [[service.token_text[i], lp] for i, lp in e["top"]],
+        }
+        for e in entries
+    ]
+    return {"model": run.folder.name, "text": text, "score": score, "cells": cells}

@@ -1,0 +1,251 @@
+"""The playground page in a real headless Chromium (Debian's chromium and chromium-driver, driven by
+selenium) against a real `charnn serve`, and `charnn show`'s page opened from a file.
+
+Each test saves a screenshot under its pytest temporary folder; with CHARNN_SCREENSHOTS=FOLDER
+they also go there (docs/images is made so: docs/playground.md)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.serving import Server, copied_runs
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="no chromium and chromedriver here (apt-get install chromium chromium-driver; .ci/run does)",
+)
+WAIT = 30
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return copied_runs(tmp_path_factory.mktemp("page"), "lm", "records", "classifier", "tagger")
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    served = Server(*runs)
+    yield served
+    assert served.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, condition, timeout: float = WAIT):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(lambda d: condition(d))
+
+
+def screenshot(driver, tmp_path: Path, name: str) -> None:
+    driver.save_screenshot(str(tmp_path / f"{name}.png"))
+    folder = os.environ.get("CHARNN_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def console_errors(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def open_page(driver, server, tab: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    console_errors(driver)  # what earlier tests left in the log
+    driver.get(server.url + "/")
+    wait_for(driver, lambda d: d.find_element(By.ID, "write-model").get_attribute("value"))
+    driver.find_element(By.ID, f"tab-{tab}").click()
+
+
+def fill(driver, element_id: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.ID, element_id)
+    element.clear()
+    element.send_keys(text)
+
+
+def test_the_page_loads_with_no_console_errors_and_lists_the_models(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_page(browser, server, "write")
+    assert [o.text for o in Select(browser.find_element(By.ID, "write-model")).options] == ["lm", "records"]
+    assert [o.get_attribute("textContent") for o in Select(browser.find_element(By.ID, "classify-model")).options] == [
+        "classifier"
+    ]
+    assert browser.find_element(By.ID, "status").text == ""
+    screenshot(browser, tmp_path, "page")
+    assert console_errors(browser) == []
+
+
+def test_a_sample_streams_in_and_an_alternative_replaces_the_tail(browser, server, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server, "write")
+    fill(browser, "write-prime", "The ")
+    fill(browser, "write-length", "80")
+    browser.find_element(By.ID, "write-go").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 80)
+    spans = browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")
+    assert all(span.get_attribute("style") for span in spans)  # shaded by probability
+    ActionChains(browser).move_to_element(spans[10]).perform()
+    wait_for(browser, lambda d: d.find_element(By.ID, "inspect").is_displayed())
+    alternatives = browser.find_elements(By.CSS_SELECTOR, "#inspect button.alt")
+    assert len(alternatives) == 5
+    assert sum(float(a.get_attribute("data-p")) for a in alternatives) <= 1 + 1e-6
+    screenshot(browser, tmp_path, "write")
+    before = "".join(s.text for s in spans[:10])
+    chosen = alternatives[-1].get_attribute("data-text")
+    alternatives[-1].click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 91)
+    after = browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")
+    assert "".join(s.get_attribute("textContent") for s in after[:10]) == before.replace("\n", "\n")
+    assert after[10].get_attribute("textContent") == chosen and "chosen" in after[10].get_attribute("class")
+    browser.find_element(By.ID, "write-undo").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 80
+    assert console_errors(browser) == []
+
+
+def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, server, runs, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+
+    text = "The dragon turned, and the knight ran back to the gate."
+    open_page(browser, server, "score")
+    fill(browser, "score-text", text)
+    browser.find_element(By.ID, "score-go").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
+    shown = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
+    assert shown == pytest.approx(evaluate_text(load_run(runs[0]), text).bits_per_char, rel=1e-5)
+    assert (
+        f"{evaluate_text(load_run(runs[0]), text).bits_per_char:.4f}" in browser.find_element(By.ID, "score-bpc").text
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#score-out .ch")) == len(text)
+    screenshot(browser, tmp_path, "score")
+
+
+def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    text = 'He said "go now" and she said "no".'
+    open_page(browser, server, "cells")
+    fill(browser, "cells-text", text)
+    browser.find_element(By.ID, "cells-go").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cells-units button")) > 0)
+    spans = browser.find_elements(By.CSS_SELECTOR, "#cells-out .ch")
+    assert len(spans) == len(text) and all("background" in s.get_attribute("style") for s in spans)
+    units = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
+    units[3].click()
+    assert units[3].get_attribute("aria-pressed") == "true"
+    fill(browser, "cells-from", str(text.index('"')))
+    fill(browser, "cells-to", str(text.index('"', text.index('"') + 1) + 1))
+    browser.find_element(By.ID, "cells-rank").click()
+    wait_for(browser, lambda d: "off outside" in d.find_element(By.ID, "cells-units-title").text)
+    ranked = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
+    gaps = [float(b.text.split()[-2]) for b in ranked]
+    assert len(ranked) == 20 and gaps == sorted(gaps, reverse=True)
+    screenshot(browser, tmp_path, "cells")
+
+
+def test_the_classifier_and_tagger_views_render_their_answers(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server, "classify")
+    fill(browser, "classify-text", "Stir in the flour and bake for an hour.")
+    browser.find_element(By.ID, "classify-go").click()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#classify-out .bar"))
+    assert {
+        b.find_element(By.CLASS_NAME, "name").text for b in browser.find_elements(By.CSS_SELECTOR, "#classify-out .bar")
+    } == {
+        "recipe",
+        "story",
+    }
+    assert browser.find_elements(By.CSS_SELECTOR, "#classify-out .tok")
+    screenshot(browser, tmp_path, "classify")
+    browser.find_element(By.ID, "tab-tag").click()
+    fill(browser, "tag-text", "Mara walked to Dunmore with Tam")
+    browser.find_element(By.ID, "tag-go").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tag-out .chip")) == 6)
+    screenshot(browser, tmp_path, "tag")
+    assert console_errors(browser) == []
+
+
+def test_a_refused_request_and_an_unreachable_server_are_said(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server, "write")
+    fill(browser, "write-length", "999999")
+    browser.find_element(By.ID, "write-go").click()
+    wait_for(browser, lambda d: "max_tokens" in d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.ID, "status").text.startswith("Refused: ")
+    lone = Server(*copied_runs(tmp_path, "lm"))
+    open_page(browser, lone, "write")
+    assert lone.stop() == 0
+    browser.find_element(By.ID, "write-go").click()
+    wait_for(browser, lambda d: "unreachable" in d.find_element(By.ID, "status").text)
+    screenshot(browser, tmp_path, "unreachable")
+
+
+def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    text = 'The knight said "we ride at dawn" and left.\n'
+    source = tmp_path / "text.txt"
+    source.write_text(text, encoding="utf-8")
+    page = tmp_path / "show.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[0], "--out", str(page)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    html = page.read_text(encoding="utf-8")
+    assert "/static/" not in html and "http" not in html.split("<body>")[1].split("<script>")[0]
+    console_errors(browser)  # what earlier tests left in the log
+    browser.get(page.as_uri())
+    wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+
+    bpc = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
+    assert bpc == pytest.approx(evaluate_text(load_run(runs[0]), text).bits_per_char, rel=1e-5)
+    screenshot(browser, tmp_path, "show-score")
+    browser.find_element(By.ID, "tab-cells").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-out .ch")) == len(text)
+    assert not browser.find_element(By.ID, "tab-write").is_displayed()
+    screenshot(browser, tmp_path, "show-cells")
+    assert console_errors(browser) == []
+    again = subprocess.run(
+        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[0], "--out", str(page)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert again.returncode == 2 and "exists" in again.stderr and page.read_text(encoding="utf-8") == html
+    assert not math.isnan(bpc)
