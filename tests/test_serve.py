@@ -270,6 +270,10 @@ def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
         response = client.request(method, path, json={"model": "lm"})
         assert response.status_code == 404 and "charnn serves" in response.json()["error"]["message"]
     assert client.get("/v1/models/nope").status_code == 404
+    assert client.get("/").headers["content-type"].startswith("text/html")
+    assert client.get("/static/page.js").status_code == 200
+    for path in ["/static/..%2f..%2fapp.py", "/static/../app.py", "/static/%2e%2e/runs.py", "/static/x.js"]:
+        assert client.get(path).status_code == 404
     assert client.get("/v1/completions").status_code == 405
 
 

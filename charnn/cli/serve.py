@@ -42,12 +42,16 @@ def serve_command(
     max_prompt: Annotated[
         int, typer.Option(help="Most characters of one prompt, or of one text to classify or tag.")
     ] = _LIMITS.max_prompt,
+    max_cells: Annotated[
+        int, typer.Option(help="Most characters of a text whose units' values one request may ask for.")
+    ] = _LIMITS.max_cells,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
 ) -> None:
     """Serve trained runs over HTTP: OpenAI's completions API for language models, /v1/classify
-    and /v1/tag for classifiers and taggers. Answers until Ctrl-C (or SIGTERM), then ends the
-    streams in flight and exits 0. Needs the serve extra: pip install 'charnn[serve]'.
+    and /v1/tag for classifiers and taggers, and a page to use them at / (the playground).
+    Answers until Ctrl-C (or SIGTERM), then ends the streams in flight and exits 0. Needs the
+    serve extra: pip install 'charnn[serve]'.
 
     [b]Examples[/b]
 
@@ -67,12 +71,13 @@ def serve_command(
         ) from None
     from charnn.device import resolve_device
 
-    for name, value in (("--max-tokens", max_tokens), ("--max-n", max_n), ("--max-prompt", max_prompt)):
+    caps = (("--max-tokens", max_tokens), ("--max-n", max_n), ("--max-prompt", max_prompt), ("--max-cells", max_cells))
+    for name, value in caps:
         if value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {port}")
-    limits = Limits(max_tokens=max_tokens, max_n=max_n, max_prompt=max_prompt)
+    limits = Limits(max_tokens=max_tokens, max_n=max_n, max_prompt=max_prompt, max_cells=max_cells)
     folders = list(runs or served_runs.default_folders(Path("runs")))
     if not folders:
         raise ConfigError("no run to serve: name run folders (charnn serve runs/NAME) or train one into ./runs")

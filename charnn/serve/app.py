@@ -72,15 +72,7 @@ def create_app(
             return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
         return error_response(error.status_code, str(error.detail))
 
-    @app.get("/")
-    async def page() -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/static/{name}")
-    async def static(name: str) -> Response:
-        if name not in PAGE_FILES:
-            return error_response(404, f"no such file /static/{name}")
-        return FileResponse(STATIC / name, media_type=PAGE_FILES[name])
+    _add_page(app)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -115,6 +107,20 @@ def create_app(
         return await _whole(job, event, request, stamp)
 
     return app
+
+
+def _add_page(app: FastAPI) -> None:
+    """The playground at / and its files under /static/ (nothing else there is ever read)."""
+
+    @app.get("/")
+    async def page() -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in PAGE_FILES:
+            return error_response(404, f"no such file /static/{name}")
+        return FileResponse(STATIC / name, media_type=PAGE_FILES[name])
 
 
 def _authorised(request: Request, key: str) -> bool:

@@ -74,3 +74,13 @@ def trace(
         _, state = step(tokens[t : t + 1], state, biases)
         out[t] = state[layer][1 if cell else 0][0, 0].float().cpu()
     return out.numpy()
+
+
+def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]]:
+    """Units by how much more they are on inside a span than outside it: (mean inside - mean
+    outside) / the unit's standard deviation over the whole text, largest first (LSTMVis's
+    selection; the playground's cell view ranks the same way). ``values`` (T, H), ``inside`` (T,) bool."""
+    sd = values.std(axis=0)
+    gap = (values[inside].mean(axis=0) - values[~inside].mean(axis=0)) / np.maximum(sd, 1e-9)
+    order = np.argsort(-gap, kind="stable")
+    return [(int(u), float(gap[u])) for u in order]

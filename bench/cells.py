@@ -1,0 +1,84 @@
+"""Can the cell view find a quote cell? A run's units ranked by one span of quoted speech, as the
+playground's span selection ranks them, and the top unit judged over a whole held-out passage.
+
+    python -m bench cells RUN [--chars 3000]
+
+RUN: a language-model run (the figure quoted in docs/playground.md is for `charnn train
+fantasy-prose.txt --time 10m`). The passage is the first stretch of the run's held-out text that
+holds quoted speech; the selection is its first quotation of at least 20 characters. The top unit
+of that ranking (over every layer, hidden state and, for an LSTM, cell) is then measured over the
+whole passage: its mean inside all quotations and outside them, in its standard deviations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import ROOT, machine
+
+QUOTE = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”')
+
+
+def passage(text: str, chars: int) -> tuple[str, np.ndarray, tuple[int, int]]:
+    """A stretch of ``text`` with quotations: (passage, inside-quotes mask, the selected span)."""
+    first = next(m for m in QUOTE.finditer(text) if m.end() - m.start() >= 20)
+    start = max(0, text.rfind("\n", 0, first.start()) + 1)
+    body = text[start : start + chars]
+    inside = np.zeros(len(body), dtype=bool)
+    for m in QUOTE.finditer(body):
+        inside[m.start() : m.end()] = True
+    selected = next(m for m in QUOTE.finditer(body) if m.end() - m.start() >= 20)
+    return body, inside, (selected.start(), selected.end())
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench cells")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--chars", type=int, default=3000)
+    args = parser.parse_args(argv)
+
+    from charnn.tasks import load_run
+    from charnn.tasks.base import Limits
+    from charnn.tasks.lm.cells import cell_values, rank_units
+    from charnn.tasks.lm.serving import CompletionService
+    from charnn.tasks.worker import Worker
+
+    run = load_run(args.run)
+    text, inside, (a, b) = passage(run.validation_path.read_text(encoding="utf-8"), args.chars)
+    service = CompletionService(run, Limits(max_cells=len(text)), "lm", Worker())
+    selection = np.zeros(len(text), dtype=bool)
+    selection[a:b] = True
+    config = run.model.config
+    best = None
+    for layer in range(config.layers):
+        for state in ("hidden", "cell") if config.cell == "lstm" else ("hidden",):
+            values = np.asarray(cell_values(service, {"input": text, "layer": layer, "state": state})["values"])
+            unit, gap = rank_units(values, selection)[0]
+            if best is None or gap > best["selection_gap_sd"]:
+                column = values[:, unit]
+                whole = (column[inside].mean() - column[~inside].mean()) / column.std()
+                best = {
+                    "layer": layer + 1, "state": state, "unit": unit, "selection_gap_sd": gap,
+                    "mean_inside_quotes": float(column[inside].mean()), "mean_outside": float(column[~inside].mean()),
+                    "sd": float(column.std()), "passage_gap_sd": float(whole),
+                }  # fmt: skip
+    result = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(), "run": str(args.run),
+        "shape": config.to_dict(), "passage_chars": len(text), "quoted_chars": int(inside.sum()),
+        "selection": [a, b], "selected_text": text[a:b], **best,
+    }  # fmt: skip
+    print(f"passage: {len(text):,} held-out characters, {int(inside.sum()):,} inside quotations")
+    print(f"selection: characters {a}-{b}: {text[a:b]!r}")
+    print(
+        f"top unit: layer {best['layer']} {best['state']} unit {best['unit']}: {best['selection_gap_sd']:+.2f} sd "
+        f"on the selection; over the passage, inside quotes {best['mean_inside_quotes']:+.3f}, outside "
+        f"{best['mean_outside']:+.3f}, sd {best['sd']:.3f}: {best['passage_gap_sd']:+.2f} sd"
+    )
+    with (ROOT / "bench" / "results" / "cells.jsonl").open("a", encoding="utf-8") as out:
+        out.write(json.dumps(result) + "\n")
