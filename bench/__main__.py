@@ -18,6 +18,7 @@ BENCHMARKS = {
     "styles": "one conditional model on four styles vs four single-style models at equal steps; fidelity, blend",
     "records": "record-run training chars/s: records in columns against end to end in each row",
     "tag": "pos-ewt and ner-wnut17: charnn tag vs most-frequent-tag / memorised-span baselines, predict speed",
+    "serve": "charnn serve under load: one stream vs `charnn sample`, 64 streams, 2,000 mixed requests",
 }
 QUICK = ("throughput", "sampling", "encoding", "memory")
 
