@@ -71,6 +71,8 @@ def serve_command(
         ) from None
     from charnn.device import resolve_device
 
+    server.limit_caches()
+
     caps = (("--max-tokens", max_tokens), ("--max-n", max_n), ("--max-prompt", max_prompt), ("--max-cells", max_cells))
     for name, value in caps:
         if value < 1:

@@ -8,6 +8,7 @@ exits 0. A second signal stops at once.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -23,6 +24,16 @@ from charnn.tasks.worker import Worker
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 GRACE_SECONDS = 5
 """After a signal, how long uvicorn waits for open connections before it closes them."""
+
+
+PRIMITIVE_CACHE = "32"
+"""oneDNN kernels a server keeps (default 1,024): each new text length or batch shape read by a fused
+layer (scoring, classify, tag) makes one, and a long-running server would grow by hundreds of MB."""
+
+
+def limit_caches() -> None:
+    """Keep a long-running server's memory flat; call it before any network runs (oneDNN reads it then)."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", PRIMITIVE_CACHE)
 
 
 def bind(host: str, port: int) -> socket.socket:
