@@ -32,8 +32,14 @@ layer (scoring, classify, tag) makes one, and a long-running server would grow b
 
 
 def limit_caches() -> None:
-    """Keep a long-running server's memory flat; call it before any network runs (oneDNN reads it then)."""
+    """Keep a long-running server's memory flat; call it before any network runs. The fused
+    recurrent layers (prompts, scoring, classify, tag) run torch's own kernels, not oneDNN's,
+    which keep a kernel for every new shape (about 15% slower for them, and no growth); what
+    else uses oneDNN keeps at most PRIMITIVE_CACHE."""
+    import torch
+
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", PRIMITIVE_CACHE)
+    torch.backends.mkldnn.enabled = False
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -68,6 +68,10 @@ class Row:
         self.scanner = StopScanner(self.stops)
 
 
+SHORT_PROMPT = 64
+"""Prompts of at most this many tokens are read together, one step a token; longer ones alone."""
+
+
 class Batcher:
     """The rows a model is writing, stepped together: one step a ``turn`` on the server's worker
     thread (charnn.tasks.worker), which also adds the rows."""
@@ -122,15 +126,8 @@ class Batcher:
         joining = [row for row in joining if not row.cancelled]
         if not joining:
             return tokens, state
-        firsts, states = [], []
-        for row in joining:
-            row_state = self.model.initial_state(1, self.device)
-            if len(row.context) > 1:
-                style = None if row.style is None else row.style[None]
-                _, row_state = self.model(row.context[None, :-1], row_state, style=style)
-            firsts.append(row.context[-1:])
-            states.append(row_state)
-        new_tokens = torch.cat(firsts)
+        states = self._prompt_states(joining)
+        new_tokens = torch.cat([row.context[-1:] for row in joining])
         new_state = [tuple(torch.cat(parts, dim=1) for parts in zip(*layers)) for layers in zip(*states)]
         if self.rows:
             new_tokens = torch.cat([tokens, new_tokens])
@@ -138,6 +135,39 @@ class Batcher:
         self.rows = self.rows + joining
         self._settings()
         return new_tokens, new_state
+
+    def _prompt_states(self, joining: list[Row]) -> list[State]:
+        """Each row's state after its prompt (all but the prompt's last token, which the first step
+        reads). Short prompts are stepped together, as one batch, a long one by the fused model alone:
+        which way a prompt is read depends on its length only, never on the rows it joins with."""
+        states: list[State | None] = [None] * len(joining)
+        short = [j for j, row in enumerate(joining) if len(row.context) <= SHORT_PROMPT]
+        for j, row in enumerate(joining):
+            if len(row.context) > SHORT_PROMPT:
+                style = None if row.style is None else row.style[None]
+                _, states[j] = self.model(row.context[None, :-1], self.model.initial_state(1, self.device), style=style)
+        if short:
+            together = self._step_prompts([joining[j] for j in short])
+            for i, j in enumerate(short):
+                states[j] = [tuple(s[:, i : i + 1] for s in layer) for layer in together]
+        return states
+
+    def _step_prompts(self, rows: list[Row]) -> State:
+        state = self.model.initial_state(len(rows), self.device)
+        steps = max(len(row.context) for row in rows) - 1
+        if steps < 1:
+            return state
+        ids = torch.zeros(len(rows), steps, dtype=torch.long, device=self.device)
+        reading = torch.zeros(len(rows), steps, dtype=torch.bool, device=self.device)
+        for i, row in enumerate(rows):
+            ids[i, : len(row.context) - 1] = row.context[:-1]
+            reading[i, : len(row.context) - 1] = True
+        biases = None if rows[0].biases is None else [torch.cat(parts) for parts in zip(*(r.biases for r in rows))]
+        for t in range(steps):
+            _, new = self.step(ids[:, t], state, biases)
+            keep = reading[:, t][None, :, None]  # (1, B, 1): a row whose prompt has ended keeps its state
+            state = [tuple(torch.where(keep, n, o) for n, o in zip(a, b)) for a, b in zip(new, state)]
+        return state
 
     def _settings(self) -> None:
         """The batch's per-row settings as tensors, made again when the rows change."""
