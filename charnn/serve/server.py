@@ -8,6 +8,7 @@ exits 0. A second signal stops at once.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -40,6 +41,15 @@ def limit_caches() -> None:
 
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", PRIMITIVE_CACHE)
     torch.backends.mkldnn.enabled = False
+
+
+def _give_back_memory() -> None:
+    """Hand freed memory back to the system (glibc keeps what a large request freed, so a server's
+    size would follow the largest requests it has seen rather than what it holds)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -92,7 +102,7 @@ def run(
     thread = threading.Thread(target=answer, name="charnn-http", daemon=True)
     thread.start()
     try:
-        worker.run(thread.is_alive)
+        worker.run(thread.is_alive, tidy=_give_back_memory)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+TIDY_EVERY = 50
+"""Calls between two of ``run``'s tidy-ups (a server hands back freed memory)."""
 IDLE_WAIT = 0.1
 """Seconds the worker sleeps at most when it has nothing to do (it then checks whether to stop)."""
 
@@ -44,13 +46,19 @@ class Worker:
         with self.wake:
             self.wake.notify()
 
-    def run(self, keep_going: Callable[[], bool]) -> None:
-        """Work until ``keep_going()`` is false (checked at least every IDLE_WAIT seconds)."""
+    def run(self, keep_going: Callable[[], bool], tidy: Callable[[], None] | None = None) -> None:
+        """Work until ``keep_going()`` is false (checked at least every IDLE_WAIT seconds);
+        ``tidy()`` after every TIDY_EVERY calls."""
+        done = 0
         while keep_going():
             with self.wake:
                 if not self.calls and not any(loop.busy() for loop in self.loops):
                     self.wake.wait(IDLE_WAIT)
                 calls, self.calls = list(self.calls), deque()
+            done += len(calls)
+            if tidy is not None and done >= TIDY_EVERY:
+                done = 0
+                tidy()
             for fn, future in calls:
                 if future.set_running_or_notify_cancel():
                     try:

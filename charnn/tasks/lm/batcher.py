@@ -177,6 +177,12 @@ class Batcher:
         self.top_k = torch.tensor([r.top_k or 0 for r in rows], device=device)
         self.top_p = torch.tensor([r.top_p for r in rows], device=device)
         self.cuts = any(r.top_k for r in rows) or any(r.top_p < 1 for r in rows)
+        self.host_temperature = np.array([r.temperature or 1.0 for r in rows])
+        self.host_greedy = np.array([r.temperature == 0 for r in rows])
+        self.all_greedy = bool(self.host_greedy.all())
+        vocab = self.model.config.vocab_size
+        self.host_top_k = np.array([r.top_k if 0 < r.top_k < vocab else vocab for r in rows])
+        self.host_top_p = np.array([r.top_p if r.top_p < 1 else np.inf for r in rows])
         self.banned = torch.stack([r.banned for r in rows])  # (B, V)
         self.guarded = [j for j, r in enumerate(rows) if r.utf8.enabled or r.healing.active()]
         self.logprobs = [j for j, r in enumerate(rows) if r.top_logprobs is not None]
@@ -210,6 +216,8 @@ class Batcher:
 
     def _draw(self, logits: torch.Tensor) -> torch.Tensor:
         """One token a row, each by its own temperature, top-k, top-p and random stream."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(self._draw_on_host(logits.numpy()))
         greedy = logits.argmax(dim=-1)
         if bool(self.greedy.all()):
             return greedy
@@ -229,6 +237,29 @@ class Batcher:
         pick = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp_(max=cdf.shape[1] - 1)
         picked = order.gather(1, pick) if self.cuts else pick
         return torch.where(self.greedy, greedy, picked[:, 0])
+
+    def _draw_on_host(self, logits: np.ndarray) -> np.ndarray:
+        """_draw with numpy, row by row the same arithmetic at any batch size: on a CPU a dozen small
+        torch calls a step cost more than the draw itself."""
+        greedy = logits.argmax(axis=1)
+        if self.all_greedy:
+            return greedy
+        scaled = logits.astype(np.float64) / self.host_temperature[:, None]  # (B, V)
+        scaled -= scaled.max(axis=1, keepdims=True)
+        uniform = np.array([r.rng.random() for r in self.rows])
+        if self.cuts:
+            order = np.argsort(-scaled, axis=1, kind="stable")
+            probs = np.exp(np.take_along_axis(scaled, order, axis=1))
+            before = (np.cumsum(probs, axis=1) - probs) / probs.sum(axis=1, keepdims=True)
+            rank = np.arange(probs.shape[1])[None, :]
+            probs[(rank >= self.host_top_k[:, None]) | (before >= self.host_top_p[:, None])] = 0.0
+        else:
+            probs = np.exp(scaled)
+        cdf = np.cumsum(probs, axis=1)
+        pick = np.minimum((cdf <= (uniform * cdf[:, -1])[:, None]).sum(axis=1), cdf.shape[1] - 1)
+        if self.cuts:
+            pick = np.take_along_axis(order, pick[:, None], axis=1)[:, 0]
+        return np.where(self.host_greedy, greedy, pick)
 
     def _entries(self, logits: torch.Tensor, drawn: list[int]) -> dict[int, dict[str, Any]]:
         """Each logprob row's figures for its drawn token: its log-probability under the model (at
