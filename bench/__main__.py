@@ -19,6 +19,8 @@ BENCHMARKS = {
     "records": "record-run training chars/s: records in columns against end to end in each row",
     "tag": "pos-ewt and ner-wnut17: charnn tag vs most-frequent-tag / memorised-span baselines, predict speed",
     "serve": "charnn serve under load: one stream vs `charnn sample`, 64 streams, 2,000 mixed requests",
+    "steps": "one stepper step of a 2x512 LSTM in fp32, bf16 and int8, for 1, 8 and 64 rows",
+    "cells": "can the cell view find a quote cell: units ranked by a quoted span of a run's held-out text",
 }
 QUICK = ("throughput", "sampling", "encoding", "memory")
 

@@ -3,11 +3,12 @@ playground's span selection ranks them, and the top unit judged over a whole hel
 
     python -m bench cells RUN [--chars 3000]
 
-RUN: a language-model run (the figure quoted in docs/playground.md is for `charnn train
-fantasy-prose.txt --time 10m`). The passage is the first stretch of the run's held-out text that
-holds quoted speech; the selection is its first quotation of at least 20 characters. The top unit
+RUN: a language-model run (the figure quoted in docs/benchmarks.md is for `charnn train
+fantasy-prose.txt --time 10m`). The passage is the stretch of the run's held-out text with the most
+quoted speech; the selection is its quotation nearest its middle. The top unit
 of that ranking (over every layer, hidden state and, for an LSTM, cell) is then measured over the
-whole passage: its mean inside all quotations and outside them, in its standard deviations.
+whole passage: its mean inside all quotations and outside them, in pooled standard deviations
+(each side's spread about its own mean), as the cell view ranks units.
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ QUOTE = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”')
 
 
 def passage(text: str, chars: int) -> tuple[str, np.ndarray, tuple[int, int]]:
-    """A stretch of ``text`` with quotations: (passage, inside-quotes mask, the selected span)."""
-    first = next(m for m in QUOTE.finditer(text) if m.end() - m.start() >= 20)
-    start = max(0, text.rfind("\n", 0, first.start()) + 1)
+    """The stretch of ``text`` (from a line's start, ``chars`` long) with the most quoted speech,
+    its inside-quotes mask, and the selection: its quotation of at least 20 characters nearest its
+    middle (so that neither the text's start nor its end stands in for "inside a quotation")."""
+    quoted = np.zeros(len(text), dtype=bool)
+    for m in QUOTE.finditer(text):
+        quoted[m.start() : m.end()] = True
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n" and i + chars < len(text)]
+    totals = np.concatenate([[0], np.cumsum(quoted)])
+    start = max(starts, key=lambda i: totals[min(i + chars, len(text))] - totals[i])
     body = text[start : start + chars]
-    inside = np.zeros(len(body), dtype=bool)
-    for m in QUOTE.finditer(body):
-        inside[m.start() : m.end()] = True
-    selected = next(m for m in QUOTE.finditer(body) if m.end() - m.start() >= 20)
+    inside = quoted[start : start + chars]
+    candidates = [m for m in QUOTE.finditer(body) if m.end() - m.start() >= 20]
+    selected = min(candidates, key=lambda m: abs((m.start() + m.end()) / 2 - len(body) / 2))
     return body, inside, (selected.start(), selected.end())
 
 
@@ -45,7 +51,7 @@ def main(argv: list[str]) -> None:
 
     from charnn.tasks import load_run
     from charnn.tasks.base import Limits
-    from charnn.tasks.lm.cells import cell_values, rank_units
+    from charnn.tasks.lm.cells import cell_values, effect_sizes, rank_units
     from charnn.tasks.lm.serving import CompletionService
     from charnn.tasks.worker import Worker
 
@@ -62,11 +68,15 @@ def main(argv: list[str]) -> None:
             unit, gap = rank_units(values, selection)[0]
             if best is None or gap > best["selection_gap_sd"]:
                 column = values[:, unit]
-                whole = (column[inside].mean() - column[~inside].mean()) / column.std()
+                whole = effect_sizes(values, inside)
                 best = {
                     "layer": layer + 1, "state": state, "unit": unit, "selection_gap_sd": gap,
                     "mean_inside_quotes": float(column[inside].mean()), "mean_outside": float(column[~inside].mean()),
-                    "sd": float(column.std()), "passage_gap_sd": float(whole),
+                    "pooled_sd": float((column[inside].std() ** 2 * inside.mean() + column[~inside].std() ** 2
+                                        * (1 - inside.mean())) ** 0.5),
+                    "passage_gap_sd": float(whole[unit]),
+                    "best_unit_over_all_quotes": int(np.argmax(np.abs(whole))),
+                    "best_gap_over_all_quotes_sd": float(whole[np.argmax(np.abs(whole))]),
                 }  # fmt: skip
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(), "run": str(args.run),
@@ -78,7 +88,11 @@ def main(argv: list[str]) -> None:
     print(
         f"top unit: layer {best['layer']} {best['state']} unit {best['unit']}: {best['selection_gap_sd']:+.2f} sd "
         f"on the selection; over the passage, inside quotes {best['mean_inside_quotes']:+.3f}, outside "
-        f"{best['mean_outside']:+.3f}, sd {best['sd']:.3f}: {best['passage_gap_sd']:+.2f} sd"
+        f"{best['mean_outside']:+.3f}, pooled sd {best['pooled_sd']:.3f}: {best['passage_gap_sd']:+.2f} sd"
+    )
+    print(
+        f"(in that layer and state, the unit that best splits all the passage's quotations: unit "
+        f"{best['best_unit_over_all_quotes']}, {best['best_gap_over_all_quotes_sd']:+.2f} sd)"
     )
     with (ROOT / "bench" / "results" / "cells.jsonl").open("a", encoding="utf-8") as out:
         out.write(json.dumps(result) + "\n")

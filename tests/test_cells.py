@@ -19,7 +19,9 @@ def test_a_unit_on_inside_the_span_and_off_outside_ranks_first():
     ranked = rank_units(values, inside)
     assert ranked[0][0] == 5 and ranked[-1][0] == 2
     column = values[:, 5]
-    assert ranked[0][1] == pytest.approx((column[inside].mean() - column[~inside].mean()) / column.std())
+    pooled = np.sqrt((column[inside].var() * 30 + column[~inside].var() * 170) / 200)
+    assert ranked[0][1] == pytest.approx((column[inside].mean() - column[~inside].mean()) / pooled)
+    assert ranked[0][1] > 8  # a clean on-off unit is many pooled deviations apart
     assert [gap for _, gap in ranked] == sorted((gap for _, gap in ranked), reverse=True)
 
 

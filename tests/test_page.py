@@ -173,6 +173,20 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
     ranked = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
     gaps = [float(b.text.split()[-2]) for b in ranked]
     assert len(ranked) == 20 and gaps == sorted(gaps, reverse=True)
+    # the same ranking as charnn's own (charnn.tasks.lm.cells.rank_units) over the API's values
+    import httpx
+    import numpy as np
+
+    from charnn.tasks.lm.cells import rank_units
+
+    values = np.asarray(
+        httpx.post(server.url + "/v1/cells", json={"model": "lm", "input": text}, trust_env=False).json()["values"]
+    )
+    inside = np.zeros(len(text), dtype=bool)
+    inside[text.index('"') : text.index('"', text.index('"') + 1) + 1] = True
+    expected = rank_units(values, inside)[:20]
+    assert [int(b.get_attribute("data-unit")) for b in ranked][:5] == [unit for unit, _ in expected][:5]
+    assert gaps == pytest.approx([round(gap, 2) for _, gap in expected], abs=0.011)
     screenshot(browser, tmp_path, "cells")
 
 

@@ -380,7 +380,8 @@ function selectedSpan() {
   return [Number(spans[0].dataset.index), Number(spans[spans.length - 1].dataset.index) + 1];
 }
 
-// LSTMVis's selection: units on inside the span and off outside, by (mean inside - mean outside) / sd.
+// LSTMVis's selection: units on inside the span and off outside, by the difference of the means in
+// pooled standard deviations (each side's spread about its own mean; charnn.tasks.lm.cells.rank_units).
 function rankUnits() {
   if (!state.cells) { say("Read a text first."); return; }
   const from = Number($("cells-from").value);
@@ -394,14 +395,14 @@ function rankUnits() {
   const inside = [];
   const outside = [];
   for (let t = 0; t < n; t++) (t >= from && t < to ? inside : outside).push(t);
-  const all = inside.concat(outside);
   const ranked = [];
   for (let u = 0; u < state.cells.units; u++) {
-    const sd = stats(state.cells.values, u, all).sd || 1e-9;
-    const gap = (stats(state.cells.values, u, inside).mean - stats(state.cells.values, u, outside).mean) / sd;
-    ranked.push({ unit: u, gap });
+    const a = stats(state.cells.values, u, inside);
+    const b = stats(state.cells.values, u, outside);
+    const pooled = Math.sqrt((a.sd ** 2 * inside.length + b.sd ** 2 * outside.length) / n) || 1e-9;
+    ranked.push({ unit: u, gap: (a.mean - b.mean) / pooled });
   }
-  ranked.sort((a, b) => b.gap - a.gap);
+  ranked.sort((x, y) => y.gap - x.gap);
   listUnits(ranked.slice(0, 20).map((r) => ({ unit: r.unit, label: `${r.gap >= 0 ? "+" : ""}${r.gap.toFixed(2)} sd` })));
   $("cells-units-title").textContent = `Units on in characters ${from}–${to - 1}, off outside`;
   colourBy(ranked[0].unit);

@@ -77,10 +77,15 @@ def trace(
 
 
 def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]]:
-    """Units by how much more they are on inside a span than outside it: (mean inside - mean
-    outside) / the unit's standard deviation over the whole text, largest first (LSTMVis's
-    selection; the playground's cell view ranks the same way). ``values`` (T, H), ``inside`` (T,) bool."""
-    sd = values.std(axis=0)
-    gap = (values[inside].mean(axis=0) - values[~inside].mean(axis=0)) / np.maximum(sd, 1e-9)
-    order = np.argsort(-gap, kind="stable")
-    return [(int(u), float(gap[u])) for u in order]
+    """Units by how much more they are on inside a span than outside it, largest first (LSTMVis's
+    selection; the playground's cell view ranks the same way): the difference of the means in
+    pooled standard deviations (Cohen's d: each side's spread about its own mean).
+    ``values`` (T, H), ``inside`` (T,) bool, with characters on both sides."""
+    return sorted(enumerate(effect_sizes(values, inside).tolist()), key=lambda pair: -pair[1])
+
+
+def effect_sizes(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Each unit's (mean inside - mean outside) / pooled standard deviation: (H,)."""
+    a, b = values[inside], values[~inside]
+    pooled = np.sqrt((a.var(axis=0) * len(a) + b.var(axis=0) * len(b)) / len(values))
+    return (a.mean(axis=0) - b.mean(axis=0)) / np.maximum(pooled, 1e-9)
