@@ -61,11 +61,15 @@ def main(argv: list[str]) -> None:
     selection = np.zeros(len(text), dtype=bool)
     selection[a:b] = True
     config = run.model.config
-    best = None
+    best, anywhere = None, None
     for layer in range(config.layers):
         for state in ("hidden", "cell") if config.cell == "lstm" else ("hidden",):
             values = np.asarray(cell_values(service, {"input": text, "layer": layer, "state": state})["values"])
             unit, gap = rank_units(values, selection)[0]
+            sizes = effect_sizes(values, inside)
+            strongest = int(np.argmax(np.abs(sizes)))
+            if anywhere is None or abs(sizes[strongest]) > abs(anywhere["gap_sd"]):
+                anywhere = {"layer": layer + 1, "state": state, "unit": strongest, "gap_sd": float(sizes[strongest])}
             if best is None or gap > best["selection_gap_sd"]:
                 column = values[:, unit]
                 whole = effect_sizes(values, inside)
@@ -78,6 +82,7 @@ def main(argv: list[str]) -> None:
                     "best_unit_over_all_quotes": int(np.argmax(np.abs(whole))),
                     "best_gap_over_all_quotes_sd": float(whole[np.argmax(np.abs(whole))]),
                 }  # fmt: skip
+    best["strongest_anywhere"] = anywhere
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(), "run": str(args.run),
         "shape": config.to_dict(), "passage_chars": len(text), "quoted_chars": int(inside.sum()),
@@ -92,7 +97,8 @@ def main(argv: list[str]) -> None:
     )
     print(
         f"(in that layer and state, the unit that best splits all the passage's quotations: unit "
-        f"{best['best_unit_over_all_quotes']}, {best['best_gap_over_all_quotes_sd']:+.2f} sd)"
+        f"{best['best_unit_over_all_quotes']}, {best['best_gap_over_all_quotes_sd']:+.2f} sd; in any layer and "
+        f"state: layer {anywhere['layer']} {anywhere['state']} unit {anywhere['unit']}, {anywhere['gap_sd']:+.2f} sd)"
     )
     with (ROOT / "bench" / "results" / "cells.jsonl").open("a", encoding="utf-8") as out:
         out.write(json.dumps(result) + "\n")
