@@ -478,6 +478,18 @@ def test_resume_refuses_a_run_of_the_other_kind(run_cli, classifier_run, trained
     assert code == 2 and "pass the labelled data to start it: charnn classify train DATA" in err
 
 
+def test_resume_refuses_shape_options_it_would_ignore_and_leaves_the_run_as_it_was(run_cli, classifier_run):
+    before = {path.name: path.read_bytes() for path in classifier_run.iterdir() if path.is_file()}
+    code, _, err = run_cli("classify", "train", "--resume", classifier_run, "--hidden", "64", "--cell", "gru")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: --cell and --hidden are fixed when a run starts; drop them to resume the run as it is"
+    ]
+    code, _, err = run_cli("tag", "train", "--resume", classifier_run, "--layers", "3")
+    assert code == 2 and "--layers is fixed when a run starts; drop it" in err
+    assert {path.name: path.read_bytes() for path in classifier_run.iterdir() if path.is_file()} == before
+
+
 def test_predict_answers_each_line_of_a_slow_pipe_at_once(classifier_run):
     import os
     import select

@@ -137,7 +137,7 @@ def classify_train(
 
     train_or_resume(
         Classifier, data or [], resume, out, settings["training"], settings["model_options"], start,
-        has_data=bool(data or label),
+        chosen=settings["chosen"], has_data=bool(data or label),
         missing="name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE",
     )  # fmt: skip
 

@@ -27,17 +27,22 @@ def train_or_resume(
     has_data: bool,
     missing: str,
     fixed: str | None = None,
+    chosen: dict[str, Any] | None = None,
 ) -> None:
     """`charnn classify train` / `charnn tag train` once its options are read: resume the run when
     only --resume is given, else check the settings and run ``start(folder, config, **options)``, which
     reads the data and trains. ``missing`` says what to give when there is no data; ``fixed`` names
-    an option given that a resumed run cannot take."""
+    an option given that a resumed run cannot take; ``chosen`` the shape options given, which it cannot take either."""
     command = kind.train_command
     budget = parse_duration(training["time_budget"]) if training["time_budget"] else None
     folder = Path(resume) if resume not in (None, "auto") else out
     if resume is not None and not has_data:
-        if fixed is not None:
-            raise ConfigError(f"{fixed} is fixed when a run starts; drop it to resume the run as it is")
+        given = [fixed] if fixed is not None else []
+        given += ["--" + name.replace("_", "-") for name in chosen or {}]
+        if given:
+            are, them = ("are", "them") if len(given) > 1 else ("is", "it")
+            named = " and ".join(given)
+            raise ConfigError(f"{named} {are} fixed when a run starts; drop {them} to resume the run as it is")
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
         resume_run(folder, kind.kind, training["steps"], budget, training["device"], command)

@@ -128,7 +128,8 @@ def tag_train(
         )  # fmt: skip
 
     train_or_resume(
-        Tagger, data or [], resume, out, settings["training"], settings["model_options"], start, has_data=bool(data),
+        Tagger, data or [], resume, out, settings["training"], settings["model_options"], start,
+        chosen=settings["chosen"], has_data=bool(data),
         missing="name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)",
         fixed="--val" if val is not None else None,
     )  # fmt: skip
