@@ -119,6 +119,12 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["sample", "-m", "corpus.txt"], 1, "never unpickles"),
         (["train", "--resume", "nowhere"], 2, "run folder nowhere does not exist; pass the corpus to start it"),
         (["train", "--resume", "RUN", "--out", "elsewhere"], 2, "name different folders"),
+        (
+            ["train", "--resume", "RUN", "--hidden", "64", "--cell", "gru"],
+            2,
+            "--cell and --hidden are fixed when a run starts; drop them to resume the run as it is",
+        ),
+        (["train", "--resume", "RUN", "--vocab-size", "300"], 2, "--vocab-size is fixed when a run starts; drop it"),
         (["eval", "-m", "RUN", "missing.txt"], 1, "missing.txt: no such file"),
         (["train"], 2, "name a corpus to train on"),
     ],

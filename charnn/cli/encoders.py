@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from charnn.cli import options
-from charnn.cli.progress import resume_run, run_training
+from charnn.cli.progress import refuse_fixed, resume_run, run_training
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
 
@@ -37,12 +37,7 @@ def train_or_resume(
     budget = parse_duration(training["time_budget"]) if training["time_budget"] else None
     folder = Path(resume) if resume not in (None, "auto") else out
     if resume is not None and not has_data:
-        given = [fixed] if fixed is not None else []
-        given += ["--" + name.replace("_", "-") for name in chosen or {}]
-        if given:
-            are, them = ("are", "them") if len(given) > 1 else ("is", "it")
-            named = " and ".join(given)
-            raise ConfigError(f"{named} {are} fixed when a run starts; drop {them} to resume the run as it is")
+        refuse_fixed(([fixed] if fixed is not None else []) + ["--" + key.replace("_", "-") for key in chosen or {}])
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
         resume_run(folder, kind.kind, training["steps"], budget, training["device"], command)

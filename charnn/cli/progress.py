@@ -14,6 +14,15 @@ from typing import Any
 import typer
 
 from charnn.cli.console import say, stderr_console
+from charnn.errors import ConfigError
+
+
+def refuse_fixed(named: list[str]) -> None:
+    """Refuse, before a run is resumed, the options it was started with and cannot change (``named``, as typed)."""
+    if named:
+        are, them = ("are", "them") if len(named) > 1 else ("is", "it")
+        options = " and ".join(named)
+        raise ConfigError(f"{options} {are} fixed when a run starts; drop {them} to resume the run as it is")
 
 
 def resume_run(folder: Path, kind: str, steps: int | None, budget: float | None, device: str, command: str) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import say
-from charnn.cli.progress import resume_run, run_training
+from charnn.cli.progress import refuse_fixed, resume_run, run_training
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
 from charnn.tasks.lm import LanguageModel
@@ -154,8 +154,13 @@ def train_command(
     budget = parse_duration(time_budget) if time_budget else None
     _check_combination(corpus, style, style_per_file, reverse, resume, out, embed_init, init_from)
     if resume is not None and not corpus and not style:
-        if records is not None or val is not None:
-            raise ConfigError("--records and --val are fixed when a run starts; drop them to resume the run as it is")
+        fixed = {
+            "--records": records is not None, "--val": val is not None, "--cell": cell != _DEFAULT_MODEL.cell,
+            "--layers": layers is not None, "--hidden": hidden is not None, "--embed": embed != _DEFAULT_MODEL.embed,
+            "--residual": residual is not None, "--tokenizer": tokenizer != "char",
+            "--vocab-size": vocab_size is not None,
+        }  # fmt: skip
+        refuse_fixed([name for name, given in fixed.items() if given])
         folder = out if resume == "auto" else Path(resume)
         if folder is None:
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
