@@ -6,7 +6,7 @@ is a list with one tuple per layer: ``(h, c)`` for an LSTM, ``(h,)`` for a GRU o
 tensor shaped (1, B, H) as PyTorch's fused modules expect.
 """
 
-from charnn.model.encoders import POOLS, Encoder, SentenceClassifier, WordTagger
+from charnn.model.encoders import POOLS, Encoder, SentenceClassifier, WordTagger, mix
 from charnn.model.lm import RecurrentLM, Stepper, check_language_model, int8_available
 from charnn.model.stack import State, count_parameters, detach_state, run_stack, zero_state
 
@@ -15,6 +15,7 @@ __all__ = [
     "Encoder",
     "RecurrentLM",
     "SentenceClassifier",
+    "mix",
     "State",
     "Stepper",
     "WordTagger",

@@ -4,6 +4,7 @@ its states into a label, WordTagger reads them at each word into a tag."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charnn.config import ModelConfig
@@ -72,9 +73,16 @@ class Encoder(nn.Module):
 
 
 class SentenceClassifier(Encoder):
-    """The encoder's states pooled over the text -> label logits."""
+    """The encoder's states pooled over the text -> label logits; with ``ngram_buckets``, beside it
+    a linear model of the text's hashed n-grams (fitted outside the network, charnn.tasks.classify.ngrams).
 
-    def __init__(self, config: ModelConfig, labels: int, pool: str = "attention") -> None:
+    The n-gram table, its bias and the weight that mixes it in are buffers: saved and loaded
+    with the weights, never trained by the optimizer. Training reads the encoder alone
+    (``forward`` without n-grams); prediction mixes the two parts' log-probabilities, the
+    n-grams' weighing ``ngram_share`` and the encoder's the rest.
+    """
+
+    def __init__(self, config: ModelConfig, labels: int, pool: str = "attention", ngram_buckets: int = 0) -> None:
         if pool not in POOLS:
             raise ConfigError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}")
         if labels < 2:
@@ -83,10 +91,25 @@ class SentenceClassifier(Encoder):
         self.pool = pool
         self.attention = nn.Linear(self.width, 1) if pool == "attention" else None
         self.head = nn.Linear(self.width * (2 if pool == "mean-max" else 1), labels)
+        self.ngram_buckets = ngram_buckets
+        if ngram_buckets:
+            self.register_buffer("ngram_weight", torch.zeros(ngram_buckets, labels))
+            self.register_buffer("ngram_bias", torch.zeros(labels))
+            self.register_buffer("ngram_share", torch.zeros(()))
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """tokens (B, T) int64, right-padded; lengths (B,) >= 1 -> logits (B, labels)."""
-        return self.head(self.drop(self.pooled(tokens, lengths)))
+    def forward(self, tokens: Tensor, lengths: Tensor, ngrams: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """tokens (B, T) int64, right-padded; lengths (B,) >= 1 -> logits (B, labels).
+
+        With ``ngrams`` (every text's n-gram ids end to end and where each text's start, as
+        F.embedding_bag reads them), the logits are the mixed log-probabilities of both parts."""
+        logits = self.head(self.drop(self.pooled(tokens, lengths)))
+        if ngrams is None or not self.ngram_buckets:
+            return logits
+        return mix(logits, self.ngram_logits(*ngrams), self.ngram_share)
+
+    def ngram_logits(self, ids: Tensor, offsets: Tensor) -> Tensor:
+        """The n-gram part's logits (B, labels) of texts given as F.embedding_bag's ids (N,) and offsets (B,)."""
+        return F.embedding_bag(ids, self.ngram_weight, offsets, mode="sum") + self.ngram_bias
 
     def attention_weights(self, tokens: Tensor, lengths: Tensor) -> Tensor | None:
         """The attention pooling's weight on each token (B, T), each row summing to 1; None for another pooling."""
@@ -112,6 +135,11 @@ class SentenceClassifier(Encoder):
             return mean
         top = states.masked_fill(~mask[..., None], float("-inf")).amax(1)  # (B, D)
         return top if self.pool == "max" else torch.cat([mean, top], dim=1)
+
+
+def mix(logits: Tensor, ngram_logits: Tensor, share: Tensor | float) -> Tensor:
+    """Logits of the weighted geometric mean of the two parts' probabilities, the n-grams' weighing ``share`` (0-1)."""
+    return (1 - share) * logits.float().log_softmax(-1) + share * ngram_logits.float().log_softmax(-1)
 
 
 class WordTagger(Encoder):

@@ -1,6 +1,7 @@
 """Sentence classifiers: a bidirectional encoder and a pooled head, one label a text.
 
 task.py        the training task: padded batches of whole texts, accuracy picks the model
+ngrams.py      the n-gram part beside the encoder: hashed n-grams, a naive-Bayes-weighted regression
 classifier.py  a new run from labelled texts (``train_classifier``), prediction, evaluation
 """
 
@@ -30,7 +31,8 @@ class Classifier(EncoderTask):
         from charnn.model import SentenceClassifier
 
         task = run_config["task"]
-        return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "attention"))
+        buckets = task["ngrams"]["buckets"] if task.get("ngrams") else 0
+        return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "attention"), buckets)
 
     @classmethod
     def session(cls, folder: Path, run_config: dict[str, Any], model: Any, config: Any, world: Any, device: Any) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import ConfigError, CorpusError
@@ -23,7 +24,9 @@ from charnn.model import POOLS, SentenceClassifier
 from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_TEXTS_FILE
 from charnn.tasks.base import load_run
 from charnn.tasks.classify import Classifier
-from charnn.tasks.classify.task import encode_texts, predict_ids, scores
+from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, WORD_GRAMS, ngram_ids
+from charnn.tasks.classify.ngrams import fit as ngram_fit
+from charnn.tasks.classify.task import encode_texts, predict_ids, scores, text_ngrams
 from charnn.tasks.encoders import runs
 from charnn.tasks.encoders.batches import arriving_batches
 from charnn.text.labelled import Labelled, check_labels, stratified_split
@@ -40,12 +43,15 @@ def train_classifier(
     *,
     val: Labelled | None = None,
     pool: str = "attention",
+    ngrams: bool = False,
     **options: Any,
 ) -> Finished:
     """Train a classifier of ``data``'s labels, keeping the best (by validation accuracy) in ``folder``.
 
     Validation is ``val``, or a stratified ``config.val_fraction`` of ``data``; fewer training texts
-    than ``config.batch_size`` make the batch (charnn.tasks.encoders.runs.fit_batch). ``options`` are
+    than ``config.batch_size`` make the batch (charnn.tasks.encoders.runs.fit_batch). With ``ngrams``,
+    the network keeps an n-gram model beside the encoder (charnn.tasks.classify.ngrams), fitted on the
+    training texts before the encoder trains. ``options`` are
     those of charnn.tasks.encoders.runs.train_encoder (tokenizer, warm start, resume, events).
     """
 
@@ -59,11 +65,14 @@ def train_classifier(
     config, note = runs.fit_batch(config, len(train_part), "texts")
     _check_options(model_options or {}, pool)
     labels = train_part.label_set()
+    task: dict[str, Any] = {"kind": KIND, "labels": labels, "pool": pool}
+    if ngrams:
+        task["ngrams"] = {"buckets": BUCKETS, "words": list(WORD_GRAMS), "chars": list(CHAR_GRAMS)}
     data_sha256 = hashlib.sha256((data.to_tsv() + "\0" + (val.to_tsv() if val else "")).encode()).hexdigest()
     run = runs.EncoderRun(
         kind=Classifier,
         files={TRAIN_TEXTS_FILE: train_part.to_tsv(), VAL_TEXTS_FILE: val_part.to_tsv()},
-        task={"kind": KIND, "labels": labels, "pool": pool},
+        task=task,
         data={
             "sources": list(data.sources),
             "corpus_sha256": data_sha256,
@@ -71,11 +80,26 @@ def train_classifier(
             "train_texts": len(train_part),
             "val_texts": len(val_part),
         },
-        network=lambda model_config: SentenceClassifier(model_config, len(labels), pool),
+        network=lambda model_config: SentenceClassifier(model_config, len(labels), pool, BUCKETS if ngrams else 0),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         note=note,
+        prepare=lambda model: _fit_ngrams(model, train_part, val_part, labels, task) if ngrams else None,
     )
-    return runs.train_encoder(run, folder, model_options, config, dict(pool=pool), **options)
+    settings = dict(pool=pool, **({"ngrams": True} if ngrams else {}))
+    return runs.train_encoder(run, folder, model_options, config, settings, **options)
+
+
+def _fit_ngrams(model: Any, train: Labelled, val: Labelled, labels: list[str], task: dict[str, Any]) -> None:
+    """Fit the n-gram part into ``model``'s buffers; say in ``task`` (config.json) what the held-out texts chose."""
+    index = {label: i for i, label in enumerate(labels)}
+    fitted = ngram_fit(
+        [ngram_ids(t) for t in train.texts], np.asarray([index[x] for x in train.labels]), len(labels),
+        [ngram_ids(t) for t in val.texts], np.asarray([index[x] for x in val.labels]),
+    )  # fmt: skip
+    with torch.no_grad():
+        model.ngram_weight.copy_(fitted.weight)
+        model.ngram_bias.copy_(fitted.bias)
+    task["ngrams"].update(C=fitted.penalty, ngrams_seen=fitted.seen, heldout_accuracy=fitted.heldout_accuracy)
 
 
 def _check_options(model_options: dict[str, Any], pool: str) -> None:
@@ -105,7 +129,8 @@ def predict_lines(
     labels = run.config["task"]["labels"]
     device = next(run.model.parameters()).device
     for pending in arriving_batches(texts, batch, more_ready):
-        probs = predict_ids(run.model, encode_texts(run.tokenizer, [t if t else " " for t in pending]), device)
+        texts = [t if t else " " for t in pending]
+        probs = predict_ids(run.model, encode_texts(run.tokenizer, texts), device, text_ngrams(run.model, texts))
         for row in probs.tolist():
             best = max(range(len(labels)), key=row.__getitem__)
             yield labels[best], dict(zip(labels, row, strict=True))
@@ -118,7 +143,7 @@ def evaluate_labelled(run: Any, data: Labelled) -> dict[str, Any]:
     names = labels + unknown
     index = {label: i for i, label in enumerate(names)}
     device = next(run.model.parameters()).device
-    probs = predict_ids(run.model, encode_texts(run.tokenizer, data.texts), device)
+    probs = predict_ids(run.model, encode_texts(run.tokenizer, data.texts), device, text_ngrams(run.model, data.texts))
     target = np.asarray([index[label] for label in data.labels])
     figures = scores(target, probs.argmax(1).numpy(), len(names))
     figures["labels"] = names

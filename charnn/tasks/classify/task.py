@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from charnn.errors import CharnnError, CheckpointError
-from charnn.model import State
+from charnn.model import State, mix
 from charnn.runs.checkpoint import TRAIN_TEXTS_FILE as TRAIN_FILE
 from charnn.runs.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
+from charnn.tasks.classify.ngrams import SHARES, bag, ngram_ids
 from charnn.tasks.encoders.batches import WholeTextBatches
 from charnn.tasks.encoders.scores import scores
 from charnn.text.labelled import Labelled, read_labelled
@@ -48,6 +49,7 @@ class ClassifyTask(WholeTextBatches):
         self.model, self.config, self.device = model, config, device
         index = {label: i for i, label in enumerate(labels)}
         self.train_ids, self.val_ids = encode_texts(tokenizer, train.texts), encode_texts(tokenizer, val.texts)
+        self.val_ngrams = text_ngrams(model, val.texts)
         self.train_labels = np.asarray([index[x] for x in train.labels])
         self.val_labels = np.asarray([index[x] for x in val.labels])
         self.labels = labels
@@ -82,19 +84,73 @@ class ClassifyTask(WholeTextBatches):
 
     @torch.inference_mode()
     def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
-        probs = predict_ids(model, self.val_ids, self.device)  # (N, C)
         target = torch.from_numpy(self.val_labels)
+        extra: dict[str, Any] = {}
+        if getattr(model, "ngram_buckets", 0):
+            encoder, ngrams = predict_parts(model, self.val_ids, self.val_ngrams, self.device)  # (N, C) each
+            model.ngram_share.fill_(choose_share(encoder, ngrams, target))
+            logits = mix(encoder, ngrams, float(model.ngram_share))
+            extra = {
+                "val_encoder_accuracy": float((encoder.argmax(1) == target).float().mean()),
+                "val_ngram_accuracy": float((ngrams.argmax(1) == target).float().mean()),
+                "ngram_share": float(model.ngram_share),
+            }
+            probs = logits.softmax(1)
+        else:
+            probs = predict_ids(model, self.val_ids, self.device)  # (N, C)
         loss = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), target))
         predicted = probs.argmax(1).numpy()
         figures = scores(self.val_labels, predicted, len(self.labels))
-        metrics = {"val_loss": loss, "val_accuracy": figures["accuracy"], "val_macro_f1": figures["macro_f1"]}
+        metrics = {"val_loss": loss, "val_accuracy": figures["accuracy"], "val_macro_f1": figures["macro_f1"], **extra}
         # Accuracy first; the loss only breaks ties (it moves the score by less than one text does).
         return (1.0 - figures["accuracy"]) + min(loss, 1e3) * 1e-9, metrics
 
 
+def choose_share(encoder: torch.Tensor, ngrams: torch.Tensor, target: torch.Tensor) -> float:
+    """The n-grams' weight (of charnn.tasks.classify.ngrams.SHARES) under which the mixed prediction scores
+    best on the held-out texts; ties go to the lower loss."""
+    best = None
+    for weight in SHARES:
+        logits = mix(encoder, ngrams, weight)
+        accuracy = float((logits.argmax(1) == target).float().mean())
+        loss = float(F.cross_entropy(logits, target))
+        if best is None or (accuracy, -loss) > (best[0], -best[1]):
+            best = (accuracy, loss, weight)
+    return best[2]
+
+
+def text_ngrams(model, texts: tuple[str, ...] | list[str]) -> list[np.ndarray] | None:  # noqa: ANN001
+    """Each text's n-gram ids when ``model`` has an n-gram part, else None."""
+    buckets = getattr(model, "ngram_buckets", 0)
+    return [ngram_ids(text, buckets) for text in texts] if buckets else None
+
+
 @torch.inference_mode()
-def predict_ids(model, ids: list[np.ndarray], device: torch.device, batch: int = EVAL_BATCH) -> torch.Tensor:  # noqa: ANN001
-    """Label probabilities (N, C) of each text, read in batches of similar length."""
+def predict_ids(
+    model, ids: list[np.ndarray], device: torch.device, ngrams: list[np.ndarray] | None = None, batch: int = EVAL_BATCH,
+) -> torch.Tensor:  # noqa: ANN001 # fmt: skip
+    """Label probabilities (N, C) of each text, read in batches of similar length (with its n-grams, when given)."""
+    if ngrams is not None:
+        encoder, bags = predict_parts(model, ids, ngrams, device, batch)
+        return mix(encoder, bags, float(model.ngram_share)).softmax(1)
+    return _batched(model, ids, device, batch, lambda tokens, lengths: model(tokens, lengths)).softmax(1)
+
+
+@torch.inference_mode()
+def predict_parts(
+    model, ids: list[np.ndarray], ngrams: list[np.ndarray], device: torch.device, batch: int = EVAL_BATCH,
+) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 # fmt: skip
+    """The encoder's logits and the n-grams' logits (N, C) each, apart."""
+    encoder = _batched(model, ids, device, batch, lambda tokens, lengths: model(tokens, lengths))
+    bags = torch.cat([
+        model.ngram_logits(*bag(ngrams[start : start + 1024], device)).float().cpu()
+        for start in range(0, len(ngrams), 1024)
+    ]) if ngrams else torch.empty(0, encoder.shape[1])  # fmt: skip
+    return encoder, bags
+
+
+def _batched(model, ids: list[np.ndarray], device: torch.device, batch: int, read) -> torch.Tensor:  # noqa: ANN001
+    """``read(tokens, lengths)``'s (b, C) for each batch of texts of similar length, back in order: (N, C)."""
     was_training = model.training
     model.eval()
     order = np.argsort([len(x) for x in ids], kind="stable")
@@ -103,7 +159,7 @@ def predict_ids(model, ids: list[np.ndarray], device: torch.device, batch: int =
         for start in range(0, len(ids), batch):
             rows = order[start : start + batch]
             tokens, lengths = pad([ids[i] for i in rows], device)
-            out[torch.from_numpy(rows)] = model(tokens, lengths).float().softmax(1).cpu()
+            out[torch.from_numpy(rows)] = read(tokens, lengths).float().cpu()
     finally:
         model.train(was_training)
     return out

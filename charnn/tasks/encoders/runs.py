@@ -53,6 +53,8 @@ class EncoderRun:
     """Refuses data the tokenizer cannot feed the network, before anything is written."""
     note: str | None = None
     """A remark on how the run is set up (fit_batch's), said when training starts."""
+    prepare: Callable[[Any], None] = lambda model: None
+    """Fits what the network holds besides its trained weights (a classifier's n-grams), once, before training."""
 
     @property
     def data_sha256(self) -> str:
@@ -112,6 +114,7 @@ def train_encoder(
         torch.manual_seed(config.seed)
         model = run.network(model_config)
         warm_start(model, sources)
+        run.prepare(model)
         with runfolder.new_run(folder, overwrite) as (pending, lock):
             for name, text in run.files.items():
                 atomic_write_text(pending / name, text)

@@ -1,0 +1,185 @@
+"""The classifier's n-gram part: a naive-Bayes-weighted logistic regression over hashed n-grams.
+
+A recurrent encoder learns slowly what a bag of n-grams sees at once: that a text holds "not
+funny" or "-ish". Beside the encoder, a classifier run keeps a linear model of each text's word
+1-2-grams and character 3-5-grams (``ngram_ids``), fitted before the encoder trains, in a few
+seconds: each n-gram present counts once, scaled by its naive-Bayes log-count ratio between a
+label and the rest (Wang and Manning's NBSVM, with a logistic loss), and the weights are fitted
+one label against the rest with an L2 penalty whose strength is chosen on the held-out texts.
+
+The n-grams are hashed into ``BUCKETS`` rows, so the run keeps no vocabulary: the fitted table
+(buckets x labels, naive-Bayes ratios folded in) is a buffer of the network and sits in its
+safetensors with the encoder's weights. A prediction is the weighted geometric mean of the two
+parts' probabilities, the n-grams' share chosen on the held-out texts at each validation
+(charnn.tasks.classify.task): where the n-grams cannot tell the labels apart, the encoder decides.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BUCKETS = 1 << 20
+"""Rows of the hashed n-gram table: about 1M, so that a few hundred thousand n-grams rarely share one."""
+WORD_GRAMS = (1, 2)
+CHAR_GRAMS = (3, 5)
+PENALTIES = (0.1, 0.3, 1.0)
+"""C, the inverse L2 strength, tried in turn; the held-out texts choose."""
+SHARES = tuple(i / 10 for i in range(11))
+"""The n-grams' share of the mixed prediction (0: the encoder alone; 1: the n-grams alone), tried at each validation."""
+SMOOTHING = 1.0
+"""Added to each n-gram's count in each label's naive-Bayes ratio."""
+
+_WORDS = re.compile(r"\w+|[^\w\s]")
+_M = np.uint64(0x9E3779B97F4A7C15)
+_P = np.uint64(0x100000001B3)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _finish(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves every output bit, so ``% buckets`` spreads evenly."""
+    h = (h ^ (h >> np.uint64(30))) * _MIX1
+    h = (h ^ (h >> np.uint64(27))) * _MIX2
+    return h ^ (h >> np.uint64(31))
+
+
+def ngram_ids(text: str, buckets: int = BUCKETS) -> np.ndarray:
+    """The sorted, distinct bucket ids (int64) of ``text``'s lower-cased word 1-2-grams and character 3-5-grams.
+
+    Words are runs of letters and digits, and each other visible character alone; the
+    character n-grams read the words joined by single spaces, with a space at each end, so
+    that " no" and "ing " mark where words start and end. The ids depend only on the text
+    and ``buckets`` (no per-process hash salt): a run predicts the same on any machine.
+    """
+    words = _WORDS.findall(text.lower())
+    with np.errstate(over="ignore"):
+        hashed = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), dtype=np.uint64, count=len(words))
+        parts = [hashed * _M + np.uint64(1)]
+        if len(words) > 1:
+            parts.append((hashed[:-1] * _P) ^ (hashed[1:] * _M + np.uint64(2)))
+        joined = " " + " ".join(words) + " "
+        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        for n in range(CHAR_GRAMS[0], CHAR_GRAMS[1] + 1):
+            count = len(codes) - n + 1
+            if count <= 0:
+                break
+            h = np.full(count, np.uint64(n) * _M, dtype=np.uint64)
+            for k in range(n):
+                h = (h * _P) ^ codes[k : k + count]
+            parts.append(h)
+        every = _finish(np.concatenate(parts))
+    return np.unique((every % np.uint64(buckets)).astype(np.int64))
+
+
+def bag(ids: list[np.ndarray], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``F.embedding_bag``'s input for a batch: every text's ids end to end (N,), and where each starts (B,)."""
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(ids) else np.zeros(0, dtype=np.int64)
+    flat = np.concatenate(ids) if len(ids) else np.zeros(0, dtype=np.int64)
+    return torch.from_numpy(flat).to(device), torch.from_numpy(offsets).to(device)
+
+
+@dataclass
+class Fitted:
+    weight: torch.Tensor
+    """(buckets, labels): each n-gram's weight for each label, the naive-Bayes ratio folded in."""
+    bias: torch.Tensor
+    """(labels,)"""
+    penalty: float
+    """The C the held-out texts chose."""
+    heldout_accuracy: float
+    """The n-grams' accuracy alone on the held-out texts."""
+    seen: int
+    """Buckets that some training text fills."""
+
+
+def fit(
+    train_ids: list[np.ndarray], targets: np.ndarray, labels: int, held_ids: list[np.ndarray], held_targets: np.ndarray,
+    buckets: int = BUCKETS,
+) -> Fitted:  # fmt: skip
+    """The n-gram model of the training texts (their ids and label indices), C chosen by held-out accuracy.
+
+    Only the buckets some training text fills get a weight; an n-gram first seen later adds nothing.
+    Ties between two C go to the one with the lower held-out loss.
+    """
+    seen, columns = np.unique(np.concatenate(train_ids or [np.zeros(0, dtype=np.int64)]), return_inverse=True)
+    rows = np.repeat(np.arange(len(train_ids)), [len(x) for x in train_ids])
+    x = _sparse(rows, columns, (len(train_ids), len(seen))), _sparse(columns, rows, (len(seen), len(train_ids)))
+    onehot = np.zeros((len(train_ids), labels), dtype=np.float32)
+    onehot[np.arange(len(train_ids)), targets] = 1.0
+    # Each label's n-gram counts against the rest's: log((c_in + a) / |c_in + a|) - log((c_out + a) / |c_out + a|).
+    counts = np.zeros((len(seen), labels), dtype=np.float64)
+    np.add.at(counts, (columns, np.repeat(targets, [len(x) for x in train_ids])), 1.0)
+    inside = counts + SMOOTHING
+    outside = counts.sum(1, keepdims=True) - counts + SMOOTHING
+    ratio = np.log(inside / inside.sum(0)) - np.log(outside / outside.sum(0))  # (seen, labels)
+    if labels == 2:  # one regression, label 1 against label 0; label 0's logit stays 0
+        ratio[:, 0] = 0.0
+        onehot[:, 0] = 0.0
+    ratio_t = torch.from_numpy(ratio.astype(np.float32))
+    fitted = slice(1, 2) if labels == 2 else slice(None)
+    held_rows = np.repeat(np.arange(len(held_ids)), [len(x) for x in held_ids])
+    held_flat = np.concatenate(held_ids) if held_ids else np.zeros(0, dtype=np.int64)
+    where = np.minimum(np.searchsorted(seen, held_flat), max(len(seen) - 1, 0))
+    known = seen[where] == held_flat if len(seen) else np.zeros(len(held_flat), dtype=bool)
+    held_x = _sparse(held_rows[known], where[known], (len(held_ids), len(seen)))
+    held_y = torch.from_numpy(np.asarray(held_targets, dtype=np.int64))
+    best, start = None, None
+    for penalty in PENALTIES:  # each fit starts from the last (a weaker penalty moves it a little)
+        w, b = _logistic(x, torch.from_numpy(onehot[:, fitted]), ratio_t[:, fitted], penalty, start)
+        start = (w, b)
+        effective = torch.zeros(ratio_t.shape)
+        effective[:, fitted] = w * ratio_t[:, fitted]
+        bias = torch.zeros(labels)
+        bias[fitted] = b
+        scores = (held_x @ effective + bias).log_softmax(1)  # (H, labels)
+        accuracy = float((scores.argmax(1) == held_y).float().mean()) if len(held_ids) else 0.0
+        loss = float(F.nll_loss(scores, held_y)) if len(held_ids) else 0.0
+        if best is None or (accuracy, -loss) > (best[0], -best[1]):
+            best = (accuracy, loss, penalty, effective, bias)
+    accuracy, _, penalty, effective, b = best
+    weight = torch.zeros(buckets, labels)
+    weight[torch.from_numpy(seen)] = effective
+    return Fitted(weight, b, penalty, accuracy, len(seen))
+
+
+def _sparse(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
+    """A CSR matrix of ones at (rows, columns)."""
+    index = torch.from_numpy(np.stack([rows, columns]).astype(np.int64))
+    coo = torch.sparse_coo_tensor(index, torch.ones(len(rows)), shape, check_invariants=False).coalesce()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return coo.to_sparse_csr()
+
+
+def _logistic(
+    x: tuple[torch.Tensor, torch.Tensor], onehot: torch.Tensor, ratio: torch.Tensor, penalty: float,
+    start: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One-against-the-rest logistic regressions over the ratio-scaled features: sum of log-losses + |w|^2 / 2C.
+
+    ``x`` is the (texts, n-grams) indicator matrix and its transpose, both CSR: the gradient is
+    written out (two sparse products a step), some twenty times faster than autograd through them.
+    """
+    matrix, transposed = x
+    weight = start[0].clone() if start else torch.zeros(ratio.shape)
+    bias = start[1].clone() if start else torch.zeros(ratio.shape[1])
+    weight.grad, bias.grad = torch.zeros_like(weight), torch.zeros_like(bias)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        logits = matrix @ (weight * ratio) + bias  # (N, K)
+        loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="sum") + weight.pow(2).sum() / (2 * penalty)
+        slope = torch.sigmoid(logits) - onehot  # d loss / d logits
+        weight.grad.copy_(ratio * (transposed @ slope) + weight / penalty)
+        bias.grad.copy_(slope.sum(0))
+        return loss
+
+    optimizer.step(closure)
+    return weight, bias

@@ -1,0 +1,39 @@
+"""The classifier's n-gram part (charnn.tasks.classify.ngrams): stable ids and a fit that learns a cue word."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charnn.tasks.classify.ngrams import bag, fit, ngram_ids
+
+
+def test_ids_are_sorted_distinct_lower_cased_and_the_same_in_every_process():
+    ids = ngram_ids("Not funny at all.", 1 << 20)
+    assert list(ids) == sorted(set(ids.tolist()))
+    assert np.array_equal(ids, ngram_ids("not FUNNY at all.", 1 << 20))
+    assert ids[:3].tolist() == [18515, 23730, 35606]  # no per-process hash salt: a run predicts alike anywhere
+    assert len(ngram_ids("", 1 << 20)) == 0
+
+
+def test_a_fit_learns_the_word_that_decides_the_label():
+    rng = np.random.default_rng(0)
+    filler = ["the", "film", "was", "a", "story", "of", "it"]
+    texts, labels = [], []
+    for i in range(200):
+        words = list(rng.choice(filler, 5)) + ["great" if i % 2 else "awful"]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(i % 2)
+    ids = [ngram_ids(t, 4096) for t in texts]
+    fitted = fit(ids[:160], np.array(labels[:160]), 2, ids[160:], np.array(labels[160:]), buckets=4096)
+    assert fitted.heldout_accuracy == 1.0
+    logits = (
+        F.embedding_bag(
+            *[bag([ngram_ids("great story", 4096), ngram_ids("awful story", 4096)])][0][:1],
+            fitted.weight,
+            bag([ngram_ids("great story", 4096), ngram_ids("awful story", 4096)])[1],
+            mode="sum",
+        )
+        + fitted.bias
+    )
+    assert torch.equal(logits.argmax(1), torch.tensor([1, 0]))
