@@ -168,7 +168,7 @@ def test_a_warm_started_encoder_learns_at_its_fraction_of_the_rate(tmp_path, run
     for name in ("embed.weight", "rnns.0.weight_hh_l0", "rnns.0.bias_ih_l0"):
         assert torch.equal(frozen[name], fwd[name])  # rate 0: not a bit moved, weight decay included
         assert not torch.equal(slow[name], fwd[name])
-    head = [k for k in start if not k.startswith(("embed", "rnns"))]
+    head = [k for k in start if not k.startswith(("embed", "rnns", "ngram"))]  # the n-gram part is fitted, not learnt
     assert head and all(not torch.equal(frozen[k], start[k]) for k in head)  # the head learns at the full rate
 
     data = tmp_path / "few.tsv"
@@ -573,3 +573,37 @@ def test_tokenizer_from_refuses_what_contradicts_it(given, said, char_lm, run_cl
     code, _, err = run_cli("classify", "train", tmp_path / "d.tsv", "--tokenizer-from", char_lm, "--out", out, *given)
     assert code == 2 and err.startswith("error: " + said.replace("LM", str(char_lm))) and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    monkeypatch.chdir(tmp_path)
+    filler = ["the", "film", "was", "a", "story", "of", "it", "and", "then"]
+    rows = [
+        f"{'pos' if i % 2 else 'neg'}\t{' '.join(filler[(i * 7 + j) % 9] for j in range(4))} "
+        f"{'splendid' if i % 2 else 'dreadful'} {filler[i % 9]}"
+        for i in range(120)
+    ]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    tiny = ["--hidden", "8", "--embed", "4", "--tokenizer", "char", "--steps", "2", "--eval-every", "2"]
+    code, _, err = run_cli("classify", "train", "d.tsv", "--out", "runs/on", *tiny)
+    assert code == 0, err
+    ngrams = json.loads((tmp_path / "runs/on/config.json").read_text())["task"]["ngrams"]
+    assert ngrams["buckets"] == 1 << 20 and ngrams["C"] in (0.1, 0.3, 1.0) and ngrams["heldout_accuracy"] == 1.0
+    end = [json.loads(line) for line in (tmp_path / "runs/on/metrics.jsonl").open()][-1]
+    assert end["val_ngram_accuracy"] == 1.0 and end["val_accuracy"] == 1.0 and end["ngram_share"] > 0
+    with safe_open(tmp_path / "runs/on/model.safetensors", "pt") as saved:
+        assert saved.get_tensor("ngram_weight").abs().sum() > 0  # the fitted table travels with the weights
+    # Two steps of an 8-wide encoder know nothing: the cue words are read by the n-gram part.
+    code, out, err = run_cli("classify", "predict", "-m", "runs/on", stdin=b"a story splendid\ndreadful film it\n")
+    assert code == 0 and out.split() == ["pos", "neg"], err
+    code, out, _ = run_cli("classify", "eval", "d.tsv", "-m", "runs/on", "--json")
+    assert json.loads(out)["accuracy"] == 1.0
+    code, _, err = run_cli("classify", "train", "--resume", "runs/on", "--no-ngrams")
+    assert code == 2 and "--no-ngrams is fixed when a run starts; drop it" in err
+    code, _, err = run_cli("classify", "train", "d.tsv", "--out", "runs/off", "--no-ngrams", *tiny)
+    assert code == 0, err
+    assert "ngrams" not in json.loads((tmp_path / "runs/off/config.json").read_text())["task"]
+    with safe_open(tmp_path / "runs/off/model.safetensors", "pt") as saved:
+        assert "ngram_weight" not in saved.keys()

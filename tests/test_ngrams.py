@@ -27,13 +27,6 @@ def test_a_fit_learns_the_word_that_decides_the_label():
     ids = [ngram_ids(t, 4096) for t in texts]
     fitted = fit(ids[:160], np.array(labels[:160]), 2, ids[160:], np.array(labels[160:]), buckets=4096)
     assert fitted.heldout_accuracy == 1.0
-    logits = (
-        F.embedding_bag(
-            *[bag([ngram_ids("great story", 4096), ngram_ids("awful story", 4096)])][0][:1],
-            fitted.weight,
-            bag([ngram_ids("great story", 4096), ngram_ids("awful story", 4096)])[1],
-            mode="sum",
-        )
-        + fitted.bias
-    )
+    ids, offsets = bag([ngram_ids("great story", 4096), ngram_ids("awful story", 4096)])
+    logits = F.embedding_bag(ids, fitted.weight, offsets, mode="sum") + fitted.bias
     assert torch.equal(logits.argmax(1), torch.tensor([1, 0]))

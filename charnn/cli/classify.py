@@ -78,13 +78,15 @@ def classify_train(
         bool, typer.Option(help="Read each text both ways.", rich_help_panel=options.MODEL)
     ] = DEFAULT_MODEL.bidirectional,
     ngrams: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             help="Beside the encoder, a naive-Bayes-weighted regression over each text's word 1-2-grams and "
-            "character 3-5-grams, fitted in seconds and mixed in as the held-out texts choose.",
+            "character 3-5-grams, fitted in seconds and mixed in as the held-out texts choose.  "
+            "[default: ngrams]",
+            show_default=False,
             rich_help_panel=options.MODEL,
         ),
-    ] = False,
+    ] = None,
     cell: SHAPE.cell = None,
     layers: SHAPE.layers = None,
     hidden: SHAPE.hidden = None,
@@ -138,15 +140,17 @@ def classify_train(
         labelled = read_labelled(data or [], parse_label_files(label or []))
         val_data = read_labelled([val]) if val is not None else None
         return train_classifier(
-            labelled, folder, settings["model_options"], config, val=val_data, pool=pool, ngrams=ngrams,
+            labelled, folder, settings["model_options"], config, val=val_data, pool=pool,
+            **({} if ngrams is None else {"ngrams": ngrams}),
             init_from=init_from or (),
             tokenizer_from=tokenizer_from, overwrite=overwrite, tokenizer_kind=settings["tokenizer_kind"],
             tokenizer_options=settings["tokenizer_options"], chosen=settings["chosen"], **kw,
         )  # fmt: skip
 
+    fixed = None if ngrams is None else ("--ngrams" if ngrams else "--no-ngrams")
     train_or_resume(
         Classifier, data or [], resume, out, settings["training"], settings["model_options"], start,
-        chosen=settings["chosen"], has_data=bool(data or label), fixed="--ngrams" if ngrams else None,
+        chosen=settings["chosen"], has_data=bool(data or label), fixed=fixed,
         missing="name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE",
     )  # fmt: skip
 

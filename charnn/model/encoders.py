@@ -78,7 +78,7 @@ class SentenceClassifier(Encoder):
 
     The n-gram table, its bias and the weight that mixes it in are buffers: saved and loaded
     with the weights, never trained by the optimizer. Training reads the encoder alone
-    (``forward`` without n-grams); prediction mixes the two parts' log-probabilities, the
+    (``forward``); prediction mixes the two parts' log-probabilities, the
     n-grams' weighing ``ngram_share`` and the encoder's the rest.
     """
 
@@ -97,15 +97,11 @@ class SentenceClassifier(Encoder):
             self.register_buffer("ngram_bias", torch.zeros(labels))
             self.register_buffer("ngram_share", torch.zeros(()))
 
-    def forward(self, tokens: Tensor, lengths: Tensor, ngrams: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """tokens (B, T) int64, right-padded; lengths (B,) >= 1 -> logits (B, labels).
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """tokens (B, T) int64, right-padded; lengths (B,) >= 1 -> the encoder's logits (B, labels).
 
-        With ``ngrams`` (every text's n-gram ids end to end and where each text's start, as
-        F.embedding_bag reads them), the logits are the mixed log-probabilities of both parts."""
-        logits = self.head(self.drop(self.pooled(tokens, lengths)))
-        if ngrams is None or not self.ngram_buckets:
-            return logits
-        return mix(logits, self.ngram_logits(*ngrams), self.ngram_share)
+        The n-gram part, when there is one, is read apart (``ngram_logits``) and mixed in by ``mix``."""
+        return self.head(self.drop(self.pooled(tokens, lengths)))
 
     def ngram_logits(self, ids: Tensor, offsets: Tensor) -> Tensor:
         """The n-gram part's logits (B, labels) of texts given as F.embedding_bag's ids (N,) and offsets (B,)."""

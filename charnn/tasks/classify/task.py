@@ -89,13 +89,12 @@ class ClassifyTask(WholeTextBatches):
         if getattr(model, "ngram_buckets", 0):
             encoder, ngrams = predict_parts(model, self.val_ids, self.val_ngrams, self.device)  # (N, C) each
             model.ngram_share.fill_(choose_share(encoder, ngrams, target))
-            logits = mix(encoder, ngrams, float(model.ngram_share))
             extra = {
                 "val_encoder_accuracy": float((encoder.argmax(1) == target).float().mean()),
                 "val_ngram_accuracy": float((ngrams.argmax(1) == target).float().mean()),
                 "ngram_share": float(model.ngram_share),
             }
-            probs = logits.softmax(1)
+            probs = mix(encoder, ngrams, float(model.ngram_share)).softmax(1)
         else:
             probs = predict_ids(model, self.val_ids, self.device)  # (N, C)
         loss = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), target))
@@ -133,7 +132,7 @@ def predict_ids(
     if ngrams is not None:
         encoder, bags = predict_parts(model, ids, ngrams, device, batch)
         return mix(encoder, bags, float(model.ngram_share)).softmax(1)
-    return _batched(model, ids, device, batch, lambda tokens, lengths: model(tokens, lengths)).softmax(1)
+    return _batched(model, ids, device, batch).softmax(1)
 
 
 @torch.inference_mode()
@@ -141,7 +140,7 @@ def predict_parts(
     model, ids: list[np.ndarray], ngrams: list[np.ndarray], device: torch.device, batch: int = EVAL_BATCH,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 # fmt: skip
     """The encoder's logits and the n-grams' logits (N, C) each, apart."""
-    encoder = _batched(model, ids, device, batch, lambda tokens, lengths: model(tokens, lengths))
+    encoder = _batched(model, ids, device, batch)
     bags = torch.cat([
         model.ngram_logits(*bag(ngrams[start : start + 1024], device)).float().cpu()
         for start in range(0, len(ngrams), 1024)
@@ -149,8 +148,8 @@ def predict_parts(
     return encoder, bags
 
 
-def _batched(model, ids: list[np.ndarray], device: torch.device, batch: int, read) -> torch.Tensor:  # noqa: ANN001
-    """``read(tokens, lengths)``'s (b, C) for each batch of texts of similar length, back in order: (N, C)."""
+def _batched(model, ids: list[np.ndarray], device: torch.device, batch: int) -> torch.Tensor:  # noqa: ANN001
+    """The encoder's logits (N, C), read in batches of texts of similar length, back in order."""
     was_training = model.training
     model.eval()
     order = np.argsort([len(x) for x in ids], kind="stable")
@@ -159,7 +158,7 @@ def _batched(model, ids: list[np.ndarray], device: torch.device, batch: int, rea
         for start in range(0, len(ids), batch):
             rows = order[start : start + batch]
             tokens, lengths = pad([ids[i] for i in rows], device)
-            out[torch.from_numpy(rows)] = read(tokens, lengths).float().cpu()
+            out[torch.from_numpy(rows)] = model(tokens, lengths).float().cpu()
     finally:
         model.train(was_training)
     return out
