@@ -134,10 +134,15 @@ def predict_lines(
     device = next(run.model.parameters()).device
     for pending in arriving_batches(texts, batch, more_ready):
         texts = [t if t else " " for t in pending]
-        probs = predict_ids(run.model, encode_texts(run.tokenizer, texts), device, text_ngrams(run.model, texts))
+        probs = _probabilities(run, texts, device)
         for row in probs.tolist():
             best = max(range(len(labels)), key=row.__getitem__)
             yield labels[best], dict(zip(labels, row, strict=True))
+
+
+def _probabilities(run: Any, texts: list[str] | tuple[str, ...], device: Any) -> Any:
+    """Label probabilities (N, C) of ``texts``: the encoder's, mixed with the n-grams' when the run has them."""
+    return predict_ids(run.model, encode_texts(run.tokenizer, texts), device, text_ngrams(run.model, texts))
 
 
 def evaluate_labelled(run: Any, data: Labelled) -> dict[str, Any]:
@@ -147,7 +152,7 @@ def evaluate_labelled(run: Any, data: Labelled) -> dict[str, Any]:
     names = labels + unknown
     index = {label: i for i, label in enumerate(names)}
     device = next(run.model.parameters()).device
-    probs = predict_ids(run.model, encode_texts(run.tokenizer, data.texts), device, text_ngrams(run.model, data.texts))
+    probs = _probabilities(run, data.texts, device)
     target = np.asarray([index[label] for label in data.labels])
     figures = scores(target, probs.argmax(1).numpy(), len(names))
     figures["labels"] = names
