@@ -9,8 +9,8 @@ import shutil
 import pytest
 import torch
 
-from charnn.config import ModelConfig
-from charnn.errors import ConfigError, CorpusError
+from charnn.config import ModelConfig, TrainConfig
+from charnn.errors import CheckpointError, ConfigError, CorpusError
 from charnn.model import POOLS, SentenceClassifier
 from charnn.text.labelled import check_labels, parse_label_files, read_labelled, stratified_split
 from tests.conftest import ROOT
@@ -607,3 +607,53 @@ def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tm
     assert "ngrams" not in json.loads((tmp_path / "runs/off/config.json").read_text())["task"]
     with safe_open(tmp_path / "runs/off/model.safetensors", "pt") as saved:
         assert "ngram_weight" not in saved.keys()
+
+
+def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kept_table_is_refitted_on_all(tmp_path):
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from charnn.runs.names import VAL_NGRAMS_FILE
+    from charnn.tasks.classify.classifier import train_classifier
+    from charnn.tasks.classify.ngrams import fit, ngram_ids, ngram_logits, parse_logits
+    from charnn.text.labelled import read_labelled
+
+    words = ["plot", "cast", "score", "scene", "ending", "pace", "script", "music"]
+    rows = [
+        f"{'pos' if i % 2 else 'neg'}\t{words[i % 8]} {words[(i * 3) % 8]} {'good' if i % 2 else 'bad'}"
+        for i in range(80)
+    ]
+    rows += [f"{'pos' if i % 3 else 'neg'}\t{words[i % 8]} {words[(i * 5) % 8]} so so" for i in range(40)]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    config = TrainConfig(steps=2, eval_every=2, batch_size=8, seed=3)
+    train_classifier(read_labelled([tmp_path / "d.tsv"]), tmp_path / "run", {"hidden": 8, "embed": 4}, config)
+    folder = tmp_path / "run"
+    task = json.loads((folder / "config.json").read_text())["task"]
+    labels = task["labels"]
+    train, val = read_labelled([folder / "train.tsv"]), read_labelled([folder / "validation.tsv"])
+    index = {label: i for i, label in enumerate(labels)}
+    ids = lambda texts: [ngram_ids(t) for t in texts]  # noqa: E731
+    ys = lambda part: np.asarray([index[x] for x in part.labels])  # noqa: E731
+    # Validation reads the logits of a model of the training texts alone, its C chosen on the held-out ones...
+    alone = fit(ids(train.texts), ys(train), 2, ids(val.texts), ys(val))
+    saved_logits = parse_logits((folder / VAL_NGRAMS_FILE).read_text(), 2)
+    assert saved_logits.shape == (len(val), 2)
+    assert torch.equal(saved_logits, ngram_logits(alone.weight, alone.bias, ids(val.texts)))
+    assert task["ngrams"]["C"] == alone.penalty and task["ngrams"]["heldout_accuracy"] == alone.heldout_accuracy
+    # ... while the table the run keeps was fitted with that C on every text, held-out ones included.
+    every = fit(
+        ids(train.texts + val.texts),
+        np.concatenate([ys(train), ys(val)]),
+        2,
+        [],
+        ys(val)[:0],
+        penalties=(alone.penalty,),
+    )
+    kept = load_file(folder / "model.safetensors")
+    assert torch.equal(kept["ngram_weight"], every.weight) and torch.equal(kept["ngram_bias"], every.bias)
+    assert not torch.equal(kept["ngram_weight"], alone.weight)
+    # A damaged file stops a resume with one line, before any step.
+    (folder / VAL_NGRAMS_FILE).write_text("1.0\tnot a number\n")
+    with pytest.raises(CheckpointError, match=r"validation\.ngrams is damaged .*train the run again"):
+        more = TrainConfig(steps=4, eval_every=2, batch_size=8, seed=3)
+        train_classifier(read_labelled([tmp_path / "d.tsv"]), folder, {"hidden": 8, "embed": 4}, more, resume=True)

@@ -43,6 +43,7 @@ from charnn.runs.names import (  # noqa: F401  (re-exported: the names a run fol
     TRAIN_TAGS_FILE,
     TRAIN_TEXTS_FILE,
     TRAIN_TOKENS_FILE,
+    VAL_NGRAMS_FILE,
     VAL_TAGS_FILE,
     VAL_TEXTS_FILE,
     VAL_TOKENS_FILE,

@@ -22,13 +22,16 @@ TRAIN_RECORDS_FILE = "train.records"
 TRAIN_TEXTS_FILE = "train.tsv"
 VAL_TEXTS_FILE = "validation.tsv"
 """A classifier run's labelled texts (label<TAB>text), kept so that resuming needs no data."""
+VAL_NGRAMS_FILE = "validation.ngrams"
+"""A classifier run's n-gram logits of each held-out text (a line each, tab-separated), from the n-gram model
+fitted without them: validation reads these, while the saved n-gram table was refitted on every text."""
 TRAIN_TAGS_FILE = "train.tags"
 VAL_TAGS_FILE = "validation.tags"
 """A tagger run's sentences (token<TAB>tag, an empty line after each sentence)."""
 RUN_FILES = (
     *(CONFIG_FILE, MODEL_FILE, VALIDATION_FILE, METRICS_FILE, RESUME_FILE, TRAIN_TOKENS_FILE, VAL_TOKENS_FILE),
     TRAIN_RECORDS_FILE,
-    *(TRAIN_TEXTS_FILE, VAL_TEXTS_FILE, TRAIN_TAGS_FILE, VAL_TAGS_FILE),
+    *(TRAIN_TEXTS_FILE, VAL_TEXTS_FILE, VAL_NGRAMS_FILE, TRAIN_TAGS_FILE, VAL_TAGS_FILE),
 )
 """Every file a run folder may hold besides the tokenizer's, which config.json names."""
 RUNS_DIR = "runs"

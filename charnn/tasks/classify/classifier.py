@@ -21,10 +21,10 @@ from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import ConfigError, CorpusError
 from charnn.events import Finished
 from charnn.model import POOLS, SentenceClassifier
-from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_TEXTS_FILE
+from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_NGRAMS_FILE, VAL_TEXTS_FILE
 from charnn.tasks.base import load_run
 from charnn.tasks.classify import Classifier
-from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, WORD_GRAMS, ngram_ids
+from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, WORD_GRAMS, format_logits, ngram_ids, ngram_logits
 from charnn.tasks.classify.ngrams import fit as ngram_fit
 from charnn.tasks.classify.task import encode_texts, predict_ids, scores, text_ngrams
 from charnn.tasks.encoders import runs
@@ -72,10 +72,11 @@ def train_classifier(
     task: dict[str, Any] = {"kind": KIND, "labels": labels, "pool": pool}
     if ngrams:
         task["ngrams"] = {"buckets": BUCKETS, "words": list(WORD_GRAMS), "chars": list(CHAR_GRAMS)}
+    files = {TRAIN_TEXTS_FILE: train_part.to_tsv(), VAL_TEXTS_FILE: val_part.to_tsv()}
     data_sha256 = hashlib.sha256((data.to_tsv() + "\0" + (val.to_tsv() if val else "")).encode()).hexdigest()
     run = runs.EncoderRun(
         kind=Classifier,
-        files={TRAIN_TEXTS_FILE: train_part.to_tsv(), VAL_TEXTS_FILE: val_part.to_tsv()},
+        files=files,
         task=task,
         data={
             "sources": list(data.sources),
@@ -87,23 +88,35 @@ def train_classifier(
         network=lambda model_config: SentenceClassifier(model_config, len(labels), pool, BUCKETS if ngrams else 0),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         note=note,
-        prepare=lambda model: _fit_ngrams(model, train_part, val_part, labels, task) if ngrams else None,
+        prepare=lambda model: _fit_ngrams(model, train_part, val_part, labels, task, files) if ngrams else None,
     )
     settings = dict(pool=pool, **({"ngrams": True} if ngrams else {}))
     return runs.train_encoder(run, folder, model_options, config, settings, **options)
 
 
-def _fit_ngrams(model: Any, train: Labelled, val: Labelled, labels: list[str], task: dict[str, Any]) -> None:
-    """Fit the n-gram part into ``model``'s buffers; say in ``task`` (config.json) what the held-out texts chose."""
+def _fit_ngrams(
+    model: Any, train: Labelled, val: Labelled, labels: list[str], task: dict[str, Any], files: dict[str, str]
+) -> None:
+    """Fit the n-gram part into ``model``'s buffers; say in ``task`` (config.json) what the held-out texts chose.
+
+    The held-out texts choose C for a model of the training texts, whose logits of them go into
+    ``files`` (validation reads those, charnn.tasks.classify.task); the table the run keeps is then
+    refitted with that C on the training and held-out texts together: every label counts.
+    """
     index = {label: i for i, label in enumerate(labels)}
-    fitted = ngram_fit(
-        [ngram_ids(t) for t in train.texts], np.asarray([index[x] for x in train.labels]), len(labels),
-        [ngram_ids(t) for t in val.texts], np.asarray([index[x] for x in val.labels]),
-    )  # fmt: skip
+    train_ids, val_ids = [ngram_ids(t) for t in train.texts], [ngram_ids(t) for t in val.texts]
+    train_y, val_y = np.asarray([index[x] for x in train.labels]), np.asarray([index[x] for x in val.labels])
+    fitted = ngram_fit(train_ids, train_y, len(labels), val_ids, val_y)
+    files[VAL_NGRAMS_FILE] = format_logits(ngram_logits(fitted.weight, fitted.bias, val_ids))
+    every = ngram_fit(
+        train_ids + val_ids, np.concatenate([train_y, val_y]), len(labels), [], val_y[:0], penalties=(fitted.penalty,)
+    )
     with torch.no_grad():
-        model.ngram_weight.copy_(fitted.weight)
-        model.ngram_bias.copy_(fitted.bias)
-    task["ngrams"].update(C=fitted.penalty, ngrams_seen=fitted.seen, heldout_accuracy=fitted.heldout_accuracy)
+        model.ngram_weight.copy_(every.weight)
+        model.ngram_bias.copy_(every.bias)
+    task["ngrams"].update(
+        C=fitted.penalty, ngrams_seen=every.seen, heldout_accuracy=fitted.heldout_accuracy, refit="train+validation"
+    )
 
 
 def _check_options(model_options: dict[str, Any], pool: str) -> None:

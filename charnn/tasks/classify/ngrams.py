@@ -85,6 +85,27 @@ def bag(ids: list[np.ndarray], device: torch.device | str = "cpu") -> tuple[torc
     return torch.from_numpy(flat).to(device), torch.from_numpy(offsets).to(device)
 
 
+def ngram_logits(weight: torch.Tensor, bias: torch.Tensor, ids: list[np.ndarray]) -> torch.Tensor:
+    """The logits (N, labels) of texts given by their ids under a fitted table (buckets, labels) and bias."""
+    if not ids:
+        return torch.zeros(0, weight.shape[1])
+    flat, offsets = bag(ids)
+    return F.embedding_bag(flat, weight, offsets, mode="sum") + bias
+
+
+def format_logits(logits: torch.Tensor) -> str:
+    """A text's logits a line, tab-separated, each float32 written exactly (``parse_logits`` reads it back)."""
+    return "".join("\t".join(repr(x) for x in row) + "\n" for row in logits.tolist())
+
+
+def parse_logits(text: str, labels: int) -> torch.Tensor:
+    """The (N, labels) float32 logits ``format_logits`` wrote; ValueError when a line holds other than ``labels``."""
+    rows = [[float(x) for x in line.split("\t")] for line in text.splitlines()]
+    if any(len(row) != labels for row in rows):
+        raise ValueError(f"a line does not hold {labels} logits")
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), labels)
+
+
 @dataclass
 class Fitted:
     weight: torch.Tensor
@@ -101,12 +122,13 @@ class Fitted:
 
 def fit(
     train_ids: list[np.ndarray], targets: np.ndarray, labels: int, held_ids: list[np.ndarray], held_targets: np.ndarray,
-    buckets: int = BUCKETS,
+    buckets: int = BUCKETS, penalties: tuple[float, ...] = PENALTIES,
 ) -> Fitted:  # fmt: skip
     """The n-gram model of the training texts (their ids and label indices), C chosen by held-out accuracy.
 
     Only the buckets some training text fills get a weight; an n-gram first seen later adds nothing.
-    Ties between two C go to the one with the lower held-out loss.
+    Ties between two C go to the one with the lower held-out loss. With one of ``penalties`` (a C
+    chosen before), no held-out texts are needed.
     """
     seen, columns = np.unique(np.concatenate(train_ids or [np.zeros(0, dtype=np.int64)]), return_inverse=True)
     rows = np.repeat(np.arange(len(train_ids)), [len(x) for x in train_ids])
@@ -131,7 +153,7 @@ def fit(
     held_x = _sparse(held_rows[known], where[known], (len(held_ids), len(seen)))
     held_y = torch.from_numpy(np.asarray(held_targets, dtype=np.int64))
     best, start = None, None
-    for penalty in PENALTIES:  # each fit starts from the last (a weaker penalty moves it a little)
+    for penalty in penalties:  # each fit starts from the last (a weaker penalty moves it a little)
         w, b = _logistic(x, torch.from_numpy(onehot[:, fitted]), ratio_t[:, fitted], penalty, start)
         start = (w, b)
         effective = torch.zeros(ratio_t.shape)

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from charnn.errors import CharnnError, CheckpointError
 from charnn.model import State, mix
 from charnn.runs.checkpoint import TRAIN_TEXTS_FILE as TRAIN_FILE
+from charnn.runs.checkpoint import VAL_NGRAMS_FILE
 from charnn.runs.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
-from charnn.tasks.classify.ngrams import SHARES, bag, ngram_ids
+from charnn.tasks.classify.ngrams import SHARES, bag, ngram_ids, parse_logits
 from charnn.tasks.encoders.batches import WholeTextBatches
 from charnn.tasks.encoders.scores import scores
 from charnn.text.labelled import Labelled, read_labelled
@@ -45,11 +46,16 @@ def pad(ids: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torc
 
 
 class ClassifyTask(WholeTextBatches):
-    def __init__(self, model, train: Labelled, val: Labelled, labels: list[str], tokenizer, config, world, device):  # noqa: ANN001
+    def __init__(self, model, train: Labelled, val: Labelled, labels: list[str], tokenizer, config, world, device,
+                 val_ngram_logits: torch.Tensor | None = None):  # noqa: ANN001 # fmt: skip
         self.model, self.config, self.device = model, config, device
         index = {label: i for i, label in enumerate(labels)}
         self.train_ids, self.val_ids = encode_texts(tokenizer, train.texts), encode_texts(tokenizer, val.texts)
-        self.val_ngrams = text_ngrams(model, val.texts)
+        # The n-grams' logits of the held-out texts: from the model fitted without them (VAL_NGRAMS_FILE), or
+        # (a run made before the refit) from the run's own table, which did not see them either.
+        self.val_ngram_logits = val_ngram_logits
+        if val_ngram_logits is None and getattr(model, "ngram_buckets", 0):
+            self.val_ngram_logits = _ngram_part(model, text_ngrams(model, val.texts), device)
         self.train_labels = np.asarray([index[x] for x in train.labels])
         self.val_labels = np.asarray([index[x] for x in val.labels])
         self.labels = labels
@@ -71,8 +77,16 @@ class ClassifyTask(WholeTextBatches):
             raise CheckpointError(f"{folder} is not a whole classifier run: {exc}") from None
         if set(train.labels) - set(labels) or set(val.labels) - set(labels):
             raise CheckpointError(f"{folder}: its texts carry labels config.json does not list")
+        logits = None
+        if (folder / VAL_NGRAMS_FILE).exists():
+            try:
+                logits = parse_logits((folder / VAL_NGRAMS_FILE).read_text(encoding="utf-8"), len(labels))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise CheckpointError(f"{folder / VAL_NGRAMS_FILE} is damaged ({exc}); train the run again") from None
+            if len(logits) != len(val):
+                raise CheckpointError(f"{folder / VAL_NGRAMS_FILE} does not match {VALIDATION_FILE}; train it again")
         tokenizer = load_tokenizer(folder, run_config["tokenizer"])
-        return cls(model, train, val, labels, tokenizer, config, world, device)
+        return cls(model, train, val, labels, tokenizer, config, world, device, logits)
 
     def loss(self, net, step: int, carry: State, autocast) -> tuple[torch.Tensor, State]:  # noqa: ANN001
         rows = self.batch(step)[self.my_rows]
@@ -86,8 +100,9 @@ class ClassifyTask(WholeTextBatches):
     def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
         target = torch.from_numpy(self.val_labels)
         extra: dict[str, Any] = {}
-        if getattr(model, "ngram_buckets", 0):
-            encoder, ngrams = predict_parts(model, self.val_ids, self.val_ngrams, self.device)  # (N, C) each
+        if self.val_ngram_logits is not None:
+            encoder = _batched(model, self.val_ids, self.device, EVAL_BATCH)  # (N, C)
+            ngrams = self.val_ngram_logits  # (N, C)
             model.ngram_share.fill_(choose_share(encoder, ngrams, target))
             extra = {
                 "val_encoder_accuracy": float((encoder.argmax(1) == target).float().mean()),
@@ -140,12 +155,18 @@ def predict_parts(
     model, ids: list[np.ndarray], ngrams: list[np.ndarray], device: torch.device, batch: int = EVAL_BATCH,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 # fmt: skip
     """The encoder's logits and the n-grams' logits (N, C) each, apart."""
-    encoder = _batched(model, ids, device, batch)
-    bags = torch.cat([
+    return _batched(model, ids, device, batch), _ngram_part(model, ngrams, device)
+
+
+@torch.inference_mode()
+def _ngram_part(model, ngrams: list[np.ndarray], device: torch.device) -> torch.Tensor:  # noqa: ANN001
+    """The n-gram part's logits (N, C) of texts given by their n-gram ids, on the CPU."""
+    if not ngrams:
+        return torch.empty(0, model.head.out_features)
+    return torch.cat([
         model.ngram_logits(*bag(ngrams[start : start + 1024], device)).float().cpu()
         for start in range(0, len(ngrams), 1024)
-    ]) if ngrams else torch.empty(0, encoder.shape[1])  # fmt: skip
-    return encoder, bags
+    ])  # fmt: skip
 
 
 def _batched(model, ids: list[np.ndarray], device: torch.device, batch: int) -> torch.Tensor:  # noqa: ANN001
