@@ -51,7 +51,8 @@ def data(name: str) -> Path:
 
 def classify_train(out: Path, tsv: Path, budget: str, *extra: str) -> dict:
     started = time.perf_counter()
-    charnn("classify", "train", tsv, "--out", out, "--time", budget, *extra, capture=False)
+    # --overwrite: the folders are the bench's own (its --work), which a second run with --reuse trains again.
+    charnn("classify", "train", tsv, "--out", out, "--time", budget, *extra, "--overwrite", capture=False)
     wall = time.perf_counter() - started
     results = json.loads((out / "config.json").read_text())["results"]
     dev = json.loads(charnn("classify", "eval", data("dev.tsv"), "-m", out, "--json").stdout)
