@@ -652,6 +652,12 @@ def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kep
     kept = load_file(folder / "model.safetensors")
     assert torch.equal(kept["ngram_weight"], every.weight) and torch.equal(kept["ngram_bias"], every.bias)
     assert not torch.equal(kept["ngram_weight"], alone.weight)
+    assert task["ngrams"]["fitted_on"] == "train+validation"
+    # A --val file is the user's own held-out data: the n-grams never learn from it.
+    train_classifier(train, tmp_path / "given", {"hidden": 8, "embed": 4}, config, val=val)
+    given = json.loads((tmp_path / "given/config.json").read_text())["task"]["ngrams"]
+    assert given["fitted_on"] == "train" and given["C"] == alone.penalty
+    assert torch.equal(load_file(tmp_path / "given/model.safetensors")["ngram_weight"], alone.weight)
     # A damaged file stops a resume with one line, before any step.
     (folder / VAL_NGRAMS_FILE).write_text("1.0\tnot a number\n")
     with pytest.raises(CheckpointError, match=r"validation\.ngrams is damaged .*train the run again"):

@@ -88,35 +88,41 @@ def train_classifier(
         network=lambda model_config: SentenceClassifier(model_config, len(labels), pool, BUCKETS if ngrams else 0),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         note=note,
-        prepare=lambda model: _fit_ngrams(model, train_part, val_part, labels, task, files) if ngrams else None,
+        prepare=lambda model: (
+            _fit_ngrams(model, train_part, val_part, labels, task, files, refit=val is None) if ngrams else None
+        ),
     )
     settings = dict(pool=pool, **({"ngrams": True} if ngrams else {}))
     return runs.train_encoder(run, folder, model_options, config, settings, **options)
 
 
 def _fit_ngrams(
-    model: Any, train: Labelled, val: Labelled, labels: list[str], task: dict[str, Any], files: dict[str, str]
-) -> None:
+    model: Any, train: Labelled, val: Labelled, labels: list[str], task: dict[str, Any], files: dict[str, str],
+    refit: bool,
+) -> None:  # fmt: skip
     """Fit the n-gram part into ``model``'s buffers; say in ``task`` (config.json) what the held-out texts chose.
 
     The held-out texts choose C for a model of the training texts, whose logits of them go into
-    ``files`` (validation reads those, charnn.tasks.classify.task); the table the run keeps is then
-    refitted with that C on the training and held-out texts together: every label counts.
+    ``files`` (validation reads those, charnn.tasks.classify.task). With ``refit`` (the held-out texts
+    are a part of the user's training data, not a ``--val`` file, which must stay unseen), the table
+    the run keeps is then refitted with that C on the training and held-out texts together.
     """
     index = {label: i for i, label in enumerate(labels)}
     train_ids, val_ids = [ngram_ids(t) for t in train.texts], [ngram_ids(t) for t in val.texts]
     train_y, val_y = np.asarray([index[x] for x in train.labels]), np.asarray([index[x] for x in val.labels])
     fitted = ngram_fit(train_ids, train_y, len(labels), val_ids, val_y)
     files[VAL_NGRAMS_FILE] = format_logits(ngram_logits(fitted.weight, fitted.bias, val_ids))
-    every = ngram_fit(
-        train_ids + val_ids, np.concatenate([train_y, val_y]), len(labels), [], val_y[:0], penalties=(fitted.penalty,)
-    )
+    kept = fitted
+    if refit:
+        every_y = np.concatenate([train_y, val_y])
+        kept = ngram_fit(train_ids + val_ids, every_y, len(labels), [], val_y[:0], penalties=(fitted.penalty,))
     with torch.no_grad():
-        model.ngram_weight.copy_(every.weight)
-        model.ngram_bias.copy_(every.bias)
+        model.ngram_weight.copy_(kept.weight)
+        model.ngram_bias.copy_(kept.bias)
     task["ngrams"].update(
-        C=fitted.penalty, ngrams_seen=every.seen, heldout_accuracy=fitted.heldout_accuracy, refit="train+validation"
-    )
+        C=fitted.penalty, ngrams_seen=kept.seen, heldout_accuracy=fitted.heldout_accuracy,
+        fitted_on="train+validation" if refit else "train",
+    )  # fmt: skip
 
 
 def _check_options(model_options: dict[str, Any], pool: str) -> None:
