@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from charnn.config import ModelConfig, TrainConfig
 from charnn.errors import CheckpointError, ConfigError, CorpusError
@@ -615,7 +616,7 @@ def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kep
 
     from charnn.runs.names import VAL_NGRAMS_FILE
     from charnn.tasks.classify.classifier import train_classifier
-    from charnn.tasks.classify.ngrams import fit, ngram_ids, ngram_logits, parse_logits
+    from charnn.tasks.classify.ngrams import bag, fit, ngram_ids, parse_logits
     from charnn.text.labelled import read_labelled
 
     words = ["plot", "cast", "score", "scene", "ending", "pace", "script", "music"]
@@ -638,7 +639,10 @@ def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kep
     alone = fit(ids(train.texts), ys(train), 2, ids(val.texts), ys(val))
     saved_logits = parse_logits((folder / VAL_NGRAMS_FILE).read_text(), 2)
     assert saved_logits.shape == (len(val), 2)
-    assert torch.equal(saved_logits, ngram_logits(alone.weight, alone.bias, ids(val.texts)))
+    assert torch.equal(saved_logits, alone.heldout_logits)
+    flat, offsets = bag(ids(val.texts))  # the same logits as the fitted table's, read as the model reads it
+    table = F.embedding_bag(flat, alone.weight, offsets, mode="sum") + alone.bias
+    assert torch.allclose(saved_logits, table, atol=1e-5)
     assert task["ngrams"]["C"] == alone.penalty and task["ngrams"]["heldout_accuracy"] == alone.heldout_accuracy
     # ... while the table the run keeps was fitted with that C on every text, held-out ones included.
     every = fit(

@@ -24,7 +24,7 @@ VAL_TEXTS_FILE = "validation.tsv"
 """A classifier run's labelled texts (label<TAB>text), kept so that resuming needs no data."""
 VAL_NGRAMS_FILE = "validation.ngrams"
 """A classifier run's n-gram logits of each held-out text (a line each, tab-separated), from the n-gram model
-fitted without them: validation reads these, while the saved n-gram table was refitted on every text."""
+fitted without them: validation reads these, as the saved table may have been refitted with them."""
 TRAIN_TAGS_FILE = "train.tags"
 VAL_TAGS_FILE = "validation.tags"
 """A tagger run's sentences (token<TAB>tag, an empty line after each sentence)."""

@@ -85,14 +85,6 @@ def bag(ids: list[np.ndarray], device: torch.device | str = "cpu") -> tuple[torc
     return torch.from_numpy(flat).to(device), torch.from_numpy(offsets).to(device)
 
 
-def ngram_logits(weight: torch.Tensor, bias: torch.Tensor, ids: list[np.ndarray]) -> torch.Tensor:
-    """The logits (N, labels) of texts given by their ids under a fitted table (buckets, labels) and bias."""
-    if not ids:
-        return torch.zeros(0, weight.shape[1])
-    flat, offsets = bag(ids)
-    return F.embedding_bag(flat, weight, offsets, mode="sum") + bias
-
-
 def format_logits(logits: torch.Tensor) -> str:
     """A text's logits a line, tab-separated, each float32 written exactly (``parse_logits`` reads it back)."""
     return "".join("\t".join(repr(x) for x in row) + "\n" for row in logits.tolist())
@@ -116,6 +108,8 @@ class Fitted:
     """The C the held-out texts chose."""
     heldout_accuracy: float
     """The n-grams' accuracy alone on the held-out texts."""
+    heldout_logits: torch.Tensor
+    """(held-out texts, labels): the model's logits of them."""
     seen: int
     """Buckets that some training text fills."""
 
@@ -160,15 +154,16 @@ def fit(
         effective[:, fitted] = w * ratio_t[:, fitted]
         bias = torch.zeros(labels)
         bias[fitted] = b
-        scores = (held_x @ effective + bias).log_softmax(1)  # (H, labels)
+        logits = held_x @ effective + bias  # (H, labels)
+        scores = logits.log_softmax(1)
         accuracy = float((scores.argmax(1) == held_y).float().mean()) if len(held_ids) else 0.0
         loss = float(F.nll_loss(scores, held_y)) if len(held_ids) else 0.0
         if best is None or (accuracy, -loss) > (best[0], -best[1]):
-            best = (accuracy, loss, penalty, effective, bias)
-    accuracy, _, penalty, effective, b = best
+            best = (accuracy, loss, penalty, effective, bias, logits)
+    accuracy, _, penalty, effective, b, logits = best
     weight = torch.zeros(buckets, labels)
     weight[torch.from_numpy(seen)] = effective
-    return Fitted(weight, b, penalty, accuracy, len(seen))
+    return Fitted(weight, b, penalty, accuracy, logits, len(seen))
 
 
 def _sparse(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
