@@ -488,6 +488,13 @@ def test_resume_refuses_shape_options_it_would_ignore_and_leaves_the_run_as_it_w
     ]
     code, _, err = run_cli("tag", "train", "--resume", classifier_run, "--layers", "3")
     assert code == 2 and "--layers is fixed when a run starts; drop it" in err
+    # Every option a resume would not read is refused, training settings too, not only the shape.
+    code, _, err = run_cli(
+        "classify", "train", "--resume", classifier_run, "--pool", "max", "--batch-size", "8", "--steps", "3"
+    )
+    assert code == 2 and "--pool and --batch-size are fixed when a run starts; drop them" in err
+    code, _, err = run_cli("tag", "train", "--resume", classifier_run, "--dropout", "0.5", "--device", "cpu")
+    assert code == 2 and "--dropout is fixed when a run starts; drop it" in err
     assert {path.name: path.read_bytes() for path in classifier_run.iterdir() if path.is_file()} == before
 
 

@@ -125,6 +125,12 @@ def test_closed_stdout_ends_quietly(trained_run):
             "--cell and --hidden are fixed when a run starts; drop them to resume the run as it is",
         ),
         (["train", "--resume", "RUN", "--vocab-size", "300"], 2, "--vocab-size is fixed when a run starts; drop it"),
+        (
+            ["train", "--resume", "RUN", "--lr", "0.01", "--no-residual", "--steps", "5", "--device", "cpu"],
+            2,
+            "--no-residual and --lr are fixed when a run starts; drop them to resume the run as it is",
+        ),
+        (["train", "--resume", "RUN", "--seq-len", "64"], 2, "--seq-len is fixed when a run starts; drop it"),
         (["eval", "-m", "RUN", "missing.txt"], 1, "missing.txt: no such file"),
         (["train"], 2, "name a corpus to train on"),
     ],

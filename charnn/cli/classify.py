@@ -21,6 +21,7 @@ from charnn.cli.encoders import (
     shape_options,
     train_or_resume,
 )
+from charnn.cli.progress import typed_options
 from charnn.config import ModelConfig, TrainConfig
 from charnn.tasks.classify import Classifier
 
@@ -50,6 +51,7 @@ _Model = Annotated[
 
 @classify_app.command("train")
 def classify_train(
+    ctx: typer.Context,
     data: Annotated[
         Optional[list[str]],
         typer.Argument(help="label<TAB>text files; '-' reads standard input.", show_default=False),
@@ -147,10 +149,9 @@ def classify_train(
             tokenizer_options=settings["tokenizer_options"], chosen=settings["chosen"], **kw,
         )  # fmt: skip
 
-    fixed = None if ngrams is None else ("--ngrams" if ngrams else "--no-ngrams")
     train_or_resume(
         Classifier, data or [], resume, out, settings["training"], settings["model_options"], start,
-        chosen=settings["chosen"], has_data=bool(data or label), fixed=fixed,
+        has_data=bool(data or label), typed=typed_options(ctx),
         missing="name the labelled data: label<TAB>text files ('-' for standard input), or --label NAME=FILE",
     )  # fmt: skip
 

@@ -26,18 +26,18 @@ def train_or_resume(
     *,
     has_data: bool,
     missing: str,
-    fixed: str | None = None,
-    chosen: dict[str, Any] | None = None,
+    typed: list[str],
 ) -> None:
     """`charnn classify train` / `charnn tag train` once its options are read: resume the run when
     only --resume is given, else check the settings and run ``start(folder, config, **options)``, which
-    reads the data and trains. ``missing`` says what to give when there is no data; ``fixed`` names
-    an option given that a resumed run cannot take; ``chosen`` the shape options given, which it cannot take either."""
+    reads the data and trains. ``missing`` says what to give when there is no data; ``typed`` the options
+    typed on the command line but those a resumed run reads (charnn.cli.progress.typed_options), which
+    a resume refuses: the run keeps the settings it started with."""
     command = kind.train_command
     budget = parse_duration(training["time_budget"]) if training["time_budget"] else None
     folder = Path(resume) if resume not in (None, "auto") else out
     if resume is not None and not has_data:
-        refuse_fixed(([fixed] if fixed is not None else []) + ["--" + key.replace("_", "-") for key in chosen or {}])
+        refuse_fixed(typed)
         if folder is None:
             raise ConfigError("--resume auto continues --out: pass --out, or the data")
         resume_run(folder, kind.kind, training["steps"], budget, training["device"], command)

@@ -16,6 +16,24 @@ import typer
 from charnn.cli.console import say, stderr_console
 from charnn.errors import ConfigError
 
+RESUME_TAKES = ("resume", "out", "steps", "time_budget", "device")
+"""The options `--resume RUN` without data reads: which run, how much longer, on what device. The run
+keeps every other setting it was started with."""
+
+
+def typed_options(ctx: typer.Context, takes: tuple[str, ...] = RESUME_TAKES) -> list[str]:
+    """The options of ``ctx``'s command typed on its command line, as typed (``--no-ngrams``), but
+    those in ``takes``."""
+    named = []
+    for param in ctx.command.params:
+        if param.param_type_name != "option" or param.name in takes:
+            continue
+        if getattr(ctx.get_parameter_source(param.name), "name", None) != "COMMANDLINE":
+            continue
+        negated = param.secondary_opts and ctx.params.get(param.name) is False
+        named.append(param.secondary_opts[0] if negated else max(param.opts, key=len))
+    return named
+
 
 def refuse_fixed(named: list[str]) -> None:
     """Refuse, before a run is resumed, the options it was started with and cannot change (``named``, as typed)."""

@@ -21,6 +21,7 @@ from charnn.cli.encoders import (
     shape_options,
     train_or_resume,
 )
+from charnn.cli.progress import typed_options
 from charnn.config import ModelConfig, TrainConfig
 from charnn.tasks.tag import Tagger
 
@@ -54,6 +55,7 @@ _Column = Annotated[str, typer.Option(help="CoNLL-U column holding the tags: upo
 
 @tag_app.command("train")
 def tag_train(
+    ctx: typer.Context,
     data: Annotated[
         Optional[list[str]],
         typer.Argument(help="CoNLL-U or token<TAB>tag files; '-' reads standard input.", show_default=False),
@@ -129,9 +131,8 @@ def tag_train(
 
     train_or_resume(
         Tagger, data or [], resume, out, settings["training"], settings["model_options"], start,
-        chosen=settings["chosen"], has_data=bool(data),
+        has_data=bool(data), typed=typed_options(ctx),
         missing="name the tagged data: CoNLL-U or token<TAB>tag files ('-' for standard input)",
-        fixed="--val" if val is not None else None,
     )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import typer
 
 from charnn.cli import options
 from charnn.cli.console import say
-from charnn.cli.progress import refuse_fixed, resume_run, run_training
+from charnn.cli.progress import refuse_fixed, resume_run, run_training, typed_options
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
 from charnn.tasks.lm import LanguageModel
@@ -19,6 +19,7 @@ _DEFAULT_TRAIN = TrainConfig()
 
 
 def train_command(
+    ctx: typer.Context,
     corpus: Annotated[
         Optional[list[str]],
         typer.Argument(help="Text file(s) to learn from; '-' reads standard input.", show_default=False),
@@ -154,13 +155,7 @@ def train_command(
     budget = parse_duration(time_budget) if time_budget else None
     _check_combination(corpus, style, style_per_file, reverse, resume, out, embed_init, init_from)
     if resume is not None and not corpus and not style:
-        fixed = {
-            "--records": records is not None, "--val": val is not None, "--cell": cell != _DEFAULT_MODEL.cell,
-            "--layers": layers is not None, "--hidden": hidden is not None, "--embed": embed != _DEFAULT_MODEL.embed,
-            "--residual": residual is not None, "--tokenizer": tokenizer != "char",
-            "--vocab-size": vocab_size is not None,
-        }  # fmt: skip
-        refuse_fixed([name for name, given in fixed.items() if given])
+        refuse_fixed(typed_options(ctx))
         folder = out if resume == "auto" else Path(resume)
         if folder is None:
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
