@@ -12,7 +12,9 @@ package layout changes. Regenerate only on purpose, with the code whose behaviou
 
 Every command runs in a scratch folder holding ``inputs/`` (copied from tests/data/pinned/inputs)
 and the run folders it names under ``runs/``, with relative paths, so that what it prints
-(which names the run folder) does not depend on where the scratch folder is. Writes:
+(which names the run folder) does not depend on where the scratch folder is.
+``python tests/make_pinned.py --expected-only`` keeps inputs/ and runs/ and rewrites expected/.
+Writes:
 
 - ``inputs/``: the texts the runs are trained on and the texts predicted and scored, cut from
   corpora/ (fantasy.txt, paint-names.txt, recipes.txt) so that no data set is copied in.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -270,13 +273,13 @@ def drop_timings(value):
 
 def observe(entry: dict, workdir: Path, stdout: bytes) -> bytes:
     """What a case is checked by: its stdout and, for a command that trains, its run folder's
-    weights (sha256), its metrics.jsonl and config.json, less wall-clock times and speeds."""
+    tensors (see ``fingerprint``), its metrics.jsonl and config.json, less wall-clock times and speeds."""
     if not entry["trains"]:
         return stdout
     folder = workdir / "runs" / entry["trains"]
     lines = [stdout.decode("utf-8"), "--- weights"]
-    lines += [f"{name}  sha256 {hashlib.sha256((folder / name).read_bytes()).hexdigest()}" for name in WEIGHT_FILES]
-    lines += [f"{name}  tensors sha256 {tensors_sha256(folder / name)}" for name in STATE_FILES]
+    for name in (*WEIGHT_FILES, *STATE_FILES):
+        lines += [f"{name}  {line}" for line in fingerprint(folder / name)]
     lines.append("--- metrics.jsonl")
     for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         lines.append(json.dumps(drop_timings(json.loads(line)), sort_keys=True))
@@ -289,15 +292,53 @@ def observe(entry: dict, workdir: Path, stdout: bytes) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def tensors_sha256(path: Path) -> str:
-    """sha256 of a safetensors file's tensors (names, dtypes, shapes, bytes), not its metadata."""
-    data = path.read_bytes()
-    size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + size])
-    header.pop("__metadata__", None)
-    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode("utf-8"))
-    digest.update(data[8 + size :])
-    return digest.hexdigest()
+def fingerprint(path: Path) -> list[str]:
+    """One line per tensor of a safetensors file, not its metadata (which holds times): its name,
+    dtype and shape, and then, for floating-point tensors, the sums of its absolute values and of
+    its squares and its largest magnitude (compared to a relative 1e-4 by ``same``: a different CPU
+    rounds a few last bits differently, a change of behaviour moves them by far more); for any
+    other tensor (counters, random states) the sha256 of its bytes, compared exactly."""
+    import torch
+    from safetensors.torch import load_file
+
+    lines = []
+    for name, tensor in sorted(load_file(path).items()):
+        shape = "x".join(str(size) for size in tensor.shape) or "scalar"
+        head = f"{name}  {str(tensor.dtype).removeprefix('torch.')} {shape}"
+        if tensor.is_floating_point():
+            values = tensor.double().abs()
+            largest = values.max().item() if values.numel() else 0.0
+            lines.append(f"{head}  abs {values.sum().item()!r}  sq {values.square().sum().item()!r}  max {largest!r}")
+        else:
+            raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            lines.append(f"{head}  sha256 {hashlib.sha256(raw).hexdigest()}")
+    return lines
+
+
+NUMBER = re.compile(rb"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+RTOL = 1e-4
+
+
+def same(got: bytes, expected: bytes) -> bool:
+    """Whether a case printed what was pinned: the same bytes, or the same bytes but for numbers
+    with a fraction or an exponent that differ by at most a relative RTOL or one unit of their last
+    printed digit. Floating-point sums round their last bits differently on different CPUs (AVX-512
+    or AVX2, Intel or AMD; the fixtures' machine need not be the one that replays them); integers,
+    text and every other byte must match exactly."""
+    if got == expected:
+        return True
+    if NUMBER.sub(b"#", got) != NUMBER.sub(b"#", expected):
+        return False
+    for a, b in zip(NUMBER.finditer(got), NUMBER.finditer(expected), strict=True):
+        if a.group() == b.group():
+            continue
+        if not (a.group(1) or a.group(2)) or not (b.group(1) or b.group(2)):
+            return False  # an integer: a count, a step, a seed
+        x, y = float(a.group()), float(b.group())
+        last = 10.0 ** -max(len(a.group(1) or b"."), len(b.group(1) or b".")) * 10  # one unit of the last digit
+        if abs(x - y) > max(RTOL * max(abs(x), abs(y)), last if not (a.group(2) or b.group(2)) else 0.0):
+            return False
+    return True
 
 
 def stage(entry: dict, workdir: Path, pinned: Path = PINNED) -> None:
@@ -369,17 +410,23 @@ def tagged(words: list[str]) -> str:
 
 
 def main() -> None:
-    for name in ("inputs", "runs", "expected"):
+    """Remake everything; with --expected-only, keep the inputs and runs and rewrite only what the
+    commands print (after a change to ``observe``, or to pin a deliberate change of output)."""
+    keep = sys.argv[1:] == ["--expected-only"]
+    if sys.argv[1:] and not keep:
+        raise SystemExit("usage: python tests/make_pinned.py [--expected-only]")
+    for name in ("expected",) if keep else ("inputs", "runs", "expected"):
         shutil.rmtree(PINNED / name, ignore_errors=True)
-    write_inputs(PINNED / "inputs")
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)  # run from here, as each command is: not from a checkout that holds another charnn
         where = charnn(["-c", "import charnn; print(charnn.__file__)"], work, module=False).decode().strip()
         print(f"pinning the behaviour of {where}", file=sys.stderr)
-        shutil.copytree(PINNED / "inputs", work / "inputs")
-        for argv in TRAIN.values():
-            charnn(argv, work)
-        shutil.copytree(work / "runs", PINNED / "runs")
+        if not keep:
+            write_inputs(PINNED / "inputs")
+            shutil.copytree(PINNED / "inputs", work / "inputs")
+            for argv in TRAIN.values():
+                charnn(argv, work)
+            shutil.copytree(work / "runs", PINNED / "runs")
 
     manifest = cases()
     (PINNED / "expected").mkdir()
