@@ -5,10 +5,10 @@ the day, what each command printed on stdout (and, for a command that trains or 
 fingerprint of each tensor of the weights and resume state it left, and its metrics and settings
 less times). Here each command runs again, in process, through `python -m charnn`'s own entry
 (runpy: nothing of charnn is imported by name, so modules can move), in a scratch copy of the
-runs it needs, and must print the same bytes, but for the last bits of floating-point numbers, which other CPUs round differently
-(tests.make_pinned.same). A failure means the output changed: if on purpose, regenerate the
-fixtures with `python tests/make_pinned.py` (or `--expected-only`, to keep the runs) and review
-the diff of tests/data/pinned/expected.
+runs it needs, and must print the same bytes, but for the last bits of floating-point numbers,
+which other CPUs round differently (tests.make_pinned.same). A failure means the output
+changed: if on purpose, regenerate the fixtures with `python tests/make_pinned.py` (or
+`--expected-only`, to keep the runs) and review the diff of tests/data/pinned/expected.
 """
 
 from __future__ import annotations
