@@ -83,26 +83,6 @@ def bpe_run(tmp_path_factory: pytest.TempPathFactory, fantasy_text: str) -> Path
     return folder
 
 
-@pytest.fixture(autouse=True)
-def torch_flags_restored():
-    """`charnn serve` turns oneDNN off for its whole process (charnn.serve.server.limit_caches); run
-    in process by a test, it must not change the numbers of the tests after it on the same worker
-    (the pinned cases were made with oneDNN on)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    before = torch.backends.mkldnn.enabled if torch is not None else None
-    cache = os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
-    yield
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.backends.mkldnn.enabled = True if before is None else before
-    if cache is None:
-        os.environ.pop("ONEDNN_PRIMITIVE_CACHE_CAPACITY", None)
-    else:
-        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = cache
-
-
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """Run `charnn ARGS` in process; returns (exit code, stdout, stderr)."""

@@ -335,8 +335,9 @@ def same(got: bytes, expected: bytes) -> bool:
         if not (a.group(1) or a.group(2)) or not (b.group(1) or b.group(2)):
             return False  # an integer: a count, a step, a seed
         x, y = float(a.group()), float(b.group())
-        last = 10.0 ** -max(len(a.group(1) or b"."), len(b.group(1) or b".")) * 10  # one unit of the last digit
-        if abs(x - y) > max(RTOL * max(abs(x), abs(y)), last if not (a.group(2) or b.group(2)) else 0.0):
+        decimals = max(len(a.group(1) or b"."), len(b.group(1) or b".")) - 1  # the fraction's digits, less its dot
+        last = 0.0 if a.group(2) or b.group(2) else 10.0**-decimals  # one unit of the last printed digit
+        if abs(x - y) > max(RTOL * max(abs(x), abs(y)), last):
             return False
     return True
 

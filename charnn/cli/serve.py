@@ -71,8 +71,6 @@ def serve_command(
         ) from None
     from charnn.device import resolve_device
 
-    server.limit_caches()
-
     caps = (("--max-tokens", max_tokens), ("--max-n", max_n), ("--max-prompt", max_prompt), ("--max-cells", max_cells))
     for name, value in caps:
         if value < 1:
@@ -91,6 +89,7 @@ def serve_command(
         say(line)
     if not served:
         raise ConfigError("no run in ./runs could be loaded; see the lines above")
+    server.limit_caches()  # process-wide: only once the command is sure to serve (loading runs no network)
     sock = server.bind(host, port)
     address = sock.getsockname()
     url = f"http://{'[' + address[0] + ']' if ':' in address[0] else address[0]}:{address[1]}"
