@@ -252,6 +252,7 @@ def test_sampled_subword_text_is_always_valid_utf8(bpe_run):
 
 
 def test_bf16_and_int8_stepping_keep_the_held_out_loss_within_half_a_percent(trained_run):
+    """int8 as charnn sample steps one sample (fp32 head), and as a server steps (int8 head too)."""
     from charnn.tasks.lm.sample import stepped_nll
 
     run = load_run(trained_run)
@@ -259,6 +260,8 @@ def test_bf16_and_int8_stepping_keep_the_held_out_loss_within_half_a_percent(tra
     exact = stepped_nll(run.model, tokens, rows=16)
     assert stepped_nll(run.model, tokens, torch.bfloat16, rows=16) == pytest.approx(exact, rel=0.005)
     assert stepped_nll(run.model, tokens, torch.int8, rows=16) == pytest.approx(exact, rel=0.005)
+    served = stepped_nll(run.model, tokens, torch.int8, rows=16, exact_rows=True)
+    assert served == pytest.approx(exact, rel=0.005) and served != stepped_nll(run.model, tokens, torch.int8, rows=16)
     # the fp32 stepper is the fused model: the same cut scored by the model's forward
     length = (len(tokens) - 1) // 16
     ids = torch.from_numpy(tokens[: 16 * length + 1].astype("int64"))
@@ -321,6 +324,39 @@ def test_the_int8_stepper_follows_the_model_for_every_cell(cell, hidden, embed):
     for t in range(tokens.shape[1]):
         logits, state = step(tokens[:, t], state)
         torch.testing.assert_close(logits, full[:, t], rtol=0.05, atol=0.02)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(cell="lstm", hidden=512, embed=64),
+        dict(cell="gru", hidden=64, embed=16, tie_weights=True),  # a projection before the tied head
+        dict(cell="rnn", hidden=32, embed=32, tie_weights=True),
+    ],
+)
+def test_an_exact_rows_stepper_gives_each_row_the_same_bits_in_any_company(options):
+    """The server's promise: a row's logits alone and among 1-66 others are equal to the last bit."""
+    from charnn.config import ModelConfig
+    from charnn.model import RecurrentLM
+
+    torch.manual_seed(0)
+    model = RecurrentLM(ModelConfig(vocab_size=97, layers=2, **options)).eval()
+    step = model.stepper(torch.int8, exact_rows=True)
+    assert step.exact
+    tokens = torch.randint(0, 97, (67, 6))
+
+    def run(rows: list[int]) -> torch.Tensor:
+        state, out = model.initial_state(len(rows)), []
+        for t in range(tokens.shape[1]):
+            logits, state = step(tokens[rows, t], state)
+            out.append(logits)
+        return torch.stack(out, dim=1)  # (B, T, V)
+
+    alone = torch.cat([run([i]) for i in range(67)])
+    for size in (2, 5, 16, 17, 64, 67):
+        rows = torch.randperm(67)[:size].tolist()
+        assert torch.equal(run(rows), alone[rows]), f"a batch of {size} changed a row's logits"
+    assert not model.stepper(None, exact_rows=True).exact  # fp32 gemms promise no such thing
 
 
 def test_drawing_tokens_ahead_as_on_a_gpu_gives_the_same_text(trained_run, monkeypatch):

@@ -89,9 +89,9 @@ class RecurrentLM(nn.Module):
             x = self.project(x)  # (..., E)
         return F.linear(x, self.embed.weight, self.head_bias)
 
-    def stepper(self, dtype: torch.dtype | None = None) -> Stepper:
+    def stepper(self, dtype: torch.dtype | None = None, exact_rows: bool = False) -> Stepper:
         """A fast one-token-at-a-time view of this model's current weights (inference only)."""
-        return Stepper(self, dtype)
+        return Stepper(self, dtype, exact_rows)
 
 
 def check_language_model(config: ModelConfig) -> None:
@@ -114,9 +114,15 @@ class Stepper:
     halves the bytes every step reads and, on CPUs with bf16 matrix units, runs batches
     several times faster; the sampler uses it for large batches only (charnn.tasks.lm.sample).
     The weights are copied when the stepper is made: make a new one after training.
+
+    ``exact_rows``: each row's logits are bit for bit the same whatever rows share its batch
+    (a server's promise). torch's int8 kernel sums every row alone, in the same order at any
+    batch size; with int8 stepping the head (and projection) then take int8 weights too, as
+    an fp32 gemm's blocking rounds a row's sums by the rows beside it. Only int8 stepping is
+    exact (``exact`` says whether this stepper is); fp32 and bf16 gemms are not.
     """
 
-    def __init__(self, model: RecurrentLM, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model: RecurrentLM, dtype: torch.dtype | None = None, exact_rows: bool = False) -> None:
         c = model.config
         self.cell, self.residual, self.boundary = c.cell, c.residual, model.boundary
         # torch's int8 kernel is only right for input widths that are multiples of 16; else fp32.
@@ -141,6 +147,11 @@ class Stepper:
             chosen = model.style_vectors is None or model.style is not None
             biases = model.style_biases(None, 1) if chosen else None
             self.biases = None if biases is None else [b[:, 0].detach().to(d) for b in biases]
+        self.exact = exact_rows and self.int8
+        """Whether a row's logits are the same in any company (``exact_rows`` with int8 weights)."""
+        if self.exact:
+            self.head_int8 = (*_int8(self.head[0]), self.head[1])
+            self.project_int8 = None if self.project is None else _int8(self.project)
 
     @torch.inference_mode()
     def __call__(self, token: Tensor, state: State, biases: list[Tensor] | None = None) -> tuple[Tensor, State]:
@@ -161,6 +172,10 @@ class Stepper:
                 new = self._step(read, hx, *weights) if self.cell == "lstm" else (self._step(read, hx[0], *weights),)
             new_state.append(tuple(s.unsqueeze(0) for s in new))
             x = x + new[0] if self.residual and i > 0 else new[0]  # (B, H)
+        if self.exact:
+            if self.project_int8 is not None:
+                x = _int8_linear(x, *self.project_int8)  # (B, E)
+            return _int8_linear(x, *self.head_int8), new_state
         if self.project is not None:
             x = F.linear(x, self.project)  # (B, E)
         return F.linear(x, *self.head).float(), new_state
@@ -183,11 +198,17 @@ def _int8(weight: Tensor) -> tuple[Tensor, Tensor]:
     return torch.round(weight / scale[:, None]).to(torch.int8), scale.to(torch.bfloat16)
 
 
+def _int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` over int8 weights (``_int8``): products in bf16, sums and result in fp32."""
+    out = torch._weight_int8pack_mm(x.to(torch.bfloat16), weight, scale).float()
+    return out if bias is None else out + bias
+
+
 def _int8_cell(cell: str, x: Tensor, hx: tuple[Tensor, ...], w_ih, s_ih, w_hh, s_hh, b_ih, b_hh):  # noqa: ANN001
     """One step of nn.LSTM/GRU/RNN's equations with int8 weights; products in bf16, the rest in fp32."""
     h = hx[0]
-    gi = torch._weight_int8pack_mm(x.to(torch.bfloat16), w_ih, s_ih).float() + b_ih  # (B, G*H)
-    gh = torch._weight_int8pack_mm(h.to(torch.bfloat16), w_hh, s_hh).float() + b_hh  # (B, G*H)
+    gi = _int8_linear(x, w_ih, s_ih, b_ih)  # (B, G*H)
+    gh = _int8_linear(h, w_hh, s_hh, b_hh)  # (B, G*H)
     if cell == "lstm":
         i, f, g, o = (gi + gh).chunk(4, dim=1)
         c = torch.sigmoid(f) * hx[1] + torch.sigmoid(i) * torch.tanh(g)

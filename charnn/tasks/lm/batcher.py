@@ -3,8 +3,12 @@
 A new completion (a ``Row``) reads its prompt and
 joins the running batch at the next step; one that is finished, stopped or cancelled leaves
 it at once. Each row keeps its own sampling settings, random stream, stop strings and style,
-so no row ever sees another's: a seeded row draws the same text in any company (up to the
-arithmetic of a larger batch, which the server keeps in fp32 for that reason).
+so no row ever sees another's: a seeded row draws the same text in any company. Where
+``charnn sample`` steps one sample with int8 weights (CPUs with bf16 units), the server steps
+every batch that way, with the stepper's ``exact_rows``: a row's logits are then bit for bit
+those it has alone. Elsewhere it steps in fp32, where a larger batch may round a row's last
+bits differently (a greedy or seeded row then still draws the same text unless two choices
+tie to the last bit).
 
 Drawing is vectorised over the rows: each row's temperature, top-k and top-p cut its own
 distribution, and its own generator gives the uniform number that picks a token from it.
@@ -22,7 +26,7 @@ import torch
 
 from charnn.model import State
 from charnn.tasks.lm.healing import Healing, Utf8Guard
-from charnn.tasks.lm.sample import StopScanner
+from charnn.tasks.lm.sample import StopScanner, stepping_dtype
 
 
 @dataclass
@@ -68,6 +72,12 @@ class Row:
         self.scanner = StopScanner(self.stops)
 
 
+def serving_dtype(device: torch.device) -> torch.dtype | None:
+    """The arithmetic a server steps every batch in: ``charnn sample``'s for one sample when that
+    is int8 (exact in any company, and a single stream as fast as the CLI's), else fp32."""
+    return torch.int8 if stepping_dtype(1, device) == torch.int8 else None
+
+
 SHORT_PROMPT = 64
 """Prompts of at most this many tokens are read together, one step a token; longer ones alone."""
 
@@ -78,8 +88,8 @@ class Batcher:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.step = model.stepper(None)  # fp32 at every batch size: a row's draws do not depend on its company
         self.device = model.embed.weight.device
+        self.step = model.stepper(serving_dtype(self.device), exact_rows=True)
         self.pending: list[Row] = []
         self.rows: list[Row] = []
         self.closing = False

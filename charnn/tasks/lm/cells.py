@@ -2,8 +2,8 @@
 and `charnn show`'s cell view.
 
 A unit's value after each token is the layer's hidden state (``h``) or, in an LSTM, its cell
-(``c``), read with the sampler's stepper one token at a time, from the zero state (a record
-run's from a record's start), as the model reads when it writes.
+(``c``), read one token at a time in the model's own fp32 arithmetic, from the zero state (a
+record run's from a record's start), as the model reads when it writes.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
         raise RequestError(str(error), param="style") from None
     ids = [int(i) for i in service.tokenizer.encode(text)]
     boundary = service.model.boundary if task.get("records") else None
-    values = trace(service.model, service.batcher.step, ids, layer, state == "cell", weights, boundary)
+    values = trace(service.model, service.reader, ids, layer, state == "cell", weights, boundary)
     return {
         "object": "cells",
         "layer": layer,

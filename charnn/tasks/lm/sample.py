@@ -243,12 +243,15 @@ def stepping_dtype(n: int, device: torch.device) -> torch.dtype | None:
     return torch.int8 if device.type == "cpu" and int8_available() else None
 
 
-def stepped_nll(model: Any, tokens: np.ndarray, dtype: torch.dtype | None = None, rows: int = 64) -> float:
+def stepped_nll(
+    model: Any, tokens: np.ndarray, dtype: torch.dtype | None = None, rows: int = 64, exact_rows: bool = False
+) -> float:
     """Mean -log p per predicted token of ``tokens`` in nats, with the sampler's arithmetic.
 
     The text is cut into ``rows`` contiguous pieces, each read from the zero state by the
     stepper in ``dtype``, side by side, as a batch of samples is generated. Comparing
-    dtypes on the same cut says what bf16 stepping costs in precision.
+    dtypes on the same cut says what bf16 stepping costs in precision; ``exact_rows``: as a
+    server steps (charnn.model.lm.Stepper).
     """
     ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(model.embed.weight.device)
     length = (len(ids) - 1) // rows
@@ -256,7 +259,7 @@ def stepped_nll(model: Any, tokens: np.ndarray, dtype: torch.dtype | None = None
         raise ValueError(f"{len(ids)} tokens are too few for {rows} rows")
     inputs = ids[: rows * length].view(rows, length)  # (R, L)
     targets = ids[1 : rows * length + 1].view(rows, length)  # (R, L)
-    step, state, total = model.stepper(dtype), model.initial_state(rows), 0.0
+    step, state, total = model.stepper(dtype, exact_rows), model.initial_state(rows), 0.0
     for t in range(length):
         logits, state = step(inputs[:, t], state)  # (R, V)
         total += float(torch.nn.functional.cross_entropy(logits, targets[:, t], reduction="sum"))

@@ -44,6 +44,8 @@ class CompletionService:
         self.token_text = [b.decode("utf-8", errors="replace") for b in self.token_bytes]
         self.styles = style_names(run.config)
         self.batcher = Batcher(self.model)
+        self.reader = self.model.stepper()
+        """The model's own fp32 arithmetic, for /v1/cells: what each unit holds, not its int8 copy."""
         worker.add(self.batcher)
 
     def describe(self) -> dict[str, Any]:
