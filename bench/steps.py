@@ -2,11 +2,12 @@
 
     python -m bench steps [--hidden 512] [--repeat 3]
 
-Microseconds a step for 1, 8 and 64 rows in fp32 (what `charnn serve` steps at every size),
-bf16 and int8 weights (what `charnn sample` steps one sample with, where the CPU runs it fast);
-median of --repeat timings of 300 steps each, an untrained model (speed does not depend on the
-weights). It says why one stream through the server is slower than `charnn sample`
-(docs/benchmarks.md, "Serving").
+Microseconds a step for 1, 8 and 64 rows in fp32, bf16, int8 weights (what `charnn sample`
+steps one sample with, where the CPU runs it fast) and "exact" (what `charnn serve` steps every
+batch with there: int8 weights and inputs, each row's logits the same in any company, timed as
+the server runs it, with oneDNN off but for its integer products); median of --repeat timings of
+300 steps each, an untrained model (speed does not depend on the weights). docs/benchmarks.md,
+"Serving", reads it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from datetime import datetime, timezone
 from bench.common import ROOT, machine
 
 
-def step_us(model, dtype, rows: int, steps: int = 300) -> float:  # noqa: ANN001
+def step_us(model, dtype, rows: int, steps: int = 300, exact: bool = False) -> float:  # noqa: ANN001
     import torch
 
-    step, state = model.stepper(dtype), model.initial_state(rows)
+    step, state = model.stepper(dtype, exact_rows=exact), model.initial_state(rows)
+    assert step.exact == exact
     token = torch.zeros(rows, dtype=torch.long)
     for _ in range(20):
         _, state = step(token, state)
@@ -45,16 +47,18 @@ def main(argv: list[str]) -> None:
 
     torch.manual_seed(0)
     model = RecurrentLM(ModelConfig(vocab_size=65, embed=64, hidden=args.hidden, layers=2, cell="lstm")).eval()
-    kinds = {"fp32": None, "bf16": torch.bfloat16}
+    kinds = {"fp32": (None, False), "bf16": (torch.bfloat16, False)}
     if int8_available():
-        kinds["int8"] = torch.int8
+        kinds["int8"] = (torch.int8, False)
+        kinds["exact"] = (torch.int8, True)
     print(f"machine: {machine()}; LSTM 2x{args.hidden}, embed 64, vocabulary 65; median of {args.repeat}")
     rows = {}
-    for name, dtype in kinds.items():
+    for name, (dtype, exact) in kinds.items():
+        torch.backends.mkldnn.enabled = not exact  # as `charnn serve` runs (charnn.serve.server.limit_caches)
         for batch in (1, 8, 64):
-            us = statistics.median(step_us(model, dtype, batch) for _ in range(args.repeat))
+            us = statistics.median(step_us(model, dtype, batch, exact=exact) for _ in range(args.repeat))
             rows[f"{name}_{batch}"] = us
-            print(f"{name:>4}, {batch:>2} rows: {us:7,.0f} us a step, {batch / us * 1e6:9,.0f} rows x steps a second")
+            print(f"{name:>5}, {batch:>2} rows: {us:7,.0f} us a step, {batch / us * 1e6:9,.0f} rows x steps a second")
     result = {"benchmark": "steps", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine()}
     result.update(hidden=args.hidden, repeat=args.repeat, us_per_step=rows)
     with (ROOT / "bench" / "results" / "steps.jsonl").open("a", encoding="utf-8") as out:
