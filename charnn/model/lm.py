@@ -176,9 +176,9 @@ class Stepper:
             if self.exact:
                 ih, hh = self.exact_layers[i]
                 if hh is None:
-                    new = _cell(self.cell, ih(torch.cat([read, hx[0]], 1)), None, hx)
+                    new = _cell(self.cell, ih(torch.cat([read, hx[0]], 1)), None, hx, _tanh)
                 else:
-                    new = _cell(self.cell, ih(read), hh(hx[0]), hx)
+                    new = _cell(self.cell, ih(read), hh(hx[0]), hx, _tanh)
             elif self.int8:
                 new = _int8_cell(self.cell, read, hx, *weights)
             else:
@@ -222,22 +222,27 @@ def _int8_cell(cell: str, x: Tensor, hx: tuple[Tensor, ...], w_ih, s_ih, w_hh, s
     return _cell(cell, _int8_linear(x, w_ih, s_ih, b_ih), _int8_linear(hx[0], w_hh, s_hh, b_hh), hx)
 
 
-def _cell(cell: str, gi: Tensor, gh: Tensor | None, hx: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+def _cell(cell: str, gi: Tensor, gh: Tensor | None, hx: tuple[Tensor, ...], tanh=torch.tanh) -> tuple[Tensor, ...]:  # noqa: ANN001
     """nn.LSTM/GRU/RNN's equations given the input's and the state's products (B, G*H), biases
     added; ``gh`` None: ``gi`` is their sum (not for a GRU, which reads them apart)."""
     h = hx[0]
     gates = gi if gh is None else gi + gh
     if cell == "lstm":
         i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * hx[1] + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        c = torch.sigmoid(f) * hx[1] + torch.sigmoid(i) * tanh(g)
+        return torch.sigmoid(o) * tanh(c), c
     if cell == "gru":
         ir, iz, i_n = gi.chunk(3, dim=1)
         hr, hz, h_n = gh.chunk(3, dim=1)
         r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-        n = torch.tanh(i_n + r * h_n)
+        n = tanh(i_n + r * h_n)
         return ((1 - z) * n + z * h,)
-    return (torch.tanh(gates),)
+    return (tanh(gates),)
+
+
+def _tanh(x: Tensor) -> Tensor:
+    """tanh as 2 sigmoid(2x) - 1: on a CPU about twice as fast as torch.tanh (within 1e-7)."""
+    return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
 class _ExactLinear:
@@ -252,10 +257,11 @@ class _ExactLinear:
         self.bias = bias
 
     def __call__(self, x: Tensor) -> Tensor:
-        unit = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-30) / 127  # (B, 1)
-        digits = torch.round(x / unit).to(torch.int8)  # (B, K)
-        out = _int_mm(digits, self.weight.t()).float() * (unit * self.scale)  # (B, N)
-        return out if self.bias is None else out + self.bias
+        low, high = torch.aminmax(x, dim=1, keepdim=True)  # (B, 1) each
+        unit = torch.maximum(high, -low).clamp_(min=1e-30) / 127  # (B, 1)
+        digits = (x / unit).round_().to(torch.int8)  # (B, K)
+        out = _int_mm(digits, self.weight.t()).float().mul_(unit).mul_(self.scale)  # (B, N)
+        return out if self.bias is None else out.add_(self.bias)
 
 
 def _int_mm(a: Tensor, b: Tensor) -> Tensor:

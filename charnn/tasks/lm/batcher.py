@@ -1,14 +1,13 @@
 """Every completion a served language model writes, stepped together in one batch.
 
-A new completion (a ``Row``) reads its prompt and
-joins the running batch at the next step; one that is finished, stopped or cancelled leaves
-it at once. Each row keeps its own sampling settings, random stream, stop strings and style,
-so no row ever sees another's: a seeded row draws the same text in any company. Where
-``charnn sample`` steps one sample with int8 weights (CPUs with bf16 units), the server steps
-every batch that way, with the stepper's ``exact_rows``: a row's logits are then bit for bit
-those it has alone. Elsewhere it steps in fp32, where a larger batch may round a row's last
-bits differently (a greedy or seeded row then still draws the same text unless two choices
-tie to the last bit).
+A new completion (a ``Row``) reads its prompt and joins the running batch at the next step;
+one that is finished, stopped or cancelled leaves it at once. Each row keeps its own sampling
+settings, random stream, stop strings and style, so no row ever sees another's: a seeded row
+draws the same text in any company. Where ``charnn sample`` steps one sample with int8 weights
+(CPUs with bf16 units), the server steps every batch with int8 weights and int8 inputs whose
+sums are integers (the stepper's ``exact_rows``): a row's logits are then bit for bit those it
+has alone. Elsewhere it steps in fp32, where a larger batch may round a row's last bits
+differently (its text then changes only where a choice hangs on the last bit).
 
 Drawing is vectorised over the rows: each row's temperature, top-k and top-p cut its own
 distribution, and its own generator gives the uniform number that picks a token from it.
@@ -73,8 +72,8 @@ class Row:
 
 
 def serving_dtype(device: torch.device) -> torch.dtype | None:
-    """The arithmetic a server steps every batch in: ``charnn sample``'s for one sample when that
-    is int8 (exact in any company, and a single stream as fast as the CLI's), else fp32."""
+    """The arithmetic a server steps every batch in: int8 where ``charnn sample`` steps one sample
+    in int8 (the stepper's ``exact_rows`` then makes every row exact in any company), else fp32."""
     return torch.int8 if stepping_dtype(1, device) == torch.int8 else None
 
 
