@@ -5,7 +5,8 @@ playground's span selection ranks them, and the top unit judged over a whole hel
 
 RUN: a language-model run (the figure quoted in docs/benchmarks.md is for `charnn train
 fantasy-prose.txt --time 10m`). The passage is the stretch of the run's held-out text with the most
-quoted speech; the selection is its quotation nearest its middle. The top unit
+quoted speech; the selection is its quotation nearest its middle, ranked against the characters
+around it (charnn.tasks.lm.cells.rank_units). The top unit
 of that ranking (over every layer, hidden state and, for an LSTM, cell) is then measured over the
 whole passage: its mean inside all quotations and outside them, in pooled standard deviations
 (each side's spread about its own mean), as the cell view ranks units.

@@ -172,7 +172,7 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
     fill(browser, "cells-from", str(text.index('"')))
     fill(browser, "cells-to", str(text.index('"', text.index('"') + 1) + 1))
     browser.find_element(By.ID, "cells-rank").click()
-    wait_for(browser, lambda d: "off outside" in d.find_element(By.ID, "cells-units-title").text)
+    wait_for(browser, lambda d: "off around" in d.find_element(By.ID, "cells-units-title").text)
     ranked = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
     gaps = [float(b.text.split()[-2]) for b in ranked]
     assert len(ranked) == 20 and gaps == sorted(gaps, reverse=True)

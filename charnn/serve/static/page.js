@@ -380,8 +380,9 @@ function selectedSpan() {
   return [Number(spans[0].dataset.index), Number(spans[spans.length - 1].dataset.index) + 1];
 }
 
-// LSTMVis's selection: units on inside the span and off outside, by the difference of the means in
-// pooled standard deviations (each side's spread about its own mean; charnn.tasks.lm.cells.rank_units).
+// LSTMVis's selection: units on inside the span and off around it (as many characters before and
+// after it as it holds), by the difference of the means in pooled standard deviations (each side's
+// spread about its own mean; charnn.tasks.lm.cells.rank_units).
 function rankUnits() {
   if (!state.cells) { say("Read a text first."); return; }
   const from = Number($("cells-from").value);
@@ -394,17 +395,19 @@ function rankUnits() {
   say("");
   const inside = [];
   const outside = [];
-  for (let t = 0; t < n; t++) (t >= from && t < to ? inside : outside).push(t);
+  const first = Math.max(0, 2 * from - to);
+  const last = Math.min(n, 2 * to - from);
+  for (let t = first; t < last; t++) (t >= from && t < to ? inside : outside).push(t);
   const ranked = [];
   for (let u = 0; u < state.cells.units; u++) {
     const a = stats(state.cells.values, u, inside);
     const b = stats(state.cells.values, u, outside);
-    const pooled = Math.sqrt((a.sd ** 2 * inside.length + b.sd ** 2 * outside.length) / n) || 1e-9;
+    const pooled = Math.sqrt((a.sd ** 2 * inside.length + b.sd ** 2 * outside.length) / (last - first)) || 1e-9;
     ranked.push({ unit: u, gap: (a.mean - b.mean) / pooled });
   }
   ranked.sort((x, y) => y.gap - x.gap);
   listUnits(ranked.slice(0, 20).map((r) => ({ unit: r.unit, label: `${r.gap >= 0 ? "+" : ""}${r.gap.toFixed(2)} sd` })));
-  $("cells-units-title").textContent = `Units on in characters ${from}–${to - 1}, off outside`;
+  $("cells-units-title").textContent = `Units on in characters ${from}–${to - 1}, off around them`;
   colourBy(ranked[0].unit);
 }
 

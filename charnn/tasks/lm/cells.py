@@ -77,11 +77,17 @@ def trace(
 
 
 def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]]:
-    """Units by how much more they are on inside a span than outside it, largest first (LSTMVis's
-    selection; the playground's cell view ranks the same way): the difference of the means in
-    pooled standard deviations (Cohen's d: each side's spread about its own mean).
-    ``values`` (T, H), ``inside`` (T,) bool, with characters on both sides."""
-    return sorted(enumerate(effect_sizes(values, inside).tolist()), key=lambda pair: -pair[1])
+    """Units by how much more they are on inside a span than around it, largest first (LSTMVis's
+    selection; the playground's cell view ranks the same way): the difference of the means inside
+    the span and in the characters around it (as many before it and after it as it holds), in
+    pooled standard deviations (Cohen's d: each side's spread about its own mean). Around, not the
+    whole text: a quote unit is on in the text's other quotations too, and a unit that drifts over
+    the text is high or low on any short span. ``values`` (T, H), ``inside`` (T,) bool: one span,
+    with characters beside it."""
+    where = np.flatnonzero(inside)
+    start, end = int(where[0]), int(where[-1]) + 1
+    near = slice(max(0, 2 * start - end), min(len(inside), 2 * end - start))
+    return sorted(enumerate(effect_sizes(values[near], inside[near]).tolist()), key=lambda pair: -pair[1])
 
 
 def effect_sizes(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
