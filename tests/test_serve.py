@@ -312,6 +312,43 @@ def test_under_load_no_request_sees_another(server):
     assert crowded == alone
 
 
+async def _seeded(url: str, prompts: list[tuple[str, int]], others: int) -> list[tuple[str, list[float]]]:
+    """Each (prompt, seed)'s sampled text and its tokens' logprobs, streamed among ``others``."""
+    async with httpx.AsyncClient(base_url=url, timeout=120, trust_env=False) as c:
+
+        async def one(prompt: str, seed: int) -> tuple[str, list[float]]:
+            body = {"model": "lm", "prompt": prompt, "max_tokens": 120, "temperature": 1.0, "seed": seed}
+            text, logprobs = "", []
+            async with c.stream("POST", "/v1/completions", json={**body, "logprobs": 1, "stream": True}) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        for choice in json.loads(line[6:])["choices"]:
+                            text += choice["text"]
+                            logprobs += (choice.get("logprobs") or {}).get("token_logprobs") or []
+            return text, logprobs
+
+        crowd = [(f"{i} and {i * 5 % 11}: ", i) for i in range(others)]
+        return (await asyncio.gather(*(one(*p) for p in prompts + crowd)))[: len(prompts)]
+
+
+def test_a_seeded_sample_and_its_logprobs_are_the_same_alone_and_in_a_crowd(server):
+    """Where the server steps with exact int8 rows (CPUs with bf16 units), to the last bit."""
+    import torch
+
+    from charnn.tasks.lm.batcher import serving_dtype
+
+    prompts = [("The king ", 1), ('"Where', 2), ("she ran", 3), ("A", 4)]
+    alone = [asyncio.run(_seeded(server.url, [p], 0))[0] for p in prompts]
+    crowded = asyncio.run(_seeded(server.url, prompts, 40))
+    assert all(len(lp) == 120 for _, lp in alone) and len({t for t, _ in alone}) == len(prompts)
+    assert [t for t, _ in crowded] == [t for t, _ in alone]
+    if serving_dtype(torch.device("cpu")) == torch.int8:
+        assert [lp for _, lp in crowded] == [lp for _, lp in alone]
+    else:  # fp32 gemms round a row by its batch
+        for (_, a), (_, b) in zip(crowded, alone):
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+
+
 async def _drop(url: str, count: int) -> float:
     """Open ``count`` long streams, read a little of each, close them all: seconds until the batch is empty."""
     async with httpx.AsyncClient(base_url=url, timeout=60, trust_env=False) as c:
