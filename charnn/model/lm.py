@@ -141,18 +141,18 @@ class Stepper:
                 self.head = (model.embed.weight.detach().to(d), model.head_bias.detach().to(d))
             self.exact = exact_rows and self.int8 and hasattr(torch, "_int_mm")
             """Whether a row's logits are the same in any company (``exact_rows`` with int8 weights)."""
-            if self.exact:
+            if self.exact:  # each layer (input product, state product or None), the head and projection
                 # one product a layer for [input, state] where the cell adds the two (LSTM, RNN)
                 joint = c.cell != "gru"
-                self.exact_layers = [
+                self.layers = [
                     (_ExactLinear(torch.cat([w, u], 1), b + v), None)
                     if joint
                     else (_ExactLinear(w, b), _ExactLinear(u, v))
                     for w, u, b, v in self.layers
                 ]
-                self.exact_head = _ExactLinear(*self.head)
-                self.exact_project = None if self.project is None else _ExactLinear(self.project)
-            if self.int8:
+                self.head = _ExactLinear(*self.head)
+                self.project = None if self.project is None else _ExactLinear(self.project)
+            elif self.int8:
                 self.layers = [(*_int8(w_ih), *_int8(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in self.layers]
             # A conditional model's style (the one use_style set), one (1, width) vector a layer.
             # (None when no style is chosen yet: each call then passes its rows' own, as a server does.)
@@ -174,7 +174,7 @@ class Stepper:
             hx = tuple(s[0].to(self.dtype) for s in layer_state)  # (B, H) each
             read = x if biases is None else x + biases[i]  # (B, E or H)
             if self.exact:
-                ih, hh = self.exact_layers[i]
+                ih, hh = weights
                 if hh is None:
                     new = _cell(self.cell, ih(torch.cat([read, hx[0]], 1)), None, hx, _tanh)
                 else:
@@ -186,9 +186,8 @@ class Stepper:
             new_state.append(tuple(s.unsqueeze(0) for s in new))
             x = x + new[0] if self.residual and i > 0 else new[0]  # (B, H)
         if self.exact:
-            if self.exact_project is not None:
-                x = self.exact_project(x)  # (B, E)
-            return self.exact_head(x), new_state
+            x = x if self.project is None else self.project(x)  # (B, E)
+            return self.head(x), new_state
         if self.project is not None:
             x = F.linear(x, self.project)  # (B, E)
         return F.linear(x, *self.head).float(), new_state
