@@ -72,7 +72,7 @@ TRAIN = {
     ],
     "classifier": [
         *("classify", "train", "inputs/labelled.tsv", "--out", "runs/classifier", "--tokenizer", "bpe"),
-        *("--vocab-size", "400", "--batch-size", "8", "--encoder-lr-scale", "0.5", "--no-ngrams", *ENCODER),
+        *("--vocab-size", "400", "--batch-size", "8", "--encoder-lr-scale", "0.5", *ENCODER, "--no-ngrams"),
     ],
     "tagger": [
         *("tag", "train", "inputs/tagged.tsv", "--out", "runs/tagger", "--batch-size", "4", *ENCODER),
