@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charnn.tasks.lm.cells import rank_units
+from charnn.tasks.lm.cells import effect_sizes, rank_units
 from tests.serving import copied_runs
 
 
@@ -37,8 +37,6 @@ def test_the_span_is_judged_against_its_surroundings_not_the_whole_text():
         values[a : a + 30, 1] += 1.0  # unit 1: on in every quotation
     values[300:, 3] += 1.0  # unit 3: on from the span's start to the end of the text
     assert rank_units(values, inside)[0][0] == 1
-    from charnn.tasks.lm.cells import effect_sizes
-
     assert np.argmax(effect_sizes(values, inside)) == 3  # what ranking against the whole text chose
 
 
