@@ -157,9 +157,14 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
 
 
 def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, server, tmp_path):
+    import httpx
+    import numpy as np
     from selenium.webdriver.common.by import By
 
-    text = 'He said "go now" and she said "no".'
+    from charnn.tasks.lm.cells import rank_units
+
+    text = 'He said "go now" and she said "no". Then "we go," he said, and they went.'
+    quotes = [(i, text.index('"', i + 1) + 1) for i in (text.index('"'), text.index('"no'), text.index('"we'))]
     open_page(browser, server, "cells")
     fill(browser, "cells-text", text)
     browser.find_element(By.ID, "cells-go").click()
@@ -169,28 +174,42 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
     units = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
     units[3].click()
     assert units[3].get_attribute("aria-pressed") == "true"
-    fill(browser, "cells-from", str(text.index('"')))
-    fill(browser, "cells-to", str(text.index('"', text.index('"') + 1) + 1))
-    browser.find_element(By.ID, "cells-rank").click()
-    wait_for(browser, lambda d: "off around" in d.find_element(By.ID, "cells-units-title").text)
-    ranked = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
-    gaps = [float(b.text.split()[-2]) for b in ranked]
-    assert len(ranked) == 20 and gaps == sorted(gaps, reverse=True)
-    # the same ranking as charnn's own (charnn.tasks.lm.cells.rank_units) over the API's values
-    import httpx
-    import numpy as np
-
-    from charnn.tasks.lm.cells import rank_units
-
     values = np.asarray(
         httpx.post(server.url + "/v1/cells", json={"model": "lm", "input": text}, trust_env=False).json()["values"]
     )
-    inside = np.zeros(len(text), dtype=bool)
-    inside[text.index('"') : text.index('"', text.index('"') + 1) + 1] = True
-    expected = rank_units(values, inside)[:20]
-    assert [int(b.get_attribute("data-unit")) for b in ranked][:5] == [unit for unit, _ in expected][:5]
-    assert gaps == pytest.approx([round(gap, 2) for _, gap in expected], abs=0.011)
+
+    def ranked_as_charnn_ranks(selected):
+        inside = np.zeros(len(text), dtype=bool)
+        for a, b in selected:
+            inside[a:b] = True
+        ranked = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
+        gaps = [float(b.text.split()[-2].replace("−", "-")) for b in ranked]
+        assert len(ranked) == 20 and [abs(g) for g in gaps] == sorted((abs(g) for g in gaps), reverse=True)
+        expected = rank_units(values, inside)[:20]  # the same ranking as charnn's own over the API's values
+        assert [int(b.get_attribute("data-unit")) for b in ranked][:5] == [unit for unit, _ in expected][:5]
+        assert gaps == pytest.approx([round(gap, 2) for _, gap in expected], abs=0.011)
+
+    fill(browser, "cells-from", str(quotes[0][0]))
+    fill(browser, "cells-to", str(quotes[0][1]))
+    browser.find_element(By.ID, "cells-rank").click()
+    wait_for(browser, lambda d: "around them" in d.find_element(By.ID, "cells-units-title").text)
+    ranked_as_charnn_ranks(quotes[:1])
+    for a, b in quotes:  # three quotations added to the selection, each outlined in the text
+        fill(browser, "cells-from", str(a))
+        fill(browser, "cells-to", str(b))
+        browser.find_element(By.ID, "cells-add").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-spans li")) == 3
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-out .ch.picked")) == sum(b - a for a, b in quotes)
+    browser.find_element(By.ID, "cells-rank").click()
+    wait_for(browser, lambda d: "3 spans" in d.find_element(By.ID, "cells-units-title").text)
+    ranked_as_charnn_ranks(quotes)
     screenshot(browser, tmp_path, "cells")
+    browser.find_element(By.CSS_SELECTOR, "#cells-spans li button").click()  # take the first out
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-spans li")) == 2
+    fill(browser, "cells-from", "0")
+    fill(browser, "cells-to", str(len(text) + 5))
+    browser.find_element(By.ID, "cells-add").click()
+    assert f"≤ {len(text)}" in browser.find_element(By.ID, "status").text
 
 
 def test_the_classifier_and_tagger_views_render_their_answers(browser, server, tmp_path):

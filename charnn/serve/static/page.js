@@ -317,7 +317,10 @@ function cellsModelChanged() {
   if (m) $("cells-layer").value = m.layers - 1;
   $("cells-state").textContent = "";
   $("cells-state").add(new Option("hidden state h", "hidden"));
-  if (m && m.cell === "lstm") $("cells-state").add(new Option("cell c", "cell"));
+  if (m && m.cell === "lstm") {
+    $("cells-state").add(new Option("cell c", "cell"));
+    $("cells-state").add(new Option("cell through tanh, tanh(c)", "tanh"));
+  }
 }
 
 function stats(values, unit, rows) {
@@ -333,9 +336,11 @@ function showCells(data) {
   const units = [];
   for (let u = 0; u < data.units; u++) units.push({ unit: u, sd: stats(data.values, u, all).sd });
   units.sort((a, b) => b.sd - a.sd);
-  state.cells = { ...data, order: units };
+  state.cells = { ...data, order: units, spans: [] };
   renderEntries($("cells-out"), data.tokens.map((text) => ({ text, logprob: null })), { shade: false });
-  $("cells-info").textContent = `${data.tokens.length} characters; layer ${data.layer + 1}, ${data.state === "cell" ? "cell c" : "hidden state h"}, ${data.units} units`;
+  showSpans();
+  const what = { hidden: "hidden state h", cell: "cell c", tanh: "tanh(c), the cell through tanh" }[data.state];
+  $("cells-info").textContent = `${data.tokens.length} characters; layer ${data.layer + 1}, ${what}, ${data.units} units`;
   listUnits(units.slice(0, 64).map((u) => ({ unit: u.unit, label: `σ ${u.sd.toFixed(3)}` })));
   if (units.length) colourBy(units[0].unit);
 }
@@ -380,44 +385,101 @@ function selectedSpan() {
   return [Number(spans[0].dataset.index), Number(spans[spans.length - 1].dataset.index) + 1];
 }
 
-// LSTMVis's selection: units on inside the span and off around it (as many characters before and
-// after it as it holds), by the difference of the means in pooled standard deviations (each side's
-// spread about its own mean; charnn.tasks.lm.cells.rank_units).
-function rankUnits() {
-  if (!state.cells) { say("Read a text first."); return; }
+// The span in From and To, checked: [from, to), or null after saying what is wrong.
+function fromTo() {
+  const n = state.cells.tokens.length;
   const from = Number($("cells-from").value);
   const to = Number($("cells-to").value);
-  const n = state.cells.tokens.length;
-  if (!(to > from) || from < 0 || to > n || to - from === n) {
-    say(`Give a span inside the text: 0 ≤ from < to ≤ ${n}, not all of it.`);
-    return;
+  if ($("cells-from").value === "" || $("cells-to").value === "" || !(to > from) || from < 0 || to > n) {
+    say(`Give a span inside the text: 0 ≤ from < to ≤ ${n}.`);
+    return null;
   }
+  return [from, to];
+}
+
+// Spans added to the selection: listed with a button to take each out, and outlined in the text.
+function showSpans() {
+  const list = $("cells-spans");
+  list.textContent = "";
+  const spans = state.cells ? state.cells.spans : [];
+  for (const [i, [from, to]] of spans.entries()) {
+    const li = document.createElement("li");
+    li.textContent = `${from}–${to - 1} `;
+    const remove = document.createElement("button");
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Take characters ${from}–${to - 1} out of the selection`);
+    remove.addEventListener("click", () => { state.cells.spans.splice(i, 1); showSpans(); });
+    li.appendChild(remove);
+    list.appendChild(li);
+  }
+  const picked = new Set();
+  for (const [from, to] of spans) for (let t = from; t < to; t++) picked.add(t);
+  $("cells-out").querySelectorAll(".ch").forEach((span, t) => span.classList.toggle("picked", picked.has(t)));
+}
+
+function addSpan() {
+  if (!state.cells) { say("Read a text first."); return; }
+  const span = fromTo();
+  if (!span) return;
   say("");
-  const inside = [];
-  const outside = [];
-  const first = Math.max(0, 2 * from - to);
-  const last = Math.min(n, 2 * to - from);
-  for (let t = first; t < last; t++) (t >= from && t < to ? inside : outside).push(t);
+  const spans = state.cells.spans.filter(([a, b]) => b <= span[0] || a >= span[1]);  // a new span replaces overlaps
+  spans.push(span);
+  spans.sort((x, y) => x[0] - y[0]);
+  state.cells.spans = spans;
+  showSpans();
+}
+
+// LSTMVis's selection, over one span or several: units that split the spans from the characters
+// around them (around each span, as many before and after it as it holds), by the difference of the
+// means in pooled standard deviations (each side's spread about its own mean), clearest first
+// whatever the sign (a unit off inside the spans is as telling); charnn.tasks.lm.cells.rank_units.
+function rankUnits() {
+  if (!state.cells) { say("Read a text first."); return; }
+  let spans = state.cells.spans;
+  if (!spans.length) {
+    const span = fromTo();
+    if (!span) return;
+    spans = [span];
+  }
+  const n = state.cells.tokens.length;
+  const inside = new Uint8Array(n);
+  const near = new Uint8Array(n);
+  for (const [from, to] of spans) {
+    for (let t = Math.max(0, 2 * from - to); t < Math.min(n, 2 * to - from); t++) near[t] = 1;
+    for (let t = from; t < to; t++) inside[t] = 1;
+  }
+  const rowsIn = [];
+  const rowsOut = [];
+  for (let t = 0; t < n; t++) if (near[t]) (inside[t] ? rowsIn : rowsOut).push(t);
+  if (!rowsOut.length) { say("The selection holds the whole text: leave some of it out."); return; }
+  say("");
   const ranked = [];
   for (let u = 0; u < state.cells.units; u++) {
-    const a = stats(state.cells.values, u, inside);
-    const b = stats(state.cells.values, u, outside);
-    const pooled = Math.sqrt((a.sd ** 2 * inside.length + b.sd ** 2 * outside.length) / (last - first)) || 1e-9;
+    const a = stats(state.cells.values, u, rowsIn);
+    const b = stats(state.cells.values, u, rowsOut);
+    const pooled = Math.sqrt((a.sd ** 2 * rowsIn.length + b.sd ** 2 * rowsOut.length) / (rowsIn.length + rowsOut.length)) || 1e-9;
     ranked.push({ unit: u, gap: (a.mean - b.mean) / pooled });
   }
-  ranked.sort((x, y) => y.gap - x.gap);
-  listUnits(ranked.slice(0, 20).map((r) => ({ unit: r.unit, label: `${r.gap >= 0 ? "+" : ""}${r.gap.toFixed(2)} sd` })));
-  $("cells-units-title").textContent = `Units on in characters ${from}–${to - 1}, off around them`;
+  ranked.sort((x, y) => Math.abs(y.gap) - Math.abs(x.gap));
+  listUnits(ranked.slice(0, 20).map((r) => ({ unit: r.unit, label: `${r.gap >= 0 ? "+" : "−"}${Math.abs(r.gap).toFixed(2)} sd` })));
+  const which = spans.length === 1 ? `characters ${spans[0][0]}–${spans[0][1] - 1}` : `${spans.length} spans`;
+  $("cells-units-title").textContent = `Units that split ${which} from the characters around them (+ on inside, − off)`;
   colourBy(ranked[0].unit);
 }
 
 async function readCells() {
   say("");
   try {
-    showCells(await post("/v1/cells", {
+    const wanted = $("cells-state").value;
+    const data = await post("/v1/cells", {
       model: $("cells-model").value, input: $("cells-text").value,
-      layer: Number($("cells-layer").value), state: $("cells-state").value,
-    }));
+      layer: Number($("cells-layer").value), state: wanted === "tanh" ? "cell" : wanted,
+    });
+    if (wanted === "tanh") {
+      data.values = data.values.map((row) => row.map(Math.tanh));
+      data.state = "tanh";
+    }
+    showCells(data);
     $("cells-units-title").textContent = "Units, most varied first";
   } catch (error) { say(error.message); }
 }
@@ -426,9 +488,14 @@ function setUpCells() {
   $("cells-model").addEventListener("change", cellsModelChanged);
   $("cells-go").addEventListener("click", readCells);
   $("cells-rank").addEventListener("click", rankUnits);
-  $("cells-out").addEventListener("mouseup", () => {
+  $("cells-add").addEventListener("click", addSpan);
+  $("cells-clear").addEventListener("click", () => { if (state.cells) { state.cells.spans = []; showSpans(); } });
+  $("cells-out").addEventListener("mouseup", (event) => {
     const span = selectedSpan();
-    if (span) { $("cells-from").value = span[0]; $("cells-to").value = span[1]; }
+    if (!span) return;
+    $("cells-from").value = span[0];
+    $("cells-to").value = span[1];
+    if (event.shiftKey || event.ctrlKey || event.metaKey) addSpan();  // a modified selection adds a span
   });
 }
 

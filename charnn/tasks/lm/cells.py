@@ -77,17 +77,23 @@ def trace(
 
 
 def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]]:
-    """Units by how much more they are on inside a span than around it, largest first (LSTMVis's
-    selection; the playground's cell view ranks the same way): the difference of the means inside
-    the span and in the characters around it (as many before it and after it as it holds), in
-    pooled standard deviations (Cohen's d: each side's spread about its own mean). Around, not the
-    whole text: a quote unit is on in the text's other quotations too, and a unit that drifts over
-    the text is high or low on any short span. ``values`` (T, H), ``inside`` (T,) bool: one span,
-    with characters beside it."""
-    where = np.flatnonzero(inside)
-    start, end = int(where[0]), int(where[-1]) + 1
-    near = slice(max(0, 2 * start - end), min(len(inside), 2 * end - start))
-    return sorted(enumerate(effect_sizes(values[near], inside[near]).tolist()), key=lambda pair: -pair[1])
+    """Units by how clearly they split the selection from the characters around it, clearest first
+    (LSTMVis's selection, extended to several spans and to units that are off where the others are
+    on; the playground's cell view ranks the same way): the difference of the means inside the
+    selected spans and in the characters around them (around each span, as many before it and after
+    it as it holds), in pooled standard deviations (Cohen's d: each side's spread about its own
+    mean), ranked by size whatever its sign. Around, not the whole text: a quote unit is on in the
+    text's other quotations too, and a unit that drifts over the text is high or low on any short
+    span; several spans: one short span is matched by chance by some of a layer's hundreds of units,
+    several quotations rarely (docs/benchmarks.md#finding-a-quote-cell). ``values`` (T, H),
+    ``inside`` (T,) bool: one span or several, with characters beside them. Gaps are signed: a unit
+    off inside the spans has a negative one."""
+    near = np.zeros(len(inside), dtype=bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], inside, [False]]).astype(np.int8)))
+    for start, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        near[max(0, 2 * start - end) : min(len(inside), 2 * end - start)] = True
+    gaps = effect_sizes(values[near], inside[near]).tolist()
+    return sorted(enumerate(gaps), key=lambda pair: -abs(pair[1]))
 
 
 def effect_sizes(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
