@@ -34,13 +34,13 @@ import numpy as np
 
 from bench.common import ROOT, machine
 
-PARAGRAPH = re.compile(r"\n[ \t]*\n")
+PARAGRAPH = re.compile(r"\r?\n[ \t\r]*\n")
 
 
 def quotations(text: str) -> list[tuple[int, int]]:
     """The (start, end) of each double-quoted stretch of ``text``, both quote marks included: within a
     paragraph quotes alternate open and close (across line breaks); one open at the paragraph's end
-    closes there. “curly” quotes open and close as they say."""
+    closes there. “curly” quotes open and close as they say. ``text`` starts a paragraph."""
     spans: list[tuple[int, int]] = []
     starts = [0] + [m.end() for m in PARAGRAPH.finditer(text)]
     ends = [m.start() for m in PARAGRAPH.finditer(text)] + [len(text)]
@@ -59,18 +59,19 @@ def quotations(text: str) -> list[tuple[int, int]]:
 
 
 def passage(text: str, chars: int) -> tuple[str, np.ndarray, tuple[int, int]]:
-    """The stretch of ``text`` (from a line's start, ``chars`` long) with the most quoted speech,
+    """The stretch of ``text`` (from a paragraph's start, ``chars`` long) with the most quoted speech,
     its inside-quotes mask, and the selection: its quotation of at least 20 characters nearest its
     middle (so that neither the text's start nor its end stands in for "inside a quotation")."""
+    found = quotations(text)
     quoted = np.zeros(len(text), dtype=bool)
-    for a, b in quotations(text):
+    for a, b in found:
         quoted[a:b] = True
-    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n" and i + chars < len(text)]
+    starts = [0] + [m.end() for m in PARAGRAPH.finditer(text) if m.end() + chars <= len(text)]
     totals = np.concatenate([[0], np.cumsum(quoted)])
     start = max(starts, key=lambda i: totals[min(i + chars, len(text))] - totals[i])
     body = text[start : start + chars]
     inside = quoted[start : start + chars]
-    candidates = [(a, b) for a, b in quotations(body) if b - a >= 20]
+    candidates = [(a - start, b - start) for a, b in found if a >= start and b <= start + chars and b - a >= 20]
     selected = min(candidates, key=lambda span: abs(sum(span) / 2 - len(body) / 2))
     return body, inside, selected
 

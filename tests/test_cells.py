@@ -63,6 +63,30 @@ def test_the_span_is_judged_against_its_surroundings_not_the_whole_text():
     assert np.argmax(effect_sizes(values, inside)) == 3  # what ranking against the whole text chose
 
 
+def test_an_empty_or_whole_selection_is_refused():
+    values = np.zeros((10, 3))
+    for inside in (np.zeros(10, dtype=bool), np.ones(10, dtype=bool)):
+        with pytest.raises(ValueError, match="some of the text"):
+            rank_units(values, inside)
+
+
+def test_quotations_are_read_by_paragraph_across_line_breaks():
+    """What `python -m bench cells` counts as quoted speech (its figures rest on it): quotes alternate
+    within a paragraph, across hard line breaks; one left open at a paragraph's end closes there."""
+    from bench.cells import passage, quotations
+
+    text = (
+        'He said, "I am\ngoing," and then, "Now."\n\n'  # two quotations, the first broken across lines
+        '"A speech that goes on\n\n'  # open at the paragraph's end: it ends there
+        '"into the next," she said.\r\n\r\nNo quotes here.'
+    )
+    found = [text[a:b] for a, b in quotations(text)]
+    assert found == ['"I am\ngoing,"', '"Now."', '"A speech that goes on', '"into the next,"']
+    body, inside, (a, b) = passage(text * 3, 200)
+    assert body.startswith(("He said", '"A speech', '"into', "No quotes")) and body[a:b].startswith('"')
+    assert inside.sum() == sum(y - x for x, y in quotations(body) if y <= len(body))
+
+
 def test_show_refuses_in_one_line_and_never_overwrites(run_cli, tmp_path):
     run = copied_runs(tmp_path, "lm")[0]
     text = tmp_path / "t.txt"

@@ -160,6 +160,7 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
     import httpx
     import numpy as np
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     from charnn.tasks.lm.cells import rank_units
 
@@ -204,8 +205,32 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
     wait_for(browser, lambda d: "3 spans" in d.find_element(By.ID, "cells-units-title").text)
     ranked_as_charnn_ranks(quotes)
     screenshot(browser, tmp_path, "cells")
-    browser.find_element(By.CSS_SELECTOR, "#cells-spans li button").click()  # take the first out
+    # the cell through tanh, the same text read again: the spans stay, the ranking is rank_units' over tanh(c)
+    Select(browser.find_element(By.ID, "cells-state")).select_by_value("tanh")
+    browser.find_element(By.ID, "cells-go").click()
+    wait_for(browser, lambda d: "tanh(c)" in d.find_element(By.ID, "cells-info").text)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-spans li")) == 3
+    cells = httpx.post(
+        server.url + "/v1/cells", json={"model": "lm", "input": text, "state": "cell"}, trust_env=False
+    ).json()["values"]
+    values = np.tanh(np.asarray(cells))
+    browser.find_element(By.ID, "cells-rank").click()
+    ranked_as_charnn_ranks(quotes)
+    browser.find_element(By.CSS_SELECTOR, "#cells-spans li button").click()  # take the first out: ranked again
     assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-spans li")) == 2
+    wait_for(browser, lambda d: "2 spans" in d.find_element(By.ID, "cells-units-title").text)
+    a, b = quotes[1]
+    fill(browser, "cells-from", str(b))  # a span touching the second quotation merges with it
+    fill(browser, "cells-to", str(b + 4))
+    browser.find_element(By.ID, "cells-add").click()
+    assert [li.text.split()[0] for li in browser.find_elements(By.CSS_SELECTOR, "#cells-spans li")] == [
+        f"{a}–{b + 3}",
+        f"{quotes[2][0]}–{quotes[2][1] - 1}",
+    ]
+    ranked_as_charnn_ranks([(a, b + 4), quotes[2]])
+    fill(browser, "cells-from", "1.5")
+    browser.find_element(By.ID, "cells-add").click()
+    assert "0 ≤ from < to" in browser.find_element(By.ID, "status").text
     fill(browser, "cells-from", "0")
     fill(browser, "cells-to", str(len(text) + 5))
     browser.find_element(By.ID, "cells-add").click()

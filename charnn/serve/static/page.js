@@ -323,12 +323,15 @@ function cellsModelChanged() {
   }
 }
 
+// A unit's mean and standard deviation over some characters, in two passes (as numpy's var): one pass's
+// E[x²] - E[x]² loses the spread of values near ±1 (tanh(c) of a saturated cell) to rounding.
 function stats(values, unit, rows) {
   let sum = 0;
-  let squares = 0;
-  for (const t of rows) { sum += values[t][unit]; squares += values[t][unit] ** 2; }
+  for (const t of rows) sum += values[t][unit];
   const mean = sum / rows.length;
-  return { mean, sd: Math.sqrt(Math.max(0, squares / rows.length - mean * mean)) };
+  let squares = 0;
+  for (const t of rows) squares += (values[t][unit] - mean) ** 2;
+  return { mean, sd: Math.sqrt(squares / rows.length) };
 }
 
 function showCells(data) {
@@ -336,7 +339,9 @@ function showCells(data) {
   const units = [];
   for (let u = 0; u < data.units; u++) units.push({ unit: u, sd: stats(data.values, u, all).sd });
   units.sort((a, b) => b.sd - a.sd);
-  state.cells = { ...data, order: units, spans: [] };
+  // Spans stay when the same text is read again (in another layer or view), to compare the rankings.
+  const same = state.cells && state.cells.tokens.join("") === data.tokens.join("");
+  state.cells = { ...data, order: units, spans: same ? state.cells.spans : [] };
   renderEntries($("cells-out"), data.tokens.map((text) => ({ text, logprob: null })), { shade: false });
   showSpans();
   const what = { hidden: "hidden state h", cell: "cell c", tanh: "tanh(c), the cell through tanh" }[data.state];
@@ -380,7 +385,8 @@ function colourBy(unit) {
 function selectedSpan() {
   const selection = window.getSelection();
   if (!selection.rangeCount || selection.isCollapsed) return null;
-  const spans = [...$("cells-out").querySelectorAll(".ch")].filter((s) => selection.containsNode(s, true));
+  const range = selection.getRangeAt(selection.rangeCount - 1);  // the latest, where a browser keeps several
+  const spans = [...$("cells-out").querySelectorAll(".ch")].filter((s) => range.intersectsNode(s));
   if (!spans.length) return null;
   return [Number(spans[0].dataset.index), Number(spans[spans.length - 1].dataset.index) + 1];
 }
@@ -390,7 +396,8 @@ function fromTo() {
   const n = state.cells.tokens.length;
   const from = Number($("cells-from").value);
   const to = Number($("cells-to").value);
-  if ($("cells-from").value === "" || $("cells-to").value === "" || !(to > from) || from < 0 || to > n) {
+  const whole = Number.isInteger(from) && Number.isInteger(to);
+  if ($("cells-from").value === "" || $("cells-to").value === "" || !whole || !(to > from) || from < 0 || to > n) {
     say(`Give a span inside the text: 0 ≤ from < to ≤ ${n}.`);
     return null;
   }
@@ -408,7 +415,12 @@ function showSpans() {
     const remove = document.createElement("button");
     remove.textContent = "×";
     remove.setAttribute("aria-label", `Take characters ${from}–${to - 1} out of the selection`);
-    remove.addEventListener("click", () => { state.cells.spans.splice(i, 1); showSpans(); });
+    remove.addEventListener("click", () => {
+      state.cells.spans.splice(i, 1);
+      spansChanged();
+      const left = $("cells-spans").querySelectorAll("button");  // keep the keyboard's place
+      (left[Math.min(i, left.length - 1)] || $("cells-add")).focus();
+    });
     li.appendChild(remove);
     list.appendChild(li);
   }
@@ -417,16 +429,30 @@ function showSpans() {
   $("cells-out").querySelectorAll(".ch").forEach((span, t) => span.classList.toggle("picked", picked.has(t)));
 }
 
+// After spans were added or taken out: the list, and a ranking by what is left (or the units by variance).
+function spansChanged() {
+  showSpans();
+  if (state.cells.spans.length) { rankUnits(); return; }
+  listUnits(state.cells.order.slice(0, 64).map((u) => ({ unit: u.unit, label: `σ ${u.sd.toFixed(3)}` })));
+  $("cells-units-title").textContent = "Units, most varied first";
+}
+
+// Adds From–To to the selection; spans it overlaps or touches merge with it into one.
 function addSpan() {
   if (!state.cells) { say("Read a text first."); return; }
   const span = fromTo();
   if (!span) return;
   say("");
-  const spans = state.cells.spans.filter(([a, b]) => b <= span[0] || a >= span[1]);  // a new span replaces overlaps
-  spans.push(span);
-  spans.sort((x, y) => x[0] - y[0]);
-  state.cells.spans = spans;
-  showSpans();
+  let [from, to] = span;
+  const kept = [];
+  for (const [a, b] of state.cells.spans) {
+    if (b < from || a > to) kept.push([a, b]);
+    else { from = Math.min(from, a); to = Math.max(to, b); }
+  }
+  kept.push([from, to]);
+  kept.sort((x, y) => x[0] - y[0]);
+  state.cells.spans = kept;
+  spansChanged();
 }
 
 // LSTMVis's selection, over one span or several: units that split the spans from the characters
@@ -444,9 +470,12 @@ function rankUnits() {
   const n = state.cells.tokens.length;
   const inside = new Uint8Array(n);
   const near = new Uint8Array(n);
-  for (const [from, to] of spans) {
+  for (const [from, to] of spans) for (let t = from; t < to; t++) inside[t] = 1;
+  for (let from = 0; from < n; from++) {  // each run of selected characters and as many each side
+    if (!inside[from] || (from > 0 && inside[from - 1])) continue;
+    let to = from;
+    while (to < n && inside[to]) to++;
     for (let t = Math.max(0, 2 * from - to); t < Math.min(n, 2 * to - from); t++) near[t] = 1;
-    for (let t = from; t < to; t++) inside[t] = 1;
   }
   const rowsIn = [];
   const rowsOut = [];
@@ -457,7 +486,8 @@ function rankUnits() {
   for (let u = 0; u < state.cells.units; u++) {
     const a = stats(state.cells.values, u, rowsIn);
     const b = stats(state.cells.values, u, rowsOut);
-    const pooled = Math.sqrt((a.sd ** 2 * rowsIn.length + b.sd ** 2 * rowsOut.length) / (rowsIn.length + rowsOut.length)) || 1e-9;
+    // At least 1e-4, what the answer's four decimals tell apart (charnn.tasks.lm.cells.SPREAD_FLOOR).
+    const pooled = Math.max(1e-4, Math.sqrt((a.sd ** 2 * rowsIn.length + b.sd ** 2 * rowsOut.length) / (rowsIn.length + rowsOut.length)));
     ranked.push({ unit: u, gap: (a.mean - b.mean) / pooled });
   }
   ranked.sort((x, y) => Math.abs(y.gap) - Math.abs(x.gap));
@@ -489,13 +519,16 @@ function setUpCells() {
   $("cells-go").addEventListener("click", readCells);
   $("cells-rank").addEventListener("click", rankUnits);
   $("cells-add").addEventListener("click", addSpan);
-  $("cells-clear").addEventListener("click", () => { if (state.cells) { state.cells.spans = []; showSpans(); } });
+  $("cells-clear").addEventListener("click", () => { if (state.cells) { state.cells.spans = []; spansChanged(); } });
   $("cells-out").addEventListener("mouseup", (event) => {
     const span = selectedSpan();
     if (!span) return;
     $("cells-from").value = span[0];
     $("cells-to").value = span[1];
-    if (event.shiftKey || event.ctrlKey || event.metaKey) addSpan();  // a modified selection adds a span
+    if (event.ctrlKey || event.metaKey) {  // a selection made with Ctrl (⌘) held is added at once
+      addSpan();
+      window.getSelection().removeAllRanges();
+    }
   });
 }
 

@@ -79,7 +79,7 @@ def trace(
 def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]]:
     """Units by how clearly they split the selection from the characters around it, clearest first
     (LSTMVis's selection, extended to several spans and to units that are off where the others are
-    on; the playground's cell view ranks the same way): the difference of the means inside the
+    on; the playground's cell view ranks the same way; spans that touch are one): the difference of the means inside the
     selected spans and in the characters around them (around each span, as many before it and after
     it as it holds), in pooled standard deviations (Cohen's d: each side's spread about its own
     mean), ranked by size whatever its sign. Around, not the whole text: a quote unit is on in the
@@ -88,6 +88,8 @@ def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]
     several quotations rarely (docs/benchmarks.md#finding-a-quote-cell). ``values`` (T, H),
     ``inside`` (T,) bool: one span or several, with characters beside them. Gaps are signed: a unit
     off inside the spans has a negative one."""
+    if not inside.any() or inside.all():
+        raise ValueError("the selection must hold some of the text and leave some of it out")
     near = np.zeros(len(inside), dtype=bool)
     edges = np.flatnonzero(np.diff(np.concatenate([[False], inside, [False]]).astype(np.int8)))
     for start, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
@@ -96,8 +98,13 @@ def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]
     return sorted(enumerate(gaps), key=lambda pair: -abs(pair[1]))
 
 
+SPREAD_FLOOR = 10.0**-DECIMALS
+"""The least pooled spread a gap is divided by: what an answer's rounding can tell apart. Below it a
+unit is flat (a saturated cell's tanh), and its gap would be rounding noise blown up."""
+
+
 def effect_sizes(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Each unit's (mean inside - mean outside) / pooled standard deviation: (H,)."""
+    """Each unit's (mean inside - mean outside) / pooled standard deviation (at least SPREAD_FLOOR): (H,)."""
     a, b = values[inside], values[~inside]
     pooled = np.sqrt((a.var(axis=0) * len(a) + b.var(axis=0) * len(b)) / len(values))
-    return (a.mean(axis=0) - b.mean(axis=0)) / np.maximum(pooled, 1e-9)
+    return (a.mean(axis=0) - b.mean(axis=0)) / np.maximum(pooled, SPREAD_FLOOR)
