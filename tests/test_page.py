@@ -278,6 +278,7 @@ def test_a_refused_request_and_an_unreachable_server_are_said(browser, server, t
 
 def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     text = 'The knight said "we ride at dawn" and left.\n'
     source = tmp_path / "text.txt"
@@ -303,6 +304,22 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-out .ch")) == len(text)
     assert not browser.find_element(By.ID, "tab-write").is_displayed()
     screenshot(browser, tmp_path, "show-cells")
+    assert console_errors(browser) == []
+    # a page of a cell's values reads them through tanh too, offline
+    cell_page = tmp_path / "cell.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[0], "--cell", "--out", str(cell_page)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    browser.get(cell_page.as_uri())
+    wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
+    browser.find_element(By.ID, "tab-cells").click()
+    assert "cell c" in browser.find_element(By.ID, "cells-info").text
+    Select(browser.find_element(By.ID, "cells-state")).select_by_value("tanh")
+    wait_for(browser, lambda d: "tanh(c)" in d.find_element(By.ID, "cells-info").text)
+    titles = [s.get_attribute("title") for s in browser.find_elements(By.CSS_SELECTOR, "#cells-out .ch")]
+    assert len(titles) == len(text) and all(abs(float(t.split(": ")[1])) <= 1 for t in titles)
     assert console_errors(browser) == []
     again = subprocess.run(
         [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[0], "--out", str(page)],

@@ -652,6 +652,21 @@ function startOffline(data) {
   $("score-text").readOnly = true;
   $("cells-text").readOnly = true;
   $("cells-layer").add(new Option(String(data.cells.layer + 1), data.cells.layer));
+  // The page holds one layer's values; a cell's can also be read through tanh, here in the page.
+  $("cells-state").textContent = "";
+  if (data.cells.state === "cell") {
+    $("cells-state").add(new Option("cell c", "cell"));
+    $("cells-state").add(new Option("cell through tanh, tanh(c)", "tanh"));
+    $("cells-state").disabled = false;
+    $("cells-state").addEventListener("change", () => {
+      const tanh = $("cells-state").value === "tanh";
+      showCells({ ...data.cells, state: tanh ? "tanh" : "cell",
+        values: tanh ? data.cells.values.map((row) => row.map(Math.tanh)) : data.cells.values });
+      if (state.cells.spans.length) rankUnits();
+    });
+  } else {
+    $("cells-state").add(new Option("hidden state h", "hidden"));
+  }
   inspectable($("score-out"), () => state.scored, null);
   setUpCells();
   showScore(data.score.map((e) => ({ text: e.text, logprob: e.logprob, top: e.top })));
