@@ -29,7 +29,39 @@ WAIT = 30
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    return copied_runs(tmp_path_factory.mktemp("page"), "lm", "records", "classifier", "tagger")
+    folder = tmp_path_factory.mktemp("page")
+    return [*copied_runs(folder, "lm", "records", "classifier", "tagger"), names_tagger(folder)]
+
+
+def names_tagger(folder: Path) -> str:
+    """A tagger that finds names (the pinned one, 60 steps old, tags every word O): 400 steps on
+    sentences where capitalised words are B-name / I-name, about six seconds."""
+    import random
+
+    rng = random.Random(0)
+    words = "the a went to walked home with and saw over under river hill stone road came left found".split()
+    names = ["Mara", "Tam", "Dunmore", "Old Rooke", "Lesser Thimbleby", "Ned", "Ivy Hall", "Brackenford"]
+    rows = []
+    for _ in range(300):
+        for _ in range(rng.randint(4, 8)):
+            if rng.random() < 0.3:
+                first, *rest = rng.choice(names).split()
+                rows += [f"{first}\tB-name"] + [f"{word}\tI-name" for word in rest]
+            else:
+                rows.append(f"{rng.choice(words)}\tO")
+        rows.append("")
+    (folder / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    argv = ["tag", "train", str(folder / "names.tsv"), "--out", str(folder / "names"), "--steps", "400"]
+    argv += ["--batch-size", "16", "--layers", "1", "--hidden", "32", "--embed", "16", "--lr", "0.01", "--seed", "7"]
+    argv += ["--device", "cpu", "--precision", "fp32"]
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    return str(folder / "names")
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +207,12 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
     units = browser.find_elements(By.CSS_SELECTOR, "#cells-units button")
     units[3].click()
     assert units[3].get_attribute("aria-pressed") == "true"
+    fill(browser, "cells-unit", "31")  # any unit, listed or not, by its number
+    browser.find_element(By.ID, "cells-colour").click()
+    assert {s.get_attribute("title").split(":")[0] for s in spans} == {"unit 31"}
+    fill(browser, "cells-unit", "32")
+    browser.find_element(By.ID, "cells-colour").click()
+    assert browser.find_element(By.ID, "status").text == "Give a unit from 0 to 31."
     values = np.asarray(
         httpx.post(server.url + "/v1/cells", json={"model": "lm", "input": text}, trust_env=False).json()["values"]
     )
@@ -239,6 +277,7 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
 
 def test_the_classifier_and_tagger_views_render_their_answers(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     open_page(browser, server, "classify")
     fill(browser, "classify-text", "Stir in the flour and bake for an hour.")
@@ -253,9 +292,14 @@ def test_the_classifier_and_tagger_views_render_their_answers(browser, server, t
     assert browser.find_elements(By.CSS_SELECTOR, "#classify-out .tok")
     screenshot(browser, tmp_path, "classify")
     browser.find_element(By.ID, "tab-tag").click()
-    fill(browser, "tag-text", "Mara walked to Dunmore with Tam")
+    Select(browser.find_element(By.ID, "tag-model")).select_by_value("names")
+    fill(browser, "tag-text", "Mara walked to Dunmore with Old Rooke")
     browser.find_element(By.ID, "tag-go").click()
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tag-out .chip")) == 6)
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tag-out .chip")) == 7)
+    entities = browser.find_elements(By.CSS_SELECTOR, "#tag-out .entity")  # underlined, the label beside
+    assert [e.text.split("\n")[0::2] for e in entities] == [["Mara"], ["Dunmore"], ["Old", "Rooke"]]
+    assert all(e.get_attribute("data-label") == "name" for e in entities)
+    assert {e.value_of_css_property("border-bottom-style") for e in entities} == {"solid"}
     screenshot(browser, tmp_path, "tag")
     assert console_errors(browser) == []
 

@@ -381,6 +381,18 @@ function colourBy(unit) {
   }
 }
 
+// Any unit by its number, not only those listed.
+function colourByNumber() {
+  if (!state.cells) { say("Read a text first."); return; }
+  const unit = Number($("cells-unit").value);
+  if ($("cells-unit").value === "" || !Number.isInteger(unit) || unit < 0 || unit >= state.cells.units) {
+    say(`Give a unit from 0 to ${state.cells.units - 1}.`);
+    return;
+  }
+  say("");
+  colourBy(unit);
+}
+
 // The characters a mouse selection covers in the cell text: [from, to).
 function selectedSpan() {
   const selection = window.getSelection();
@@ -519,6 +531,8 @@ function setUpCells() {
   $("cells-go").addEventListener("click", readCells);
   $("cells-rank").addEventListener("click", rankUnits);
   $("cells-add").addEventListener("click", addSpan);
+  $("cells-colour").addEventListener("click", colourByNumber);
+  $("cells-unit").addEventListener("keydown", (event) => { if (event.key === "Enter") colourByNumber(); });
   $("cells-clear").addEventListener("click", () => { if (state.cells) { state.cells.spans = []; spansChanged(); } });
   $("cells-out").addEventListener("mouseup", (event) => {
     const span = selectedSpan();
