@@ -6,6 +6,7 @@ they also go there (docs/images is made so: docs/playground.md)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -30,7 +31,7 @@ WAIT = 30
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("page")
-    return [*copied_runs(folder, "lm", "records", "classifier", "tagger"), names_tagger(folder)]
+    return [*copied_runs(folder, "lm", "records", "classifier", "tagger", "styles"), names_tagger(folder)]
 
 
 def names_tagger(folder: Path) -> str:
@@ -127,7 +128,7 @@ def test_the_page_loads_with_no_console_errors_and_lists_the_models(browser, ser
     from selenium.webdriver.support.ui import Select
 
     open_page(browser, server, "write")
-    assert [o.text for o in Select(browser.find_element(By.ID, "write-model")).options] == ["lm", "records"]
+    assert [o.text for o in Select(browser.find_element(By.ID, "write-model")).options] == ["lm", "records", "styles"]
     assert [o.get_attribute("textContent") for o in Select(browser.find_element(By.ID, "classify-model")).options] == [
         "classifier"
     ]
@@ -170,6 +171,7 @@ def test_a_sample_streams_in_and_an_alternative_replaces_the_tail(browser, serve
 
 def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, server, runs, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     from charnn.tasks import load_run
     from charnn.tasks.lm.evaluate import evaluate_text
@@ -186,6 +188,22 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
     )
     assert len(browser.find_elements(By.CSS_SELECTOR, "#score-out .ch")) == len(text)
     screenshot(browser, tmp_path, "score")
+    # a style run scores under the style given, as `charnn eval --style` does
+    assert not browser.find_element(By.ID, "score-style").is_displayed()
+    Select(browser.find_element(By.ID, "score-model")).select_by_value("styles")
+    fill(browser, "score-style", "prose")
+    browser.find_element(By.ID, "score-go").click()
+    wait_for(browser, lambda d: float(d.find_element(By.ID, "score-bpc").get_attribute("data-bpc")) != shown)
+    source = tmp_path / "text.txt"
+    source.write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "eval", str(source), "-m", runs[4], "--style", "prose", "--json"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    styled = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
+    assert styled == pytest.approx(json.loads(result.stdout)["bits_per_char"], rel=1e-5)
+    assert console_errors(browser) == []
 
 
 def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, server, tmp_path):

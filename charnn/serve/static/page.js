@@ -184,6 +184,7 @@ async function loadModels() {
     if (!fits.length) select.add(new Option(`(no ${endpoint === "cells" ? "language" : endpoint} model served)`, ""));
   }
   modelChanged();
+  scoreModelChanged();
   cellsModelChanged();
 }
 
@@ -198,6 +199,15 @@ function modelChanged() {
   $("write-styles").textContent = "";
   for (const name of styles || []) $("write-styles").appendChild(new Option(name));
   $("write-another").hidden = !(m && m.records);
+}
+
+// A style run scores under a style (or blend), as `charnn eval --style` does.
+function scoreModelChanged() {
+  const m = model($("score-model").value);
+  const styles = m && m.styles;
+  $("score-style-label").hidden = !styles;
+  $("score-styles").textContent = "";
+  for (const name of styles || []) $("score-styles").appendChild(new Option(name));
 }
 
 // ---- Write ---------------------------------------------------------------------------------------
@@ -301,9 +311,10 @@ function showScore(entries) {
 async function score() {
   say("");
   try {
-    const out = await post("/v1/completions", {
-      model: $("score-model").value, prompt: $("score-text").value, max_tokens: 0, echo: true, logprobs: 5,
-    });
+    const body = { model: $("score-model").value, prompt: $("score-text").value, max_tokens: 0, echo: true, logprobs: 5 };
+    const style = $("score-style").value.trim();
+    if (style && !$("score-style-label").hidden) body.style = style;
+    const out = await post("/v1/completions", body);
     showScore(entriesOf(out.choices[0].logprobs));
   } catch (error) { say(error.message); }
 }
@@ -694,6 +705,7 @@ function start() {
   setUpCells();
   inspectable($("score-out"), () => state.scored || [], null);
   $("score-go").addEventListener("click", score);
+  $("score-model").addEventListener("change", scoreModelChanged);
   $("classify-go").addEventListener("click", classify);
   $("tag-go").addEventListener("click", tag);
   loadModels().catch((error) => say(error.message));
