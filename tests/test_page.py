@@ -169,6 +169,64 @@ def test_a_sample_streams_in_and_an_alternative_replaces_the_tail(browser, serve
     assert console_errors(browser) == []
 
 
+def test_the_keyboard_alone_writes_inspects_and_chooses_and_records_and_styles_write(browser, server, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    def keys(*pressed):
+        ActionChains(browser).send_keys(*pressed).perform()
+
+    def written():
+        return "".join(s.get_attribute("textContent") for s in browser.find_elements(By.CSS_SELECTOR, "#write-out .ch"))
+
+    open_page(browser, server, "write")
+    fill(browser, "write-prime", "The ")
+    fill(browser, "write-temp", "0")
+    fill(browser, "write-length", "30")
+    browser.find_element(By.ID, "write-go").send_keys(Keys.ENTER)  # Enter on the focused button
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 30)
+    assert browser.switch_to.active_element.get_attribute("id") == "write-go"
+    keys(Keys.TAB)  # Stop is disabled once the sample is in: Undo, then the text
+    assert browser.switch_to.active_element.get_attribute("id") == "write-undo"
+    keys(Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "write-out"
+    keys(*[Keys.ARROW_RIGHT] * 5)  # to the fifth character: the inspector opens on it
+    assert browser.switch_to.active_element.get_attribute("data-index") == "4"
+    wait_for(browser, lambda d: d.find_element(By.ID, "inspect").is_displayed())
+    before = written()[:4]
+    keys(Keys.ENTER)  # into the alternatives
+    assert "alt" in browser.switch_to.active_element.get_attribute("class")
+    keys(Keys.TAB)
+    chosen = browser.switch_to.active_element.get_attribute("data-text")
+    keys(Keys.ENTER)  # the second alternative: the text is cut there and goes on from it
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 5 + 30)
+    assert written()[:5] == before + chosen  # the prime is not shown: the 30 written, cut at 5, 30 more
+    keys(Keys.ESCAPE)
+    assert not browser.find_element(By.ID, "inspect").is_displayed()
+
+    Select(browser.find_element(By.ID, "write-model")).select_by_value("records")  # a record run
+    another = browser.find_element(By.ID, "write-another")
+    assert another.is_displayed()
+    another.send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: not d.find_element(By.ID, "write-go").get_attribute("disabled") and written())
+    assert "\n" not in written().strip("\n")  # one name a line: a record, and no more
+
+    Select(browser.find_element(By.ID, "write-model")).select_by_value("styles")  # a style run, a blend
+    assert not another.is_displayed() and browser.find_element(By.ID, "write-style").is_displayed()
+    fill(browser, "write-style", "prose=0.5,names=0.5")
+    browser.find_element(By.ID, "write-go").send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: not d.find_element(By.ID, "write-go").get_attribute("disabled") and written())
+    assert browser.find_element(By.ID, "status").text == ""
+    assert console_errors(browser) == []
+    fill(browser, "write-style", "poetry")
+    browser.find_element(By.ID, "write-go").send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("Refused: "))
+    assert "poetry" in browser.find_element(By.ID, "status").text
+    assert all("status of 400" in error for error in console_errors(browser))  # the refusal, and nothing else
+
+
 def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, server, runs, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
