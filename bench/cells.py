@@ -99,6 +99,13 @@ def main(argv: list[str]) -> None:
         if config.cell == "lstm":
             cell = np.asarray(cell_values(service, {"input": text, "layer": layer, "state": "cell"})["values"])
             views[(layer, "cell")], views[(layer, "tanh")] = cell, np.tanh(cell)
+    settings, results = run.config.get("training") or {}, run.config.get("results") or {}
+    trained = {key: settings.get(key) for key in ("time_budget", "seq_len", "seed")}
+    trained |= {"steps_budget": settings.get("steps"), "steps": results.get("steps")}
+    trained |= {key: results.get(key) for key in ("elapsed_seconds", "val_bits_per_char")}
+    budget = f"{settings['time_budget']:.0f} s" if settings.get("time_budget") else f"{settings.get('steps')} steps"
+    bits = results.get("val_bits_per_char", float("nan"))
+    print(f"run: {budget} budget, {results.get('steps', 0):,} steps, {bits:.3f} held-out bits/char")
     spans = [(a, b) for a, b in quotations(text) if b - a >= 20]
     by_middle = sorted(spans, key=lambda span: abs(sum(span) / 2 - len(text) / 2))
     picks = {"one": by_middle[:1], "five": by_middle[:5], "every": quotations(text)}
@@ -147,7 +154,7 @@ def main(argv: list[str]) -> None:
         )
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(), "run": str(args.run),
-        "shape": config.to_dict(), "passage_chars": len(text), "quoted_chars": int(inside.sum()),
+        "shape": config.to_dict(), "training": trained, "passage_chars": len(text), "quoted_chars": int(inside.sum()),
         "quotations": len(quotations(text)), "quotations_of_20_or_more": len(spans), "quotes": "by paragraph",
         "draws": args.draws, "views": results,
     }  # fmt: skip
