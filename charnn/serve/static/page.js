@@ -201,13 +201,15 @@ function modelChanged() {
   $("write-another").hidden = !(m && m.records);
 }
 
-// A style run scores under a style (or blend), as `charnn eval --style` does.
+// A style run scores under a style (or blend), as `charnn eval --style` does: its first style until
+// another is given (with none, the server would pick one at random for each request).
 function scoreModelChanged() {
   const m = model($("score-model").value);
   const styles = m && m.styles;
   $("score-style-label").hidden = !styles;
   $("score-styles").textContent = "";
   for (const name of styles || []) $("score-styles").appendChild(new Option(name));
+  if (styles && styles.length) $("score-style").value = styles[0];
 }
 
 // ---- Write ---------------------------------------------------------------------------------------
@@ -313,7 +315,10 @@ async function score() {
   try {
     const body = { model: $("score-model").value, prompt: $("score-text").value, max_tokens: 0, echo: true, logprobs: 5 };
     const style = $("score-style").value.trim();
-    if (style && !$("score-style-label").hidden) body.style = style;
+    if (!$("score-style-label").hidden) {
+      if (!style) { say("Give a style or a blend (a=0.5,b=0.5) to score under."); return; }
+      body.style = style;
+    }
     const out = await post("/v1/completions", body);
     showScore(entriesOf(out.choices[0].logprobs));
   } catch (error) { say(error.message); }
