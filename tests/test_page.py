@@ -271,6 +271,21 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
     assert result.returncode == 0, result.stderr
     styled = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
     assert styled == pytest.approx(json.loads(result.stdout)["bits_per_char"], rel=1e-5)
+    # a record run: one record, and the figure says that charnn eval also counts the record's end
+    Select(browser.find_element(By.ID, "score-model")).select_by_value("records")
+    fill(browser, "score-text", "Crimson Dawn")
+    browser.find_element(By.ID, "score-go").click()
+    wait_for(browser, lambda d: "record's end" in d.find_element(By.ID, "score-bpc").text)
+    record = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
+    source.write_text("Crimson Dawn", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "eval", str(source), "-m", runs[1], "--json"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    scored = json.loads(result.stdout)
+    assert scored["chars"] == len("Crimson Dawn") + 1  # the record's end
+    end_bits = scored["bits_per_char"] * scored["chars"] - record * len("Crimson Dawn")
+    assert 0 < end_bits < 20  # the same characters, and one more
     assert console_errors(browser) == []
 
 

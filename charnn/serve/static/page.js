@@ -304,8 +304,12 @@ function showScore(entries) {
     chars += [...e.text].length;
   }
   const bpc = chars ? nats / LN2 / chars : NaN;
+  const m = OFFLINE ? null : model($("score-model").value);
+  const how = m && m.records
+    ? "as charnn eval scores a record, but for the record's end, which charnn eval counts as one more character"
+    : "as charnn eval scores it";
   $("score-bpc").textContent = chars
-    ? `${bpc.toFixed(4)} bits per character over ${chars} characters (as charnn eval scores it)`
+    ? `${bpc.toFixed(4)} bits per character over ${chars} characters (${how})`
     : "Too short to score: give at least two characters.";
   $("score-bpc").dataset.bpc = bpc;
 }
