@@ -192,24 +192,26 @@ function model(id) {
   return state.models.find((m) => m.id === id) || null;
 }
 
+// Shows a view's Style box (VIEW-style-label, its list VIEW-styles) where the model has styles.
+function offerStyles(view, m) {
+  const styles = (m && m.styles) || [];
+  $(`${view}-style-label`).hidden = !styles.length;
+  $(`${view}-styles`).textContent = "";
+  for (const name of styles) $(`${view}-styles`).appendChild(new Option(name));
+  return styles;
+}
+
 function modelChanged() {
   const m = model($("write-model").value);
-  const styles = m && m.styles;
-  $("write-style-label").hidden = !styles;
-  $("write-styles").textContent = "";
-  for (const name of styles || []) $("write-styles").appendChild(new Option(name));
+  offerStyles("write", m);
   $("write-another").hidden = !(m && m.records);
 }
 
 // A style run scores under a style (or blend), as `charnn eval --style` does: its first style until
 // another is given (with none, the server would pick one at random for each request).
 function scoreModelChanged() {
-  const m = model($("score-model").value);
-  const styles = m && m.styles;
-  $("score-style-label").hidden = !styles;
-  $("score-styles").textContent = "";
-  for (const name of styles || []) $("score-styles").appendChild(new Option(name));
-  if (styles && styles.length) $("score-style").value = styles[0];
+  const styles = offerStyles("score", model($("score-model").value));
+  if (styles.length) $("score-style").value = styles[0];
 }
 
 // ---- Write ---------------------------------------------------------------------------------------
