@@ -2,7 +2,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, reject, settings
 from hypothesis import strategies as st
 
 from charnn.errors import TokenizerError
@@ -73,6 +73,7 @@ def test_any_unicode_round_trips_and_is_never_unknown(tokenizers, text):
 
 @settings(max_examples=60, deadline=None)
 @given(text=unicode_text(300), kind=st.sampled_from(["bpe", "unigram"]))
+@example(text="00000000", kind="unigram")  # a unigram trainer that finds no pieces: refused clearly
 def test_a_tokenizer_trained_on_any_text_round_trips_it(text, kind):
     # The smallest vocabulary: exactly what byte fallback, the specials and the alphabet need.
     try:
@@ -80,7 +81,13 @@ def test_a_tokenizer_trained_on_any_text_round_trips_it(text, kind):
     except TokenizerError as exc:
         assume("no character" not in str(exc))  # text of only NULs, CRs, '▁' and newlines: refused clearly
         least = int(re.search(r"pass --vocab-size (\d+) or more", str(exc)).group(1))
-        tok = build_tokenizer(kind, text, vocab_size=least)
+        try:
+            tok = build_tokenizer(kind, text, vocab_size=least)
+        except TokenizerError as again:
+            # sentencepiece's unigram trainer finds no seed pieces in some small repetitive texts, at any size
+            assert kind == "unigram" and "use --tokenizer bpe or char" in str(again), str(again)
+            assert "could not be learnt" in str(again) and "\n" not in str(again)
+            reject()
     assert tok.decode(tok.encode(text)) == text
 
 

@@ -260,6 +260,12 @@ def _vocab_error(message: str, kind: str, vocab_size: int) -> TokenizerError:
             f"the training text holds no character a {kind} vocabulary can learn from; "
             "give it some text, or use --tokenizer char"
         )
+    if "no pieces are loaded" in message:
+        return TokenizerError(
+            f"a {kind} vocabulary could not be learnt from this text: sentencepiece found no pieces to start "
+            "from, as happens on a small text that repeats a character or two (such as 'xyxyxy'); give it more "
+            "text, or use --tokenizer bpe or char"
+        )
     detail = message.split("] ", 1)[-1].strip() or message
     return TokenizerError(f"sentencepiece could not train a {kind} tokenizer on this corpus: {detail}")
 
