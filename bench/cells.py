@@ -100,15 +100,18 @@ def main(argv: list[str]) -> None:
             cell = np.asarray(cell_values(service, {"input": text, "layer": layer, "state": "cell"})["values"])
             views[(layer, "cell")], views[(layer, "tanh")] = cell, np.tanh(cell)
     settings, results = run.config.get("training") or {}, run.config.get("results") or {}
-    trained = {key: settings.get(key) for key in ("time_budget", "seq_len", "seed")}
-    trained |= {"steps_budget": settings.get("steps"), "steps": results.get("steps")}
-    trained |= {key: results.get(key) for key in ("elapsed_seconds", "val_bits_per_char")}
+    trained = {
+        "time_budget": settings.get("time_budget"), "steps_budget": settings.get("steps"),
+        "seq_len": settings.get("seq_len"), "seed": settings.get("seed"), "steps": results.get("steps"),
+        "elapsed_seconds": results.get("elapsed_seconds"), "val_bits_per_char": results.get("val_bits_per_char"),
+    }  # fmt: skip
     budget = f"{settings['time_budget']:.0f} s" if settings.get("time_budget") else f"{settings.get('steps')} steps"
     bits = results.get("val_bits_per_char", float("nan"))
     print(f"run: {budget} budget, {results.get('steps', 0):,} steps, {bits:.3f} held-out bits/char")
-    spans = [(a, b) for a, b in quotations(text) if b - a >= 20]
+    every = quotations(text)
+    spans = [(a, b) for a, b in every if b - a >= 20]
     by_middle = sorted(spans, key=lambda span: abs(sum(span) / 2 - len(text) / 2))
-    picks = {"one": by_middle[:1], "five": by_middle[:5], "every": quotations(text)}
+    picks = {"one": by_middle[:1], "five": by_middle[:5], "every": every}
     rng = np.random.default_rng(0)
     draws = {
         k: [[spans[i] for i in rng.choice(len(spans), k, replace=False)] for _ in range(args.draws)] for k in (1, 3, 5)
@@ -122,7 +125,7 @@ def main(argv: list[str]) -> None:
 
     results = {}
     print(
-        f"passage: {len(text):,} held-out characters, {int(inside.sum()):,} inside {len(quotations(text))} "
+        f"passage: {len(text):,} held-out characters, {int(inside.sum()):,} inside {len(every)} "
         f"quotations ({len(spans)} of 20 characters or more)\n"
         f"the top unit of a selection, over the passage in pooled sd (inside quotes - outside); random picks whose "
         f"top unit reaches 2 sd (of {args.draws})\n"
@@ -155,7 +158,7 @@ def main(argv: list[str]) -> None:
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(), "run": str(args.run),
         "shape": config.to_dict(), "training": trained, "passage_chars": len(text), "quoted_chars": int(inside.sum()),
-        "quotations": len(quotations(text)), "quotations_of_20_or_more": len(spans), "quotes": "by paragraph",
+        "quotations": len(every), "quotations_of_20_or_more": len(spans), "quotes": "by paragraph",
         "draws": args.draws, "views": results,
     }  # fmt: skip
     with (ROOT / "bench" / "results" / "cells.jsonl").open("a", encoding="utf-8") as out:

@@ -368,8 +368,14 @@ function showCells(data) {
   showSpans();
   const what = { hidden: "hidden state h", cell: "cell c", tanh: "tanh(c), the cell through tanh" }[data.state];
   $("cells-info").textContent = `${data.tokens.length} characters; layer ${data.layer + 1}, ${what}, ${data.units} units`;
-  listUnits(units.slice(0, 64).map((u) => ({ unit: u.unit, label: `σ ${u.sd.toFixed(3)}` })));
+  listByVariance();
   if (units.length) colourBy(units[0].unit);
+}
+
+// The units, most varied over the text first: what the list shows until a selection ranks them.
+function listByVariance() {
+  listUnits(state.cells.order.slice(0, 64).map((u) => ({ unit: u.unit, label: `σ ${u.sd.toFixed(3)}` })));
+  $("cells-units-title").textContent = "Units, most varied first";
 }
 
 function listUnits(items) {
@@ -466,9 +472,8 @@ function showSpans() {
 // After spans were added or taken out: the list, and a ranking by what is left (or the units by variance).
 function spansChanged() {
   showSpans();
-  if (state.cells.spans.length) { rankUnits(); return; }
-  listUnits(state.cells.order.slice(0, 64).map((u) => ({ unit: u.unit, label: `σ ${u.sd.toFixed(3)}` })));
-  $("cells-units-title").textContent = "Units, most varied first";
+  if (state.cells.spans.length) rankUnits();
+  else listByVariance();
 }
 
 // Adds From–To to the selection; spans it overlaps or touches merge with it into one.
@@ -504,12 +509,9 @@ function rankUnits() {
   const n = state.cells.tokens.length;
   const inside = new Uint8Array(n);
   const near = new Uint8Array(n);
-  for (const [from, to] of spans) for (let t = from; t < to; t++) inside[t] = 1;
-  for (let from = 0; from < n; from++) {  // each run of selected characters and as many each side
-    if (!inside[from] || (from > 0 && inside[from - 1])) continue;
-    let to = from;
-    while (to < n && inside[to]) to++;
+  for (const [from, to] of spans) {  // addSpan merged those that touch: each is a run, as rank_units reads it
     for (let t = Math.max(0, 2 * from - to); t < Math.min(n, 2 * to - from); t++) near[t] = 1;
+    for (let t = from; t < to; t++) inside[t] = 1;
   }
   const rowsIn = [];
   const rowsOut = [];
@@ -531,6 +533,11 @@ function rankUnits() {
   colourBy(ranked[0].unit);
 }
 
+// A cell's values read through tanh, as the cell reaches the output (the page's own view, not the API's).
+function throughTanh(cells) {
+  return { ...cells, state: "tanh", values: cells.values.map((row) => row.map(Math.tanh)) };
+}
+
 async function readCells() {
   say("");
   try {
@@ -539,12 +546,7 @@ async function readCells() {
       model: $("cells-model").value, input: $("cells-text").value,
       layer: Number($("cells-layer").value), state: wanted === "tanh" ? "cell" : wanted,
     });
-    if (wanted === "tanh") {
-      data.values = data.values.map((row) => row.map(Math.tanh));
-      data.state = "tanh";
-    }
-    showCells(data);
-    $("cells-units-title").textContent = "Units, most varied first";
+    showCells(wanted === "tanh" ? throughTanh(data) : data);
   } catch (error) { say(error.message); }
 }
 
@@ -695,9 +697,7 @@ function startOffline(data) {
     $("cells-state").add(new Option("cell through tanh, tanh(c)", "tanh"));
     $("cells-state").disabled = false;
     $("cells-state").addEventListener("change", () => {
-      const tanh = $("cells-state").value === "tanh";
-      showCells({ ...data.cells, state: tanh ? "tanh" : "cell",
-        values: tanh ? data.cells.values.map((row) => row.map(Math.tanh)) : data.cells.values });
+      showCells($("cells-state").value === "tanh" ? throughTanh(data.cells) : data.cells);
       if (state.cells.spans.length) rankUnits();
     });
   } else {

@@ -79,15 +79,15 @@ def trace(
 def rank_units(values: np.ndarray, inside: np.ndarray) -> list[tuple[int, float]]:
     """Units by how clearly they split the selection from the characters around it, clearest first
     (LSTMVis's selection, extended to several spans and to units that are off where the others are
-    on; the playground's cell view ranks the same way; spans that touch are one): the difference of the means inside the
+    on; the playground's cell view ranks the same way): the difference of the means inside the
     selected spans and in the characters around them (around each span, as many before it and after
-    it as it holds), in pooled standard deviations (Cohen's d: each side's spread about its own
-    mean), ranked by size whatever its sign. Around, not the whole text: a quote unit is on in the
-    text's other quotations too, and a unit that drifts over the text is high or low on any short
-    span; several spans: one short span is matched by chance by some of a layer's hundreds of units,
-    several quotations rarely (docs/benchmarks.md#finding-a-quote-cell). ``values`` (T, H),
-    ``inside`` (T,) bool: one span or several, with characters beside them. Gaps are signed: a unit
-    off inside the spans has a negative one."""
+    it as it holds; spans that touch are one), in pooled standard deviations (Cohen's d: each side's
+    spread about its own mean), ranked by size whatever its sign. Around, not the whole text: a
+    quote unit is on in the text's other quotations too, and a unit that drifts over the text is
+    high or low on any short span. Several spans: one short span is matched by chance by some of a
+    layer's hundreds of units, several quotations rarely (docs/benchmarks.md#finding-a-quote-cell).
+    ``values`` (T, H), ``inside`` (T,) bool. Gaps are signed: a unit off inside the spans has a
+    negative one."""
     if not inside.any() or inside.all():
         raise ValueError("the selection must hold some of the text and leave some of it out")
     near = np.zeros(len(inside), dtype=bool)
