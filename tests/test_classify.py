@@ -608,6 +608,23 @@ def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tm
     assert code == 0 and out.split() == ["pos", "neg"], err
     code, out, _ = run_cli("classify", "eval", "d.tsv", "-m", "runs/on", "--json")
     assert json.loads(out)["accuracy"] == 1.0
+    # The run names what its n-grams read; a run made before the extras (no "extras") reads without them.
+    import numpy as np
+
+    from charnn.tasks.classify.classifier import load_classifier
+    from charnn.tasks.classify.ngrams import ngram_ids
+    from charnn.tasks.classify.task import text_ngrams
+
+    assert ngrams["extras"] == ["skip", "negation"]
+    assert load_classifier(tmp_path / "runs/on").model.ngram_extras == ("skip", "negation")
+    shutil.copytree(tmp_path / "runs/on", tmp_path / "runs/before")
+    config = json.loads((tmp_path / "runs/before/config.json").read_text())
+    del config["task"]["ngrams"]["extras"]
+    (tmp_path / "runs/before/config.json").write_text(json.dumps(config))
+    before = load_classifier(tmp_path / "runs/before").model
+    assert before.ngram_extras == ()
+    assert np.array_equal(text_ngrams(before, ["not a story"])[0], ngram_ids("not a story", 1 << 20, ()))
+    assert not np.array_equal(ngram_ids("not a story", 1 << 20, ()), ngram_ids("not a story", 1 << 20))
     code, _, err = run_cli("classify", "train", "--resume", "runs/on", "--no-ngrams")
     assert code == 2 and "--no-ngrams is fixed when a run starts; drop it" in err
     code, _, err = run_cli("classify", "train", "d.tsv", "--out", "runs/off", "--no-ngrams", *tiny)

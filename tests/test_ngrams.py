@@ -30,3 +30,18 @@ def test_a_fit_learns_the_word_that_decides_the_label():
     ids, offsets = bag([ngram_ids("great story", 4096), ngram_ids("awful story", 4096)])
     logits = F.embedding_bag(ids, fitted.weight, offsets, mode="sum") + fitted.bias
     assert torch.equal(logits.argmax(1), torch.tensor([1, 0]))
+
+
+def test_skip_pairs_and_negated_words_are_read_beside_the_words_unless_a_run_predates_them():
+    with_extras, words_only = ngram_ids("not very funny", 1 << 20), ngram_ids("not very funny", 1 << 20, ())
+    assert set(words_only) < set(with_extras)
+    assert len(with_extras) - len(words_only) == 3  # "not _ funny", and "very" and "funny" negated
+    # Punctuation ends a negation: in "not good . funny" only "good" is negated; the pairs one word
+    # apart are "not _ ." and "good _ funny".
+    assert len(ngram_ids("not good . funny", 1 << 20)) - len(ngram_ids("not good . funny", 1 << 20, ())) == 3
+    # "isn't" splits as isn ' t: the "t" opens the negation, so "funny" there is the negated one...
+    negated_funny = set(ngram_ids("isn't funny", 1 << 20)) - set(ngram_ids("isn't funny", 1 << 20, ("skip",)))
+    assert negated_funny == set(ngram_ids("not funny", 1 << 20)) - set(ngram_ids("not funny", 1 << 20, ("skip",)))
+    assert len(negated_funny) == 1
+    # ... and not the plain word: "funny" alone has none of the extras' ids.
+    assert not negated_funny & set(ngram_ids("funny", 1 << 20))

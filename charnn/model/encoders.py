@@ -82,7 +82,10 @@ class SentenceClassifier(Encoder):
     n-grams' weighing ``ngram_share`` and the encoder's the rest.
     """
 
-    def __init__(self, config: ModelConfig, labels: int, pool: str = "attention", ngram_buckets: int = 0) -> None:
+    def __init__(
+        self, config: ModelConfig, labels: int, pool: str = "attention", ngram_buckets: int = 0,
+        ngram_extras: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
         if pool not in POOLS:
             raise ConfigError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}")
         if labels < 2:
@@ -92,6 +95,7 @@ class SentenceClassifier(Encoder):
         self.attention = nn.Linear(self.width, 1) if pool == "attention" else None
         self.head = nn.Linear(self.width * (2 if pool == "mean-max" else 1), labels)
         self.ngram_buckets = ngram_buckets
+        self.ngram_extras = tuple(ngram_extras)  # what its n-grams read beyond words and characters (config.json)
         if ngram_buckets:
             self.register_buffer("ngram_weight", torch.zeros(ngram_buckets, labels))
             self.register_buffer("ngram_bias", torch.zeros(labels))

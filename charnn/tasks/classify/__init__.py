@@ -31,8 +31,11 @@ class Classifier(EncoderTask):
         from charnn.model import SentenceClassifier
 
         task = run_config["task"]
-        buckets = task["ngrams"]["buckets"] if task.get("ngrams") else 0
-        return SentenceClassifier(model_config, len(task["labels"]), task.get("pool", "attention"), buckets)
+        ngrams = task.get("ngrams") or {}
+        return SentenceClassifier(
+            model_config, len(task["labels"]), task.get("pool", "attention"), ngrams.get("buckets", 0),
+            tuple(ngrams.get("extras", ())),  # a run made before the extras reads without them
+        )  # fmt: skip
 
     @classmethod
     def session(cls, folder: Path, run_config: dict[str, Any], model: Any, config: Any, world: Any, device: Any) -> Any:

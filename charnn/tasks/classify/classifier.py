@@ -24,7 +24,7 @@ from charnn.model import POOLS, SentenceClassifier
 from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_NGRAMS_FILE, VAL_TEXTS_FILE
 from charnn.tasks.base import load_run
 from charnn.tasks.classify import Classifier
-from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, WORD_GRAMS, format_logits, ngram_ids
+from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, EXTRAS, WORD_GRAMS, format_logits, ngram_ids
 from charnn.tasks.classify.ngrams import fit as ngram_fit
 from charnn.tasks.classify.task import encode_texts, predict_ids, scores, text_ngrams
 from charnn.tasks.encoders import runs
@@ -71,7 +71,9 @@ def train_classifier(
     labels = train_part.label_set()
     task: dict[str, Any] = {"kind": KIND, "labels": labels, "pool": pool}
     if ngrams:
-        task["ngrams"] = {"buckets": BUCKETS, "words": list(WORD_GRAMS), "chars": list(CHAR_GRAMS)}
+        task["ngrams"] = {
+            "buckets": BUCKETS, "words": list(WORD_GRAMS), "chars": list(CHAR_GRAMS), "extras": list(EXTRAS),
+        }  # fmt: skip
     files = {TRAIN_TEXTS_FILE: train_part.to_tsv(), VAL_TEXTS_FILE: val_part.to_tsv()}
     data_sha256 = hashlib.sha256((data.to_tsv() + "\0" + (val.to_tsv() if val else "")).encode()).hexdigest()
     run = runs.EncoderRun(
@@ -85,7 +87,9 @@ def train_classifier(
             "train_texts": len(train_part),
             "val_texts": len(val_part),
         },
-        network=lambda model_config: SentenceClassifier(model_config, len(labels), pool, BUCKETS if ngrams else 0),
+        network=lambda model_config: SentenceClassifier(
+            model_config, len(labels), pool, BUCKETS if ngrams else 0, EXTRAS if ngrams else ()
+        ),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         note=note,
         prepare=lambda model: (

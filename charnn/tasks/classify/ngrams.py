@@ -29,6 +29,13 @@ BUCKETS = 1 << 20
 """Rows of the hashed n-gram table: about 1M, so that a few hundred thousand n-grams rarely share one."""
 WORD_GRAMS = (1, 2)
 CHAR_GRAMS = (3, 5)
+EXTRAS = ("skip", "negation")
+"""What a new run's n-grams read beside WORD_GRAMS and CHAR_GRAMS (``ngram_ids``); config.json names them, so
+a run made before them keeps reading its texts as it was fitted (``extras=()``)."""
+NEGATIONS = frozenset({"not", "no", "never", "nothing", "nobody", "none", "nor", "neither", "nowhere", "cannot",
+                       "t", "without", "hardly", "barely"})  # fmt: skip
+"""Words that open a negated stretch; "t" is the end of "isn't", "don't", which the words split as isn ' t."""
+_ENDS_NEGATION = frozenset(".,!?;:")
 PENALTIES = (0.1, 0.3, 1.0)
 """C, the inverse L2 strength, tried in turn; the held-out texts choose."""
 SHARES = tuple(i / 10 for i in range(11))
@@ -49,13 +56,18 @@ def _finish(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def ngram_ids(text: str, buckets: int = BUCKETS) -> np.ndarray:
-    """The sorted, distinct bucket ids (int64) of ``text``'s lower-cased word 1-2-grams and character 3-5-grams.
+def ngram_ids(text: str, buckets: int = BUCKETS, extras: tuple[str, ...] | list[str] = EXTRAS) -> np.ndarray:
+    """The sorted, distinct bucket ids (int64) of ``text``'s lower-cased word 1-2-grams and character 3-5-grams,
+    and of what ``extras`` names.
 
     Words are runs of letters and digits, and each other visible character alone; the
     character n-grams read the words joined by single spaces, with a space at each end, so
-    that " no" and "ing " mark where words start and end. The ids depend only on the text
-    and ``buckets`` (no per-process hash salt): a run predicts the same on any machine.
+    that " no" and "ing " mark where words start and end. Extras: "skip", each pair of words
+    one word apart ("not _ funny" in "not very funny"); "negation", each word between a
+    negation ("not", "never", "n't", ...) and the next punctuation as a word of its own kind
+    (the "funny" of "not very funny" is not the "funny" of "very funny"). The ids depend only on
+    the text, ``buckets`` and ``extras`` (no per-process hash salt): a run predicts the same on any
+    machine.
     """
     words = _WORDS.findall(text.lower())
     with np.errstate(over="ignore"):
@@ -63,6 +75,10 @@ def ngram_ids(text: str, buckets: int = BUCKETS) -> np.ndarray:
         parts = [hashed * _M + np.uint64(1)]
         if len(words) > 1:
             parts.append((hashed[:-1] * _P) ^ (hashed[1:] * _M + np.uint64(2)))
+        if "skip" in extras and len(words) > 2:
+            parts.append((hashed[:-2] * _P) ^ (hashed[2:] * _M + np.uint64(3)))
+        if "negation" in extras:
+            parts.append(hashed[_negated(words)] * _M + np.uint64(4))
         joined = " " + " ".join(words) + " "
         codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
         for n in range(CHAR_GRAMS[0], CHAR_GRAMS[1] + 1):
@@ -75,6 +91,20 @@ def ngram_ids(text: str, buckets: int = BUCKETS) -> np.ndarray:
             parts.append(h)
         every = _finish(np.concatenate(parts))
     return np.unique((every % np.uint64(buckets)).astype(np.int64))
+
+
+def _negated(words: list[str]) -> np.ndarray:
+    """Which ``words`` (a bool mask) follow a negation word before the next punctuation."""
+    mask, inside = np.zeros(len(words), dtype=bool), False
+    if NEGATIONS.isdisjoint(words):  # most texts: nothing to walk
+        return mask
+    for i, word in enumerate(words):
+        if word in _ENDS_NEGATION:
+            inside = False
+        else:
+            mask[i] = inside
+            inside = inside or word in NEGATIONS
+    return mask
 
 
 def bag(ids: list[np.ndarray], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

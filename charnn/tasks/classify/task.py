@@ -135,8 +135,8 @@ def choose_share(encoder: torch.Tensor, ngrams: torch.Tensor, target: torch.Tens
 
 def text_ngrams(model, texts: tuple[str, ...] | list[str]) -> list[np.ndarray] | None:  # noqa: ANN001
     """Each text's n-gram ids when ``model`` has an n-gram part, else None."""
-    buckets = getattr(model, "ngram_buckets", 0)
-    return [ngram_ids(text, buckets) for text in texts] if buckets else None
+    buckets, extras = getattr(model, "ngram_buckets", 0), getattr(model, "ngram_extras", ())
+    return [ngram_ids(text, buckets, extras) for text in texts] if buckets else None
 
 
 @torch.inference_mode()
