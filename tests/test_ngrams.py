@@ -45,3 +45,22 @@ def test_skip_pairs_and_negated_words_are_read_beside_the_words_unless_a_run_pre
     assert len(negated_funny) == 1
     # ... and not the plain word: "funny" alone has none of the extras' ids.
     assert not negated_funny & set(ngram_ids("funny", 1 << 20))
+
+
+def test_the_held_out_log_loss_chooses_the_penalty_where_accuracy_would_choose_another():
+    from charnn.tasks.classify.ngrams import PENALTIES
+
+    rng = np.random.default_rng(0)  # words at random and a cue that tells the label 60% of the time
+    vocab = [f"w{i}" for i in range(60)]
+    texts, labels = [], []
+    for i in range(160):
+        cue = ("good" if i % 2 else "bad") if rng.random() < 0.6 else ("bad" if i % 2 else "good")
+        texts.append(" ".join([*rng.choice(vocab, 6), cue]))
+        labels.append(i % 2)
+    ids, y = [ngram_ids(t, 4096) for t in texts], np.array(labels)
+    alone = {c: fit(ids[:120], y[:120], 2, ids[120:], y[120:], buckets=4096, penalties=(c,)) for c in PENALTIES}
+    losses = {c: float(F.cross_entropy(f.heldout_logits, torch.from_numpy(y[120:]))) for c, f in alone.items()}
+    by_accuracy = max(PENALTIES, key=lambda c: (alone[c].heldout_accuracy, -losses[c]))
+    by_loss = min(PENALTIES, key=losses.__getitem__)
+    assert (by_accuracy, by_loss) == (0.1, 0.03)  # the two rules disagree here
+    assert fit(ids[:120], y[:120], 2, ids[120:], y[120:], buckets=4096).penalty == by_loss
