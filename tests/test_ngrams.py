@@ -3,8 +3,10 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from charnn.tasks.classify.ngrams import bag, fit, ngram_ids
+from charnn.tasks.classify.ngrams import bag, fit, ngram_ids, ngram_ids_many
 
 
 def test_ids_are_sorted_distinct_lower_cased_and_the_same_in_every_process():
@@ -64,3 +66,25 @@ def test_the_held_out_log_loss_chooses_the_penalty_where_accuracy_would_choose_a
     by_loss = min(PENALTIES, key=losses.__getitem__)
     assert (by_accuracy, by_loss) == (0.1, 0.03)  # the two rules disagree here
     assert fit(ids[:120], y[:120], 2, ids[120:], y[120:], buckets=4096).penalty == by_loss
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=40) | st.sampled_from(["", "not", "isn't it , no", "a b c"]), max_size=6))
+def test_a_batch_of_texts_gets_each_text_s_own_ids_as_if_read_alone(texts):
+    # No word pair or character n-gram runs from one text into the next.
+    together = ngram_ids_many(texts, 4096)
+    assert len(together) == len(texts)
+    for text, ids in zip(texts, together, strict=True):
+        assert np.array_equal(ids, ngram_ids(text, 4096))
+        assert ids.dtype == np.int64 and list(ids) == sorted(set(ids.tolist()))
+
+
+def test_the_ids_of_a_text_with_a_negation_are_pinned():
+    import hashlib
+    import json
+
+    # The ids of the per-text hashing that new runs were first fitted with (86 of them); a change here would
+    # make every run predict from other buckets than it was fitted on.
+    ids = ngram_ids("isn't funny , not bad", 1 << 20)
+    assert len(ids) == 86 and ids[:3].tolist() == [4744, 12831, 15226]
+    assert hashlib.sha256(json.dumps(ids.tolist()).encode()).hexdigest()[:16] == "aed66cecddd2776e"

@@ -20,7 +20,7 @@ from charnn.model import State, mix
 from charnn.runs.checkpoint import TRAIN_TEXTS_FILE as TRAIN_FILE
 from charnn.runs.checkpoint import VAL_NGRAMS_FILE
 from charnn.runs.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
-from charnn.tasks.classify.ngrams import SHARES, bag, ngram_ids, parse_logits
+from charnn.tasks.classify.ngrams import SHARES, bag, ngram_ids_many, parse_logits
 from charnn.tasks.encoders.batches import WholeTextBatches
 from charnn.tasks.encoders.scores import scores
 from charnn.text.labelled import Labelled, read_labelled
@@ -136,7 +136,7 @@ def choose_share(encoder: torch.Tensor, ngrams: torch.Tensor, target: torch.Tens
 def text_ngrams(model, texts: tuple[str, ...] | list[str]) -> list[np.ndarray] | None:  # noqa: ANN001
     """Each text's n-gram ids when ``model`` has an n-gram part, else None."""
     buckets, extras = getattr(model, "ngram_buckets", 0), getattr(model, "ngram_extras", ())
-    return [ngram_ids(text, buckets, extras) for text in texts] if buckets else None
+    return ngram_ids_many(texts, buckets, extras) if buckets else None
 
 
 @torch.inference_mode()
