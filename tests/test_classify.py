@@ -625,6 +625,13 @@ def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tm
     assert before.ngram_extras == ()
     assert np.array_equal(text_ngrams(before, ["not a story"])[0], ngram_ids("not a story", 1 << 20, ()))
     assert not np.array_equal(ngram_ids("not a story", 1 << 20, ()), ngram_ids("not a story", 1 << 20))
+    # A run whose n-grams read something this charnn does not know is refused, not misread.
+    shutil.copytree(tmp_path / "runs/on", tmp_path / "runs/future")
+    config["task"]["ngrams"]["extras"] = ["skip", "emoji"]
+    (tmp_path / "runs/future/config.json").write_text(json.dumps(config))
+    code, out, err = run_cli("classify", "predict", "-m", "runs/future", stdin=b"a story\n")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "n-grams read 'emoji', unknown here; a newer charnn may read it" in err
     code, _, err = run_cli("classify", "train", "--resume", "runs/on", "--no-ngrams")
     assert code == 2 and "--no-ngrams is fixed when a run starts; drop it" in err
     code, _, err = run_cli("classify", "train", "d.tsv", "--out", "runs/off", "--no-ngrams", *tiny)

@@ -79,6 +79,16 @@ def test_a_batch_of_texts_gets_each_text_s_own_ids_as_if_read_alone(texts):
         assert ids.dtype == np.int64 and list(ids) == sorted(set(ids.tolist()))
 
 
+def test_a_long_list_of_texts_is_hashed_a_chunk_at_a_time_with_the_same_ids(monkeypatch):
+    import charnn.tasks.classify.ngrams as ngrams
+
+    texts = [f"text {i} is not {'good' if i % 3 else 'bad'} at all" for i in range(25)]
+    whole = ngram_ids_many(texts, 4096)
+    monkeypatch.setattr(ngrams, "CHUNK", 4)
+    chunked = ngram_ids_many(texts, 4096)
+    assert len(chunked) == 25 and all(np.array_equal(a, b) for a, b in zip(whole, chunked, strict=True))
+
+
 def test_the_ids_of_a_text_with_a_negation_are_pinned():
     import hashlib
     import json

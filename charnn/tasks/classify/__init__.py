@@ -31,7 +31,15 @@ class Classifier(EncoderTask):
         from charnn.model import SentenceClassifier
 
         task = run_config["task"]
+        from charnn.errors import CheckpointError
+        from charnn.tasks.classify.ngrams import EXTRAS
+
         ngrams = task.get("ngrams") or {}
+        unknown = sorted(set(ngrams.get("extras", ())) - set(EXTRAS))
+        if unknown:  # reading its texts without them would predict from other buckets than it was fitted on
+            raise CheckpointError(
+                f"config.json's n-grams read {unknown[0]!r}, unknown here; a newer charnn may read it"
+            )
         return SentenceClassifier(
             model_config, len(task["labels"]), task.get("pool", "attention"), ngrams.get("buckets", 0),
             tuple(ngrams.get("extras", ())),  # a run made before the extras reads without them

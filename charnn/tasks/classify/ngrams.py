@@ -2,7 +2,8 @@
 
 A recurrent encoder learns slowly what a bag of n-grams sees at once: that a text holds "not
 funny" or "-ish". Beside the encoder, a classifier run keeps a linear model of each text's word
-1-2-grams and character 3-5-grams (``ngram_ids``), fitted before the encoder trains, in a few
+1-2-grams, character 3-5-grams, word pairs one word apart and words in a negation's reach
+(``ngram_ids``), fitted before the encoder trains, in a few
 seconds: each n-gram present counts once, scaled by its naive-Bayes log-count ratio between a
 label and the rest (Wang and Manning's NBSVM, with a logistic loss), and the weights are fitted
 one label against the rest with an L2 penalty whose strength is chosen on the held-out texts.
@@ -36,6 +37,8 @@ NEGATIONS = frozenset({"not", "no", "never", "nothing", "nobody", "none", "nor",
                        "t", "without", "hardly", "barely"})  # fmt: skip
 """Words that open a negated stretch; "t" is the end of "isn't", "don't", which the words split as isn ' t."""
 _ENDS_NEGATION = frozenset(".,!?;:")
+CHUNK = 4096
+"""Texts ``ngram_ids_many`` hashes at once (its arrays hold some 200 ids a text)."""
 PENALTIES = (0.03, 0.1, 0.3, 1.0)
 """C, the inverse L2 strength, tried in turn; the held-out texts' log-loss chooses (``fit``)."""
 SHARES = tuple(i / 10 for i in range(11))
@@ -77,6 +80,12 @@ def ngram_ids_many(
 ) -> list[np.ndarray]:
     """``ngram_ids`` of each of ``texts``, hashed together: the same arrays, in a few array operations for
     the whole batch instead of a few for each text (prediction reads hundreds of short texts at once)."""
+    if len(texts) > CHUNK:  # a training set of millions of texts is hashed a chunk at a time
+        return [
+            ids
+            for start in range(0, len(texts), CHUNK)
+            for ids in ngram_ids_many(texts[start : start + CHUNK], buckets, extras)
+        ]
     if not texts:
         return []
     lists = [_WORDS.findall(text.lower()) for text in texts]
