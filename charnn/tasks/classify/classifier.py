@@ -24,7 +24,7 @@ from charnn.model import POOLS, SentenceClassifier
 from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_NGRAMS_FILE, VAL_TEXTS_FILE
 from charnn.tasks.base import load_run
 from charnn.tasks.classify import Classifier
-from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, EXTRAS, WORD_GRAMS, format_logits, ngram_ids_many
+from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, EXTRAS, WORD_GRAMS, format_logits
 from charnn.tasks.classify.ngrams import fit as ngram_fit
 from charnn.tasks.classify.task import encode_texts, predict_ids, scores, text_ngrams
 from charnn.tasks.encoders import runs
@@ -112,7 +112,7 @@ def _fit_ngrams(
     the run keeps is then refitted with that C on the training and held-out texts together.
     """
     index = {label: i for i, label in enumerate(labels)}
-    train_ids, val_ids = ngram_ids_many(train.texts), ngram_ids_many(val.texts)
+    train_ids, val_ids = text_ngrams(model, train.texts), text_ngrams(model, val.texts)  # as the run will read them
     train_y, val_y = np.asarray([index[x] for x in train.labels]), np.asarray([index[x] for x in val.labels])
     fitted = ngram_fit(train_ids, train_y, len(labels), val_ids, val_y)
     files[VAL_NGRAMS_FILE] = format_logits(fitted.heldout_logits)
