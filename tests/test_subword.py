@@ -132,6 +132,29 @@ def test_encoding_is_narrow_and_chunking_changes_nothing(tokenizers, fantasy_tex
     assert len(chunked[1]) == len(whole[1])
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(unicode_text(60), max_size=12))
+@example(texts=ADVERSARIAL)
+@example(texts=[])
+def test_encoding_many_texts_at_once_gives_each_its_own_ids(tokenizers, texts):
+    for tok in tokenizers:
+        together = tok.encode_many(texts)
+        assert len(together) == len(texts)
+        for text, ids in zip(texts, together, strict=True):
+            alone = tok.encode(text)
+            assert ids.dtype == alone.dtype and np.array_equal(ids, alone), text
+
+
+def test_a_long_text_among_short_ones_is_cut_and_joined_back_as_alone(tokenizers, fantasy_text, monkeypatch):
+    monkeypatch.setattr(subword, "ENCODE_CHUNK_CHARS", 300)
+    texts = ["short ▁ one", fantasy_text[:5000], "", fantasy_text[5000:5400], "\n"]
+    assert len(subword._chunks(texts[1])) > 5
+    for tok in tokenizers:
+        together = tok.encode_many(texts)
+        assert [tok.decode(ids) for ids in together] == texts
+        assert all(np.array_equal(a, tok.encode(t)) for a, t in zip(together, texts, strict=True))
+
+
 def test_the_held_out_text_is_never_learned(fantasy_text):
     held_out = "Zyxwvut quorbleflux " * 500 + "Жжжж " * 500
     for kind in ("bpe", "unigram"):

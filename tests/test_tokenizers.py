@@ -74,3 +74,11 @@ def test_corrupt_vocabulary_file_is_an_error(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(TokenizerError, match="cannot read the character vocabulary"):
         load_tokenizer(tmp_path, {"kind": "char"})
+
+
+def test_encoding_many_texts_gives_each_its_own_ids():
+    tok = CharTokenizer.build(UNICODE)
+    texts = [UNICODE, "", "Hello", UNICODE[::-1]]
+    together = tok.encode_many(texts)
+    assert [tok.decode(ids) for ids in together] == texts
+    assert all(np.array_equal(a, tok.encode(t)) for a, t in zip(together, texts, strict=True))

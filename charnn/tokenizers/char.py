@@ -62,6 +62,10 @@ class CharTokenizer:
             )
         return ids
 
+    def encode_many(self, texts: list[str] | tuple[str, ...]) -> list[np.ndarray]:
+        """``encode`` of each of ``texts`` (one table lookup each: nothing to gain from batching them)."""
+        return [self.encode(text) for text in texts]
+
     def decode(self, ids: Any) -> str:
         table = self._id_to_char
         return "".join(table[i] for i in np.asarray(ids, dtype=np.int64).tolist())

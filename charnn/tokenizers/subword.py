@@ -85,23 +85,28 @@ class SubwordTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Ids of ``text``, in the narrowest dtype; long texts are encoded in parallel pieces."""
+        return self.encode_many([text])[0]
+
+    def encode_many(self, texts: list[str] | tuple[str, ...]) -> list[np.ndarray]:
+        """``encode`` of each of ``texts``, in one call to sentencepiece (its threads share the pieces of
+        all of them: ten thousand short lines take a seventh of the time they take one at a time)."""
         # A literal '▁' would come back as a space: it is spelled with its byte pieces.
-        segments = text.split(SPACE)
-        chunks = [_chunks(segment) for segment in segments]
+        texts_chunks = [[_chunks(segment) for segment in text.split(SPACE)] for text in texts]
+        pieces = [c for chunks in texts_chunks for cs in chunks for c in cs]
         try:
-            encoded = self._sp.encode([c for cs in chunks for c in cs], out_type="numpy", num_threads=self._threads)
+            encoded = self._sp.encode(pieces, out_type="numpy", num_threads=self._threads)
         except UnicodeEncodeError as exc:
             raise TokenizerError(f"the text is not valid Unicode ({exc.reason}); fix or re-encode it") from None
-        parts: list[np.ndarray] = []
-        done = 0
-        for i, cs in enumerate(chunks):
-            if i:
-                parts.append(self._space_ids)
-            parts.extend(encoded[done : done + len(cs)])
-            done += len(cs)
-        if not parts:
-            return np.zeros(0, dtype=self._dtype)
-        return np.concatenate(parts).astype(self._dtype, copy=False)
+        out, done = [], 0
+        for chunks in texts_chunks:
+            parts: list[np.ndarray] = []
+            for i, cs in enumerate(chunks):
+                if i:
+                    parts.append(self._space_ids)
+                parts.extend(encoded[done : done + len(cs)])
+                done += len(cs)
+            out.append(np.concatenate(parts).astype(self._dtype, copy=False) if parts else np.zeros(0, self._dtype))
+        return out
 
     def decode(self, ids: Any) -> str:
         table = self._bytes

@@ -146,11 +146,13 @@ def load_classifier(folder: Path, device: str = "cpu") -> Any:
 
 
 def predict_lines(
-    run: Any, texts: Iterable[str], batch: int = 256, more_ready: Callable[[], bool] | None = None
+    run: Any, texts: Iterable[str], batch: int = 1024, more_ready: Callable[[], bool] | None = None
 ) -> Iterator[tuple[str, dict[str, float]]]:
-    """(label, {label: probability}) for each text, in order, a batch at a time.
+    """(label, {label: probability}) for each text, in order, a batch of up to ``batch`` at a time.
 
-    ``more_ready()`` says whether another text can be had without waiting: when it cannot,
+    A batch is sorted by length into the encoder's smaller ones (charnn.tasks.classify.task.EVAL_BATCH):
+    the more texts it holds, the less padding they read (1,024 lines of sentiment-mr pad 9% against
+    256's 32%). ``more_ready()`` says whether another text can be had without waiting: when it cannot,
     the texts so far are answered at once, so that slow input streams line by line.
     """
     labels = run.config["task"]["labels"]

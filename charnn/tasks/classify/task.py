@@ -32,7 +32,7 @@ EVAL_BATCH = 64
 
 def encode_texts(tokenizer: Any, texts: tuple[str, ...] | list[str]) -> list[np.ndarray]:
     """Each text's ids, cut to MAX_TOKENS; a text that encodes to nothing reads as one id 0."""
-    ids = [np.asarray(tokenizer.encode(text)[:MAX_TOKENS], dtype=np.int64) for text in texts]
+    ids = [np.asarray(x[:MAX_TOKENS], dtype=np.int64) for x in tokenizer.encode_many(texts)]
     return [x if len(x) else np.zeros(1, dtype=np.int64) for x in ids]
 
 
