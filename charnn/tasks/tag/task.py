@@ -52,8 +52,7 @@ def encode_sentence(tokenizer: Any, words: tuple[str, ...] | list[str]) -> Encod
         return Encoded(ids, ends - lengths, ends)
     # Each word's pieces, the space's between them (as the tokenizer reads running text), so the
     # encoder sees where words start; a word's span is its own pieces.
-    space = np.asarray(tokenizer.encode(" "), dtype=np.int64)
-    pieces = [np.asarray(tokenizer.encode(w), dtype=np.int64) for w in words]
+    space, *pieces = (np.asarray(x, dtype=np.int64) for x in tokenizer.encode_many([" ", *words]))
     pieces = [p if len(p) else np.zeros(1, dtype=np.int64) for p in pieces]
     ids, starts, ends, at = [], [], [], 0
     for i, p in enumerate(pieces):
