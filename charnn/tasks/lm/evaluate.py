@@ -139,7 +139,7 @@ def evaluate_records(
 ) -> Metrics:
     """Score ``records`` each from its boundary; a ``reverse`` model reads each one last token first."""
     boundary = np.asarray([model.boundary], dtype=np.int64)
-    tokens = np.concatenate([*(part for r in records for part in (boundary, tokenizer.encode(r))), boundary])
+    tokens = np.concatenate([*(part for ids in tokenizer.encode_many(records) for part in (boundary, ids)), boundary])
     nll = total_nll(model, tokens[::-1].copy() if reverse else tokens, rows=rows)
     n_bytes = sum(len(r.encode("utf-8", "surrogatepass")) for r in records) + len(records)
     metrics = metrics_from_nll(nll, len(tokens) - 1, record_chars(records), n_bytes, tokenizer.kind)
