@@ -104,3 +104,24 @@ def test_show_refuses_in_one_line_and_never_overwrites(run_cli, tmp_path):
     html = (tmp_path / "new.html").read_text(encoding="utf-8")
     assert "window.CHARNN_OFFLINE" in html and "Hello, knight." in html
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+def test_show_reads_a_record_runs_text_record_by_record_as_charnn_eval_does(tmp_path):
+    import math
+
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+    from charnn.tasks.lm.show import show_data
+
+    (folder,) = copied_runs(tmp_path, "records")
+    run = load_run(folder)
+    text = "Crimson Dawn\nBlue Sky\n"
+    data = show_data(run, text, None, "hidden")
+    assert "".join(e["text"] for e in data["score"]) == text
+    nats = -sum(e["logprob"] for e in data["score"])
+    metrics = evaluate_text(run, text)
+    assert nats / math.log(2) / len(text) == pytest.approx(metrics.bits_per_char, rel=1e-5)
+    # the second record's cells start afresh at the separator: as it is read alone
+    alone = show_data(run, "Blue Sky\n", None, "hidden")
+    assert data["cells"]["tokens"][12] == "\n"
+    assert np.asarray(data["cells"]["values"][13:]) == pytest.approx(np.asarray(alone["cells"]["values"]), abs=1e-4)

@@ -286,6 +286,18 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
     assert scored["chars"] == len("Crimson Dawn") + 1  # the record's end
     end_bits = scored["bits_per_char"] * scored["chars"] - record * len("Crimson Dawn")
     assert 0 < end_bits < 20  # the same characters, and one more
+    # several records, each ending at its separator: each read from the boundary, as charnn eval reads them
+    fill(browser, "score-text", "Crimson Dawn\nBlue Sky\n")
+    browser.find_element(By.ID, "score-go").click()
+    wait_for(browser, lambda d: "over 22 characters" in d.find_element(By.ID, "score-bpc").text)
+    records = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
+    source.write_text("Crimson Dawn\nBlue Sky\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "eval", str(source), "-m", runs[1], "--json"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert json.loads(result.stdout)["chars"] == 22
+    assert records == pytest.approx(json.loads(result.stdout)["bits_per_char"], rel=1e-5)
     assert console_errors(browser) == []
 
 

@@ -124,6 +124,35 @@ def test_echo_scoring_gives_the_figures_charnn_eval_gives(client, runs):
     assert logprobs["text_offset"][:3] == [0, 1, 2]
 
 
+def test_echo_scoring_and_cells_read_a_record_runs_text_as_charnn_eval_reads_its_records(client, runs):
+    import numpy as np
+
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+
+    text = "Crimson Dawn\nBlue Sky\n"  # two line records, each ending at its separator
+    out = complete(client, model="records", prompt=text, max_tokens=0, echo=True, logprobs=2)
+    logprobs = out["choices"][0]["logprobs"]
+    assert out["choices"][0]["text"] == text and "".join(logprobs["tokens"]) == text
+    assert None not in logprobs["token_logprobs"]  # every record is read from the boundary: all scored
+    nll = -sum(logprobs["token_logprobs"])
+    metrics = evaluate_text(load_run(runs[1]), text)  # each separator: the record's end, one character
+    assert metrics.chars == len(text)
+    assert nll / math.log(2) / metrics.chars == pytest.approx(metrics.bits_per_char, rel=1e-5)
+    # the second record is read from the boundary, not after the first: as it is scored alone
+    alone = complete(client, model="records", prompt="Blue Sky\n", max_tokens=0, echo=True, logprobs=2)
+    second = logprobs["token_logprobs"][len("Crimson Dawn\n") :]
+    assert second == pytest.approx(alone["choices"][0]["logprobs"]["token_logprobs"], abs=1e-5)
+    # the cells restart there too; the separator is shown as itself
+    both = client.post("/v1/cells", json={"model": "records", "input": text}).json()
+    one = client.post("/v1/cells", json={"model": "records", "input": "Blue Sky\n"}).json()
+    assert "".join(both["tokens"]) == text and both["tokens"][12] == "\n"
+    assert np.asarray(both["values"][13:]) == pytest.approx(np.asarray(one["values"]), abs=1e-4)
+    # a prompt to complete still begins one record
+    refused = client.post("/v1/completions", json={"model": "records", "prompt": text, "max_tokens": 5})
+    assert refused.status_code == 400 and "single record" in refused.json()["error"]["message"]
+
+
 def test_generated_logprobs_give_each_character_and_its_alternatives(client):
     choice = complete(client, prompt="It ", max_tokens=30, logprobs=5, seed=4)["choices"][0]
     logprobs = choice["logprobs"]

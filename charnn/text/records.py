@@ -86,6 +86,21 @@ def parse_format(spec: str) -> RecordFormat:
     return RecordFormat(spec, pattern, JOINERS.get(spec, ""))
 
 
+def cut(text: str, fmt: RecordFormat) -> list[tuple[str, str | None]]:
+    """``text`` at each separator: (a record, the separator after it), the last record's None.
+
+    Unlike ``split``, nothing is trimmed or refused: a page that scores a text shows every
+    character of it, an empty record (two separators in a row) included.
+    """
+    pieces, start = [], 0
+    for match in re.finditer(fmt.pattern, text):
+        if match.end() > match.start():  # parse_format refuses a pattern that matches nothing; a user's may still
+            pieces.append((text[start : match.start()], match.group(0)))
+            start = match.end()
+    pieces.append((text[start:], None))
+    return pieces
+
+
 def split(text: str, fmt: RecordFormat, what: str, minimum: int = 2) -> list[str]:
     """The records of ``text``; separators at its very start and end only trim it.
 

@@ -308,7 +308,8 @@ function showScore(entries) {
   const bpc = chars ? nats / LN2 / chars : NaN;
   const m = OFFLINE ? null : model($("score-model").value);
   const how = m && m.records
-    ? "as charnn eval scores a record, but for the record's end, which charnn eval counts as one more character"
+    ? "as charnn eval scores records: each separator is scored as the end of the record before it, and " +
+      "charnn eval also counts the last record's end where the text does not end with a separator"
     : "as charnn eval scores it";
   $("score-bpc").textContent = chars
     ? `${bpc.toFixed(4)} bits per character over ${chars} characters (${how})`

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from charnn.errors import ConfigError, RequestError
+from charnn.text.records import RecordFormat
 
 DECIMALS = 4
 """Places a value is rounded to in an answer (what a colour can show, at a fraction of the bytes)."""
@@ -45,15 +46,16 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
         weights, task = service.style(body.get("style"), 0)
     except ConfigError as error:
         raise RequestError(str(error), param="style") from None
-    ids = [int(i) for i in service.tokenizer.encode(text)]
-    boundary = service.model.boundary if task.get("records") else None
+    fmt = RecordFormat.from_dict(task["records"]) if task.get("records") else None
+    ids, texts = service.read_text(text, fmt)  # a record run's separators read as its boundary
+    boundary = service.model.boundary if fmt is not None else None
     values = trace(service.model, service.reader, ids, layer, state == "cell", weights, boundary)
     return {
         "object": "cells",
         "layer": layer,
         "state": state,
         "units": int(values.shape[1]),
-        "tokens": [service.token_text[i] for i in ids],
+        "tokens": texts,
         "values": np.round(values, DECIMALS).tolist(),
     }
 
@@ -62,7 +64,8 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
 def trace(
     model: Any, step: Any, ids: list[int], layer: int, cell: bool, weights: Any, boundary: int | None
 ) -> np.ndarray:
-    """(T, H): layer ``layer``'s hidden state (``cell``: the LSTM's cell) after each of ``ids``."""
+    """(T, H): layer ``layer``'s hidden state (``cell``: the LSTM's cell) after each of ``ids``; a record
+    run (``boundary``) starts from its boundary, and restarts from zeros at each one in ``ids``, as it trained."""
     device = model.embed.weight.device
     biases = step.row_biases(model, weights) if weights is not None else None
     state = model.initial_state(1, device)
@@ -71,6 +74,8 @@ def trace(
     out = torch.empty(len(ids), model.config.hidden)
     tokens = torch.tensor(ids, dtype=torch.long, device=device)
     for t in range(len(ids)):
+        if boundary is not None and ids[t] == boundary:
+            state = model.initial_state(1, device)
         _, state = step(tokens[t : t + 1], state, biases)
         out[t] = state[layer][1 if cell else 0][0, 0].float().cpu()
     return out.numpy()

@@ -25,7 +25,7 @@ from charnn.tasks.lm.cells import cell_values
 from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime
 from charnn.tasks.lm.request import DEFAULT_MAX_TOKENS, Completion, parse_completion, style_error
 from charnn.tasks.lm.styles import drawn_choice, parse_choice, run_styles, style_names
-from charnn.text.records import RecordFormat, record_cap
+from charnn.text.records import RecordFormat, cut, record_cap
 
 SCORE_CHUNK = 1024
 """Prompt tokens scored a forward pass (the logits of a subword vocabulary are large)."""
@@ -87,7 +87,11 @@ class CompletionService:
         length = request.max_tokens
         if length is None:
             length = record_cap(self.run) if fmt is not None else DEFAULT_MAX_TOKENS
-        encoded = [self.tokenizer.encode(_record_start(p, fmt)) for p in request.prompts]
+        if fmt is not None and length == 0:  # scoring alone: a record run's text may hold several records
+            read = [self.read_text(p, fmt) for p in request.prompts]
+        else:
+            read = [(self.tokenizer.encode(_record_start(p, fmt)), None) for p in request.prompts]
+        encoded = [np.asarray(ids, dtype=np.int64) for ids, _ in read]
         job = CompletionJob(request, self, notify, [len(ids) for ids in encoded])
         banned = self._banned(boundary, fmt)
         rows = []
@@ -100,7 +104,7 @@ class CompletionService:
         job.rows = rows
         if request.echo and request.logprobs is not None:
             k = request.logprobs
-            job.echo([self.prompt_entries(ids, boundary, weights, k) for ids in encoded])
+            job.echo([self.prompt_entries(ids, boundary, weights, k, texts) for ids, (_, texts) in zip(encoded, read)])
         else:
             job.echo([[] for _ in encoded])
         if length:
@@ -163,10 +167,32 @@ class CompletionService:
             row.biases = self.batcher.step.row_biases(self.model, weights)
         return row
 
+    def read_text(self, text: str, fmt: RecordFormat | None) -> tuple[list[int], list[str]]:
+        """The ids a text to score is read as, and what each stands for in the text.
+
+        A stream's text is its tokens. A record run's may hold several records, read as `charnn eval`
+        reads them: each record's tokens, and where a separator stands, the run's boundary (the end of
+        the record before it and the start of the next), which spells the separator."""
+        if fmt is None:
+            ids = [int(i) for i in self.tokenizer.encode(text)]
+            return ids, [self.token_text[i] for i in ids]
+        pieces = cut(text, fmt)
+        ids, texts = [], []
+        for (_, separator), encoded in zip(pieces, self.tokenizer.encode_many([r for r, _ in pieces]), strict=True):
+            ids += [int(i) for i in encoded]
+            texts += [self.token_text[int(i)] for i in encoded]
+            if separator is not None:
+                ids.append(self.model.boundary)
+                texts.append(separator)
+        return ids, texts
+
     @torch.inference_mode()
-    def prompt_entries(self, ids: np.ndarray, boundary: int | None, weights, k: int) -> list[dict[str, Any]]:  # noqa: ANN001
+    def prompt_entries(
+        self, ids: np.ndarray, boundary: int | None, weights, k: int, texts: list[str] | None = None,
+    ) -> list[dict[str, Any]]:  # noqa: ANN001 # fmt: skip
         """Each prompt token's log-probability given the tokens before it, and the ``k`` most
-        likely alternatives; a stream's first token is only context (None)."""
+        likely alternatives; a stream's first token is only context (None). ``texts``: what each
+        token stands for in the text (``read_text``), where not its own spelling."""
         context = ([boundary] if boundary is not None else []) + [int(i) for i in ids]
         entries: list[dict[str, Any]] = [] if boundary is not None else [{"logprob": None, "top": None}]
         tokens = torch.as_tensor(context, dtype=torch.long, device=self.device)[None]
@@ -183,6 +209,9 @@ class CompletionService:
                 entries.append({"logprob": lp, "top": list(zip(ids_[:k], values[:k]))})
         for entry, token in zip(entries, ids):
             entry["token"], entry["text"] = int(token), self.token_text[int(token)]
+        if texts is not None:
+            for entry, text in zip(entries, texts):
+                entry["text"] = text
         return entries[: len(ids)]
 
 

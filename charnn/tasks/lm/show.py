@@ -8,6 +8,7 @@ from charnn.tasks.base import Limits
 from charnn.tasks.lm.cells import cell_values
 from charnn.tasks.lm.serving import CompletionService
 from charnn.tasks.worker import Worker
+from charnn.text.records import RecordFormat
 
 
 def show_data(run: Any, text: str, layer: int | None, state: str, top: int = 5) -> dict[str, Any]:
@@ -20,8 +21,10 @@ def show_data(run: Any, text: str, layer: int | None, state: str, top: int = 5) 
         body["layer"] = layer
     cells = cell_values(service, body)
     weights, task = service.style(None, 0)
-    boundary = service.model.boundary if task.get("records") else None
-    entries = service.prompt_entries(service.tokenizer.encode(text), boundary, weights, top)
+    fmt = RecordFormat.from_dict(task["records"]) if task.get("records") else None
+    ids, texts = service.read_text(text, fmt)  # a record run's separators read as its boundary
+    boundary = service.model.boundary if fmt is not None else None
+    entries = service.prompt_entries(ids, boundary, weights, top, texts)
     score = [
         {
             "text": e["text"],
