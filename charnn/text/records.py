@@ -94,7 +94,7 @@ def cut(text: str, fmt: RecordFormat) -> list[tuple[str, str | None]]:
     """
     pieces, start = [], 0
     for match in re.finditer(fmt.pattern, text):
-        if match.end() > match.start():  # parse_format refuses a pattern that matches nothing; a user's may still
+        if match.end() > match.start():  # an empty match (a pattern like 'x*' between records) separates nothing
             pieces.append((text[start : match.start()], match.group(0)))
             start = match.end()
     pieces.append((text[start:], None))
