@@ -169,3 +169,15 @@ def test_info_on_an_unfinished_run_takes_figures_from_the_metrics(run_cli, train
     info = json.loads(out)
     assert info["stopped"] is None and info["steps"] == 30
     assert info["best_step"] == best["step"] and info["best_val_bits_per_char"] == best["val_bits_per_char"]
+
+
+def test_png_never_overwrites_a_file_it_did_not_make(run_cli, trained_run, text_file, tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my notes\n")
+    link = tmp_path / "link.png"
+    link.symlink_to(mine)
+    for target in (mine, link):
+        for args in (("plot", trained_run), ("grads", text_file, "--cell", "rnn", "-L", "5", *SMALL)):
+            code, out, err = run_cli(*args, "--png", target)
+            assert code == 2 and f"--png {target} exists" in err and "Traceback" not in err, err
+            assert mine.read_text() == "my notes\n" and link.is_symlink()

@@ -112,8 +112,8 @@ def grads_command(
     config = GradFlowConfig(length=length, samples=samples, seed=seed)
     fresh = _fresh_models(cell, model, layers, hidden, embed, residual, compare_residual, init_scale, activation)
     if png is not None:
-        require_matplotlib()
         check_png_path(png)
+        require_matplotlib()
     curves, texts = _measure(text, model or [], fresh, config)
     if as_json:
         print(json.dumps(_report(curves, texts, config)))

@@ -168,8 +168,8 @@ def plot_command(
     from charnn.diagnostics.reports import read_history
 
     if png is not None:
-        require_matplotlib()
         check_png_path(png)
+        require_matplotlib()
     history = read_history(resolve_run(run, kind=None))
     for line in _summary(history):
         print(line)

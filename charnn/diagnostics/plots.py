@@ -43,6 +43,10 @@ def check_png_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir() or not path.parent.is_dir():
         raise ConfigError(f"--png {path}: cannot write there; name a file in an existing folder")
+    if path.exists() or path.is_symlink():  # a device or a link, too: writing replaces what stands there
+        raise ConfigError(
+            f"--png {path} exists; choose another name or remove it (charnn never overwrites a file it did not make)"
+        )
     return path
 
 
