@@ -196,6 +196,10 @@ class SampleConfig:
         _check(0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}")
         _check(1 <= self.num_samples <= 4096, f"--num-samples must be between 1 and 4096, got {self.num_samples}")
         _check(all(self.stop), "--stop strings must not be empty")
+        _check(
+            self.seed is None or -(2**63) <= self.seed < 2**64,
+            f"--seed must fit 64 bits (from -2**63 to 2**64-1), got {self.seed}",
+        )
 
 
 CUDA_DEFAULTS: dict[str, Any] = {

@@ -248,6 +248,23 @@ def test_a_prime_holding_a_separator_is_refused(record_run, cli):
     assert result.exit_code == 2 and "a prime begins one record" in result.stderr and not result.stdout
 
 
+def test_a_piped_prime_ends_with_a_line_end_and_every_sample_still_continues_it(record_run, run_cli):
+    args = ("sample", "-m", record_run, "-n", "3", "--seed", "4", "-l", "20")
+    code, piped, err = run_cli(*args, stdin=b"Deep\n")  # what `echo Deep | charnn sample` gives
+    assert code == 0, err
+    assert len(piped.splitlines()) == 3 and all(line.startswith("Deep") for line in piped.splitlines())
+    assert run_cli(*args, "--prime", "Deep")[1] == piped
+
+
+def test_separators_around_a_records_start_are_trimmed_and_inside_it_kept():
+    line, blank = records.parse_format("line"), records.parse_format("blank")
+    assert records.trim_separators("Red\n", line) == "Red"
+    assert records.trim_separators("\r\nRed Fox\r\n\n", line) == "Red Fox"
+    assert records.trim_separators("Soup\n", blank) == "Soup\n"  # a block's next line, not its end
+    assert records.trim_separators("Soup\n\n \n", blank) == "Soup"
+    assert records.cut("a\nb\n", line) == [("a", "\n"), ("b", "\n"), ("", None)]
+
+
 def test_a_crlf_line_corpus_never_samples_a_carriage_return(tmp_path, cli):
     names = tmp_path / "crlf.txt"
     names.write_bytes(NAMES.replace("\n", "\r\n").encode("utf-8"))

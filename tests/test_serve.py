@@ -153,6 +153,22 @@ def test_echo_scoring_and_cells_read_a_record_runs_text_as_charnn_eval_reads_its
     assert refused.status_code == 400 and "single record" in refused.json()["error"]["message"]
 
 
+def test_any_64_bit_seed_and_any_top_k_are_answered_and_half_a_surrogate_pair_is_refused(client):
+    first, again = (complete(client, prompt="The", max_tokens=12, seed=-1) for _ in range(2))
+    assert first["choices"][0]["text"] == again["choices"][0]["text"]  # negative seeds repeat, as in the CLI
+    wide, none = (complete(client, prompt="The", max_tokens=12, seed=3, top_k=k) for k in (10**30, 0))
+    assert wide["choices"][0]["text"] == none["choices"][0]["text"]  # a top_k past the vocabulary cuts nothing
+    bodies = {
+        "completions": '{"model": "lm", "prompt": "a\\ud800b", "max_tokens": 3, "echo": true}',
+        "classify": '{"model": "classifier", "input": "\\ud800"}',
+        "tag": '{"model": "tagger", "input": "\\udc00 x"}',
+    }
+    for endpoint, body in bodies.items():
+        response = client.post(f"/v1/{endpoint}", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (body, response.text)
+        assert "half of a surrogate pair" in response.json()["error"]["message"]
+
+
 def test_generated_logprobs_give_each_character_and_its_alternatives(client):
     choice = complete(client, prompt="It ", max_tokens=30, logprobs=5, seed=4)["choices"][0]
     logprobs = choice["logprobs"]
@@ -242,6 +258,7 @@ BAD = [
     ({"model": "styles", "style": "poetry"}, 400, "style"),
     ({"model": "styles", "style": "prose=-1"}, 400, "style"),
     ({"model": "records", "prompt": "one\ntwo"}, 400, "prompt"),
+    ({"model": "lm", "seed": 2**64}, 400, "seed"),
     ({"model": "nope"}, 404, "model"),
     ({"model": "../../etc/passwd"}, 404, "model"),
     ({"model": "/etc/passwd"}, 404, "model"),

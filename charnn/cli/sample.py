@@ -103,7 +103,7 @@ def sample_command(
     """
     from charnn.device import resolve_device
     from charnn.tasks import load_run
-    from charnn.text.records import record_cap, record_format
+    from charnn.text.records import record_cap, record_format, trim_separators
 
     prime_text = unescape(prime) if prime is not None else read_stdin_prime()
     SampleConfig(length=length or _DEFAULT.length)  # a bad --length is refused before the run is read
@@ -115,7 +115,9 @@ def sample_command(
     if fmt is not None and prime_text and not prime_text.strip("\r\n"):
         say("a record run starts every sample at a record's start: the line-break prime is not needed")
         prime_text = ""
-    if fmt is not None and re.search(fmt.pattern, prime_text.strip("\r\n")):
+    if fmt is not None:
+        prime_text = trim_separators(prime_text, fmt)  # `echo Red |` ends the prime with a line's end
+    if fmt is not None and re.search(fmt.pattern, prime_text):
         from charnn.errors import ConfigError
 
         raise ConfigError(

@@ -158,6 +158,13 @@ async def _body(request: Request) -> dict[str, Any]:
         raise RequestError(f"the body is not valid JSON ({error})") from None
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
+    try:  # JSON may spell half a surrogate pair ("\\ud800"), which is no character: no tokenizer can read it
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = error.object[error.start : error.end].encode("unicode_escape").decode("ascii")
+        raise RequestError(
+            f"the body holds {bad}, half of a surrogate pair and no character; send whole characters"
+        ) from None
     return body
 
 

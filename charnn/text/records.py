@@ -101,6 +101,20 @@ def cut(text: str, fmt: RecordFormat) -> list[tuple[str, str | None]]:
     return pieces
 
 
+def trim_separators(text: str, fmt: RecordFormat) -> str:
+    """``text`` without the separators it begins or ends with: a record's start (a prime, a prompt) holds
+    none, and `echo "Red" | charnn sample` adds one (on a line-record run, "Red\\n" is the record "Red", ended)."""
+    while (match := re.match(fmt.pattern, text)) and match.end() > 0:
+        text = text[match.end() :]
+    while True:
+        last = None
+        for match in re.finditer(fmt.pattern, text):
+            last = match
+        if last is None or last.end() != len(text) or last.end() == last.start():
+            return text
+        text = text[: last.start()]
+
+
 def split(text: str, fmt: RecordFormat, what: str, minimum: int = 2) -> list[str]:
     """The records of ``text``; separators at its very start and end only trim it.
 

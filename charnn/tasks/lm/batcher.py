@@ -183,13 +183,14 @@ class Batcher:
         rows, device = self.rows, self.device
         self.temperature = torch.tensor([r.temperature or 1.0 for r in rows], device=device)[:, None]
         self.greedy = torch.tensor([r.temperature == 0 for r in rows], device=device)
-        self.top_k = torch.tensor([r.top_k or 0 for r in rows], device=device)
+        vocab = self.model.config.vocab_size
+        # A top_k of the vocabulary or more cuts nothing (and may not fit a tensor's int64).
+        self.top_k = torch.tensor([r.top_k if 0 < r.top_k < vocab else 0 for r in rows], device=device)
         self.top_p = torch.tensor([r.top_p for r in rows], device=device)
-        self.cuts = any(r.top_k for r in rows) or any(r.top_p < 1 for r in rows)
+        self.cuts = any(0 < r.top_k < vocab for r in rows) or any(r.top_p < 1 for r in rows)
         self.host_temperature = np.array([r.temperature or 1.0 for r in rows])
         self.host_greedy = np.array([r.temperature == 0 for r in rows])
         self.all_greedy = bool(self.host_greedy.all())
-        vocab = self.model.config.vocab_size
         self.host_top_k = np.array([r.top_k if 0 < r.top_k < vocab else vocab for r in rows])
         self.host_top_p = np.array([r.top_p if r.top_p < 1 else np.inf for r in rows])
         self.banned = torch.stack([r.banned for r in rows])  # (B, V)

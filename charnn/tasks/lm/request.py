@@ -75,7 +75,7 @@ def parse_completion(body: dict[str, Any], limits: Any) -> Completion:
         top_p=top_p,
         top_k=_integer(body, "top_k", 0, 0, None, ""),
         n=n,
-        seed=_integer(body, "seed", None, None, None, ""),
+        seed=_integer(body, "seed", None, -(2**63), 2**64 - 1, "a 64-bit seed"),
         stop=_stops(body.get("stop")),
         stream=stream,
         include_usage=bool((options or {}).get("include_usage")) and stream,

@@ -25,7 +25,7 @@ from charnn.tasks.lm.cells import cell_values
 from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime
 from charnn.tasks.lm.request import DEFAULT_MAX_TOKENS, Completion, parse_completion, style_error
 from charnn.tasks.lm.styles import drawn_choice, parse_choice, run_styles, style_names
-from charnn.text.records import RecordFormat, cut, record_cap
+from charnn.text.records import RecordFormat, cut, record_cap, trim_separators
 
 SCORE_CHUNK = 1024
 """Prompt tokens scored a forward pass (the logits of a subword vocabulary are large)."""
@@ -99,7 +99,7 @@ class CompletionService:
             context, owed = self._context(ids, boundary)
             for k in range(request.n):
                 index = i * request.n + k
-                rng = np.random.default_rng(None if request.seed is None else [request.seed, index])
+                rng = np.random.default_rng(None if request.seed is None else [request.seed % 2**64, index])
                 rows.append(self._row(request, index, context, owed, length, rng, banned, boundary, weights, job))
         job.rows = rows
         if request.echo and request.logprobs is not None:
@@ -221,12 +221,14 @@ def _format(task: dict[str, Any]) -> RecordFormat | None:
 
 
 def _record_start(prompt: str, fmt: RecordFormat | None) -> str:
-    """A record run's prompt is a record's start: line breaks alone are no prompt, a separator is refused."""
+    """A record run's prompt is a record's start: separators around it are dropped (line breaks alone are no
+    prompt), one inside it is refused."""
     if fmt is None:
         return prompt
     if not prompt.strip("\r\n"):
         return ""
-    if re.search(fmt.pattern, prompt.strip("\r\n")):
+    prompt = trim_separators(prompt, fmt)
+    if re.search(fmt.pattern, prompt):
         raise RequestError(
             f"the prompt holds a record separator, but on this run ({fmt.describe()}) a prompt begins one record; "
             "give the start of a single record",

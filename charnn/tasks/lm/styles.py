@@ -201,7 +201,7 @@ def drawn_choice(run_config: dict[str, Any], seed: int | None) -> StyleChoice:
 
     styles = run_styles(run_config)
     rows = np.asarray([s["rows"] for s in styles], dtype=np.float64)
-    rng = np.random.default_rng(None if seed is None else [seed, 0x57E1])
+    rng = np.random.default_rng(None if seed is None else [seed % 2**64, 0x57E1])  # numpy's seeds are not negative
     index = int(rng.choice(len(styles), p=rows / rows.sum()))
     weights = tuple(1.0 if i == index else 0.0 for i in range(len(styles)))
     return StyleChoice(weights, styles[index]["name"], index)
