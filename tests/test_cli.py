@@ -359,3 +359,16 @@ def test_data_and_resume_of_a_run_of_another_kind_names_the_command_that_continu
     assert err == f"error: {run} is {noun}; continue it with `{continued_with} --resume {run}`\n"
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing touched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "d.tags", "d.tsv"]  # nothing written
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full, a device whose writes fail")
+def test_output_that_cannot_be_written_is_one_line_and_exit_1(trained_run):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args in (["sample", "-m", str(trained_run), "-l", "50"], ["info", str(trained_run), "--json"]):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                [sys.executable, "-m", "charnn", *args], stdout=full, stderr=subprocess.PIPE, text=True, env=env
+            )
+        assert result.returncode == 1, result.stderr
+        assert "error: cannot write the output: No space left on device" in result.stderr
+        assert "Traceback" not in result.stderr

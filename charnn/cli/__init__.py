@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode, typer returns the code of a typer.Exit raised by a command.
         code = app(args=argv, prog_name="charnn", standalone_mode=False)
+        console.flush_stdout()  # a full disk shows at the last flush, too
         return code if isinstance(code, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
@@ -89,5 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.say("interrupted")
         return 130
+    except OSError as exc:
+        if exc.errno not in console.WRITE_FAILURES:
+            raise
+        console.silence_stdout()  # what could not be written is gone; the exit flush must not fail again
+        where = f" {exc.filename}" if exc.filename else " the output"
+        console.say(f"error: cannot write{where}: {exc.strerror}; free some space or write elsewhere")
+        return 1
     finally:
-        console.flush_stdout()
+        console.flush_stdout(quiet=True)

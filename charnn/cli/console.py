@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -86,10 +87,20 @@ def pipe_safe(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def flush_stdout() -> None:
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
+"""The errors of a write that failed for want of room or a working disk (not of a bug): one line, exit 1."""
+
+
+def flush_stdout(quiet: bool = False) -> None:
+    """Flush stdout; a closed pipe is silenced, and with ``quiet`` so is any other failure (at exit,
+    after the command's own outcome was reported)."""
     try:
         sys.stdout.flush()
     except BrokenPipeError:
+        silence_stdout()
+    except OSError:
+        if not quiet:
+            raise
         silence_stdout()
 
 
