@@ -306,6 +306,14 @@ def test_bad_labelled_data_gets_one_line_and_nothing_is_written(content, message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tsv"]
 
 
+def test_eval_of_a_file_without_tabs_does_not_offer_an_option_eval_lacks(run_cli, classifier_run, tmp_path):
+    (tmp_path / "plain.txt").write_text("just a sentence\n")
+    code, out, err = run_cli("classify", "eval", tmp_path / "plain.txt", "-m", classifier_run)
+    assert code == 1 and "line 1: no tab; each line is label<TAB>text" in err and "--label" not in err
+    code, out, err = run_cli("classify", "train", tmp_path / "plain.txt", "--steps", "1", "--out", tmp_path / "r")
+    assert code == 1 and "--label NAME=FILE" in err  # train takes one file per label
+
+
 def test_a_bidirectional_language_model_is_refused(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.txt").write_text(TEXT)

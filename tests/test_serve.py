@@ -321,6 +321,9 @@ def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
     for path in ["/static/..%2f..%2fapp.py", "/static/../app.py", "/static/%2e%2e/runs.py", "/static/x.js"]:
         assert client.get(path).status_code == 404
     assert client.get("/v1/completions").status_code == 405
+    assert client.get("/v1/nope").status_code == 404  # no such path, whatever the method
+    wrong = client.post("/v1/models", json={})
+    assert wrong.status_code == 405 and "GET it" in wrong.json()["error"]["message"]
 
 
 def test_hundreds_of_bad_requests_change_nothing(client):

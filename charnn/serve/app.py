@@ -68,6 +68,10 @@ def create_app(
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         if error.status_code == 404:
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
+        posted = {e for s in served.values() for e in _paths(s)}  # what /v1/{endpoint} answers
+        part = request.url.path.removeprefix("/v1/")
+        if error.status_code == 405 and part != request.url.path and part not in posted:
+            return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         if error.status_code == 405:
             return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
         return error_response(error.status_code, str(error.detail))
@@ -92,6 +96,8 @@ def create_app(
 
     @app.post("/v1/{endpoint}")
     async def answer(endpoint: str, request: Request) -> Response:
+        if endpoint == "models":
+            return error_response(405, f"POST is not allowed on /v1/models; GET it. {_endpoints(served)}")
         try:
             body = await _body(request)
             target = _target(body, endpoint, served)

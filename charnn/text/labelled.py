@@ -43,7 +43,9 @@ class Labelled:
 def read_labelled(
     sources: Sequence[str | Path] = (), per_label: dict[str, str | Path] | None = None, stdin: BinaryIO | None = None
 ) -> Labelled:
-    """Labelled texts from TSV files ('-' is standard input) and from one file per label."""
+    """Labelled texts from TSV files ('-' is standard input) and from one file per label (``per_label``,
+    None where the command has no --label, so that its errors do not offer one)."""
+    offer = per_label is not None
     texts: list[str] = []
     labels: list[str] = []
     names: list[str] = []
@@ -53,8 +55,8 @@ def read_labelled(
             tab = line.find("\t")
             if tab < 0:
                 raise CorpusError(
-                    f"{label}, line {number}: no tab; each line is label<TAB>text "
-                    "(or give one file per label with --label NAME=FILE)"
+                    f"{label}, line {number}: no tab; each line is label<TAB>text"
+                    + (" (or give one file per label with --label NAME=FILE)" if offer else "")
                 )
             text = line[tab + 1 :].strip()
             if not line[:tab].strip() or not text:
@@ -70,7 +72,9 @@ def read_labelled(
                 labels.append(name)
         names.append(f"{name}={path}")
     if not texts:
-        raise CorpusError("no labelled texts given; pass label<TAB>text files, or --label NAME=FILE per label")
+        raise CorpusError(
+            "no labelled texts given; pass label<TAB>text files" + (", or --label NAME=FILE per label" if offer else "")
+        )
     return Labelled(tuple(texts), tuple(labels), tuple(names))
 
 
