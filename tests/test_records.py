@@ -455,3 +455,9 @@ def test_records_drawn_ahead_as_on_a_gpu_end_at_their_boundary(record_run, monke
     assert done == [1] * 50
     assert all(text and "\n" not in text and len(text) < 200 for text in texts)
     assert sum(bool(re.fullmatch(r".+ \d{1,3} \d{1,3} \d{1,3}", t)) for t in texts) >= 25
+
+
+def test_eval_of_a_text_without_records_says_so_without_training_advice(record_run, run_cli, tmp_path):
+    (tmp_path / "blank.txt").write_text("\n\n")
+    code, out, err = run_cli("eval", tmp_path / "blank.txt", "-m", record_run)
+    assert code == 1 and "holds no record" in err and "--records" not in err and "Traceback" not in err

@@ -216,6 +216,7 @@ def test_cells_give_a_layers_values_after_each_character(client, runs):
     text = 'He said "go".'
     out = client.post("/v1/cells", json={"model": "lm", "input": text, "layer": 0, "state": "cell"}).json()
     assert out["tokens"] == list(text) and out["layer"] == 0 and out["state"] == "cell"
+    assert all(len(repr(float(v)).partition(".")[2]) <= 4 for row in out["values"] for v in row)  # 4 places, as said
     values = np.asarray(out["values"])
     run = load_run(runs[0])
     assert values.shape == (len(text), run.model.config.hidden) == (len(text), out["units"])

@@ -148,6 +148,8 @@ def split(text: str, fmt: RecordFormat, what: str, minimum: int = 2) -> list[str
                 f"{what}: the record at line {line:,} is {len(record):,} characters long "
                 f"(at most {MAX_RECORD_CHARS:,}); --records {fmt.spec!r} does not fit this corpus"
             )
+    if not records and minimum == 1:  # a text to score, on a record run: nothing in it
+        raise CorpusError(f"{what} holds no record, only separators or nothing; give at least one record")
     if len(records) < minimum:
         raise CorpusError(
             f"{what}: --records {fmt.spec!r} finds {'no' if not records else 'one'} record"

@@ -56,7 +56,7 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
         "state": state,
         "units": int(values.shape[1]),
         "tokens": texts,
-        "values": np.round(values, DECIMALS).tolist(),
+        "values": np.round(values.astype(np.float64), DECIMALS).tolist(),  # float32 would print 0.1120000034570694
     }
 
 
