@@ -706,3 +706,9 @@ def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kep
     with pytest.raises(CheckpointError, match=r"validation\.ngrams is damaged .*train the run again"):
         more = TrainConfig(steps=4, eval_every=2, batch_size=8, seed=3)
         train_classifier(read_labelled([tmp_path / "d.tsv"]), folder, {"hidden": 8, "embed": 4}, more, resume=True)
+
+
+def test_eval_of_texts_with_none_of_the_runs_labels_is_refused(run_cli, classifier_run, tmp_path):
+    (tmp_path / "other.tsv").write_text("spam\tbuy now\nham\thello\n")
+    code, out, err = run_cli("classify", "eval", tmp_path / "other.tsv", "-m", classifier_run)
+    assert code == 1 and "none of the labels in" in err and "ham, spam" in err and out == ""

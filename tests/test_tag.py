@@ -566,3 +566,9 @@ def test_init_from_refuses_a_shape_or_tokenizer_given_that_the_language_model_la
     assert code == 2 and out == "" and err.startswith("error: " + said.replace("LM", str(tmp_path / "fwd")))
     assert err.endswith(f"drop {given[0]}\n") and err.count("\n") == 1
     assert not (tmp_path / "tagger").exists()
+
+
+def test_eval_of_text_that_is_not_tagged_as_the_run_was_is_refused(run_cli, tagger_run, tmp_path):
+    (tmp_path / "plain.txt").write_text("hello world\n")
+    code, out, err = run_cli("tag", "eval", tmp_path / "plain.txt", "-m", tagger_run)
+    assert code == 1 and "none of the tags in" in err and "is one this run knows" in err and out == ""

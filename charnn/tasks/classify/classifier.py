@@ -174,6 +174,11 @@ def evaluate_labelled(run: Any, data: Labelled) -> dict[str, Any]:
     """Accuracy, macro-F1, per-label figures and the confusion matrix; labels the run never saw count as errors."""
     labels = list(run.config["task"]["labels"])
     unknown = sorted(set(data.labels) - set(labels))
+    if len(unknown) == len(set(data.labels)):  # not one label it knows: another task's data, or not labelled
+        raise CorpusError(
+            f"none of the labels in {', '.join(data.sources)} ({', '.join(unknown[:3])}, ...) is one this run "
+            f"knows ({', '.join(labels[:3])}); give texts labelled as its training data was"
+        )
     names = labels + unknown
     index = {label: i for i, label in enumerate(names)}
     device = next(run.model.parameters()).device

@@ -190,6 +190,11 @@ def evaluate_tagged(run: Any, data: Tagged) -> dict[str, Any]:
     """Token accuracy, per-tag figures and, for BIO tags, entity figures; tags the run never saw count as errors."""
     tags = list(run.config["task"]["tags"])
     unknown = sorted(set(data.tag_set()) - set(tags))
+    if len(unknown) == len(set(data.tag_set())):  # not one tag it knows: not data tagged as it was
+        raise CorpusError(
+            f"none of the tags in {', '.join(data.sources)} ({', '.join(unknown[:3])}, ...) is one this run knows "
+            f"({', '.join(tags[:3])}, ...); give text tagged as its training data was (`charnn tag eval --help`)"
+        )
     names = tags + unknown
     index = {tag: i for i, tag in enumerate(names)}
     device = next(run.model.parameters()).device
