@@ -74,6 +74,10 @@ def test_corrupt_vocabulary_file_is_an_error(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(TokenizerError, match="cannot read the character vocabulary"):
         load_tokenizer(tmp_path, {"kind": "char"})
+    for damaged in ('{"x": 1}', "[1]", '{"chars": 5}'):
+        (tmp_path / "tokenizer.json").write_text(damaged)
+        with pytest.raises(TokenizerError, match='it has no "chars" string; the run is damaged'):
+            load_tokenizer(tmp_path, {"kind": "char"})
 
 
 def test_encoding_many_texts_gives_each_its_own_ids():

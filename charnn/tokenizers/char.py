@@ -91,9 +91,9 @@ class CharTokenizer:
         path = folder / cls.file_name
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-            chars = payload["chars"]
+            chars = payload.get("chars") if isinstance(payload, dict) else None
             if not isinstance(chars, str):
-                raise TypeError("chars is not a string")
+                raise TypeError('it has no "chars" string; the run is damaged: train it again')
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TokenizerError(f"cannot read the character vocabulary {path}: {exc}") from exc
         return cls(list(chars))
