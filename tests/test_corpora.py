@@ -481,6 +481,9 @@ def test_a_missing_mirror_file_or_folder_is_explained(tmp_path: Path):
         corpora.get("shakespeare", mirror=tmp_path)
     with pytest.raises(CorpusFetchError, match="does not exist"):
         corpora.get("shakespeare", mirror=tmp_path / "nowhere")
+    (tmp_path / "input.txt").write_text("not the corpus")
+    with pytest.raises(CorpusFetchError, match="is a file, not a folder; pass the folder that holds it"):
+        corpora.get("shakespeare", mirror=tmp_path / "input.txt")
 
 
 # --- the command line ---------------------------------------------------------------------

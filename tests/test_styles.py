@@ -79,6 +79,7 @@ def test_a_blend_is_normalised_and_its_heaviest_style_is_the_main_one():
         ("a=0,b=0", "the weights sum to 0"),
         ("a=-1,b=2", "must be a number 0 or more"),
         ("a=1,", "does not parse"),
+        ("a=1,a=0", "names a twice; give each style one weight"),
     ],
 )
 def test_bad_blends_are_refused(spec, message):

@@ -369,6 +369,8 @@ def test_tag_predict_defaults_to_the_newest_tagger(run_cli, tmp_path, monkeypatc
         ("".join(f"w{i}\tO\n" for i in range(1200)) + "\nb\tO\n", [], "a tagger reads at most 4,096 at once", 1),
         ("a\tO\n\nb\tO\n", ["--word-layers", "-1"], "--word-layers must be >= 0", 2),
         ("a\tO\n\nb\tO\n", ["--column", "lemmas"], "not a CoNLL-U tag column", 2),
+        ("a\tO\n\nb\tO\n", ["--format", "conllu"], "--format conllu, but d.conll holds token<TAB>tag lines", 2),
+        ("a\tO\n\nb\tO\n", ["--column", "xpos"], "whose tag is the last column; leave --column out", 2),
     ],
 )
 def test_bad_tagged_data_gets_one_line_and_nothing_is_written(

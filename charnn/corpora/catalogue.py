@@ -203,6 +203,10 @@ def _mirror_dir(mirror: Path | str | None) -> Path | None:
     if mirror is None:
         return None
     folder = Path(mirror).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise CorpusFetchError(
+            f"mirror {folder} is a file, not a folder; pass the folder that holds it to {MIRROR_OPTION}"
+        )
     if not folder.is_dir():
         raise CorpusFetchError(f"mirror folder {folder} does not exist; pass an existing folder to {MIRROR_OPTION}")
     return folder

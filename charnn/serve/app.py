@@ -58,24 +58,7 @@ def create_app(
     app = FastAPI(title="charnn", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.served = served
 
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):  # noqa: ANN001, ANN202
-        if api_key and request.url.path.startswith("/v1/") and not _authorised(request, api_key):
-            return error_response(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
-        return await call_next(request)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        if error.status_code == 404:
-            return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
-        posted = {e for s in served.values() for e in _paths(s)}  # what /v1/{endpoint} answers
-        part = request.url.path.removeprefix("/v1/")
-        if error.status_code == 405 and part != request.url.path and part not in posted:
-            return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
-        if error.status_code == 405:
-            return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
-        return error_response(error.status_code, str(error.detail))
-
+    _add_errors(app, served, api_key)
     _add_page(app)
 
     @app.get("/health")
@@ -113,6 +96,28 @@ def create_app(
         return await _whole(job, event, request, stamp)
 
     return app
+
+
+def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) -> None:
+    """The key check before every /v1 request and the API's own error bodies for paths and methods it does not serve."""
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):  # noqa: ANN001, ANN202
+        if api_key and request.url.path.startswith("/v1/") and not _authorised(request, api_key):
+            return error_response(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
+        return await call_next(request)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
+        posted = {e for s in served.values() for e in _paths(s)}  # what /v1/{endpoint} answers
+        part = request.url.path.removeprefix("/v1/")
+        if error.status_code == 405 and part != request.url.path and part not in posted:
+            return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
+        if error.status_code == 405:
+            return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
+        return error_response(error.status_code, str(error.detail))
 
 
 def _add_page(app: FastAPI) -> None:

@@ -102,6 +102,7 @@ def read_tagged(
         text = read_text(source, stdin=stdin)
         lines = [line.rstrip("\r") for line in text.split("\n")]
         found = fmt if fmt != "auto" else detect_format(lines, label)
+        _check_format(lines, label, fmt, found, column)
         read = (
             _spaced_sentences(lines, label)
             if found == "spaces"
@@ -118,6 +119,31 @@ def read_tagged(
     data = Tagged(tuple(sentences), tuple(tags), tuple(names))
     _say_loose_inside_tags(data)
     return data
+
+
+FORMAT_NAMES = {
+    "conllu": "CoNLL-U lines",
+    "columns": "token<TAB>tag lines",
+    "spaces": "space-separated columns (CoNLL-2003)",
+}
+
+
+def _check_format(lines: list[str], label: str, fmt: str, found: str, column: str) -> None:
+    """Refuse a --format the file plainly is not, and a --column on a file without CoNLL-U's columns."""
+    if fmt != "auto":
+        try:
+            seen = detect_format(lines, label)
+        except CorpusError:
+            seen = fmt  # lines no format reads: the chosen format's reader says what is wrong with them
+        if seen != fmt:
+            raise ConfigError(
+                f"--format {fmt}, but {label} holds {FORMAT_NAMES[seen]}; pass --format {seen} or leave --format out"
+            )
+    if found != "conllu" and column.strip().lower() != "upos":
+        raise ConfigError(
+            f"--column {column} names a CoNLL-U column, but {label} holds {FORMAT_NAMES[found]}, whose tag is "
+            "the last column; leave --column out"
+        )
 
 
 def detect_format(lines: list[str], label: str) -> str:

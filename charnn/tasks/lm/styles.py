@@ -169,6 +169,7 @@ def parse_choice(spec: str, names: Sequence[str]) -> StyleChoice:
     parts = [p.strip() for p in spec.split(",")]
     if len(parts) == 1 and "=" not in parts[0]:
         parts = [f"{parts[0]}=1"]
+    seen: set[str] = set()
     for part in parts:
         name, sep, value = part.partition("=")
         name = name.strip()
@@ -176,6 +177,9 @@ def parse_choice(spec: str, names: Sequence[str]) -> StyleChoice:
             raise ConfigError(f"--style {spec!r} does not parse; write --style NAME or --style a=0.5,b=0.5")
         if name not in names:
             raise ConfigError(f"unknown style {name!r}; this run's styles are: {known}")
+        if name in seen:
+            raise ConfigError(f"--style {spec!r} names {name} twice; give each style one weight")
+        seen.add(name)
         try:
             weight = float(value)
         except ValueError:
@@ -184,7 +188,7 @@ def parse_choice(spec: str, names: Sequence[str]) -> StyleChoice:
             ) from None
         if not math.isfinite(weight) or weight < 0:
             raise ConfigError(f"--style {spec!r}: the weight of {name} must be a number 0 or more, got {value}")
-        weights[names.index(name)] += weight
+        weights[names.index(name)] = weight
     total = sum(weights)
     if total <= 0:
         raise ConfigError(f"--style {spec!r}: the weights sum to 0; give at least one style a positive weight")
