@@ -41,6 +41,16 @@ def test_missing_file_is_named(trained_run, tmp_path, missing):
         load_run(copy)
 
 
+@pytest.mark.parametrize("name", [MODEL_FILE, "tokenizer.json", "resume.safetensors"])
+def test_a_folder_where_a_run_file_should_be_is_damage_not_an_unfinished_run(trained_run, tmp_path, name):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    (copy / name).unlink(missing_ok=True)
+    (copy / name).mkdir()
+    with pytest.raises(CheckpointError, match=f"run/{name} is not a file; the run is damaged"):
+        load_run(copy)
+
+
 def test_newer_format_is_refused(trained_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy)

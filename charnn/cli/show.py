@@ -48,7 +48,7 @@ def show_command(
       head -c 3000 notes.txt | charnn show - --layer 1 --cell -o notes.html
     """
     from charnn.device import resolve_device
-    from charnn.errors import ConfigError
+    from charnn.errors import ConfigError, CorpusError
     from charnn.files import atomic_write_text
     from charnn.serve.show import offline_page
     from charnn.tasks import load_run
@@ -63,7 +63,7 @@ def show_command(
         raise ConfigError(f"{out.parent} is not a folder; make it or choose another --out")
     body = read_text(text)
     if len(body) < 2:
-        raise ConfigError("the text is too short to show: it needs at least two characters")
+        raise CorpusError("the text is too short to show: it needs at least two characters")
     if len(body) > MAX_CHARS:
         raise ConfigError(f"the text is {len(body):,} characters; a page shows at most {MAX_CHARS:,}: cut it (head -c)")
     run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)

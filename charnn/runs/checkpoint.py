@@ -120,6 +120,9 @@ def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = 
     tokenizer_file = config["tokenizer"].get("file", "")
     if not isinstance(tokenizer_file, str) or Path(tokenizer_file).name != tokenizer_file or not tokenizer_file:
         raise CheckpointError(f"{folder}/{CONFIG_FILE} names an invalid tokenizer file {tokenizer_file!r}")
+    for name in (MODEL_FILE, RESUME_FILE, tokenizer_file):
+        if (folder / name).exists() and not (folder / name).is_file():
+            raise CheckpointError(f"{folder}/{name} is not a file; the run is damaged: train it again")
     if not for_resume and not (folder / MODEL_FILE).is_file() and (folder / RESUME_FILE).is_file():
         raise CheckpointError(
             f"{folder} has no {MODEL_FILE} yet: its training stopped before the first validation; "
