@@ -124,6 +124,17 @@ def fill(driver, element_id: str, text: str) -> None:
     element.send_keys(text)
 
 
+def charnn_eval(source: Path, text: str, run: Path, *args: str) -> dict:
+    """What ``charnn eval --json`` prints for ``text`` (written to ``source``) on ``run``."""
+    source.write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "eval", str(source), "-m", str(run), *args, "--json"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_the_page_loads_with_no_console_errors_and_lists_the_models(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -263,26 +274,15 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
     browser.find_element(By.ID, "score-go").click()
     wait_for(browser, lambda d: float(d.find_element(By.ID, "score-bpc").get_attribute("data-bpc")) != shown)
     source = tmp_path / "text.txt"
-    source.write_text(text, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "eval", str(source), "-m", runs[4], "--style", blend, "--json"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
     styled = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
-    assert styled == pytest.approx(json.loads(result.stdout)["bits_per_char"], rel=1e-5)
+    assert styled == pytest.approx(charnn_eval(source, text, runs[4], "--style", blend)["bits_per_char"], rel=1e-5)
     # a record run: one record, and the figure says that charnn eval also counts the record's end
     Select(browser.find_element(By.ID, "score-model")).select_by_value("records")
     fill(browser, "score-text", "Crimson Dawn")
     browser.find_element(By.ID, "score-go").click()
     wait_for(browser, lambda d: "record's end" in d.find_element(By.ID, "score-bpc").text)
     record = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
-    source.write_text("Crimson Dawn", encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "eval", str(source), "-m", runs[1], "--json"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    scored = json.loads(result.stdout)
+    scored = charnn_eval(source, "Crimson Dawn", runs[1])
     assert scored["chars"] == len("Crimson Dawn") + 1  # the record's end
     end_bits = scored["bits_per_char"] * scored["chars"] - record * len("Crimson Dawn")
     assert 0 < end_bits < 20  # the same characters, and one more
@@ -291,13 +291,8 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
     browser.find_element(By.ID, "score-go").click()
     wait_for(browser, lambda d: "over 22 characters" in d.find_element(By.ID, "score-bpc").text)
     records = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
-    source.write_text("Crimson Dawn\nBlue Sky\n", encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "eval", str(source), "-m", runs[1], "--json"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    assert json.loads(result.stdout)["chars"] == 22
-    assert records == pytest.approx(json.loads(result.stdout)["bits_per_char"], rel=1e-5)
+    scored = charnn_eval(source, "Crimson Dawn\nBlue Sky\n", runs[1])
+    assert scored["chars"] == 22 and records == pytest.approx(scored["bits_per_char"], rel=1e-5)
     assert console_errors(browser) == []
 
 
