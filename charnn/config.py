@@ -139,6 +139,7 @@ class TrainConfig:
             self.time_budget is None or self.time_budget > 0,
             f"--time must be positive, got {self.time_budget}",
         )
+        _check(0 <= self.seed < 2**63, f"--seed must be from 0 to 2**63-1, got {self.seed}")
         _check(self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}")
         _check(self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}")
         _check(0 < self.val_fraction < 1, f"--val-fraction must be between 0 and 1, got {self.val_fraction}")

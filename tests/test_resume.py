@@ -335,6 +335,23 @@ def test_finished_run_is_complete_unless_the_budget_grows(reference, tmp_path):
     assert result.steps == 35
 
 
+def test_a_trained_run_without_its_resume_state_is_kept_not_started_afresh(reference, small_text, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(reference, copy)
+    (copy / RESUME_FILE).unlink()
+    model = (copy / MODEL_FILE).read_bytes()
+    gone = "holds a trained run whose resume.safetensors is gone: it samples and predicts but cannot be continued"
+    with pytest.raises(RunFolderError, match=gone):
+        resume(copy)
+    with pytest.raises(RunFolderError, match=gone):
+        train(corpus(small_text), copy, MODEL, config(steps=2), resume=True)
+    with pytest.raises(RunFolderError, match="already holds a trained run; pass --overwrite to replace it, or --out"):
+        train(corpus(small_text), copy, MODEL, config(steps=2))
+    assert (copy / MODEL_FILE).read_bytes() == model and not (copy / RESUME_FILE).exists()
+    train(corpus(small_text), copy, MODEL, config(steps=2), overwrite=True)  # --overwrite may replace it
+    assert (copy / RESUME_FILE).exists()
+
+
 def poison_norms(monkeypatch, bad, value=float("nan")):
     """Make the gradient norm of the steps numbered by ``bad(call)`` non-finite, as training sees it."""
     real = train_module.clip_gradients

@@ -69,6 +69,8 @@ class GradFlowConfig:
             raise ConfigError(f"--length must be between 2 and 10000, got {self.length}")
         if not 1 <= self.samples <= 4096:
             raise ConfigError(f"--samples must be between 1 and 4096, got {self.samples}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"--seed must be from 0 to 2**63-1, got {self.seed}")
 
 
 _SIZES = ModelConfig(vocab_size=2)

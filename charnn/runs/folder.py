@@ -32,7 +32,7 @@ from pathlib import Path
 
 from charnn.errors import RunFolderError
 from charnn.files import TEMPORARY_SUFFIX, FolderBusy, FolderLock, fsync_dir, remove_stale_temporaries
-from charnn.runs.names import CONFIG_FILE, FORMAT, RESUME_FILE, RUN_FOLDER_FILES, TOKENIZER_FILES  # noqa: F401
+from charnn.runs.names import CONFIG_FILE, FORMAT, MODEL_FILE, RESUME_FILE, RUN_FOLDER_FILES, TOKENIZER_FILES  # noqa: F401
 
 PENDING_SUFFIX = ".charnn-new"
 OLD_SUFFIX = ".charnn-old"
@@ -64,7 +64,8 @@ def folder_state(folder: Path) -> str:
     """What ``folder`` holds, as a new run sees it.
 
     'absent', 'empty', 'run' (resumable: config.json and a resume state, and maybe a user's
-    files beside them), 'unfinished'
+    files beside them), 'trained' (config.json and a model but no resume state: it predicts, it
+    cannot be continued), 'unfinished'
     (only files a run folder holds, but no resumable run: debris of a killed run), 'foreign'
     (anything else: never written into) or 'file'.
     """
@@ -79,9 +80,19 @@ def folder_state(folder: Path) -> str:
         return "foreign"
     if CONFIG_FILE in names and RESUME_FILE in names:
         return "run"
+    if CONFIG_FILE in names and MODEL_FILE in names:
+        return "trained"
     if not all(_ours(name) for name in names):
         return "foreign"
     return "unfinished"
+
+
+def gone_resume_state(folder: Path) -> str:
+    """What a --resume of a 'trained' folder is told: it is kept, not started afresh."""
+    return (
+        f"{folder} holds a trained run whose {RESUME_FILE} is gone: it samples and predicts but cannot be "
+        "continued; pass --overwrite to train a new run there, or --out to choose another folder"
+    )
 
 
 def _strangers(folder: Path) -> list[str]:
@@ -176,13 +187,14 @@ def check_target(folder: Path, overwrite: bool) -> str:
         raise RunFolderError(f"--out {folder} is a file, not a folder; choose another --out")
     if state == "foreign":
         raise RunFolderError(f"--out {folder} is not empty and holds no charnn run; choose a new or empty folder")
-    if state in ("run", "unfinished") and not overwrite:
-        what = "a run" if state == "run" else "an unfinished run that cannot be resumed"
+    if state in ("run", "trained", "unfinished") and not overwrite:
+        what = {"run": "a run", "trained": "a trained run"}.get(state, "an unfinished run that cannot be resumed")
+        carry_on = f"--resume {folder} to continue it, " if state == "run" else ""
         raise RunFolderError(
-            f"{folder} already holds {what}; pass --overwrite to replace it, "
-            f"--resume {folder} to continue it, or --out to choose another folder"
+            f"{folder} already holds {what}; pass --overwrite to replace it, {carry_on}"
+            "or --out to choose another folder"
         )
-    if state == "run" and overwrite and _strangers(folder):
+    if state in ("run", "trained") and overwrite and _strangers(folder):
         raise RunFolderError(
             f"{folder} holds files charnn did not write ({', '.join(_strangers(folder)[:3])}); "
             "move them out before --overwrite replaces the run, or choose another --out"

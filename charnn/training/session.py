@@ -50,6 +50,8 @@ def resume(
     folder = unlinked(Path(folder))
     main = is_main_process()  # under torchrun, the first process alone recovers
     state = runfolder.folder_state(folder) if not main else _recovered_state(folder)
+    if state == "trained":
+        raise RunFolderError(runfolder.gone_resume_state(folder))
     if state in ("absent", "empty", "unfinished"):
         what = (
             "does not exist"

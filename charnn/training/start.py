@@ -17,7 +17,7 @@ from typing import Any
 
 from charnn.config import TrainConfig
 from charnn.device import resolve_device
-from charnn.errors import ConfigError
+from charnn.errors import ConfigError, RunFolderError
 from charnn.events import Event, Finished, Notice
 from charnn.files import FolderLock
 from charnn.runs import checkpoint
@@ -95,6 +95,8 @@ def _continue_or_start(folder, corpus_sha256, request, config, overwrite, resume
     if not resume:
         runfolder.check_target(folder, overwrite)
         return False, False
+    if state == "trained" and not overwrite:
+        raise RunFolderError(runfolder.gone_resume_state(folder))
     if state != "run":
         runfolder.check_target(folder, overwrite=True)  # debris of a killed run may go; a user's files may not
         on_event(Notice(f"{folder} holds no run to resume yet; starting it afresh"))
