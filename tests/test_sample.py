@@ -18,6 +18,12 @@ def test_low_temperature_approaches_argmax():
     assert torch.equal(sample_next(logits, temperature=1e-4, generator=g), logits.argmax(-1))
 
 
+def test_a_temperature_too_small_for_float32_is_argmax_not_nan():
+    logits = torch.randn(64, 30) * 20
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(sample_next(logits, temperature=1e-40, generator=g), logits.argmax(-1))
+
+
 def test_top_k_never_leaves_the_k_most_likely():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(8, 40)

@@ -169,6 +169,12 @@ def test_any_64_bit_seed_and_any_top_k_are_answered_and_half_a_surrogate_pair_is
         assert "half of a surrogate pair" in response.json()["error"]["message"]
 
 
+def test_a_temperature_too_small_for_floats_draws_the_greedy_text(client):
+    greedy = complete(client, prompt="The", max_tokens=20, temperature=0)["choices"][0]["text"]
+    for tiny in (1e-40, 1e-310):  # logits / 1e-310 overflow even float64
+        assert complete(client, prompt="The", max_tokens=20, temperature=tiny, seed=1)["choices"][0]["text"] == greedy
+
+
 def test_generated_logprobs_give_each_character_and_its_alternatives(client):
     choice = complete(client, prompt="It ", max_tokens=30, logprobs=5, seed=4)["choices"][0]
     logprobs = choice["logprobs"]
@@ -241,6 +247,7 @@ def test_classify_says_what_the_attention_pooling_weighed(client):
 BAD = [
     ({"model": "lm", "temperature": -1}, 400, "temperature"),
     ({"model": "lm", "temperature": "hot"}, 400, "temperature"),
+    ({"model": "lm", "temperature": 101}, 400, "temperature"),  # as charnn sample --temp
     ({"model": "lm", "top_p": 0}, 400, "top_p"),
     ({"model": "lm", "top_p": 1.5}, 400, "top_p"),
     ({"model": "lm", "max_tokens": 4097}, 400, "max_tokens"),
@@ -308,7 +315,8 @@ def test_what_the_messages_say(client):
 
 
 def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
-    for raw, status in [(b"{not json", 400), (b"[1, 2]", 400), (b"\xff\xfe", 400), (b"", 400)]:
+    deep = b'{"model": "lm", "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for raw, status in [(b"{not json", 400), (b"[1, 2]", 400), (b"\xff\xfe", 400), (b"", 400), (deep, 400)]:
         response = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
         assert response.status_code == status and "error" in response.json()
     big = client.post("/v1/completions", content=b"{" + b" " * (1 << 20) + b"}")
@@ -474,5 +482,8 @@ def test_the_cli_refuses_what_it_cannot_serve_in_one_line(run_cli, tmp_path, mon
     assert code == 2 and "no run to serve" in err and "Traceback" not in err
     code, _, err = run_cli("serve", str(tmp_path / "missing"))
     assert code != 0 and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli("serve", *copied_runs(tmp_path, "lm"), "--max-n", "0")
+    lm = copied_runs(tmp_path, "lm")
+    code, _, err = run_cli("serve", *lm, "--max-n", "0")
     assert code == 2 and "--max-n must be at least 1" in err
+    code, _, err = run_cli("serve", *lm, "--api-key", " ")
+    assert code == 2 and "--api-key is empty" in err and len(err.strip().splitlines()) == 1

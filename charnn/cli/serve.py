@@ -51,7 +51,7 @@ def serve_command(
     """Serve trained runs over HTTP: OpenAI's completions API for language models, /v1/classify
     and /v1/tag for classifiers and taggers, and a page to use them at / (the playground).
     Answers until Ctrl-C (or SIGTERM), then ends the streams in flight and exits 0. Needs the
-    serve extra: pip install 'charnn[serve]'.
+    serve extra: pip install 'charnn\\[serve]'.
 
     [b]Examples[/b]
 
@@ -77,6 +77,11 @@ def serve_command(
             raise ConfigError(f"{name} must be at least 1, got {value}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {port}")
+    if api_key is not None and not api_key.strip():
+        raise ConfigError(
+            '--api-key is empty (an unset variable in --api-key "$KEY"?); give the key clients must send, '
+            "or leave --api-key out to serve without one"
+        )
     limits = Limits(max_tokens=max_tokens, max_n=max_n, max_prompt=max_prompt, max_cells=max_cells)
     folders = list(runs or served_runs.default_folders(Path("runs")))
     if not folders:

@@ -33,6 +33,7 @@ MAX_BODY = 1 << 20
 """Bytes a request body may hold (1 MiB); more is a 413."""
 EVENT_INTERVAL = 0.05
 """Seconds at least between two events of a stream: each carries what was written since the last."""
+TOO_DEEP = "the body nests arrays or objects too deeply to read; a request needs a few levels"
 DISCONNECT_POLL = 0.25
 """Seconds between checks that the client of a request that is not streamed is still there."""
 
@@ -167,10 +168,14 @@ async def _body(request: Request) -> dict[str, Any]:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(f"the body is not valid JSON ({error})") from None
+    except RecursionError:  # Python's parser recurses once a bracket: a megabyte of '[' is deeper than its stack
+        raise RequestError(TOO_DEEP) from None
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
     try:  # JSON may spell half a surrogate pair ("\\ud800"), which is no character: no tokenizer can read it
         json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise RequestError(TOO_DEEP) from None
     except UnicodeEncodeError as error:
         bad = error.object[error.start : error.end].encode("unicode_escape").decode("ascii")
         raise RequestError(

@@ -25,7 +25,7 @@ import torch
 
 from charnn.model import State
 from charnn.tasks.lm.healing import Healing, Utf8Guard
-from charnn.tasks.lm.sample import StopScanner, stepping_dtype
+from charnn.tasks.lm.sample import MIN_TEMPERATURE, StopScanner, stepping_dtype
 
 
 @dataclass
@@ -181,14 +181,15 @@ class Batcher:
     def _settings(self) -> None:
         """The batch's per-row settings as tensors, made again when the rows change."""
         rows, device = self.rows, self.device
-        self.temperature = torch.tensor([r.temperature or 1.0 for r in rows], device=device)[:, None]
+        divisors = [max(r.temperature, MIN_TEMPERATURE) if r.temperature else 1.0 for r in rows]  # greedy rows: any
+        self.temperature = torch.tensor(divisors, device=device)[:, None]
         self.greedy = torch.tensor([r.temperature == 0 for r in rows], device=device)
         vocab = self.model.config.vocab_size
         # A top_k of the vocabulary or more cuts nothing (and may not fit a tensor's int64).
         self.top_k = torch.tensor([r.top_k if 0 < r.top_k < vocab else 0 for r in rows], device=device)
         self.top_p = torch.tensor([r.top_p for r in rows], device=device)
         self.cuts = any(0 < r.top_k < vocab for r in rows) or any(r.top_p < 1 for r in rows)
-        self.host_temperature = np.array([r.temperature or 1.0 for r in rows])
+        self.host_temperature = np.array(divisors)
         self.host_greedy = np.array([r.temperature == 0 for r in rows])
         self.all_greedy = bool(self.host_greedy.all())
         self.host_top_k = np.array([r.top_k if 0 < r.top_k < vocab else vocab for r in rows])

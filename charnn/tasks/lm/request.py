@@ -59,8 +59,8 @@ def parse_completion(body: dict[str, Any], limits: Any) -> Completion:
             param="n",
         )
     temperature = _number(body, "temperature", 1.0)
-    if temperature < 0:
-        raise RequestError(f"temperature must be 0 or more (0 is greedy), got {temperature}", param="temperature")
+    if not 0 <= temperature <= 100:  # as charnn sample's --temp
+        raise RequestError(f"temperature must be between 0 (greedy) and 100, got {temperature}", param="temperature")
     top_p = _number(body, "top_p", 1.0)
     if not 0 < top_p <= 1:
         raise RequestError(f"top_p must be in (0, 1], got {top_p}", param="top_p")

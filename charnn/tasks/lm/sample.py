@@ -28,6 +28,9 @@ from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime  # noqa: F401
 from charnn.text.records import record_format
 
 BF16_MIN_BATCH = 16
+MIN_TEMPERATURE = 1e-6
+"""A positive temperature below this draws as this does (the most likely token, ties shared):
+logits divided by 1e-40 overflow float32 to inf, whose softmax is NaN."""
 """Batches of at least this many samples step in bfloat16 where the hardware is fast at it."""
 COMPACT_AT = 0.75
 """When no more than this fraction of a batch's rows are still generating, the batch shrinks to them."""
@@ -43,7 +46,7 @@ def sample_next(
     """Draw one token id per row from logits (B, V); temperature 0 is argmax."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature  # (B, V)
+    logits = logits.float() / max(temperature, MIN_TEMPERATURE)  # (B, V)
     if 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
