@@ -530,6 +530,37 @@ def test_predict_answers_each_line_of_a_slow_pipe_at_once(classifier_run):
         proc.kill()
 
 
+def test_a_bad_line_piped_to_predict_is_named_by_its_number(classifier_run, run_cli):
+    code, out, err = run_cli("classify", "predict", "-m", classifier_run, stdin=b"the owl\nxx a\x00b\n")
+    assert code == 1 and "standard input, line 2, holds a NUL byte at offset 4" in err, err
+    code, out, err = run_cli("classify", "predict", "-m", classifier_run, stdin=b"the owl\nok\nnot \xff ok\n")
+    assert code == 1 and "standard input, line 3, is not valid UTF-8: byte offset 4 (ff" in err, err
+
+
+def test_a_reader_that_goes_away_while_the_pipe_in_stays_open_ends_predict_quietly(classifier_run):
+    import os
+    import select
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "charnn", "classify", "predict", "-m", str(classifier_run)]
+    proc = subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        proc.stdin.write("the wizard\n")
+        proc.stdin.flush()
+        assert select.select([proc.stdout], [], [], 60)[0], "no answer while the pipe stays open"
+        proc.stdout.close()  # `| head -1`: the reader has what it wanted
+        proc.stdin.write("THE OWL\n")  # its answer meets the closed pipe while the input is still open
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0  # was 134: a reading thread inside stdin's lock at exit
+        assert "Fatal Python error" not in proc.stderr.read()
+    finally:
+        proc.kill()
+
+
 def test_the_probe_benchmarks_word_vectors_group_words_that_share_sentences():
     from bench.probe import _cooccurrence_vectors, _mean_vectors
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from charnn.cli import options
+from charnn.cli import console, options
 from charnn.cli.console import say
 from charnn.cli.encoders import (
     encoder_settings,
@@ -50,6 +50,7 @@ _Model = Annotated[
 
 
 @classify_app.command("train")
+@console.pipe_safe
 def classify_train(
     ctx: typer.Context,
     data: Annotated[
@@ -157,6 +158,7 @@ def classify_train(
 
 
 @classify_app.command("predict")
+@console.pipe_safe
 def classify_predict(
     source: Annotated[str, typer.Argument(help="Texts, one a line; '-' (the default) reads standard input.")] = "-",
     model: _Model = None,
@@ -204,6 +206,7 @@ def classify_predict(
 
 
 @classify_app.command("eval")
+@console.pipe_safe
 def classify_eval(
     source: Annotated[str, typer.Argument(help="label<TAB>text file; '-' reads standard input.")],
     model: _Model = None,

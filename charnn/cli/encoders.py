@@ -158,8 +158,8 @@ def input_lines(source: str):  # noqa: ANN202
     if source == "-" and sys.stdin is None:
         raise ConfigError("standard input is closed; pipe texts in, one a line, or name a file")
     if source == "-" and not sys.stdin.isatty():
-        for raw in sys.stdin.buffer:
-            yield decode_utf8(raw, "standard input").rstrip("\r\n")
+        for number, raw in enumerate(_stdin_lines(), 1):
+            yield decode_utf8(raw, f"standard input, line {number},").rstrip("\r\n")
         return
     if source == "-":
         raise ConfigError("no input: pipe texts in, one a line, or name a file")
@@ -168,6 +168,29 @@ def input_lines(source: str):  # noqa: ANN202
         return
     for line in text.split("\n")[: -1 if text.endswith("\n") else None]:
         yield line.rstrip("\r")  # blank lines too: one label per input line
+
+
+def _stdin_lines():  # noqa: ANN202
+    """Standard input's lines as bytes, read from its file descriptor without Python's buffered reader:
+    read_ahead's thread may still be waiting on a slow pipe when the command ends, and a daemon thread
+    inside the buffered reader's lock at exit aborts the interpreter ("Fatal Python error")."""
+    import os
+
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # a stand-in for standard input (tests): no descriptor
+        yield from sys.stdin.buffer
+        return
+    pending: list[bytes] = []  # the start of a line still coming, in pieces (a long line is not copied over and over)
+    while chunk := os.read(fd, 1 << 16):
+        *lines, rest = chunk.split(b"\n")
+        for line in lines:
+            yield b"".join([*pending, line, b"\n"])
+            pending = []
+        if rest:
+            pending.append(rest)
+    if pending:
+        yield b"".join(pending)
 
 
 def print_scores(title: str, names: list[str], figures: dict[str, list[Any]]) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from charnn.cli import options
+from charnn.cli import console, options
 from charnn.cli.console import say
 from charnn.cli.encoders import (
     encoder_settings,
@@ -54,6 +54,7 @@ _Column = Annotated[str, typer.Option(help="CoNLL-U column holding the tags: upo
 
 
 @tag_app.command("train")
+@console.pipe_safe
 def tag_train(
     ctx: typer.Context,
     data: Annotated[
@@ -137,6 +138,7 @@ def tag_train(
 
 
 @tag_app.command("predict")
+@console.pipe_safe
 def tag_predict(
     source: Annotated[
         str,
@@ -219,6 +221,7 @@ def _token_sentences(source: str):  # noqa: ANN202
 
 
 @tag_app.command("eval")
+@console.pipe_safe
 def tag_eval(
     source: Annotated[str, typer.Argument(help="CoNLL-U or token<TAB>tag file; '-' reads standard input.")],
     model: _Model = None,
