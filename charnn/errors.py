@@ -32,6 +32,10 @@ class TokenizerError(CharnnError):
     """A tokenizer cannot be built, loaded or applied."""
 
 
+class TokenizerOptionError(TokenizerError, ConfigError):
+    """A tokenizer option is unknown or out of range: a usage error (exit 2), caught as a TokenizerError too."""
+
+
 class CheckpointError(CharnnError):
     """A run folder is missing, incomplete, or not one charnn can load."""
 

@@ -530,6 +530,18 @@ def test_predict_answers_each_line_of_a_slow_pipe_at_once(classifier_run):
         proc.kill()
 
 
+def test_a_classifier_stopped_before_its_first_validation_names_the_command_that_continues_it(
+    classifier_run, run_cli, tmp_path
+):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(classifier_run, copy)
+    (copy / "model.safetensors").unlink()
+    code, out, err = run_cli("classify", "predict", "-m", copy, stdin=b"the owl\n")
+    assert code == 1 and f"continue it with `charnn classify train --resume {copy}`" in err, err
+
+
 def test_a_bad_line_piped_to_predict_is_named_by_its_number(classifier_run, run_cli):
     code, out, err = run_cli("classify", "predict", "-m", classifier_run, stdin=b"the owl\nxx a\x00b\n")
     assert code == 1 and "standard input, line 2, holds a NUL byte at offset 4" in err, err

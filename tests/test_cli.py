@@ -110,6 +110,8 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["train", "CORPUS", "--device", "tpu"], 2, "unknown --device 'tpu'; choose one of: auto, cpu, cuda, mps"),
         (["train", "CORPUS", "--time", "soon"], 2, "--time 'soon' is not a duration"),
         (["train", "CORPUS", "--seed", "-1"], 2, "--seed must be from 0 to 2**63-1, got -1"),
+        (["train", "CORPUS", "--tokenizer", "foo"], 2, "unknown --tokenizer 'foo'; choose one of: bpe, char"),
+        (["train", "CORPUS", "--vocab-size", "100"], 2, "--vocab-size applies to subword tokenizers"),
         (["train", "CORPUS", "--seed", str(10**23)], 2, "--seed must be from 0 to 2**63-1"),
         (["grads", "CORPUS", "-m", "RUN", "--seed", "-1"], 2, "--seed must be from 0 to 2**63-1, got -1"),
         (["sample", "-m", "nowhere"], 1, "run folder nowhere does not exist"),

@@ -366,8 +366,14 @@ def test_tag_predict_defaults_to_the_newest_tagger(run_cli, tmp_path, monkeypatc
     ("content", "args", "message", "code"),
     [
         ("a\tO\n\n" + "1\tb\tb\tX\tX\t_\t0\troot\t_\t_\n", [], "the file mixes the two formats", 1),
-        ("".join(f"w{i}\tO\n" for i in range(1200)) + "\nb\tO\n", [], "a tagger reads at most 4,096 at once", 1),
+        (
+            "".join(f"w{i}\tO\n" for i in range(1200)) + "\nb\tX\nc\tO\n\nd\tX\ne\tO\n",
+            [],
+            "a tagger reads at most 4,096 at once",
+            1,
+        ),
         ("a\tO\n\nb\tO\n", ["--word-layers", "-1"], "--word-layers must be >= 0", 2),
+        ("a\tO\n\nb\tO\n", [], "d.conll has one tag, 'O', on every word; a tagger needs words of at least two", 1),
         ("a\tO\n\nb\tO\n", ["--column", "lemmas"], "not a CoNLL-U tag column", 2),
         ("a\tO\n\nb\tO\n", ["--format", "conllu"], "--format conllu, but d.conll holds token<TAB>tag lines", 2),
         ("a\tO\n\nb\tO\n", ["--column", "xpos"], "whose tag is the last column; leave --column out", 2),

@@ -50,6 +50,9 @@ from charnn.runs.names import (  # noqa: F401  (re-exported: the names a run fol
     VALIDATION_FILE,
 )
 
+TRAIN_COMMANDS = {"classify": "charnn classify train", "tag": "charnn tag train"}
+"""The command that continues a run of each kind (config.json's task.kind) other than a language model's."""
+
 
 def save_model(folder: Path, model: Any) -> None:
     """Write the weights atomically (safetensors, no shared tensors)."""
@@ -124,9 +127,11 @@ def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = 
         if (folder / name).exists() and not (folder / name).is_file():
             raise CheckpointError(f"{folder}/{name} is not a file; the run is damaged: train it again")
     if not for_resume and not (folder / MODEL_FILE).is_file() and (folder / RESUME_FILE).is_file():
+        task = config.get("task")
+        kind = task.get("kind") if isinstance(task, dict) else None
         raise CheckpointError(
             f"{folder} has no {MODEL_FILE} yet: its training stopped before the first validation; "
-            f"continue it with `charnn train --resume {folder}`"
+            f"continue it with `{TRAIN_COMMANDS.get(str(kind), 'charnn train')} --resume {folder}`"
         )
     needed = (RESUME_FILE if for_resume else MODEL_FILE, tokenizer_file)
     missing = [name for name in needed if not (folder / name).is_file()]

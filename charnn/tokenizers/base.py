@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from charnn.errors import TokenizerError
+from charnn.errors import TokenizerError, TokenizerOptionError
 
 
 class UnknownTextWarning(UserWarning):
@@ -71,7 +71,7 @@ def build_tokenizer(kind: str, text: str, **options: Any) -> Tokenizer:
     to learn from.
     """
     if kind not in _BUILDERS:
-        raise TokenizerError(f"unknown --tokenizer {kind!r}; choose one of: {', '.join(tokenizer_kinds())}")
+        raise TokenizerOptionError(f"unknown --tokenizer {kind!r}; choose one of: {', '.join(tokenizer_kinds())}")
     return _BUILDERS[kind](text, **options)
 
 

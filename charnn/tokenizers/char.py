@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from charnn.errors import TokenizerError
+from charnn.errors import TokenizerError, TokenizerOptionError
 from charnn.tokenizers.base import WarnOnce, register
 
 UNKNOWN_ID = 0
@@ -101,7 +101,9 @@ class CharTokenizer:
 
 def _build(text: str, *, held_out: str = "", vocab_size: int | None = None, **_: object) -> CharTokenizer:
     if vocab_size is not None:
-        raise TokenizerError("--vocab-size applies to subword tokenizers; a char vocabulary is the text's alphabet")
+        raise TokenizerOptionError(
+            "--vocab-size applies to subword tokenizers; a char vocabulary is the text's alphabet"
+        )
     # The alphabet covers the held-out text too: a character first met in validation
     # is then an ordinary (untrained, unlikely) token rather than a warning.
     return CharTokenizer.build(text + held_out)

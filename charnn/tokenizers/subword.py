@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from charnn.errors import TokenizerError
+from charnn.errors import TokenizerError, TokenizerOptionError
 from charnn.tokenizers.base import register
 
 KINDS = ("bpe", "unigram")
@@ -282,7 +282,7 @@ def _builder(kind: str):  # noqa: ANN202
         del held_out
         size = DEFAULT_VOCAB_SIZE if vocab_size is None else vocab_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-            raise TokenizerError(f"--vocab-size must be a whole number of at least 2, got {size!r}")
+            raise TokenizerOptionError(f"--vocab-size must be a whole number of at least 2, got {size!r}")
         return SubwordTokenizer(kind, train_sentencepiece(text, kind, size))
 
     return build

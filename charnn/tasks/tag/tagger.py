@@ -62,6 +62,12 @@ def train_tagger(
     if not 0 <= word_layers <= MAX_WORD_LAYERS:
         raise ConfigError(f"--word-layers must be >= 0 and <= {MAX_WORD_LAYERS}, got {word_layers}")
     ModelConfig(vocab_size=2, **(model_options or {}))
+    if len(data.tag_set()) < 2:
+        only = next(iter(data.tag_set()), None)
+        raise CorpusError(
+            f"{', '.join(data.sources)} has one tag, {only!r}, on every word; a tagger needs words of at least two "
+            "tags (a CoNLL-U file's --column may name a column it leaves empty: '_')"
+        )
     tags = train_part.tag_set()
     data_sha256 = hashlib.sha256((data.to_text() + "\0" + (val.to_text() if val else "")).encode()).hexdigest()
 
