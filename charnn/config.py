@@ -275,6 +275,8 @@ def parse_duration(text: str) -> float:
         unit = (match.group(2) or "s").lower()
         total += float(match.group(1)) * {"h": 3600, "m": 60, "s": 1}[unit]
         pos = match.end()
-    if not cleaned or pos != len(cleaned) or total <= 0:
+    if not cleaned or pos != len(cleaned):
         raise ConfigError(f"--time {text!r} is not a duration; write e.g. 90s, 5m, 1h30m")
+    if total <= 0:
+        raise ConfigError(f"--time {text!r} is no time at all; give a positive duration, e.g. 90s, 5m, 1h30m")
     return total

@@ -99,6 +99,8 @@ def test_show_refuses_in_one_line_and_never_overwrites(run_cli, tmp_path):
     assert code == 2 and "--layer must be from 1 to 2" in err and not (tmp_path / "new.html").exists()
     code, _, err = run_cli("show", "-", "-m", run, "--out", tmp_path / "new.html", stdin=b"x")
     assert code == 1 and "too short" in err  # as charnn eval: the text, not an option
+    code, _, err = run_cli("show", text, "-m", run, "--out", tmp_path / "nodir" / "p.html")
+    assert code == 2 and f"folder {tmp_path / 'nodir'} does not exist; make it (mkdir -p" in err
     code, out, err = run_cli("show", "-", "-m", run, "--out", tmp_path / "new.html", stdin=b"Hello, knight.")
     assert code == 0 and out.strip() == str(tmp_path / "new.html")
     html = (tmp_path / "new.html").read_text(encoding="utf-8")

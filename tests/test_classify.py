@@ -183,6 +183,10 @@ def test_a_warm_started_encoder_learns_at_its_fraction_of_the_rate(tmp_path, run
     code, _, err = run_cli("classify", "train", data, "--out", tmp_path / "bad", "--encoder-lr-scale", "2")
     assert code == 2 and "--encoder-lr-scale must be between 0 (frozen) and 1, got 2.0" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+    code, _, err = run_cli(
+        "classify", "train", data, "--out", tmp_path / "bad", "--tokenizer", "char", "--vocab-size", "50"
+    )
+    assert code == 2 and "--vocab-size applies to subword tokenizers" in err and not (tmp_path / "bad").exists()
     code, _, err = run_cli("classify", "train", data, "--out", tmp_path / "bad", "--seed", "-1")
     assert code == 2 and "--seed must be from 0 to 2**63-1, got -1" in err and not (tmp_path / "bad").exists()
 

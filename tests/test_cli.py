@@ -101,6 +101,7 @@ def test_closed_stdout_ends_quietly(trained_run):
     ("args", "code", "message"),
     [
         (["train", "missing.txt"], 1, "missing.txt: no such file"),
+        (["train", "shakespeare"], 1, 'shakespeare is a named corpus: charnn train "$(charnn corpus get shakespeare)"'),
         (
             ["train", "CORPUS", "--cell", "transformer"],
             2,
@@ -109,8 +110,12 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["train", "CORPUS", "--hidden", "-1"], 2, "--hidden must be between"),
         (["train", "CORPUS", "--device", "tpu"], 2, "unknown --device 'tpu'; choose one of: auto, cpu, cuda, mps"),
         (["train", "CORPUS", "--time", "soon"], 2, "--time 'soon' is not a duration"),
+        (["train", "CORPUS", "--time", "0s"], 2, "--time '0s' is no time at all; give a positive duration"),
         (["train", "CORPUS", "--seed", "-1"], 2, "--seed must be from 0 to 2**63-1, got -1"),
         (["train", "CORPUS", "--tokenizer", "foo"], 2, "unknown --tokenizer 'foo'; choose one of: bpe, char"),
+        (["train", "CORPUS", "--init-from", "RUN", "--hidden", "7"], 2, "--hidden 7 does not fit --init-from"),
+        (["train", "CORPUS", "--init-from", "RUN", "--tokenizer", "bpe"], 2, "which has --tokenizer char: fine-tuning"),
+        (["train", "CORPUS", "--init-from", "RUN", "--vocab-size", "50"], 2, "a character tokenizer (no vocabulary"),
         (["train", "CORPUS", "--vocab-size", "100"], 2, "--vocab-size applies to subword tokenizers"),
         (["train", "CORPUS", "--seed", str(10**23)], 2, "--seed must be from 0 to 2**63-1"),
         (["grads", "CORPUS", "-m", "RUN", "--seed", "-1"], 2, "--seed must be from 0 to 2**63-1, got -1"),
@@ -251,6 +256,15 @@ def test_novel_rejects_copies(trained_run, run_cli, small_text):
     records = {r.strip() for r in small_text[:train_chars].split(" ")}
     samples = [chunk.strip() for chunk in out.split("\n\n")]
     assert len(samples) == 3 and not any(s in records for s in samples)
+
+
+def test_novel_with_nothing_novel_is_an_error_not_silence(trained_run, run_cli, monkeypatch, small_text):
+    import charnn.tasks.lm.sample
+
+    first_word = small_text.split(" ")[1]  # a training record: every round draws the same copy, as --temp 0 does
+    monkeypatch.setattr(charnn.tasks.lm.sample, "generate_text", lambda run, prime, **kw: [first_word] * 3)
+    code, out, err = run_cli("sample", "-m", trained_run, "-n", "3", "--stop", " ", "--temp", "0", "--novel")
+    assert code == 1 and out == "" and "no sample was novel after 20 rounds" in err and "give a --temp above 0" in err
 
 
 def test_novel_draws_copies_again(trained_run, run_cli, monkeypatch, small_text):

@@ -106,6 +106,8 @@ def encoder_settings(given: dict[str, Any], shape_defaults: dict[str, Any]) -> d
     ``chosen`` (the shape options the user gave, which a warm start checks)."""
     shape, chosen = with_defaults({key: given[key] for key in SHAPE}, shape_defaults)
     tokenizer, vocab_size = shape.pop("tokenizer"), shape.pop("vocab_size")
+    if chosen.get("tokenizer") == "char" and chosen.get("vocab_size") is not None:
+        raise ConfigError("--vocab-size applies to subword tokenizers; a char vocabulary is the text's alphabet")
     extra = ("dropout", "bidirectional", "token_dropout")
     return {
         "training": {setting: given[option] for option, setting in TRAINING.items()},

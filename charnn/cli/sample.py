@@ -271,6 +271,15 @@ def _checked_samples(run, config: SampleConfig, out, echo: bool, novel: bool, as
             kept.append(((config.prime if echo else "") + text, overlap))
         if len(kept) >= config.num_samples:
             break
+    if novel and not kept:
+        from charnn.errors import CharnnError
+
+        hint = (
+            "--temp 0 draws the same text every round: give a --temp above 0"
+            if config.temperature == 0
+            else ("raise --temp, or prime it differently")
+        )
+        raise CharnnError(f"no sample was novel after {_MAX_ROUNDS} rounds: each copied a training record; {hint}")
     if novel and len(kept) < config.num_samples:
         say(f"warning: only {len(kept)} of {config.num_samples} samples were novel after {_MAX_ROUNDS} rounds")
     if novel and rejected:

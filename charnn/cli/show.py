@@ -59,13 +59,17 @@ def show_command(
         raise ConfigError(
             f"{out} exists; choose another --out or remove it (charnn never overwrites a file it did not make)"
         )
-    if out.parent and not out.parent.is_dir():
-        raise ConfigError(f"{out.parent} is not a folder; make it or choose another --out")
+    if not out.parent.exists():
+        raise ConfigError(
+            f"folder {out.parent} does not exist; make it (mkdir -p {out.parent}) or choose another --out"
+        )
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out.parent} is not a folder; choose another --out")
     body = read_text(text)
     if len(body) < 2:
         raise CorpusError("the text is too short to show: it needs at least two characters")
     if len(body) > MAX_CHARS:
-        raise ConfigError(f"the text is {len(body):,} characters; a page shows at most {MAX_CHARS:,}: cut it (head -c)")
+        raise CorpusError(f"the text is {len(body):,} characters; a page shows at most {MAX_CHARS:,}: cut it (head -c)")
     run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)
     layers = run.model.config.layers
     if layer is not None and not 1 <= layer <= layers:

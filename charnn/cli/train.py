@@ -154,6 +154,8 @@ def train_command(
         check_language_model(ModelConfig(vocab_size=2, bidirectional=True))
     budget = parse_duration(time_budget) if time_budget else None
     _check_combination(corpus, style, style_per_file, reverse, resume, out, embed_init, init_from)
+    if init_from is not None:
+        _refuse_unkept(ctx, init_from)
     if resume is not None and not corpus and not style:
         refuse_fixed(typed_options(ctx))
         folder = out if resume == "auto" else Path(resume)
@@ -204,6 +206,43 @@ def train_command(
                   notes, options, reverse=reverse, tokenizer_from=tokenizer_from)  # fmt: skip
 
 
+KEPT_BY_FINE_TUNING = (
+    "cell", "layers", "hidden", "embed", "dropout", "weight_drop", "residual", "tie_weights", "tokenizer", "vocab_size",
+)  # fmt: skip
+"""The options of a new model that --init-from takes from the run it fine-tunes."""
+
+
+def _refuse_unkept(ctx: typer.Context, init_from: Path) -> None:
+    """Refuse a model or tokenizer option typed beside --init-from that differs from the run fine-tuned, rather
+    than ignore it (the run's model and tokenizer go on as they are)."""
+    from charnn.runs.checkpoint import check_run_folder
+
+    typed = {
+        key: ctx.params[key]
+        for key in KEPT_BY_FINE_TUNING
+        if getattr(ctx.get_parameter_source(key), "name", None) == "COMMANDLINE"
+    }
+    if not typed:
+        return
+    config = check_run_folder(init_from)
+    theirs = {**config["model"], "tokenizer": config["tokenizer"].get("kind")}
+    theirs["vocab_size"] = None if theirs["tokenizer"] == "char" else theirs.get("vocab_size")
+    for key, value in typed.items():
+        if value == theirs.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        given, was = f"{flag} {value}", f"{flag} {theirs.get(key)}"
+        if isinstance(value, bool):
+            given, was = (flag if b else flag.replace("--", "--no-", 1) for b in (value, bool(theirs.get(key))))
+            flag = given
+        if key == "vocab_size" and theirs["vocab_size"] is None:
+            was = "a character tokenizer (no vocabulary size)"
+        raise ConfigError(
+            f"{given} does not fit --init-from {init_from}, which has {was}: fine-tuning goes on with its model and "
+            f"tokenizer; drop {flag}"
+        )
+
+
 def _check_combination(corpus, style, style_per_file, reverse, resume, out, embed_init, init_from) -> None:  # noqa: ANN001
     """Refuse options that do not go together, before anything is read."""
     if resume not in (None, "auto") and out is not None and Path(resume).resolve() != out.resolve():
@@ -226,6 +265,19 @@ def _check_combination(corpus, style, style_per_file, reverse, resume, out, embe
         )
 
 
+def _named_corpus_hint(sources) -> None:  # noqa: ANN001
+    """A missing file named like a corpus of the catalogue (`charnn train shakespeare`) says how to get it."""
+    from charnn.corpora.catalogue import load_catalogue
+    from charnn.errors import CorpusError
+
+    for source in sources:
+        if source != "-" and not Path(source).exists() and source in load_catalogue():
+            raise CorpusError(
+                f"{source}: no such file; {source} is a named corpus: "
+                f'charnn train "$(charnn corpus get {source})" fetches and trains on it'
+            )
+
+
 def _train_corpus(corpus, records, val, resume, out, config, given, notes, options, **more) -> None:  # noqa: ANN001, ANN003
     """`charnn train CORPUS...`: a stream or record run (charnn.tasks.lm.prepare)."""
     from charnn.device import fit_small_corpus
@@ -235,6 +287,7 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
 
     if records is not None and records != "none":
         parse_format(records)  # a bad separator is refused before the corpus is read
+    _named_corpus_hint(corpus)
     corpus_text = read_corpus(corpus)
     config, note = fit_small_corpus(config, given, corpus_text.stats.chars)
     notes += [note] if note else []
