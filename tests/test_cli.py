@@ -169,6 +169,7 @@ def test_bad_input_gets_one_line_and_the_right_code(args, code, message, run_cli
         ("some text".encode("utf-16"), [], "looks like UTF-16 text; convert it to UTF-8"),
         (b"just a few words of text", [], "too few for 32 rows of windows of 64"),
         (b"word " * 2000, ["--val-fraction", "0.0001", *TINY], "validation split has 1 token(s), too few"),
+        (b"word " * 2000, ["--val-fraction", "0.9999", *TINY], "or a smaller --val-fraction (0.9999 holds most of it"),
         (b"word " * 2000, ["--out", "corpus.txt/run", *TINY], "cannot write to --out corpus.txt/run"),
     ],
 )

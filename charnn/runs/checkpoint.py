@@ -50,8 +50,17 @@ from charnn.runs.names import (  # noqa: F401  (re-exported: the names a run fol
     VALIDATION_FILE,
 )
 
-TRAIN_COMMANDS = {"classify": "charnn classify train", "tag": "charnn tag train"}
-"""The command that continues a run of each kind (config.json's task.kind) other than a language model's."""
+
+class UnfinishedRun(CheckpointError):
+    """A run stopped before its first validation: a resume state, no model yet. The message names
+    ``command`` (the run's task knows its own: charnn.tasks.base.load_run)."""
+
+    def __init__(self, folder: Path, config: dict[str, Any], command: str = "charnn train") -> None:
+        self.folder, self.config = folder, config
+        super().__init__(
+            f"{folder} has no {MODEL_FILE} yet: its training stopped before the first validation; "
+            f"continue it with `{command} --resume {folder}`"
+        )
 
 
 def save_model(folder: Path, model: Any) -> None:
@@ -127,12 +136,7 @@ def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = 
         if (folder / name).exists() and not (folder / name).is_file():
             raise CheckpointError(f"{folder}/{name} is not a file; the run is damaged: train it again")
     if not for_resume and not (folder / MODEL_FILE).is_file() and (folder / RESUME_FILE).is_file():
-        task = config.get("task")
-        kind = task.get("kind") if isinstance(task, dict) else None
-        raise CheckpointError(
-            f"{folder} has no {MODEL_FILE} yet: its training stopped before the first validation; "
-            f"continue it with `{TRAIN_COMMANDS.get(str(kind), 'charnn train')} --resume {folder}`"
-        )
+        raise UnfinishedRun(folder, config)
     needed = (RESUME_FILE if for_resume else MODEL_FILE, tokenizer_file)
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:

@@ -247,4 +247,11 @@ def load_run(folder: str | Path, device: str = "cpu", kind: str | None = None) -
     def build(config: dict[str, Any], model_config: Any) -> Any:
         return check_kind(folder, config, kind).build_model(config, model_config)
 
-    return checkpoint.load_run(folder, build, device)
+    try:
+        return checkpoint.load_run(folder, build, device)
+    except checkpoint.UnfinishedRun as exc:
+        try:
+            command = task_of(exc.config).train_command
+        except CheckpointError:
+            raise exc from None
+        raise checkpoint.UnfinishedRun(exc.folder, exc.config, command) from None

@@ -37,7 +37,13 @@ class Counts:
                 f"the validation split has {self.val_tokens} token(s), too few to measure; "
                 "raise --val-fraction, give a longer corpus, or pass --val FILE"
             )
-        TBPTTStream.check_length(self.train_tokens, config.batch_size, config.seq_len)
+        try:
+            TBPTTStream.check_length(self.train_tokens, config.batch_size, config.seq_len)
+        except CorpusError as exc:
+            if config.val_fraction <= 0.5 or self.val_tokens <= self.train_tokens:
+                raise
+            held = f"{exc}, or a smaller --val-fraction ({config.val_fraction:g} holds most of it out)"
+            raise CorpusError(held) from None
 
     def check_covered(self) -> None:
         if self.unknown:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from charnn.corpora.catalogue import declared_records, prepared_entry
-from charnn.errors import ConfigError, CorpusError
+from charnn.errors import CorpusError
 from charnn.runs.checkpoint import check_run_folder
 from charnn.tasks.lm.style_runs import StyleData
 from charnn.tasks.lm.styles import parse_styles, per_style_option, styles_per_file
@@ -63,7 +63,7 @@ def style_data(
         try:
             corpus = read_corpus(list(source.files))
         except CorpusError as exc:
-            raise ConfigError(f"style {source.name}: {exc}") from None
+            raise CorpusError(f"style {source.name}: {exc}") from None
         spec = given_records.get(source.name)
         if spec is None:
             spec = _style_records(source.name, corpus, bare_records, messages)

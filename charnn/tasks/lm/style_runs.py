@@ -74,7 +74,7 @@ def train_styles(
         try:
             shas.append(corpus_stats(style.corpus).sha256)
         except CorpusError as exc:
-            raise ConfigError(f"style {style.name}: {exc}") from None
+            raise CorpusError(f"style {style.name}: {exc}") from None
     data_sha256 = hashlib.sha256("\n".join(f"{s.name}={h}" for s, h in zip(styles, shas)).encode()).hexdigest()
     request = request_digest(
         styles=[
