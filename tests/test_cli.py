@@ -119,6 +119,7 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["train", "CORPUS", "--vocab-size", "100"], 2, "--vocab-size applies to subword tokenizers"),
         (["train", "CORPUS", "--seed", str(10**23)], 2, "--seed must be from 0 to 2**63-1"),
         (["grads", "CORPUS", "-m", "RUN", "--seed", "-1"], 2, "--seed must be from 0 to 2**63-1, got -1"),
+        (["grads", "CORPUS", "--compare-residual", "--layers", "1"], 2, "give --layers 2 or more"),
         (["sample", "-m", "nowhere"], 1, "run folder nowhere does not exist"),
         (["sample", "-m", "RUN", "--temp", "-1"], 2, "--temp must be between 0"),
         (["sample", "-m", "RUN", "--top-p", "0"], 2, "--top-p must be in (0, 1]"),

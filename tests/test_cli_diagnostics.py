@@ -181,3 +181,6 @@ def test_png_never_overwrites_a_file_it_did_not_make(run_cli, trained_run, text_
             code, out, err = run_cli(*args, "--png", target)
             assert code == 2 and f"--png {target} exists" in err and "Traceback" not in err, err
             assert mine.read_text() == "my notes\n" and link.is_symlink()
+    code, out, err = run_cli("plot", trained_run, "--png", tmp_path / "chart.jpg")
+    assert code == 2 and "the chart is a PNG image; name a file ending in .png" in err
+    assert not (tmp_path / "chart.jpg").exists()

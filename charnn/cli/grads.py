@@ -158,6 +158,8 @@ def _fresh_models(
     if activation != _FRESH.activation and "rnn" not in cells:
         raise ConfigError(f"--activation {activation} applies to --cell rnn only; add --cell rnn")
     sizes = {k: v for k, v in (("layers", layers), ("hidden", hidden), ("embed", embed)) if v is not None}
+    if compare_residual and (layers if layers is not None else _FRESH.layers) < 2:
+        raise ConfigError("--compare-residual compares connections between layers; give --layers 2 or more")
     residuals = [True, False] if compare_residual else [residual]
     return [
         FreshModel(cell=c, residual=r, init_scale=s, activation=activation if c == "rnn" else "tanh", **sizes)

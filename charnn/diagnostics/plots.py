@@ -47,6 +47,8 @@ def check_png_path(path: str | Path) -> Path:
         raise ConfigError(
             f"--png {path} exists; choose another name or remove it (charnn never overwrites a file it did not make)"
         )
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--png {path}: the chart is a PNG image; name a file ending in .png")
     return path
 
 
