@@ -49,8 +49,8 @@ class Counts:
         if self.unknown:
             raise CorpusError(
                 f"the corpus has {self.unknown} character(s) that {self.source}'s vocabulary lacks "
-                f"(e.g. {self.unknown_chars!r}); fine-tuning needs a vocabulary that covers the text: "
-                "train a new run instead"
+                f"(e.g. {self.unknown_chars!r}); a borrowed vocabulary (--init-from, --tokenizer-from) must cover "
+                "the text: train with a tokenizer of its own instead"
             )
 
 
