@@ -433,7 +433,7 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    text = 'The knight said "we ride at dawn" and left.\n'
+    text = 'The knight said "we ride <!--<script> at dawn" and left.</script>\n'  # HTML in the text stays text
     source = tmp_path / "text.txt"
     source.write_text(text, encoding="utf-8")
     page = tmp_path / "show.html"

@@ -441,6 +441,17 @@ def test_a_run_folder_that_disappears_while_served_does_not_stop_the_server(clie
     assert client.get("/v1/models").status_code == 200
 
 
+def test_a_request_without_max_tokens_stays_within_the_servers_max_tokens(tmp_path):
+    server = Server(*copied_runs(tmp_path, "lm"), "--max-tokens", "50")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
+            out = complete(c, prompt="a", n=4, seed=1)  # the default is 256, past this server's cap
+            assert [len(choice["text"]) for choice in out["choices"]] == [50] * 4
+            assert {choice["finish_reason"] for choice in out["choices"]} == {"length"}
+    finally:
+        assert server.stop() == 0
+
+
 def test_sigterm_ends_the_streams_in_flight_and_exits_0(tmp_path):
     server = Server(*copied_runs(tmp_path, "lm"))
     with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:

@@ -15,8 +15,9 @@ def offline_page(data: dict[str, Any]) -> str:
     html = (STATIC / "index.html").read_text(encoding="utf-8")
     css = (STATIC / "page.css").read_text(encoding="utf-8")
     script = (STATIC / "page.js").read_text(encoding="utf-8")
-    # "</" would end the script element early: JSON allows "<\/" for it.
-    blob = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    # "</" would end the script element early, and "<!--" then "<script" would make the HTML parser read on
+    # past its end: every "<" (only ever inside a JSON string) is spelled "\u003c", which JSON reads as "<".
+    blob = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
     html = html.replace('<link rel="stylesheet" href="/static/page.css">', f"<style>\n{css}</style>")
     script = script.replace("</", "<\\/")
     inline = f"<script>window.CHARNN_OFFLINE = {blob};</script>\n<script>\n{script}</script>"

@@ -85,8 +85,8 @@ class CompletionService:
         fmt = _format(task)
         boundary = self.model.boundary if fmt is not None else None
         length = request.max_tokens
-        if length is None:
-            length = record_cap(self.run) if fmt is not None else DEFAULT_MAX_TOKENS
+        if length is None:  # the default, within the server's --max-tokens as any length asked for
+            length = min(record_cap(self.run) if fmt is not None else DEFAULT_MAX_TOKENS, self.limits.max_tokens)
         if fmt is not None and length == 0:  # scoring alone: a record run's text may hold several records
             read = [self.read_text(p, fmt) for p in request.prompts]
         else:
