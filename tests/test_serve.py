@@ -9,6 +9,7 @@ import json
 import math
 import shutil
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -181,6 +182,10 @@ def test_generated_logprobs_give_each_character_and_its_alternatives(client):
     assert "".join(logprobs["tokens"]) == choice["text"]
     assert len(logprobs["token_logprobs"]) == 30 and all(lp <= 0 for lp in logprobs["token_logprobs"])
     assert all(len(top) == 5 and sum(math.exp(v) for v in top.values()) <= 1 + 1e-6 for top in logprobs["top_logprobs"])
+    # the model's own figures: those echo scoring (and charnn eval) gives the same characters, nothing banned first
+    scored = complete(client, prompt="It " + choice["text"], max_tokens=0, echo=True, logprobs=1)["choices"][0]
+    gaps = [a - b for a, b in zip(logprobs["token_logprobs"], scored["logprobs"]["token_logprobs"][-30:])]
+    assert max(map(abs, gaps)) < 0.05 and abs(sum(gaps) / len(gaps)) < 0.005, gaps  # int8 steps round; no offset
 
 
 def test_a_record_run_answers_with_whole_records(client):
@@ -450,6 +455,25 @@ def test_a_request_without_max_tokens_stays_within_the_servers_max_tokens(tmp_pa
             assert {choice["finish_reason"] for choice in out["choices"]} == {"length"}
     finally:
         assert server.stop() == 0
+
+
+def test_generated_logprobs_are_the_models_before_the_unknown_token_is_banned(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    run = Path(copied_runs(tmp_path, "lm")[0])
+    weights = load_file(run / "model.safetensors")
+    weights["head.bias"][0] += 4.0  # the unknown token (id 0, never drawn) now holds much of the mass
+    save_file(weights, run / "model.safetensors", metadata={"format": "pt"})
+    server = Server(str(run))
+    try:
+        with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
+            choice = complete(c, prompt="It ", max_tokens=20, logprobs=1, seed=4)["choices"][0]
+            scored = complete(c, prompt="It " + choice["text"], max_tokens=0, echo=True, logprobs=1)["choices"][0]
+    finally:
+        assert server.stop() == 0
+    drawn, own = choice["logprobs"]["token_logprobs"], scored["logprobs"]["token_logprobs"][-20:]
+    gaps = [a - b for a, b in zip(drawn, own, strict=True)]
+    assert max(map(abs, gaps)) < 0.05, gaps  # int8 steps round a little; no offset of the banned token's mass
 
 
 def test_sigterm_ends_the_streams_in_flight_and_exits_0(tmp_path):

@@ -204,6 +204,7 @@ class Batcher:
     @torch.inference_mode()
     def _step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         logits, state = self.step(tokens, state, self.biases)  # (B, V)
+        own = logits.clone() if self.logprobs else None  # logprobs are the model's, before anything is banned
         logits.masked_fill_(self.banned, float("-inf"))
         for j in self.guarded:
             row = self.rows[j]
@@ -212,7 +213,7 @@ class Batcher:
                 row.healing.restrict(logits[j : j + 1], [0])
         tokens = self._draw(logits)
         drawn = tokens.tolist()
-        entries = self._entries(logits, drawn) if self.logprobs else {}
+        entries = self._entries(own, drawn) if own is not None else {}
         for j, row in enumerate(self.rows):
             if not row.cancelled:
                 self._take(row, drawn[j], entries.get(j))
