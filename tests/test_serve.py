@@ -436,6 +436,15 @@ def test_streams_that_are_dropped_leave_the_batch_at_once(tmp_path):
     server = Server(*copied_runs(tmp_path, "lm"), "--max-tokens", "10000000")
     try:
         assert asyncio.run(_drop(server.url, 32)) < 1.0
+        # a request that is not streamed, whose client gives up while its rows still step
+        with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
+            body = {"model": "lm", "prompt": "a", "max_tokens": 10_000_000, "n": 16}
+            with pytest.raises(httpx.ReadTimeout):
+                c.post("/v1/completions", json=body, timeout=0.5)
+            start = time.monotonic()
+            while c.get("/health").json()["models"]["lm"]["active"] and time.monotonic() - start < 10:
+                time.sleep(0.02)
+            assert time.monotonic() - start < 1.0
     finally:
         assert server.stop() == 0
 

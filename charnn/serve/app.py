@@ -101,12 +101,8 @@ def create_app(
 
 def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) -> None:
     """The key check before every /v1 request and the API's own error bodies for paths and methods it does not serve."""
-
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):  # noqa: ANN001, ANN202
-        if api_key and request.url.path.startswith("/v1/") and not _authorised(request, api_key):
-            return error_response(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
-        return await call_next(request)
+    if api_key:
+        app.add_middleware(KeyCheck, api_key=api_key)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -133,6 +129,22 @@ def _add_page(app: FastAPI) -> None:
         if name not in PAGE_FILES:
             return error_response(404, f"no such file /static/{name}")
         return FileResponse(STATIC / name, media_type=PAGE_FILES[name])
+
+
+class KeyCheck:
+    """Refuse a /v1 request without the key, as plain ASGI: Starlette's @app.middleware wraps each request's
+    receive channel, and a handler behind it never hears that its client went away (is_disconnected)."""
+
+    def __init__(self, app: Any, api_key: str) -> None:
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            if not _authorised(Request(scope), self.api_key):
+                message = "this server needs an API key: send the header 'Authorization: Bearer KEY'"
+                await error_response(401, message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _authorised(request: Request, key: str) -> bool:
@@ -236,10 +248,14 @@ async def _events(job: Any, event: asyncio.Event, stamp: dict[str, Any]) -> Asyn
 
 
 async def _whole(job: Any, event: asyncio.Event, request: Request, stamp: dict[str, Any]) -> Response:
+    checked = time.monotonic()
     while not job.done:
         try:
             await asyncio.wait_for(event.wait(), DISCONNECT_POLL)
         except asyncio.TimeoutError:
+            pass
+        if time.monotonic() - checked >= DISCONNECT_POLL:  # notices may come every step: look between them too
+            checked = time.monotonic()
             if await request.is_disconnected():
                 job.cancel()
                 return Response(status_code=499)
