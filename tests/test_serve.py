@@ -485,6 +485,37 @@ def test_generated_logprobs_are_the_models_before_the_unknown_token_is_banned(tm
     assert max(map(abs, gaps)) < 0.05, gaps  # int8 steps round a little; no offset of the banned token's mass
 
 
+def test_long_prompts_are_read_a_chunk_a_turn_while_other_streams_go_on(tmp_path):
+    import threading
+
+    server = Server(*copied_runs(tmp_path, "lm"), "--max-tokens", "100000")
+    gaps, stop = [], threading.Event()
+
+    def stream() -> None:  # a completion already streaming when the long prompts arrive
+        with httpx.Client(base_url=server.url, timeout=120, trust_env=False) as c:
+            body = {"model": "lm", "prompt": "The ", "max_tokens": 100_000, "stream": True}
+            with c.stream("POST", "/v1/completions", json=body) as response:
+                last = time.monotonic()
+                for _ in response.iter_lines():
+                    gaps.append(time.monotonic() - last)
+                    last = time.monotonic()
+                    if stop.is_set():
+                        break
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    try:
+        time.sleep(1)
+        with httpx.Client(base_url=server.url, timeout=120, trust_env=False) as c:
+            long = complete(c, prompt=["the knight rode on. " * 1000] * 4, max_tokens=8, temperature=0)  # 80,000 chars
+        stop.set()
+        reader.join(timeout=60)
+    finally:
+        assert server.stop() == 0
+    assert len({choice["text"] for choice in long["choices"]}) == 1  # the same prompt read the same way, chunk by chunk
+    assert max(gaps[5:]) < 1.0, max(gaps)  # read whole, the four prompts stopped the stream for 2.9 s
+
+
 def test_sigterm_ends_the_streams_in_flight_and_exits_0(tmp_path):
     server = Server(*copied_runs(tmp_path, "lm"))
     with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:

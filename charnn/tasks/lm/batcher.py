@@ -79,6 +79,10 @@ def serving_dtype(device: torch.device) -> torch.dtype | None:
 
 SHORT_PROMPT = 64
 """Prompts of at most this many tokens are read together, one step a token; longer ones alone."""
+READ_CHUNK = 256
+"""Tokens of a long prompt read in one turn (by the fused model, the state carried to the next turn): the
+batch steps between two chunks, so a 20,000-character prompt does not stop every other row for seconds,
+and a row whose client goes away stops being read at the next chunk."""
 
 
 class Batcher:
@@ -90,6 +94,8 @@ class Batcher:
         self.device = model.embed.weight.device
         self.step = model.stepper(serving_dtype(self.device), exact_rows=True)
         self.pending: list[Row] = []
+        self.reading: list[tuple[Row, State | None, int]] = []
+        """Rows whose long prompt is being read, a chunk a turn: each with its state and the tokens read."""
         self.rows: list[Row] = []
         self.closing = False
         self.tokens: torch.Tensor | None = None
@@ -98,13 +104,13 @@ class Batcher:
     @property
     def active(self) -> int:
         """Rows in the batch or waiting to join it."""
-        return len(self.rows) + len(self.pending)
+        return len(self.rows) + len(self.pending) + len(self.reading)
 
     def add(self, rows: list[Row]) -> None:
         self.pending.extend(rows)
 
     def busy(self) -> bool:
-        return bool(self.pending or self.rows)
+        return bool(self.pending or self.rows or self.reading)
 
     def close(self) -> None:
         """End every row at the next turn (finish reason 'stop'), and every row added after."""
@@ -114,28 +120,53 @@ class Batcher:
         """Rows that wait join the batch, then the batch takes one step."""
         joining, self.pending = self.pending, []
         if self.closing:
-            for row in self.rows + joining:
+            for row in self.rows + joining + [row for row, _, _ in self.reading]:
                 self._finish(row, "stop")
-            self.rows, self.tokens, self.state = [], None, []
+            self.rows, self.tokens, self.state, self.reading = [], None, [], []
             return
         try:
-            if joining:
-                self.tokens, self.state = self._join(joining, self.tokens, self.state)
+            self.reading += [(row, None, 0) for row in joining if len(row.context) > SHORT_PROMPT]
+            joining = [row for row in joining if len(row.context) <= SHORT_PROMPT]
+            read = self._read_chunk()
+            if joining or read:
+                self.tokens, self.state = self._join(joining, self.tokens, self.state, read)
             if self.rows:
                 self.tokens, self.state = self._step(self.tokens, self.state)
         except Exception as error:  # noqa: BLE001  (a failed step ends its rows, never the server)
-            for row in self.rows + joining:
+            for row in self.rows + joining + [row for row, _, _ in self.reading]:
                 if not row.done:
                     self._finish(row, f"error: {type(error).__name__}: {error}")
-            self.rows, self.tokens, self.state = [], None, []
+            self.rows, self.tokens, self.state, self.reading = [], None, [], []
 
     @torch.inference_mode()
-    def _join(self, joining: list[Row], tokens: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
-        """Read each new row's prompt and add the rows to the batch."""
+    def _read_chunk(self) -> list[tuple[Row, State]]:
+        """Read the next chunk of the first long prompt waiting (then it waits behind the others);
+        returns the row and its state once its whole prompt (all but the last token) is read."""
+        self.reading = [entry for entry in self.reading if not entry[0].cancelled]
+        if not self.reading:
+            return []
+        row, state, done = self.reading.pop(0)
+        prompt = row.context[:-1]
+        end = min(done + READ_CHUNK, len(prompt))
+        style = None if row.style is None else row.style[None]
+        state = state if state is not None else self.model.initial_state(1, self.device)
+        _, state = self.model(prompt[None, done:end], state, style=style)
+        if end < len(prompt):
+            self.reading.append((row, state, end))
+            return []
+        return [(row, state)]
+
+    @torch.inference_mode()
+    def _join(
+        self, joining: list[Row], tokens: torch.Tensor | None, state: State, read: list[tuple[Row, State]]
+    ) -> tuple[torch.Tensor, State]:
+        """Read each new row's short prompt and add the rows to the batch, with those whose long prompt is ``read``."""
         joining = [row for row in joining if not row.cancelled]
-        if not joining:
+        read = [(row, after) for row, after in read if not row.cancelled]
+        if not joining and not read:
             return tokens, state
-        states = self._prompt_states(joining)
+        states = self._prompt_states(joining) + [after for _, after in read]
+        joining = joining + [row for row, _ in read]
         new_tokens = torch.cat([row.context[-1:] for row in joining])
         new_state = [tuple(torch.cat(parts, dim=1) for parts in zip(*layers)) for layers in zip(*states)]
         if self.rows:
@@ -146,20 +177,14 @@ class Batcher:
         return new_tokens, new_state
 
     def _prompt_states(self, joining: list[Row]) -> list[State]:
-        """Each row's state after its prompt (all but the prompt's last token, which the first step
-        reads). Short prompts are stepped together, as one batch, a long one by the fused model alone:
-        which way a prompt is read depends on its length only, never on the rows it joins with."""
-        states: list[State | None] = [None] * len(joining)
-        short = [j for j, row in enumerate(joining) if len(row.context) <= SHORT_PROMPT]
-        for j, row in enumerate(joining):
-            if len(row.context) > SHORT_PROMPT:
-                style = None if row.style is None else row.style[None]
-                _, states[j] = self.model(row.context[None, :-1], self.model.initial_state(1, self.device), style=style)
-        if short:
-            together = self._step_prompts([joining[j] for j in short])
-            for i, j in enumerate(short):
-                states[j] = [tuple(s[:, i : i + 1] for s in layer) for layer in together]
-        return states
+        """Each short-prompted row's state after its prompt (all but the prompt's last token, which the
+        first step reads), stepped together as one batch; a long prompt is read by the fused model alone,
+        a chunk a turn (_read_chunk): which way a prompt is read depends on its length only, never on the
+        rows it joins with."""
+        if not joining:
+            return []
+        together = self._step_prompts(joining)
+        return [[tuple(s[:, i : i + 1] for s in layer) for layer in together] for i in range(len(joining))]
 
     def _step_prompts(self, rows: list[Row]) -> State:
         state = self.model.initial_state(len(rows), self.device)
