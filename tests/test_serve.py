@@ -253,6 +253,7 @@ BAD = [
     ({"model": "lm", "temperature": -1}, 400, "temperature"),
     ({"model": "lm", "temperature": "hot"}, 400, "temperature"),
     ({"model": "lm", "temperature": 101}, 400, "temperature"),  # as charnn sample --temp
+    ({"model": "lm", "stream": True, "stream_options": {"include_usage": "yes"}}, 400, "stream_options"),
     ({"model": "lm", "top_p": 0}, 400, "top_p"),
     ({"model": "lm", "top_p": 1.5}, 400, "top_p"),
     ({"model": "lm", "max_tokens": 4097}, 400, "max_tokens"),
@@ -336,6 +337,8 @@ def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
         assert client.get(path).status_code == 404
     assert client.get("/v1/completions").status_code == 405
     assert client.get("/v1/nope").status_code == 404  # no such path, whatever the method
+    slash = client.post("/v1/completions/", json={"model": "lm"})
+    assert slash.status_code == 404 and "charnn serves" in slash.json()["error"]["message"]  # not an empty 307
     wrong = client.post("/v1/models", json={})
     assert wrong.status_code == 405 and "GET it" in wrong.json()["error"]["message"]
 

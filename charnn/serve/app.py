@@ -57,6 +57,7 @@ def create_app(
         yield
 
     app = FastAPI(title="charnn", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.router.redirect_slashes = False  # /v1/completions/ is no path: a 404 that says so, not an empty 307
     app.state.served = served
 
     _add_errors(app, served, api_key)

@@ -66,7 +66,11 @@ def parse_completion(body: dict[str, Any], limits: Any) -> Completion:
         raise RequestError(f"top_p must be in (0, 1], got {top_p}", param="top_p")
     stream = _flag(body, "stream")
     options = body.get("stream_options")
-    if options is not None and not (isinstance(options, dict) and set(options) <= {"include_usage"}):
+    if options is not None and not (
+        isinstance(options, dict)
+        and set(options) <= {"include_usage"}
+        and isinstance(options.get("include_usage", False), bool)
+    ):
         raise RequestError('stream_options must be an object like {"include_usage": true}', param="stream_options")
     return Completion(
         prompts=prompts,
