@@ -458,31 +458,23 @@ def test_a_run_folder_that_disappears_while_served_does_not_stop_the_server(clie
     assert client.get("/v1/models").status_code == 200
 
 
-def test_a_request_without_max_tokens_stays_within_the_servers_max_tokens(tmp_path):
-    server = Server(*copied_runs(tmp_path, "lm"), "--max-tokens", "50")
-    try:
-        with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
-            out = complete(c, prompt="a", n=4, seed=1)  # the default is 256, past this server's cap
-            assert [len(choice["text"]) for choice in out["choices"]] == [50] * 4
-            assert {choice["finish_reason"] for choice in out["choices"]} == {"length"}
-    finally:
-        assert server.stop() == 0
-
-
-def test_generated_logprobs_are_the_models_before_the_unknown_token_is_banned(tmp_path):
+def test_generated_logprobs_are_the_models_own_and_the_default_length_keeps_to_max_tokens(tmp_path):
     from safetensors.torch import load_file, save_file
 
     run = Path(copied_runs(tmp_path, "lm")[0])
     weights = load_file(run / "model.safetensors")
     weights["head.bias"][0] += 4.0  # the unknown token (id 0, never drawn) now holds much of the mass
     save_file(weights, run / "model.safetensors", metadata={"format": "pt"})
-    server = Server(str(run))
+    server = Server(str(run), "--max-tokens", "50")
     try:
         with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
             choice = complete(c, prompt="It ", max_tokens=20, logprobs=1, seed=4)["choices"][0]
             scored = complete(c, prompt="It " + choice["text"], max_tokens=0, echo=True, logprobs=1)["choices"][0]
+            capped = complete(c, prompt="a", n=4, seed=1)  # the default is 256, past this server's cap
     finally:
         assert server.stop() == 0
+    assert [len(c["text"]) for c in capped["choices"]] == [50] * 4
+    assert {c["finish_reason"] for c in capped["choices"]} == {"length"}
     drawn, own = choice["logprobs"]["token_logprobs"], scored["logprobs"]["token_logprobs"][-20:]
     gaps = [a - b for a, b in zip(drawn, own, strict=True)]
     assert max(map(abs, gaps)) < 0.05, gaps  # int8 steps round a little; no offset of the banned token's mass
