@@ -71,6 +71,15 @@ class Row:
         self.scanner = StopScanner(self.stops)
 
 
+def _same_prompts(rows: Any) -> list[list[Row]]:
+    """``rows`` grouped by prompt and style, in first-seen order: rows that share both read the prompt once."""
+    groups: dict[tuple[bytes, bytes], list[Row]] = {}
+    for row in rows:
+        key = (row.context.cpu().numpy().tobytes(), b"" if row.style is None else row.style.cpu().numpy().tobytes())
+        groups.setdefault(key, []).append(row)
+    return list(groups.values())
+
+
 def serving_dtype(device: torch.device) -> torch.dtype | None:
     """The arithmetic a server steps every batch in: int8 where ``charnn sample`` steps one sample
     in int8 (the stepper's ``exact_rows`` then makes every row exact in any company), else fp32."""
@@ -94,8 +103,9 @@ class Batcher:
         self.device = model.embed.weight.device
         self.step = model.stepper(serving_dtype(self.device), exact_rows=True)
         self.pending: list[Row] = []
-        self.reading: list[tuple[Row, State | None, int]] = []
-        """Rows whose long prompt is being read, a chunk a turn: each with its state and the tokens read."""
+        self.reading: list[tuple[list[Row], State | None, int]] = []
+        """Long prompts being read, a chunk a turn: the rows that share each (a request's n choices of one
+        prompt read it once), its state and the tokens read."""
         self.rows: list[Row] = []
         self.closing = False
         self.tokens: torch.Tensor | None = None
@@ -104,7 +114,7 @@ class Batcher:
     @property
     def active(self) -> int:
         """Rows in the batch or waiting to join it."""
-        return len(self.rows) + len(self.pending) + len(self.reading)
+        return len(self.rows) + len(self.pending) + sum(len(rows) for rows, _, _ in self.reading)
 
     def add(self, rows: list[Row]) -> None:
         self.pending.extend(rows)
@@ -120,12 +130,14 @@ class Batcher:
         """Rows that wait join the batch, then the batch takes one step."""
         joining, self.pending = self.pending, []
         if self.closing:
-            for row in self.rows + joining + [row for row, _, _ in self.reading]:
+            for row in self.rows + joining + [row for rows, _, _ in self.reading for row in rows]:
                 self._finish(row, "stop")
             self.rows, self.tokens, self.state, self.reading = [], None, [], []
             return
         try:
-            self.reading += [(row, None, 0) for row in joining if len(row.context) > SHORT_PROMPT]
+            self.reading += [
+                (rows, None, 0) for rows in _same_prompts(r for r in joining if len(r.context) > SHORT_PROMPT)
+            ]
             joining = [row for row in joining if len(row.context) <= SHORT_PROMPT]
             read = self._read_chunk()
             if joining or read:
@@ -133,7 +145,7 @@ class Batcher:
             if self.rows:
                 self.tokens, self.state = self._step(self.tokens, self.state)
         except Exception as error:  # noqa: BLE001  (a failed step ends its rows, never the server)
-            for row in self.rows + joining + [row for row, _, _ in self.reading]:
+            for row in self.rows + joining + [row for rows, _, _ in self.reading for row in rows]:
                 if not row.done:
                     self._finish(row, f"error: {type(error).__name__}: {error}")
             self.rows, self.tokens, self.state, self.reading = [], None, [], []
@@ -142,19 +154,19 @@ class Batcher:
     def _read_chunk(self) -> list[tuple[Row, State]]:
         """Read the next chunk of the first long prompt waiting (then it waits behind the others);
         returns the row and its state once its whole prompt (all but the last token) is read."""
-        self.reading = [entry for entry in self.reading if not entry[0].cancelled]
+        self.reading = [(live, s, d) for rows, s, d in self.reading if (live := [r for r in rows if not r.cancelled])]
         if not self.reading:
             return []
-        row, state, done = self.reading.pop(0)
-        prompt = row.context[:-1]
+        rows, state, done = self.reading.pop(0)
+        prompt = rows[0].context[:-1]
         end = min(done + READ_CHUNK, len(prompt))
-        style = None if row.style is None else row.style[None]
+        style = None if rows[0].style is None else rows[0].style[None]
         state = state if state is not None else self.model.initial_state(1, self.device)
         _, state = self.model(prompt[None, done:end], state, style=style)
         if end < len(prompt):
-            self.reading.append((row, state, end))
+            self.reading.append((rows, state, end))
             return []
-        return [(row, state)]
+        return [(row, state) for row in rows]
 
     @torch.inference_mode()
     def _join(
