@@ -332,6 +332,9 @@ def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
         assert response.status_code == 404 and "charnn serves" in response.json()["error"]["message"]
     assert client.get("/v1/models/nope").status_code == 404
     assert client.get("/").headers["content-type"].startswith("text/html")
+    for path in ["/", "/health", "/v1/models", "/v1/models/lm", "/static/page.js"]:  # what GET answers, HEAD does
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b"", path
     assert client.get("/static/page.js").status_code == 200
     for path in ["/static/..%2f..%2fapp.py", "/static/../app.py", "/static/%2e%2e/runs.py", "/static/x.js"]:
         assert client.get(path).status_code == 404

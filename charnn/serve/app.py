@@ -63,17 +63,17 @@ def create_app(
     _add_errors(app, served, api_key)
     _add_page(app)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict[str, Any]:
         if api_key:
             return {"status": "ok"}
         return {"status": "ok", "models": {s.name: {"active": s.service.active} for s in served.values()}}
 
-    @app.get("/v1/models")
+    @app.api_route("/v1/models", methods=["GET", "HEAD"])
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [_model(s) for s in served.values()]}
 
-    @app.get("/v1/models/{name}")
+    @app.api_route("/v1/models/{name}", methods=["GET", "HEAD"])
     async def model(name: str) -> Any:
         if name not in served:
             return _unknown(name, served)
@@ -121,11 +121,11 @@ def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) ->
 def _add_page(app: FastAPI) -> None:
     """The playground at / and its files under /static/ (nothing else there is ever read)."""
 
-    @app.get("/")
+    @app.api_route("/", methods=["GET", "HEAD"])
     async def page() -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/static/{name}")
+    @app.api_route("/static/{name}", methods=["GET", "HEAD"])
     async def static(name: str) -> Response:
         if name not in PAGE_FILES:
             return error_response(404, f"no such file /static/{name}")
