@@ -134,6 +134,7 @@ class Batcher:
                 self._finish(row, "stop")
             self.rows, self.tokens, self.state, self.reading = [], None, [], []
             return
+        read: list[tuple[Row, State]] = []
         try:
             self.reading += [
                 (rows, None, 0) for rows in _same_prompts(r for r in joining if len(r.context) > SHORT_PROMPT)
@@ -145,7 +146,8 @@ class Batcher:
             if self.rows:
                 self.tokens, self.state = self._step(self.tokens, self.state)
         except Exception as error:  # noqa: BLE001  (a failed step ends its rows, never the server)
-            for row in self.rows + joining + [row for rows, _, _ in self.reading for row in rows]:
+            waiting = [row for rows, _, _ in self.reading for row in rows] + [row for row, _ in read]
+            for row in self.rows + joining + waiting:
                 if not row.done:
                     self._finish(row, f"error: {type(error).__name__}: {error}")
             self.rows, self.tokens, self.state, self.reading = [], None, [], []
