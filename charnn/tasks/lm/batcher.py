@@ -87,7 +87,8 @@ def serving_dtype(device: torch.device) -> torch.dtype | None:
 
 
 SHORT_PROMPT = 64
-"""Prompts of at most this many tokens are read together, one step a token; longer ones alone."""
+"""Prompts of at most this many tokens are read together, one step a token; longer ones by the fused model, a
+chunk a turn (READ_CHUNK)."""
 READ_CHUNK = 256
 """Tokens of a long prompt read in one turn (by the fused model, the state carried to the next turn): the
 batch steps between two chunks, so a 20,000-character prompt does not stop every other row for seconds,
