@@ -123,6 +123,9 @@ def test_echo_scoring_gives_the_figures_charnn_eval_gives(client, runs):
         assert len(top) == 3 and max(top.values()) >= lp - 1e-6
         assert sum(math.exp(v) for v in top.values()) <= 1 + 1e-6
     assert logprobs["text_offset"][:3] == [0, 1, 2]
+    # a character the run never saw is read as the unknown token, and still spelt as itself
+    odd = complete(client, prompt="It \U0001f600 rained", max_tokens=3, echo=True, logprobs=1, seed=1)["choices"][0]
+    assert odd["logprobs"]["tokens"][3] == "\U0001f600" and "".join(odd["logprobs"]["tokens"]) == odd["text"]
 
 
 def test_echo_scoring_and_cells_read_a_record_runs_text_as_charnn_eval_reads_its_records(client, runs):

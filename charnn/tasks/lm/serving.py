@@ -90,7 +90,7 @@ class CompletionService:
         if fmt is not None and length == 0:  # scoring alone: a record run's text may hold several records
             read = [self.read_text(p, fmt) for p in request.prompts]
         else:
-            read = [(self.tokenizer.encode(_record_start(p, fmt)), None) for p in request.prompts]
+            read = [self._spelled(_record_start(p, fmt)) for p in request.prompts]
         encoded = [np.asarray(ids, dtype=np.int64) for ids, _ in read]
         job = CompletionJob(request, self, notify, [len(ids) for ids in encoded])
         banned = self._banned(boundary, fmt)
@@ -174,17 +174,29 @@ class CompletionService:
         reads them: each record's tokens, and where a separator stands, the run's boundary (the end of
         the record before it and the start of the next), which spells the separator."""
         if fmt is None:
-            ids = [int(i) for i in self.tokenizer.encode(text)]
-            return ids, [self.token_text[i] for i in ids]
+            return self._spelled(text)
         pieces = cut(text, fmt)
         ids, texts = [], []
-        for (_, separator), encoded in zip(pieces, self.tokenizer.encode_many([r for r, _ in pieces]), strict=True):
+        for (record, separator), encoded in zip(
+            pieces, self.tokenizer.encode_many([r for r, _ in pieces]), strict=True
+        ):
             ids += [int(i) for i in encoded]
-            texts += [self.token_text[int(i)] for i in encoded]
+            texts += self._spelling(encoded, record)
             if separator is not None:
                 ids.append(self.model.boundary)
                 texts.append(separator)
         return ids, texts
+
+    def _spelled(self, text: str) -> tuple[list[int], list[str]]:
+        ids = [int(i) for i in self.tokenizer.encode(text)]
+        return ids, self._spelling(ids, text)
+
+    def _spelling(self, ids: Any, text: str) -> list[str]:
+        """What each of ``text``'s tokens ``ids`` stands for in it: a character run's tokens are its characters,
+        a character it never saw (read as the unknown token) included; a subword token spells itself."""
+        if self.tokenizer.kind == "char" and len(ids) == len(text):
+            return list(text)
+        return [self.token_text[int(i)] for i in ids]
 
     @torch.inference_mode()
     def prompt_entries(
