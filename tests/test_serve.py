@@ -230,6 +230,8 @@ def test_cells_give_a_layers_values_after_each_character(client, runs):
     text = 'He said "go".'
     out = client.post("/v1/cells", json={"model": "lm", "input": text, "layer": 0, "state": "cell"}).json()
     assert out["tokens"] == list(text) and out["layer"] == 0 and out["state"] == "cell"
+    nulls = client.post("/v1/cells", json={"model": "lm", "input": text, "layer": None, "state": None}).json()
+    assert (nulls["layer"], nulls["state"]) == (1, "hidden")  # null is the default, as elsewhere in the API
     assert all(len(repr(float(v)).partition(".")[2]) <= 4 for row in out["values"] for v in row)  # 4 places, as said
     values = np.asarray(out["values"])
     run = load_run(runs[0])
@@ -290,6 +292,8 @@ BAD = [
     ({"model": "lm", "input": "x" * 4001, "cells": True}, 400, "input"),
     ({"model": "lm", "input": "abc", "layer": 9, "cells": True}, 400, "layer"),
     ({"model": "lm", "input": "abc", "state": "gate", "cells": True}, 400, "state"),
+    ({"model": "lm", "input": "abc", "state": "", "cells": True}, 400, "state"),
+    ({"model": "lm", "input": "abc", "colour": "red", "cells": True}, 400, "colour"),
     ({"model": "lm", "input": "", "cells": True}, 400, "input"),
     ({"model": "tagger", "input": "abc", "cells": True}, 400, "model"),
 ]

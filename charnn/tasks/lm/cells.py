@@ -24,7 +24,9 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
     """The answer to a /v1/cells request: each token of ``input`` and the layer's values after it."""
     unknown = sorted(set(body) - {"model", "input", "layer", "state", "style", "user"})
     if unknown:
-        raise RequestError(f"unknown parameter {unknown[0]!r}; /v1/cells reads model, input, layer, state and style")
+        raise RequestError(
+            f"unknown parameter {unknown[0]!r}; /v1/cells reads model, input, layer, state and style", param=unknown[0]
+        )
     text, config = body.get("input"), service.model.config
     if not isinstance(text, str) or not text:
         raise RequestError("input must be a non-empty string: the text to read", param="input")
@@ -33,10 +35,10 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
             f"input is {len(text):,} characters; the server's --max-cells allows {service.limits.max_cells:,}",
             param="input",
         )
-    layer = body.get("layer", config.layers - 1)
+    layer = body.get("layer") if body.get("layer") is not None else config.layers - 1  # null: the default
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < config.layers:
         raise RequestError(f"layer must be a whole number from 0 to {config.layers - 1}, got {layer!r}", param="layer")
-    state = body.get("state", "hidden")
+    state = body.get("state") if body.get("state") is not None else "hidden"  # null: the default, as elsewhere
     states = ("hidden", "cell") if config.cell == "lstm" else ("hidden",)
     if state not in states:
         raise RequestError(f"state must be one of {', '.join(states)} on this {config.cell} run", param="state")
