@@ -289,6 +289,7 @@ BAD = [
     ({"model": "classifier", "input": ["x"] * 257}, 400, "input"),
     ({"model": "classifier", "input": "hi", "stream": True}, 400, "stream"),
     ({"model": "classifier", "input": "hi", "attention": "yes"}, 400, "attention"),
+    ({"model": "tagger", "input": [["  "]]}, 400, "input"),  # a token of whitespace alone, as [[""]]
     ({"model": "lm", "input": "x" * 4001, "cells": True}, 400, "input"),
     ({"model": "lm", "input": "abc", "layer": 9, "cells": True}, 400, "layer"),
     ({"model": "lm", "input": "abc", "state": "gate", "cells": True}, 400, "state"),
@@ -302,7 +303,9 @@ BAD = [
 def _endpoint(body: dict) -> str:
     if body.pop("cells", False):
         return "/v1/cells"
-    return "/v1/classify" if "input" in body else "/v1/completions"
+    if "input" in body:
+        return "/v1/tag" if body.get("model") == "tagger" else "/v1/classify"
+    return "/v1/completions"
 
 
 @pytest.mark.parametrize(("body", "status", "param"), BAD, ids=[f"{b.get('model')}-{p}" for b, _, p in BAD])

@@ -18,7 +18,9 @@ class TagService(EncoderService):
     input_noun = "a sentence or a non-empty list of sentences (a sentence: a string, or a list of its tokens)"
 
     def one_input(self, value: Any) -> bool:
-        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(t, str) and t for t in value))
+        return isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(t, str) and t.strip() for t in value)
+        )
 
     def answer(self, inputs: list[Any], options: dict[str, bool]) -> list[dict[str, Any]]:
         sentences = [text.split() if isinstance(text, str) else list(text) for text in inputs]
