@@ -89,6 +89,12 @@ def test_a_seeded_request_gives_the_same_text_and_its_stream_the_same_text(clien
     assert "".join(pieces) == first["choices"][0]["text"]
     assert events[-1]["choices"][0]["finish_reason"] == "length"
     assert len(events) < 300 / 2  # an event carries what was written since the last, not one character
+    # streamed logprobs carry the offsets the whole response gives (echo included)
+    logged = {**body, "logprobs": 1, "echo": True, "max_tokens": 60}
+    whole = complete(client, **logged)["choices"][0]["logprobs"]["text_offset"]
+    _, chunks = stream_texts(client, **logged)
+    streamed = [o for e in chunks for c in e["choices"] if c["logprobs"] for o in c["logprobs"]["text_offset"]]
+    assert streamed == whole and whole[:3] == [0, 1, 2]
 
 
 def test_n_and_a_list_of_prompts_give_every_choice_in_order(client):

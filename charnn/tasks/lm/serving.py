@@ -259,6 +259,8 @@ class CompletionJob(Job):
         count = len(request.prompts) * request.n
         self.texts = [""] * count
         self.entries: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+        self.streamed = [0] * count
+        """Characters of each choice's logprob entries already streamed: the next event's first text_offset."""
         self.finish: list[str | None] = [None] * count
         self.drawn = 0
         self.rows: list[Row] = []
@@ -314,10 +316,13 @@ class CompletionJob(Job):
             got[0] += text
             got[1] += entries
             got[2] = reason or got[2]
-        chunks = [
-            {"object": "text_completion", "choices": [self._choice(i, text, entries, reason)]}
-            for i, (text, entries, reason) in merged.items()
-        ]
+        chunks = []
+        for i, (text, entries, reason) in merged.items():
+            choice = self._choice(i, text, entries, reason)
+            if choice["logprobs"] is not None:  # offsets in the whole choice's text, as the response gives them
+                choice["logprobs"]["text_offset"] = _offsets(entries, self.streamed[i])
+                self.streamed[i] += sum(len(e["text"]) for e in entries)
+            chunks.append({"object": "text_completion", "choices": [choice]})
         if done and self.request.include_usage and not self.usage_sent:
             self.usage_sent = True
             chunks.append({"object": "text_completion", "choices": [], "usage": self.usage()})
@@ -360,8 +365,9 @@ class CompletionJob(Job):
             row.cancelled = True
 
 
-def _offsets(entries: list[dict[str, Any]]) -> list[int]:
-    offsets, at = [], 0
+def _offsets(entries: list[dict[str, Any]], at: int = 0) -> list[int]:
+    """Where each entry's text begins in its choice's text, the first at ``at``."""
+    offsets = []
     for entry in entries:
         offsets.append(at)
         at += len(entry["text"])
