@@ -356,6 +356,8 @@ def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
         assert client.get(path).status_code == 404
     assert client.get("/v1/completions").status_code == 405
     assert client.get("/v1/nope").status_code == 404  # no such path, whatever the method
+    gone = client.delete("/v1/models/lm")
+    assert gone.status_code == 405 and "GET /v1/models/NAME" in gone.json()["error"]["message"]
     slash = client.post("/v1/completions/", json={"model": "lm"})
     assert slash.status_code == 404 and "charnn serves" in slash.json()["error"]["message"]  # not an empty 307
     wrong = client.post("/v1/models", json={})

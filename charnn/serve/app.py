@@ -111,7 +111,7 @@ def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) ->
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         posted = {e for s in served.values() for e in _paths(s)}  # what /v1/{endpoint} answers
         part = request.url.path.removeprefix("/v1/")
-        if error.status_code == 405 and part != request.url.path and part not in posted:
+        if error.status_code == 405 and part != request.url.path and "/" not in part and part not in posted:
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         if error.status_code == 405:
             return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
@@ -155,7 +155,8 @@ def _authorised(request: Request, key: str) -> bool:
 
 
 def _endpoints(served: dict[str, Served]) -> str:
-    paths = sorted({f"POST /v1/{e}" for s in served.values() for e in _paths(s)} | {"GET /v1/models"})
+    gets = {"GET /v1/models", "GET /v1/models/NAME", "GET /health", "GET /"}
+    paths = sorted({f"POST /v1/{e}" for s in served.values() for e in _paths(s)} | gets)
     return "charnn serves " + ", ".join(paths)
 
 
