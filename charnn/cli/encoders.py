@@ -107,7 +107,9 @@ def encoder_settings(given: dict[str, Any], shape_defaults: dict[str, Any]) -> d
     shape, chosen = with_defaults({key: given[key] for key in SHAPE}, shape_defaults)
     tokenizer, vocab_size = shape.pop("tokenizer"), shape.pop("vocab_size")
     if chosen.get("tokenizer") == "char" and chosen.get("vocab_size") is not None:
-        raise ConfigError("--vocab-size applies to subword tokenizers; a char vocabulary is the text's alphabet")
+        from charnn.tokenizers.char import NO_VOCAB_SIZE
+
+        raise ConfigError(NO_VOCAB_SIZE)  # tokenizer_options drops the size a char tokenizer would refuse
     extra = ("dropout", "bidirectional", "token_dropout")
     return {
         "training": {setting: given[option] for option, setting in TRAINING.items()},

@@ -99,11 +99,13 @@ class CharTokenizer:
         return cls(list(chars))
 
 
+NO_VOCAB_SIZE = "--vocab-size applies to subword tokenizers; a char vocabulary is the text's alphabet"
+"""What a --vocab-size given beside --tokenizer char is told."""
+
+
 def _build(text: str, *, held_out: str = "", vocab_size: int | None = None, **_: object) -> CharTokenizer:
     if vocab_size is not None:
-        raise TokenizerOptionError(
-            "--vocab-size applies to subword tokenizers; a char vocabulary is the text's alphabet"
-        )
+        raise TokenizerOptionError(NO_VOCAB_SIZE)
     # The alphabet covers the held-out text too: a character first met in validation
     # is then an ordinary (untrained, unlikely) token rather than a warning.
     return CharTokenizer.build(text + held_out)

@@ -115,10 +115,13 @@ class Batcher:
     @property
     def active(self) -> int:
         """Rows in the batch or waiting to join it."""
-        return len(self.rows) + len(self.pending) + sum(len(rows) for rows, _, _ in self.reading)
+        return len(self.rows) + len(self.pending) + len(self._reading_rows())
 
     def add(self, rows: list[Row]) -> None:
         self.pending.extend(rows)
+
+    def _reading_rows(self) -> list[Row]:
+        return [row for rows, _, _ in self.reading for row in rows]
 
     def busy(self) -> bool:
         return bool(self.pending or self.rows or self.reading)
@@ -131,7 +134,7 @@ class Batcher:
         """Rows that wait join the batch, then the batch takes one step."""
         joining, self.pending = self.pending, []
         if self.closing:
-            for row in self.rows + joining + [row for rows, _, _ in self.reading for row in rows]:
+            for row in self.rows + joining + self._reading_rows():
                 self._finish(row, "stop")
             self.rows, self.tokens, self.state, self.reading = [], None, [], []
             return
@@ -147,8 +150,7 @@ class Batcher:
             if self.rows:
                 self.tokens, self.state = self._step(self.tokens, self.state)
         except Exception as error:  # noqa: BLE001  (a failed step ends its rows, never the server)
-            waiting = [row for rows, _, _ in self.reading for row in rows] + [row for row, _ in read]
-            for row in self.rows + joining + waiting:
+            for row in self.rows + joining + self._reading_rows() + [row for row, _ in read]:
                 if not row.done:
                     self._finish(row, f"error: {type(error).__name__}: {error}")
             self.rows, self.tokens, self.state, self.reading = [], None, [], []

@@ -28,10 +28,10 @@ from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime  # noqa: F401
 from charnn.text.records import record_format
 
 BF16_MIN_BATCH = 16
+"""Batches of at least this many samples step in bfloat16 where the hardware is fast at it."""
 MIN_TEMPERATURE = 1e-6
 """A positive temperature below this draws as this does (the most likely token, ties shared):
 logits divided by 1e-40 overflow float32 to inf, whose softmax is NaN."""
-"""Batches of at least this many samples step in bfloat16 where the hardware is fast at it."""
 COMPACT_AT = 0.75
 """When no more than this fraction of a batch's rows are still generating, the batch shrinks to them."""
 
