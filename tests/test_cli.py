@@ -393,3 +393,13 @@ def test_output_that_cannot_be_written_is_one_line_and_exit_1(trained_run):
         assert result.returncode == 1, result.stderr
         assert "error: cannot write the output: No space left on device" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_eval_without_dash_says_it_does_not_read_the_pipe(trained_run):
+    piped = shell(["eval", "-m", str(trained_run), "--json"], input="a tale of the moon and the stars")
+    assert piped.returncode == 0, piped.stderr
+    assert "standard input is read only when named: charnn eval -" in piped.stderr
+    assert json.loads(piped.stdout)["chars"] > 500  # the held-out text, not the 32 piped characters
+    quiet = shell(["eval", "-m", str(trained_run), "--json"], stdin=subprocess.DEVNULL)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "standard input" not in quiet.stderr

@@ -59,6 +59,17 @@ def read_stdin_prime() -> str:
     return decode_utf8(stream.buffer.read(), "standard input")
 
 
+def stdin_piped() -> bool:
+    """Whether something is piped or redirected into standard input (a pipe, or a non-empty file)."""
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+        return stat.S_ISFIFO(mode) or (stat.S_ISREG(mode) and os.fstat(sys.stdin.fileno()).st_size > 0)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def unescape(text: str) -> str:
     r"""Turn the escapes \n, \t, \r and \\ typed on a command line into characters."""
     out, i = [], 0

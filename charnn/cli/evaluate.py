@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from charnn.cli.console import resolve_run
+from charnn.cli.console import resolve_run, say, stdin_piped
 from charnn.tasks.lm import LanguageModel
 
 
@@ -70,6 +70,8 @@ def eval_command(
     from charnn.text.corpus import read_text
 
     run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)
+    if text is None and not all_styles and stdin_piped():
+        say("note: scoring the run's held-out text; standard input is read only when named: charnn eval -")
     from charnn.tasks.lm.styles import style_names
 
     if style is not None or all_styles or style_names(run.config):
