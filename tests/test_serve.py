@@ -501,6 +501,82 @@ def test_generated_logprobs_are_the_models_own_and_the_default_length_keeps_to_m
     assert max(map(abs, gaps)) < 0.05, gaps  # int8 steps round a little; no offset of the banned token's mass
 
 
+def streaming_gaps(server: Server, gaps: list[float], stop) -> None:  # noqa: ANN001
+    """Stream a long completion from ``server`` until ``stop`` is set, the seconds between its events in ``gaps``."""
+    with httpx.Client(base_url=server.url, timeout=120, trust_env=False) as c:
+        body = {"model": "lm", "prompt": "The ", "max_tokens": 100_000, "stream": True}
+        with c.stream("POST", "/v1/completions", json=body) as response:
+            last = time.monotonic()
+            for _ in response.iter_lines():
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+                if stop.is_set():
+                    break
+
+
+HEAVY = {  # each took a stream's events away for 3-30 s when it was answered whole
+    "completions": {"model": "lm", "prompt": ["the knight rode on. " * 1000] * 8, "max_tokens": 0, "echo": True,
+                    "logprobs": 5},
+    "classify": {"model": "classifier", "input": ["a gripping and funny film " * 150] * 256},
+    "tag": {"model": "tagger", "input": ["Paris is in France and Bob lives there " * 100] * 64},
+    "cells": {"model": "lm", "input": "the knight rode on. " * 2000},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("endpoint", list(HEAVY))
+def test_scoring_classify_tag_and_cells_answer_a_chunk_at_a_time_while_streams_go_on(tmp_path, endpoint):
+    import threading
+
+    caps = ("--max-tokens", "100000", "--max-cells", "40000")
+    server = Server(*copied_runs(tmp_path, "lm", "classifier", "tagger"), *caps)
+    gaps, stop = [], threading.Event()
+    reader = threading.Thread(target=streaming_gaps, args=(server, gaps, stop))
+    reader.start()
+    try:
+        time.sleep(1)
+        with httpx.Client(base_url=server.url, timeout=300, trust_env=False) as c:
+            started = time.monotonic()
+            answer = c.post(f"/v1/{endpoint}", json=HEAVY[endpoint])
+            took = time.monotonic() - started
+        stop.set()
+        reader.join(timeout=60)
+    finally:
+        assert server.stop() == 0
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    if endpoint == "completions":
+        assert len(body["choices"]) == 8 and len(body["choices"][0]["logprobs"]["tokens"]) == 20_000
+    elif endpoint == "cells":
+        assert len(body["values"]) == 40_000
+    else:
+        assert len(body["data"]) == len(HEAVY[endpoint]["input"])
+    assert took > 1.0, took  # heavy enough that answering it whole would stop the stream
+    assert len(gaps) > 10 and max(gaps[5:]) < 1.0, (max(gaps), took)
+
+
+def test_sigterm_while_scoring_answers_503_and_exits_at_once(tmp_path):
+    import threading
+
+    server = Server(*copied_runs(tmp_path, "lm"))
+    answers = []
+
+    def score() -> None:
+        with httpx.Client(base_url=server.url, timeout=120, trust_env=False) as c:
+            answers.append(c.post("/v1/completions", json={**HEAVY["completions"], "prompt": ["a tale. " * 2500] * 16}))
+
+    thread = threading.Thread(target=score)
+    thread.start()
+    time.sleep(1.5)
+    started = time.monotonic()
+    code = server.stop()
+    took = time.monotonic() - started
+    thread.join(timeout=60)
+    assert code == 0 and took < 5, took  # answered whole, the request held the exit for about a minute
+    assert answers[0].status_code == 503, answers[0].text
+    assert answers[0].json()["error"]["message"] == "the server is stopping; send the request again once it runs"
+    assert "Traceback" not in "".join(server.stderr)
+
+
 def test_long_prompts_are_read_a_chunk_a_turn_while_other_streams_go_on(tmp_path):
     import threading
 

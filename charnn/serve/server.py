@@ -2,8 +2,9 @@
 
 uvicorn answers on a thread of its own; the main thread is the worker that runs every network
 (charnn.tasks.worker). On SIGINT or SIGTERM every served run ends its in-flight completions
-(finish reason 'stop'), their streams send ``data: [DONE]``, uvicorn closes, and the process
-exits 0. A second signal stops at once.
+(finish reason 'stop'), their streams send ``data: [DONE]``, requests still being scored,
+classified or tagged get a 503 at their next chunk, uvicorn closes, and the process exits 0.
+A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def run(
             server.force_exit = True
         for entry in served.values():
             entry.service.close()
+        worker.close()  # scoring, classify and tag in progress end at their next chunk (503)
         server.should_exit = True
 
     failed: list[BaseException] = []

@@ -28,12 +28,12 @@ A session object, made by ``Task.session`` for one training session with its dat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from charnn.errors import CheckpointError, WrongRunKind
+from charnn.errors import CheckpointError, RequestError, WrongRunKind
 from charnn.runs import checkpoint
 
 TASKS: dict[str, type[Task]] = {}
@@ -111,6 +111,13 @@ class Limits:
     """Characters of a text whose units' values one request may ask for (/v1/cells)."""
 
 
+class Stopping(Exception):
+    """Thrown into a server's chores when it stops (charnn.tasks.worker)."""
+
+
+STOPPING = "the server is stopping; send the request again once it runs"
+
+
 class Job:
     """One request being answered (``service.submit``). ``notify()`` is called, from any thread,
     whenever ``events()`` has something new; ``events()`` drains what is ready (a streamed
@@ -119,7 +126,8 @@ class Job:
 
     done: bool = False
     error: str | None = None
-    """Why the work failed, where it did (the server answers a 500)."""
+    """Why the work failed, where it did (the server answers ``failure()``)."""
+    error_status: int = 500
 
     def events(self) -> list[dict[str, Any]]:
         return []
@@ -130,15 +138,89 @@ class Job:
     def cancel(self) -> None:
         pass
 
+    def failure(self) -> RequestError:
+        """The error a failed job answers with: 500 when the model failed, 503 when the server stopped first."""
+        if self.error_status == 500:
+            return RequestError(f"the model failed: {self.error}", status=500, kind="server_error")
+        kind = "server_error" if self.error_status >= 500 else "invalid_request_error"
+        return RequestError(str(self.error), status=self.error_status, kind=kind)
+
 
 class Answered(Job):
-    """A job answered at once (classify, tag): its whole response."""
+    """A job answered at once: its whole response."""
 
     def __init__(self, answer: dict[str, Any]) -> None:
         self.answer, self.done = answer, True
 
     def response(self) -> dict[str, Any]:
         return self.answer
+
+
+class Chunked(Job):
+    """A job the worker answers a chunk at a time between the batches' steps (classify, tag, cells):
+    ``work(steps)`` is the chore to begin, where ``steps`` yields between chunks and returns the
+    whole response."""
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        self.notify, self.cancelled, self.answer = notify, False, None
+
+    def work(self, steps: Iterator[Any]) -> Iterator[None]:
+        return chunked(steps, self.finish, self.fail, lambda: self.cancelled)
+
+    def finish(self, answer: dict[str, Any]) -> None:
+        self.answer, self.done = answer, True
+        self.notify()
+
+    def fail(self, message: str, status: int) -> None:
+        self.error, self.error_status, self.done = message, status, True
+        self.notify()
+
+    def response(self) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.failure()
+        return self.answer
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def chunked(
+    steps: Iterator[Any],
+    finish: Callable[[Any], None],
+    fail: Callable[[str, int], None],
+    cancelled: Callable[[], bool],
+) -> Iterator[None]:
+    """A worker's chore (charnn.tasks.worker) around ``steps``, a generator that yields between two chunks
+    of work and returns its result: ``finish(result)`` at its end, ``fail(message, status)`` if it raises
+    or the server stops (``Stopping``: 503), nothing more once ``cancelled()`` (its client has gone).
+    Its first advance does no work: the worker primes it as it begins, so that ``Stopping`` thrown in
+    before any chunk is still answered."""
+    try:
+        yield
+        while not cancelled():
+            try:
+                next(steps)
+            except StopIteration as end:
+                finish(end.value)
+                return
+            yield
+    except Stopping:
+        fail(STOPPING, 503)
+    except RequestError as error:
+        fail(str(error), error.status)
+    except Exception as error:  # noqa: BLE001  (a failed chunk fails its request, never the server)
+        fail(f"{type(error).__name__}: {error}", 500)
+    finally:
+        steps.close()
+
+
+def drain(steps: Iterator[Any]) -> Any:
+    """The result of ``steps`` (a generator that yields between chunks of work), every chunk done at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
 
 
 def logged_evaluation(metrics: dict[str, Any], best: bool, styles: dict[str, float] | None = None) -> dict[str, Any]:

@@ -4,15 +4,21 @@ torch is fastest when one thread does all of its work: a second thread that call
 brings a second OpenMP team, and on a small machine the two halve each other's speed. So a
 server loads its runs, answers every request's network work and steps every batch on one
 thread (its main thread, charnn.serve.server), and other threads hand it work (``call``).
+
+Work that takes long (scoring a long text, classifying or tagging many) is a chore: a generator
+that does one chunk each time it is advanced. The worker advances one chore a chunk between two
+steps of the batches, so no request holds the others up for more than a chunk's time.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
+
+from charnn.tasks.base import Stopping
 
 TIDY_EVERY = 50
 """Calls between two of ``run``'s tidy-ups (a server hands back freed memory)."""
@@ -29,6 +35,8 @@ class Worker:
         self.wake = threading.Condition()
         self.calls: deque[tuple[Callable[[], Any], Future]] = deque()
         self.loops: list[Any] = []
+        self.chores: deque[Iterator[Any]] = deque()
+        self.closing = False
 
     def call(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` on the worker's thread, between two steps; its result (or error) in the future."""
@@ -37,6 +45,18 @@ class Worker:
             self.calls.append((fn, future))
             self.wake.notify()
         return future
+
+    def begin(self, chore: Iterator[Any]) -> None:
+        """Advance ``chore`` a chunk at a time between steps, until it ends (call on the worker's thread).
+        Once the worker closes, chores are thrown ``Stopping`` (charnn.tasks.base.chunked ends its job);
+        ``chore`` is primed here (charnn.tasks.base.chunked does no work in its first advance)."""
+        next(chore)
+        self.chores.append(chore)
+
+    def close(self) -> None:
+        """Stop every chore at its next chunk, and every chore begun after (the server is stopping)."""
+        self.closing = True
+        self.nudge()
 
     def add(self, loop: Any) -> None:
         self.loops.append(loop)
@@ -52,7 +72,7 @@ class Worker:
         done = 0
         while keep_going():
             with self.wake:
-                if not self.calls and not any(loop.busy() for loop in self.loops):
+                if not self.calls and not self.chores and not any(loop.busy() for loop in self.loops):
                     self.wake.wait(IDLE_WAIT)
                 calls, self.calls = list(self.calls), deque()
             done += len(calls)
@@ -65,6 +85,27 @@ class Worker:
                         future.set_result(fn())
                     except BaseException as error:  # noqa: BLE001  (the caller's to raise)
                         future.set_exception(error)
+            self._advance()
             for loop in self.loops:
                 if loop.busy():
                     loop.turn()
+
+    def _advance(self) -> None:
+        """One chunk of the first chore (which then waits behind the others); all of them end when closing."""
+        if not self.chores:
+            return
+        chores = list(self.chores) if self.closing else [self.chores[0]]
+        if not self.closing:
+            self.chores.rotate(-1)
+        for chore in chores:
+            try:
+                if self.closing:
+                    chore.throw(Stopping())
+                else:
+                    next(chore)
+                    continue
+            except StopIteration:
+                pass
+            except Exception:  # noqa: BLE001, S110  (a chore answers its own errors; one that escapes ends only it)
+                pass
+            self.chores.remove(chore)

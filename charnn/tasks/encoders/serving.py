@@ -1,13 +1,17 @@
 """What a classifier and a tagger share under `charnn serve`: a request's ``input`` (a text or
-a list of them) checked against the server's caps, answered at once on the server's worker thread."""
+a list of them) checked against the server's caps, then answered on the server's worker thread a
+few texts at a time (ANSWER_CHUNK), between the steps of the completions it writes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from charnn.errors import RequestError
-from charnn.tasks.base import Answered, Job
+from charnn.tasks.base import Chunked, Job
+
+ANSWER_CHUNK = 2000
+"""Characters of input answered between two steps of the server's batches (at least one text)."""
 
 
 class EncoderService:
@@ -15,11 +19,10 @@ class EncoderService:
 
     names_key: str = "labels"
 
-    active = 0
-    """Requests in flight: none between two calls, as each is answered whole."""
-
     def __init__(self, run: Any, limits: Any, kind: str, worker: Any) -> None:
-        self.run, self.limits, self.kind = run, limits, kind
+        self.run, self.limits, self.kind, self.worker = run, limits, kind, worker
+        self.active = 0
+        """Requests being answered."""
         self.run.model.eval()
 
     def describe(self) -> dict[str, Any]:
@@ -39,9 +42,30 @@ class EncoderService:
             if not isinstance(body.get(option, False), bool):
                 raise RequestError(f"{option} must be true or false", param=option)
         inputs = self.inputs(body.get("input"))
-        results = self.answer(inputs, {option: body.get(option, False) for option in self.options})
+        job = Chunked(notify)
+        options = {option: body.get(option, False) for option in self.options}
+        self.worker.begin(job.work(self._answering(inputs, options)))
+        return job
+
+    def _answering(self, inputs: list[Any], options: dict[str, bool]) -> Iterator[None]:
+        """The answer, ANSWER_CHUNK characters of input at a time (a yield between two)."""
+        self.active += 1
+        try:
+            results: list[dict[str, Any]] = []
+            start = 0
+            while start < len(inputs):
+                end, size = start, 0
+                while end < len(inputs) and (end == start or size + _size(inputs[end]) <= ANSWER_CHUNK):
+                    size += _size(inputs[end])
+                    end += 1
+                results += self.answer(inputs[start:end], options)
+                start = end
+                if start < len(inputs):
+                    yield
+        finally:
+            self.active -= 1
         data = [{"object": f"{self.kind}.result", "index": i, **result} for i, result in enumerate(results)]
-        return Answered({"object": "list", "data": data})
+        return {"object": "list", "data": data}
 
     def inputs(self, value: Any) -> list[Any]:
         texts = [value] if isinstance(value, str) else value
@@ -52,8 +76,7 @@ class EncoderService:
                 f"input holds {len(texts)} texts; the server allows {self.limits.max_inputs} a request", param="input"
             )
         for text in texts:
-            size = len(text) if isinstance(text, str) else sum(len(t) + 1 for t in text)
-            if size > self.limits.max_prompt:
+            if (size := _size(text)) > self.limits.max_prompt:
                 raise RequestError(
                     f"an input is {size:,} characters; the server's --max-prompt allows {self.limits.max_prompt:,}",
                     param="input",
@@ -72,3 +95,8 @@ class EncoderService:
 
     def close(self) -> None:
         pass
+
+
+def _size(text: str | list[str]) -> int:
+    """Characters of an input: a text, or a sentence given as its tokens (a space between two)."""
+    return len(text) if isinstance(text, str) else sum(len(t) + 1 for t in text)

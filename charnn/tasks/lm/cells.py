@@ -8,20 +8,30 @@ record run's from a record's start), as the model reads when it writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from charnn.errors import ConfigError, RequestError
+from charnn.tasks.base import drain
 from charnn.text.records import RecordFormat
 
+TRACE_CHUNK = 256
+"""Tokens read between two yields of ``tracing`` (a server's batches step between two)."""
 DECIMALS = 4
 """Places a value is rounded to in an answer (what a colour can show, at a fraction of the bytes)."""
 
 
 def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
     """The answer to a /v1/cells request: each token of ``input`` and the layer's values after it."""
+    return drain(cell_reading(service, body))
+
+
+def cell_reading(service: Any, body: dict[str, Any]) -> Iterator[None]:
+    """``cell_values`` a chunk at a time: the request is checked at once (RequestError), then the
+    generator returned reads the text TRACE_CHUNK tokens a chunk and returns the answer."""
     unknown = sorted(set(body) - {"model", "input", "layer", "state", "style", "user"})
     if unknown:
         raise RequestError(
@@ -51,7 +61,12 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
     fmt = RecordFormat.from_dict(task["records"]) if task.get("records") else None
     ids, texts = service.read_text(text, fmt)  # a record run's separators read as its boundary
     boundary = service.model.boundary if fmt is not None else None
-    values = trace(service.model, service.reader, ids, layer, state == "cell", weights, boundary)
+    steps = tracing(service.model, service.reader, ids, layer, state == "cell", weights, boundary)
+    return _answer(steps, layer, state, texts)
+
+
+def _answer(steps: Iterator[None], layer: int, state: str, texts: list[str]) -> Iterator[None]:
+    values = yield from steps
     return {
         "object": "cells",
         "layer": layer,
@@ -62,24 +77,29 @@ def cell_values(service: Any, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@torch.inference_mode()
-def trace(
+def tracing(
     model: Any, step: Any, ids: list[int], layer: int, cell: bool, weights: Any, boundary: int | None
-) -> np.ndarray:
-    """(T, H): layer ``layer``'s hidden state (``cell``: the LSTM's cell) after each of ``ids``; a record
-    run (``boundary``) starts from its boundary, and restarts from zeros at each one in ``ids``, as it trained."""
-    device = model.embed.weight.device
-    biases = step.row_biases(model, weights) if weights is not None else None
-    state = model.initial_state(1, device)
-    if boundary is not None:
-        _, state = step(torch.tensor([boundary], device=device), state, biases)
-    out = torch.empty(len(ids), model.config.hidden)
-    tokens = torch.tensor(ids, dtype=torch.long, device=device)
-    for t in range(len(ids)):
-        if boundary is not None and ids[t] == boundary:
-            state = model.initial_state(1, device)
-        _, state = step(tokens[t : t + 1], state, biases)
-        out[t] = state[layer][1 if cell else 0][0, 0].float().cpu()
+) -> Iterator[None]:
+    """Returns (T, H): layer ``layer``'s hidden state (``cell``: the LSTM's cell) after each of ``ids``; a
+    record run (``boundary``) starts from its boundary, and restarts from zeros at each one in ``ids``, as it
+    trained. Yields every TRACE_CHUNK tokens."""
+    with torch.inference_mode():
+        device = model.embed.weight.device
+        biases = step.row_biases(model, weights) if weights is not None else None
+        state = model.initial_state(1, device)
+        if boundary is not None:
+            _, state = step(torch.tensor([boundary], device=device), state, biases)
+        out = torch.empty(len(ids), model.config.hidden)
+        tokens = torch.tensor(ids, dtype=torch.long, device=device)
+    for start in range(0, len(ids), TRACE_CHUNK):
+        with torch.inference_mode():
+            for t in range(start, min(start + TRACE_CHUNK, len(ids))):
+                if boundary is not None and ids[t] == boundary:
+                    state = model.initial_state(1, device)
+                _, state = step(tokens[t : t + 1], state, biases)
+                out[t] = state[layer][1 if cell else 0][0, 0].float().cpu()
+        if start + TRACE_CHUNK < len(ids):
+            yield
     return out.numpy()
 
 

@@ -11,24 +11,25 @@ the first token of a stream is only context; a record run's prompt is read from 
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from charnn.errors import ConfigError, RequestError
-from charnn.tasks.base import Answered, Job
+from charnn.tasks.base import Chunked, Job, chunked, drain
 from charnn.tasks.lm.batcher import Batcher, Row
-from charnn.tasks.lm.cells import cell_values
+from charnn.tasks.lm.cells import cell_reading
 from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime
+from charnn.tasks.lm.jobs import CompletionJob
 from charnn.tasks.lm.request import DEFAULT_MAX_TOKENS, Completion, parse_completion, style_error
 from charnn.tasks.lm.styles import drawn_choice, parse_choice, run_styles, style_names
 from charnn.text.records import RecordFormat, cut, record_cap, trim_separators
 
-SCORE_CHUNK = 1024
-"""Prompt tokens scored a forward pass (the logits of a subword vocabulary are large)."""
+SCORE_CHUNK = 256
+"""Prompt tokens scored a forward pass (the logits of a subword vocabulary are large); the server's
+batches step between two (charnn.tasks.worker's chores)."""
 
 
 class CompletionService:
@@ -73,7 +74,9 @@ class CompletionService:
 
     def submit(self, body: dict[str, Any], notify: Callable[[], None], endpoint: str = "completions") -> Job:
         if endpoint == "cells":
-            return Answered(cell_values(self, body))
+            job = Chunked(notify)
+            self.worker.begin(job.work(cell_reading(self, body)))
+            return job
         request = parse_completion(body, self.limits)
         if (self.run.config.get("task") or {}).get("reverse"):
             raise RequestError(
@@ -102,14 +105,26 @@ class CompletionService:
                 rng = np.random.default_rng(None if request.seed is None else [request.seed % 2**64, index])
                 rows.append(self._row(request, index, context, owed, length, rng, banned, boundary, weights, job))
         job.rows = rows
-        if request.echo and request.logprobs is not None:
-            k = request.logprobs
-            job.echo([self.prompt_entries(ids, boundary, weights, k, texts) for ids, (_, texts) in zip(encoded, read)])
-        else:
-            job.echo([[] for _ in encoded])
+        if request.echo and request.logprobs is not None:  # scored a chunk at a time, then written
+            prompts = [(ids, texts) for ids, (_, texts) in zip(encoded, read)]
+            steps = self._scored(job, prompts, boundary, weights, length)
+            self.worker.begin(chunked(steps, lambda _: None, job.fail, lambda: job.cancelled))
+            return job
+        job.echo([[] for _ in encoded])
         if length:
             self.batcher.add(rows)
         return job
+
+    def _scored(
+        self, job: CompletionJob, prompts: list[tuple[Any, list[str]]], boundary, weights, length: int
+    ) -> Iterator[None]:  # noqa: ANN001,E501
+        """Score each prompt (echo with logprobs), a chunk at a time, then echo them and write the rows."""
+        entries = []
+        for ids, texts in prompts:
+            entries.append((yield from self.scoring(ids, boundary, weights, job.request.logprobs, texts)))
+        job.echo(entries)
+        if length:
+            self.batcher.add(job.rows)
 
     def style(self, spec: str | None, seed: int | None) -> tuple[torch.Tensor | None, dict[str, Any]]:
         """The style weights a request asks for (None on a run without styles), and the task
@@ -198,25 +213,33 @@ class CompletionService:
             return list(text)
         return [self.token_text[int(i)] for i in ids]
 
-    @torch.inference_mode()
     def prompt_entries(
         self, ids: np.ndarray, boundary: int | None, weights, k: int, texts: list[str] | None = None,
     ) -> list[dict[str, Any]]:  # noqa: ANN001 # fmt: skip
         """Each prompt token's log-probability given the tokens before it, and the ``k`` most
         likely alternatives; a stream's first token is only context (None). ``texts``: what each
         token stands for in the text (``read_text``), where not its own spelling."""
+        return drain(self.scoring(ids, boundary, weights, k, texts))
+
+    def scoring(
+        self, ids: np.ndarray, boundary: int | None, weights, k: int, texts: list[str] | None = None,
+    ) -> Iterator[None]:  # noqa: ANN001 # fmt: skip
+        """``prompt_entries``, SCORE_CHUNK tokens a chunk: yields between two, returns the entries."""
         context = ([boundary] if boundary is not None else []) + [int(i) for i in ids]
         entries: list[dict[str, Any]] = [] if boundary is not None else [{"logprob": None, "top": None}]
         tokens = torch.as_tensor(context, dtype=torch.long, device=self.device)[None]
         state = self.model.initial_state(1, self.device)
         style = None if weights is None else weights[None]
         for start in range(0, len(context) - 1, SCORE_CHUNK):
-            logits, state = self.model(tokens[:, start : start + SCORE_CHUNK], state, style=style)
-            logprobs = torch.log_softmax(logits[0].float(), dim=-1)  # (C, V)
-            targets = tokens[0, start + 1 : start + 1 + SCORE_CHUNK]
-            logprobs = logprobs[: len(targets)]
-            chosen = logprobs.gather(1, targets[:, None])[:, 0].tolist()
-            top = torch.topk(logprobs, min(max(k, 1), logprobs.shape[1]), dim=-1)
+            if start:
+                yield
+            with torch.inference_mode():
+                logits, state = self.model(tokens[:, start : start + SCORE_CHUNK], state, style=style)
+                logprobs = torch.log_softmax(logits[0].float(), dim=-1)  # (C, V)
+                targets = tokens[0, start + 1 : start + 1 + SCORE_CHUNK]
+                logprobs = logprobs[: len(targets)]
+                chosen = logprobs.gather(1, targets[:, None])[:, 0].tolist()
+                top = torch.topk(logprobs, min(max(k, 1), logprobs.shape[1]), dim=-1)
             for lp, ids_, values in zip(chosen, top.indices.tolist(), top.values.tolist()):
                 entries.append({"logprob": lp, "top": list(zip(ids_[:k], values[:k]))})
         for entry, token in zip(entries, ids):
@@ -247,128 +270,3 @@ def _record_start(prompt: str, fmt: RecordFormat | None) -> str:
             param="prompt",
         )
     return prompt
-
-
-class CompletionJob(Job):
-    """The choices of one completion request as the batcher writes them (see charnn.tasks.base.Job);
-    the batcher's thread writes, the server's reads, under one lock."""
-
-    def __init__(self, request: Completion, service: CompletionService, notify: Callable[[], None], prompt_tokens):  # noqa: ANN001
-        self.request, self.service, self.notify = request, service, notify
-        self.prompt_tokens = sum(prompt_tokens)
-        count = len(request.prompts) * request.n
-        self.texts = [""] * count
-        self.entries: list[list[dict[str, Any]]] = [[] for _ in range(count)]
-        self.streamed = [0] * count
-        """Characters of each choice's logprob entries already streamed: the next event's first text_offset."""
-        self.finish: list[str | None] = [None] * count
-        self.drawn = 0
-        self.rows: list[Row] = []
-        self.lock = threading.Lock()
-        self.deltas: list[tuple[int, str, list[dict[str, Any]], str | None]] = []
-        self.signalled = False
-        self.error: str | None = None
-        self.usage_sent = False
-
-    def echo(self, prompt_entries: list[list[dict[str, Any]]]) -> None:
-        """Begin each choice with its prompt (and the prompt's logprobs) when echo asks for it;
-        with nothing to generate, the choices end here."""
-        request = self.request
-        for i, prompt in enumerate(request.prompts):
-            for k in range(request.n):
-                index = i * request.n + k
-                if request.echo:
-                    self._push(index, prompt, list(prompt_entries[i]), None)
-        if self.request.max_tokens == 0:
-            for index in range(len(self.texts)):
-                self._push(index, "", [], "length")
-
-    def piece(self, row: Row, text: str, entries: list[dict[str, Any]], reason: str | None) -> None:
-        """The batcher's report of one row's new text (on its thread)."""
-        if reason is not None:
-            with self.lock:
-                self.drawn += row.drawn
-        self._push(row.index, text, entries, reason)
-
-    def _push(self, index: int, text: str, entries: list[dict[str, Any]], reason: str | None) -> None:
-        with self.lock:
-            if reason is not None and reason.startswith("error"):
-                self.error, reason = reason.partition(": ")[2], "stop"
-            self.texts[index] += text
-            self.entries[index] += entries
-            if reason is not None:
-                self.finish[index] = reason
-                self.done = all(self.finish)
-            self.deltas.append((index, text, entries, reason))
-            if self.signalled:
-                return
-            self.signalled = True
-        self.notify()
-
-    def events(self) -> list[dict[str, Any]]:
-        """The chunks since the last call: one a choice, holding all its new text."""
-        with self.lock:
-            deltas, self.deltas, self.signalled = self.deltas, [], False
-            done = self.done
-        merged: dict[int, list] = {}
-        for index, text, entries, reason in deltas:
-            got = merged.setdefault(index, ["", [], None])
-            got[0] += text
-            got[1] += entries
-            got[2] = reason or got[2]
-        chunks = []
-        for i, (text, entries, reason) in merged.items():
-            choice = self._choice(i, text, entries, reason)
-            if choice["logprobs"] is not None:  # offsets in the whole choice's text, as the response gives them
-                choice["logprobs"]["text_offset"] = _offsets(entries, self.streamed[i])
-                self.streamed[i] += sum(len(e["text"]) for e in entries)
-            chunks.append({"object": "text_completion", "choices": [choice]})
-        if done and self.request.include_usage and not self.usage_sent:
-            self.usage_sent = True
-            chunks.append({"object": "text_completion", "choices": [], "usage": self.usage()})
-        return chunks
-
-    def _choice(self, index: int, text: str, entries: list[dict[str, Any]], reason: str | None) -> dict[str, Any]:
-        logprobs = None
-        if self.request.logprobs is not None:
-            logprobs = self._logprobs(entries)
-        return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}
-
-    def _logprobs(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        text = self.service.token_text
-        return {
-            "tokens": [e["text"] for e in entries],
-            "token_logprobs": [e["logprob"] for e in entries],
-            "top_logprobs": [None if e["top"] is None else {text[i]: lp for i, lp in e["top"]} for e in entries],
-        }
-
-    def response(self) -> dict[str, Any]:
-        if self.error is not None:
-            raise RequestError(f"the model failed: {self.error}", status=500, kind="server_error")
-        choices = []
-        for index, text in enumerate(self.texts):
-            choice = self._choice(index, text, self.entries[index], self.finish[index])
-            if choice["logprobs"] is not None:
-                choice["logprobs"]["text_offset"] = _offsets(self.entries[index])
-            choices.append(choice)
-        return {"object": "text_completion", "choices": choices, "usage": self.usage()}
-
-    def usage(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.drawn,
-            "total_tokens": self.prompt_tokens + self.drawn,
-        }
-
-    def cancel(self) -> None:
-        for row in self.rows:
-            row.cancelled = True
-
-
-def _offsets(entries: list[dict[str, Any]], at: int = 0) -> list[int]:
-    """Where each entry's text begins in its choice's text, the first at ``at``."""
-    offsets = []
-    for entry in entries:
-        offsets.append(at)
-        at += len(entry["text"])
-    return offsets
