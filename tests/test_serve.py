@@ -654,3 +654,31 @@ def test_the_cli_refuses_what_it_cannot_serve_in_one_line(run_cli, tmp_path, mon
     assert code == 2 and "--max-n must be at least 1" in err
     code, _, err = run_cli("serve", *lm, "--api-key", " ")
     assert code == 2 and "--api-key is empty" in err and len(err.strip().splitlines()) == 1
+
+
+def test_subword_tokens_spell_the_text_scored_stopped_or_read(bpe_run):
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.show import show_data
+
+    text = "Café naïve 中文 — the king 😀."  # characters outside the vocabulary are read as their bytes
+    data = show_data(load_run(bpe_run), text, None, "hidden")
+    assert "".join(e["text"] for e in data["score"]) == text  # was one U+FFFD a byte
+    assert "".join(data["cells"]["tokens"]) == text
+    server = Server(str(bpe_run))
+    try:
+        with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
+            body = {"model": "bpe", "max_tokens": 0, "echo": True, "logprobs": 1}
+            echoed = c.post("/v1/completions", json={**body, "prompt": text}).json()["choices"][0]["logprobs"]
+            cut = 0
+            for seed in range(12):
+                whole = complete(c, model="bpe", prompt="The", max_tokens=60, seed=seed, logprobs=1)["choices"][0]
+                stop = whole["text"][7:9]  # two characters, often inside one token
+                choice = complete(c, model="bpe", prompt="The", max_tokens=60, seed=seed, logprobs=1, stop=stop)
+                choice = choice["choices"][0]
+                assert "".join(choice["logprobs"]["tokens"]) == choice["text"], (stop, choice)
+                cut += choice["logprobs"]["tokens"] != whole["logprobs"]["tokens"][: len(choice["logprobs"]["tokens"])]
+    finally:
+        assert server.stop() == 0
+    assert "".join(echoed["tokens"]) == text
+    assert echoed["text_offset"][-1] == len(text) - len(echoed["tokens"][-1])
+    assert cut > 0  # some stops began inside a token, whose entry is then cut to the part kept

@@ -349,6 +349,8 @@ class Batcher:
             reason = "length" if row.produced >= row.length and not (ends or row.scanner.stopped) else "stop"
         row.released += len(out)
         ready = [e for end, e in row.held if end <= row.released or (finished and not row.scanner.stopped)]
+        if finished and row.scanner.stopped:
+            ready += _straddling(row.held, row.released)
         row.held = [(end, e) for end, e in row.held if not (end <= row.released)]
         if finished:
             row.held = []
@@ -359,3 +361,13 @@ class Batcher:
     def _finish(self, row: Row, reason: str, text: str = "", entries: list[dict[str, Any]] | None = None) -> None:
         row.done = True
         row.on_piece(row, text, entries or [], reason)
+
+
+def _straddling(held: list[tuple[int, dict[str, Any]]], released: int) -> list[dict[str, Any]]:
+    """The entry of the token a stop string begins inside (a subword's), cut to the part of its text kept, so
+    that the entries spell the text released; none when the stop begins at a token's start."""
+    for end, entry in held:
+        if end > released:
+            kept = len(entry["text"]) - (end - released)
+            return [{**entry, "text": entry["text"][:kept]}] if kept > 0 else []
+    return []

@@ -10,6 +10,7 @@ the first token of a stream is only context; a record run's prompt is read from 
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -208,9 +209,15 @@ class CompletionService:
 
     def _spelling(self, ids: Any, text: str) -> list[str]:
         """What each of ``text``'s tokens ``ids`` stands for in it: a character run's tokens are its characters,
-        a character it never saw (read as the unknown token) included; a subword token spells itself."""
+        a character it never saw (read as the unknown token) included. A subword token spells the characters
+        its bytes complete: where a character is read as several byte tokens, the last spells it and the others
+        nothing, so that the tokens spell the text (as generated tokens do); a token it cannot place spells itself."""
         if self.tokenizer.kind == "char" and len(ids) == len(text):
             return list(text)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces = [decoder.decode(self.token_bytes[int(i)]) for i in ids]
+        if "".join(pieces) + decoder.decode(b"", final=True) == text:
+            return pieces
         return [self.token_text[int(i)] for i in ids]
 
     def prompt_entries(
