@@ -480,3 +480,16 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     )  # fmt: skip
     assert again.returncode == 2 and "exists" in again.stderr and page.read_text(encoding="utf-8") == html
     assert not math.isnan(bpc)
+
+
+def test_a_key_in_the_address_is_read_as_typed_a_plus_included(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    key = "ab+cd/e=="  # base64 keys hold '+', which a query string would read as a space
+    served = Server(*copied_runs(tmp_path, "lm"), env={"CHARNN_API_KEY": key})
+    try:
+        browser.get(served.url + "/#key=" + key)
+        wait_for(browser, lambda d: d.find_element(By.ID, "write-model").get_attribute("value") == "lm")
+        assert not browser.find_element(By.ID, "status").text.startswith("Refused")
+    finally:
+        assert served.stop() == 0

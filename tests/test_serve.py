@@ -630,7 +630,8 @@ def test_an_api_key_is_required_when_set_and_a_public_address_without_one_is_war
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
             denied = c.post("/v1/completions", json={"model": "lm", "max_tokens": 5})
             assert denied.status_code == 401 and denied.json()["error"]["code"] == "invalid_api_key"
-            assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            wrong = c.get("/v1/models", headers={"Authorization": "Bearer wrong"})
+            assert wrong.status_code == 401 and "the API key sent is not this server's" in wrong.text
             allowed = c.get("/v1/models", headers={"Authorization": "Bearer sesame"})
             assert allowed.status_code == 200 and allowed.json()["data"][0]["id"] == "lm"
             assert c.get("/health").json() == {"status": "ok"}
@@ -654,6 +655,8 @@ def test_the_cli_refuses_what_it_cannot_serve_in_one_line(run_cli, tmp_path, mon
     assert code == 2 and "--max-n must be at least 1" in err
     code, _, err = run_cli("serve", *lm, "--api-key", " ")
     assert code == 2 and "--api-key is empty" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("serve", *lm, "--api-key", "clé")  # no client could send it: every request a 401
+    assert code == 2 and "--api-key holds 'é', which an HTTP header cannot carry" in err
 
 
 def test_subword_tokens_spell_the_text_scored_stopped_or_read(bpe_run):
@@ -682,3 +685,31 @@ def test_subword_tokens_spell_the_text_scored_stopped_or_read(bpe_run):
     assert "".join(echoed["tokens"]) == text
     assert echoed["text_offset"][-1] == len(text) - len(echoed["tokens"][-1])
     assert cut > 0  # some stops began inside a token, whose entry is then cut to the part kept
+
+
+def test_a_right_to_left_run_is_refused_by_name_and_wrong_methods_say_what_is_allowed(tmp_path, run_cli):
+    lm, backward = copied_runs(tmp_path, "lm") + [str(tmp_path / "backward")]
+    shutil.copytree(lm, backward)
+    config = json.loads((Path(backward) / "config.json").read_text())
+    config["task"] = {**(config.get("task") or {}), "reverse": True}
+    (Path(backward) / "config.json").write_text(json.dumps(config))
+    server = Server(lm, backward)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+            scored = c.post("/v1/completions", json={"model": "backward", "prompt": "ab", "max_tokens": 0, "echo": True,
+                                                     "logprobs": 1})  # fmt: skip
+            cells = c.post("/v1/cells", json={"model": "backward", "input": "a tale"})
+            put = c.put("/v1/completions", json={})
+            posted = c.post("/v1/models", json={})
+            neutral = {"model": "lm", "prompt": "x", "max_tokens": 1, "best_of": 1, "n": None}
+            best = c.post("/v1/completions", json=neutral)
+    finally:
+        assert server.stop() == 0
+    for refused in (scored, cells):  # both read the text left to right: the figures were not the run's
+        assert refused.status_code == 400 and "charnn eval -m RUN" in refused.json()["error"]["message"]
+    assert any("backward (a language model, right to left: refused" in line for line in server.stderr)
+    assert put.status_code == 405 and put.headers["allow"] == "POST"
+    assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD"
+    assert best.status_code == 200, best.text  # best_of equal to n (null: 1) is neutral
+    code, _, err = run_cli("show", "-m", backward, "-", "-o", str(tmp_path / "page.html"), stdin=b"a tale of two")
+    assert code == 2 and "reads right to left" in err and not (tmp_path / "page.html").exists()

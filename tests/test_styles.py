@@ -69,6 +69,7 @@ def test_a_blend_is_normalised_and_its_heaviest_style_is_the_main_one():
     choice = styles.parse_choice("a=1,c=3", ["a", "b", "c"])
     assert choice.weights == (0.25, 0.0, 0.75) and choice.main == 2 and choice.label == "a=0.25,c=0.75"
     assert styles.parse_choice("b", ["a", "b"]).weights == (0.0, 1.0)
+    assert styles.parse_choice("a=1e308,b=1e308", ["a", "b"]).weights == (0.5, 0.5)  # the sum overflowed: no style
 
 
 @pytest.mark.parametrize(

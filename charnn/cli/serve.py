@@ -82,6 +82,11 @@ def serve_command(
             '--api-key is empty (an unset variable in --api-key "$KEY"?); give the key clients must send, '
             "or leave --api-key out to serve without one"
         )
+    if api_key is not None and (odd := [c for c in api_key.strip() if not " " < c < "\x7f"]):
+        raise ConfigError(
+            f"--api-key holds {odd[0]!r}, which an HTTP header cannot carry as typed; use printable ASCII "
+            "(letters, digits, punctuation: openssl rand -hex 32 makes one)"
+        )
     limits = Limits(max_tokens=max_tokens, max_n=max_n, max_prompt=max_prompt, max_cells=max_cells)
     folders = list(runs or served_runs.default_folders(Path("runs")))
     if not folders:
@@ -102,7 +107,12 @@ def serve_command(
         say(f"warning: listening on {host} without --api-key: anyone who can reach this address can use the models")
 
     def ready() -> None:
-        names = ", ".join(f"{s.name} ({s.task.noun}, POST /v1/{s.task.endpoint})" for s in served.values())
+        names = ", ".join(
+            f"{s.name} ({s.task.noun}, right to left: refused, charnn eval scores it)"
+            if s.service.describe().get("reverse")
+            else f"{s.name} ({s.task.noun}, POST /v1/{s.task.endpoint})"
+            for s in served.values()
+        )
         print(f"charnn serve: listening on {url}", file=sys.stderr)
         print(f"charnn serve: models: {names}", file=sys.stderr, flush=True)
 

@@ -71,6 +71,11 @@ def show_command(
     if len(body) > MAX_CHARS:
         raise CorpusError(f"the text is {len(body):,} characters; a page shows at most {MAX_CHARS:,}: cut it (head -c)")
     run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)
+    if (run.config.get("task") or {}).get("reverse"):
+        raise ConfigError(
+            f"{run.folder} reads right to left (trained with --reverse), and a page reads left to right; "
+            "show a left-to-right run (charnn eval scores this one)"
+        )
     layers = run.model.config.layers
     if layer is not None and not 1 <= layer <= layers:
         raise ConfigError(f"--layer must be from 1 to {layers} on this run, got {layer}")

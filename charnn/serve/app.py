@@ -82,7 +82,9 @@ def create_app(
     @app.post("/v1/{endpoint}")
     async def answer(endpoint: str, request: Request) -> Response:
         if endpoint == "models":
-            return error_response(405, f"POST is not allowed on /v1/models; GET it. {_endpoints(served)}")
+            refused = error_response(405, f"POST is not allowed on /v1/models; GET it. {_endpoints(served)}")
+            refused.headers["Allow"] = "GET, HEAD"
+            return refused
         try:
             body = await _body(request)
             target = _target(body, endpoint, served)
@@ -114,7 +116,10 @@ def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) ->
         if error.status_code == 405 and part != request.url.path and "/" not in part and part not in posted:
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         if error.status_code == 405:
-            return error_response(405, f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}")
+            message = f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}"
+            refused = error_response(405, message)
+            refused.headers["Allow"] = "POST" if part in posted else "GET, HEAD"
+            return refused
         return error_response(error.status_code, str(error.detail))
 
 
@@ -141,8 +146,11 @@ class KeyCheck:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            if not _authorised(Request(scope), self.api_key):
+            request = Request(scope)
+            if not _authorised(request, self.api_key):
                 message = "this server needs an API key: send the header 'Authorization: Bearer KEY'"
+                if request.headers.get("authorization", "").lower().startswith("bearer "):
+                    message = "the API key sent is not this server's; send the key it was started with"
                 await error_response(401, message)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -13,8 +13,17 @@ function say(message) {
   $("status").textContent = message || "";
 }
 
-// A server started with --api-key: open the page as http://HOST:PORT/#key=KEY.
-const KEY = new URLSearchParams(location.hash.slice(1)).get("key");
+// A server started with --api-key: open the page as http://HOST:PORT/#key=KEY. The key is all that follows
+// "key=", as typed (URLSearchParams would read a "+" of a base64 key as a space), percent-escapes decoded.
+const KEY = (() => {
+  const fragment = location.hash.slice(1);
+  if (!fragment.startsWith("key=")) return null;
+  try {
+    return decodeURIComponent(fragment.slice(4));
+  } catch {
+    return fragment.slice(4);
+  }
+})();
 
 async function api(path, body, signal) {
   let response;
@@ -177,7 +186,7 @@ async function loadModels() {
   for (const select of document.querySelectorAll("select[data-endpoint]")) {
     const endpoint = select.dataset.endpoint;
     const fits = state.models.filter((m) => endpoint === "cells" || endpoint === "completions"
-      ? m.endpoint === "/v1/completions" && !(endpoint === "completions" && m.reverse)
+      ? m.endpoint === "/v1/completions" && !m.reverse  // a right-to-left run is refused (charnn eval scores it)
       : m.endpoint === `/v1/${endpoint}`);
     select.textContent = "";
     for (const model of fits) select.add(new Option(model.id, model.id));

@@ -99,7 +99,7 @@ def _unsupported(body: dict[str, Any]) -> None:
     if body.get("suffix"):
         raise RequestError("suffix (insertion) is not supported by charnn; leave it out", param="suffix")
     best_of = body.get("best_of")
-    if best_of is not None and best_of != body.get("n", 1):
+    if best_of is not None and best_of != (body.get("n") if body.get("n") is not None else 1):  # null n: 1
         raise RequestError("best_of is not supported by charnn; leave it out", param="best_of")
 
 

@@ -33,6 +33,12 @@ SCORE_CHUNK = 256
 batches step between two (charnn.tasks.worker's chores)."""
 
 
+REVERSED = (
+    "this run reads right to left (trained with --reverse): the server does not complete, score or read cells with "
+    "it; score a text with charnn eval -m RUN, or ask a left-to-right run"
+)
+
+
 class CompletionService:
     """Answers /v1/completions for one loaded language-model run."""
 
@@ -74,17 +80,13 @@ class CompletionService:
         self.batcher.close()
 
     def submit(self, body: dict[str, Any], notify: Callable[[], None], endpoint: str = "completions") -> Job:
+        if (self.run.config.get("task") or {}).get("reverse"):
+            raise RequestError(REVERSED, param="model")
         if endpoint == "cells":
             job = Chunked(notify)
             self.worker.begin(job.work(cell_reading(self, body)))
             return job
         request = parse_completion(body, self.limits)
-        if (self.run.config.get("task") or {}).get("reverse"):
-            raise RequestError(
-                "this run reads right to left (trained with --reverse): it scores text but cannot complete it; "
-                "ask a left-to-right run",
-                param="model",
-            )
         weights, task = self.style(request.style, request.seed)
         fmt = _format(task)
         boundary = self.model.boundary if fmt is not None else None

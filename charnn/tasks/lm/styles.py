@@ -189,10 +189,11 @@ def parse_choice(spec: str, names: Sequence[str]) -> StyleChoice:
         if not math.isfinite(weight) or weight < 0:
             raise ConfigError(f"--style {spec!r}: the weight of {name} must be a number 0 or more, got {value}")
         weights[names.index(name)] = weight
-    total = sum(weights)
-    if total <= 0:
+    top = max(weights)
+    if top <= 0:
         raise ConfigError(f"--style {spec!r}: the weights sum to 0; give at least one style a positive weight")
-    normal = tuple(w / total for w in weights)
+    scaled = [w / top for w in weights]  # by the largest first: 1e308 + 1e308 overflows to inf
+    normal = tuple(w / sum(scaled) for w in scaled)
     main = max(range(len(names)), key=lambda i: normal[i])
     chosen = [(n, w) for n, w in zip(names, normal) if w > 0]
     label = chosen[0][0] if len(chosen) == 1 else ",".join(f"{n}={w:g}" for n, w in chosen)
