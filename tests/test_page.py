@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,13 @@ def test_the_keyboard_alone_writes_inspects_and_chooses_and_records_and_styles_w
     another.send_keys(Keys.ENTER)
     wait_for(browser, lambda d: done(d) and written())
     assert "\n" not in written().strip("\n")  # one name a line: a record, and no more
+    entries = browser.execute_script("return state.write.entries")
+    at = next(i for i, e in enumerate(entries) if e["top"] and any(text == "" for text, _ in e["top"]))
+    kept = "".join(e["text"] for e in entries[:at])
+    browser.execute_script("choose(arguments[0], '', -1)", at)  # as a click on the record's end ('') does
+    wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("The record ends here"))
+    time.sleep(0.5)
+    assert written() == kept and done(browser)  # the record ends at the choice: nothing written after it
 
     Select(browser.find_element(By.ID, "write-model")).select_by_value("styles")  # a style run, a blend
     assert not another.is_displayed() and browser.find_element(By.ID, "write-style").is_displayed()
@@ -480,6 +488,16 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     )  # fmt: skip
     assert again.returncode == 2 and "exists" in again.stderr and page.read_text(encoding="utf-8") == html
     assert not math.isnan(bpc)
+    assert "(as charnn eval scores it)" in browser.find_element(By.ID, "score-bpc").get_attribute("textContent")
+    record_page = tmp_path / "records.html"  # a record run's page words its figure as the served page does
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[1], "--out", str(record_page)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    browser.get(record_page.as_uri())
+    wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
+    assert "as charnn eval scores records" in browser.find_element(By.ID, "score-bpc").text
 
 
 def test_a_key_in_the_address_is_read_as_typed_a_plus_included(browser, tmp_path):

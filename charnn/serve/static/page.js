@@ -275,6 +275,11 @@ function choose(index, text, logprob) {
   w.entries = w.entries.slice(0, index).concat([{ text, logprob, top, chosen: true }]);
   $("inspect").hidden = true;
   renderWrite();
+  const m = model($("write-model").value);
+  if (m && m.records && text === "") {  // a record run's end ("" in the alternatives): the record ends here
+    say("The record ends here; Another writes the next one.");
+    return;
+  }
   generate($("write-prime").value);
 }
 
@@ -315,7 +320,7 @@ function showScore(entries) {
     chars += [...e.text].length;
   }
   const bpc = chars ? nats / LN2 / chars : NaN;
-  const m = OFFLINE ? null : model($("score-model").value);
+  const m = OFFLINE || model($("score-model").value);  // charnn show's data says whether its run reads records
   const how = m && m.records
     ? "as charnn eval scores records: each separator is scored as the end of the record before it, and " +
       "charnn eval also counts the last record's end where the text does not end with a separator"

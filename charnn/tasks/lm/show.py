@@ -33,4 +33,5 @@ def show_data(run: Any, text: str, layer: int | None, state: str, top: int = 5) 
         }
         for e in entries
     ]
-    return {"model": run.folder.name, "text": text, "score": score, "cells": cells}
+    records = fmt.describe() if fmt is not None else None  # the page words its figure as charnn eval scores records
+    return {"model": run.folder.name, "text": text, "score": score, "cells": cells, "records": records}
