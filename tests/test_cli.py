@@ -403,3 +403,102 @@ def test_eval_without_dash_says_it_does_not_read_the_pipe(trained_run):
     quiet = shell(["eval", "-m", str(trained_run), "--json"], stdin=subprocess.DEVNULL)
     assert quiet.returncode == 0, quiet.stderr
     assert "standard input" not in quiet.stderr
+
+
+def test_a_reader_that_goes_away_stops_training_resumably_with_exit_141(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [*CHARNN, "train", str(CORPORA / "fantasy.txt"), *TINY, "--steps", "5000", "--eval-every", "10"]
+    proc = subprocess.Popen([*args, "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert proc.stdout.readline()  # `2>&1 | head -1`: the reader has its line and goes away
+        proc.stdout.close()
+        assert proc.wait(timeout=120) == 141  # was 0: a run stopped half-way looked like a success
+    finally:
+        proc.kill()
+    results = json.loads((run / "config.json").read_text())["results"]
+    assert results["stopped"] == "stopped" and results["steps"] < 5000  # stopped as Ctrl-C stops it
+    assert (run / "resume.safetensors").is_file() and (run / "model.safetensors").is_file()
+    resumed = shell(["train", "--resume", str(run), "--steps", str(results["steps"] + 10)])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {run} at step {results['steps']}" in resumed.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["--tokenizer", "bpe"], "--tokenizer is a tokenizer's, and --tokenizer-from RUN lends one; drop --tokenizer"),
+        (["--tokenizer", "char"], "--tokenizer is a tokenizer's, and --tokenizer-from RUN lends one; drop --tokenizer"),
+        (["--vocab-size", "300"], "--vocab-size is a tokenizer's, and --tokenizer-from RUN lends one"),
+        (["--init-from", "RUN"], "--tokenizer-from and --init-from do not go together"),
+    ],
+)
+def test_tokenizer_from_refuses_what_it_would_override(given, message, run_cli, trained_run, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text((CORPORA / "fantasy.txt").read_text(encoding="utf-8")[:6000], encoding="utf-8")
+    given = [str(trained_run) if a == "RUN" else a for a in given]
+    args = ["train", corpus, "--tokenizer-from", trained_run, *given, *TINY, "--steps", "2", "--out", tmp_path / "r"]
+    code, _, err = run_cli(*args)
+    assert code == 2 and message.replace("RUN", str(trained_run)) in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_tokenizer_from_alone_and_val_alone_are_not_refused(run_cli, trained_run, tmp_path):
+    text = (CORPORA / "fantasy.txt").read_text(encoding="utf-8")
+    (tmp_path / "corpus.txt").write_text(text[:6000], encoding="utf-8")
+    (tmp_path / "val.txt").write_text(text[6000:7000], encoding="utf-8")
+    args = ["train", tmp_path / "corpus.txt", "--tokenizer-from", trained_run, "--val", tmp_path / "val.txt"]
+    code, _, err = run_cli(*args, *TINY, "--steps", "2", "--eval-every", "2", "--out", tmp_path / "r")
+    assert code == 0, err  # the options' defaults (--tokenizer char, --val-fraction 0.1) are not "given"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["CORPUS", "--val", "VAL", "--val-fraction", "0.5"], "--val-fraction splits the corpus when no --val file"),
+        (["CORPUS", "--val", "VAL", "--val-fraction", "0.1"], "--val-fraction splits the corpus when no --val file"),
+        (["--style", "a=CORPUS", "--val", "a=VAL", "--val-fraction", "0.5"], "--val-fraction splits a style's text"),
+        (["CORPUS", "--tokenizer-from", "CORPUS", "--init-from", "CORPUS"], "--tokenizer-from and --init-from do not"),
+        (["--style", "a=CORPUS", "--tokenizer-from", "CORPUS"], "--tokenizer-from does not lend to styles"),
+        (["-", "--val", "-"], "standard input can be read only once"),
+        (["-", "-"], "standard input can be read only once"),
+        (["--style", "a=-", "--val", "a=-"], "standard input can be read only once"),
+        (["missing.txt", "--time", ""], "--time '' is not a duration"),
+        (["--overwrite", "--resume", "CORPUS"], "--overwrite --resume replaces a run with a new one"),
+    ],
+)
+def test_options_one_would_override_are_refused_up_front(args, message, run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("some text " * 200)
+    (tmp_path / "val.txt").write_text("other text " * 20)
+    args = [a.replace("CORPUS", "corpus.txt").replace("VAL", "val.txt") for a in args]
+    code, out, err = run_cli("train", *args, *TINY, "--steps", "2", stdin=b"text from a pipe " * 100)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "val.txt"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("val", "extra", "message"),
+    [
+        ("", [], "the --val file val.txt is empty"),
+        ("a", [], "the --val file val.txt holds 1 character(s)"),
+        ("", ["--style", "a=corpus.txt"], "style a's --val file val.txt is empty"),
+        ("a", ["--style", "a=corpus.txt"], "style a's --val file val.txt holds 1 character(s)"),
+    ],
+)
+def test_a_val_file_too_short_is_named(val, extra, message, run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("some text " * 200)
+    (tmp_path / "val.txt").write_text(val)
+    given = [*extra, "--val", "a=val.txt"] if extra else ["corpus.txt", "--val", "val.txt"]
+    code, _, err = run_cli("train", *given, *TINY, "--steps", "2")
+    assert code == 1 and message in err and "raise --val-fraction" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "val.txt"]
+
+
+def test_an_out_under_a_file_says_it_is_a_file(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("some text " * 200)
+    (tmp_path / "empty.txt").write_text("")
+    code, _, err = run_cli("train", "corpus.txt", "--out", "empty.txt/sub", *TINY, "--steps", "2")
+    assert code in (1, 2) and "empty.txt is a file, not a folder" in err and "File exists" not in err, err

@@ -184,3 +184,53 @@ def test_png_never_overwrites_a_file_it_did_not_make(run_cli, trained_run, text_
     code, out, err = run_cli("plot", trained_run, "--png", tmp_path / "chart.jpg")
     assert code == 2 and "the chart is a PNG image; name a file ending in .png" in err
     assert not (tmp_path / "chart.jpg").exists()
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing in charnn catches it."""
+
+
+@pytest.fixture
+def unvalidated_run(tmp_path, small_text):
+    """A run killed as its training started: a resume state at step 0, no model, no logged step."""
+    from charnn.tasks.lm.prepare import train
+    from charnn.text.corpus import Corpus
+    from tests.conftest import TINY_MODEL, tiny_train_config
+
+    def kill(event):
+        raise _Killed
+
+    folder = tmp_path / "live"
+    with pytest.raises(_Killed):
+        train(Corpus(text=small_text, name="t", sources=("t.txt",)), folder, TINY_MODEL,
+              tiny_train_config(steps=100, eval_every=40), on_event=kill)  # fmt: skip
+    assert not (folder / "model.safetensors").exists() and (folder / "resume.safetensors").exists()
+    return folder
+
+
+def test_a_run_before_its_first_validation_is_told_live_or_stopped(run_cli, unvalidated_run):
+    from charnn.files import FolderLock
+
+    code, out, err = run_cli("sample", "-m", unvalidated_run, "-l", "5")
+    assert code == 1 and "stopped before the first validation" in err and "--resume" in err, err
+    with FolderLock(unvalidated_run):  # as the process training it holds it
+        code, out, err = run_cli("sample", "-m", unvalidated_run, "-l", "5")
+        assert code == 1 and out == ""
+        assert f"{unvalidated_run} is still training" in err and "first validation (at step 40)" in err, err
+        assert "stopped" not in err and "--resume" not in err
+        code, out, err = run_cli("info", unvalidated_run)
+        assert code == 0 and "is still training" in err, err
+    rows = dict(
+        line.split(None, 1) for line in out.splitlines() if not line.startswith(("best", "trained", "training"))
+    )
+    assert rows["run"] == str(unvalidated_run) and rows["parameters"].replace(",", "").isdigit()
+    code, out, err = run_cli("info", unvalidated_run, "--json")
+    assert code == 0 and json.loads(out)["stopped"] is None and "stopped before the first validation" in err
+
+
+def test_plot_of_a_run_with_no_logged_step_or_of_a_file(run_cli, unvalidated_run, text_file):
+    code, out, err = run_cli("plot", unvalidated_run)
+    assert code == 1 and "holds no logged steps yet: training logs a line every 5 steps" in err, err  # its log_every
+    assert "--log-every" not in err  # train has no such option
+    code, out, err = run_cli("plot", text_file)
+    assert code == 1 and f"{text_file} is a file; charnn plot reads run folders" in err, err

@@ -461,3 +461,10 @@ def test_eval_of_a_text_without_records_says_so_without_training_advice(record_r
     (tmp_path / "blank.txt").write_text("\n\n")
     code, out, err = run_cli("eval", tmp_path / "blank.txt", "-m", record_run)
     assert code == 1 and "holds no record" in err and "--records" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("separator", ["(?=A)", r"\b", "(?<=a)", "(?m)$", "(a|)"])
+def test_a_separator_that_can_match_nothing_is_refused(separator):
+    # '' and '^' were refused, but a zero-width match inside a text ('(?=A)' before each A) was let through
+    with pytest.raises(ConfigError, match="matches the empty string.*at least one character"):
+        records.parse_format(separator)

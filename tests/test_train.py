@@ -188,3 +188,17 @@ def test_init_from_refuses_a_corpus_the_vocabulary_lacks(trained_run, tmp_path, 
             corpus(small_text + " price: 5€ " * 20), tmp_path / "ft", None, tiny_train_config(), init_from=trained_run
         )
     assert not (tmp_path / "ft").exists()
+
+
+def test_init_from_refuses_a_tokenizer_from_it_would_ignore(trained_run, tmp_path, small_text):
+    with pytest.raises(ConfigError, match="--tokenizer-from and --init-from do not go together"):
+        train(corpus(small_text), tmp_path / "ft", None, tiny_train_config(steps=2), init_from=trained_run,
+              tokenizer_from=trained_run)  # fmt: skip
+    assert not (tmp_path / "ft").exists()
+
+
+def test_a_val_file_too_short_is_told_as_the_val_file(tmp_path, small_text):
+    with pytest.raises(CorpusError, match=r"^the --val file has 1 token\(s\), too few to measure") as refused:
+        train(corpus(small_text), tmp_path / "r", TINY_MODEL, tiny_train_config(steps=2), val_text="a")
+    assert "--val-fraction" not in str(refused.value)  # it splits no corpus when --val is given
+    assert not (tmp_path / "r").exists()

@@ -117,9 +117,42 @@ def flush_stdout(quiet: bool = False) -> None:
 
 def silence_stdout() -> None:
     """Point stdout at /dev/null so that the final flush at exit cannot fail."""
+    silence(sys.stdout)
+
+
+def silence(stream: Any) -> None:
+    """Point ``stream`` (stdout, stderr) at /dev/null: what is written to it from now on is dropped."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+SIGPIPE_EXIT = 141
+"""The exit code of a command whose reader went away (128 + SIGPIPE, as the shell reports a process it killed)."""
+
+
+class PipeGuard:
+    """Guards the renderer of training's events against a reader that went away (`charnn train 2>&1 | head -1`).
+
+    The first write to a closed pipe silences stderr and sets the stop event: training stops after
+    its step with a resumable checkpoint, as Ctrl-C stops it, instead of dying half-way through an
+    event; ``broken`` then tells the command to exit with SIGPIPE_EXIT."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def wrap(self, render: Callable[[Any], None], stop: Any) -> Callable[[Any], None]:
+        def guarded(event: Any) -> None:
+            if self.broken:
+                return
+            try:
+                render(event)
+            except BrokenPipeError:
+                self.broken = True
+                silence(sys.stderr)
+                stop.set()
+
+        return guarded

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from charnn.cli.console import resolve_run
+from charnn.cli.console import resolve_run, say
 
 if TYPE_CHECKING:
     pass
@@ -34,6 +34,8 @@ def info_command(
     from charnn.diagnostics.reports import run_info
 
     info = run_info(resolve_run(run, kind=None))
+    if info.note:
+        say(f"note: {info.note}")
     if as_json:
         print(json.dumps(info.to_dict()))
         return

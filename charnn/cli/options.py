@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from charnn.config import CELLS, CUDA_DEFAULTS, device_defaults
+from charnn.config import CELLS, CUDA_DEFAULTS, device_defaults, parse_duration
 
 MODEL = "Model"
 TRAIN = "Training"
@@ -38,6 +38,14 @@ TieWeights = Annotated[bool, typer.Option(help="Share embedding and output weigh
 
 Steps = Annotated[Optional[int], typer.Option(help="Stop after this many steps.", rich_help_panel=TRAIN)]
 
+
+def _duration(value: Optional[str]) -> Optional[str]:
+    """--time checked as it is read: an empty one (`--time ''`) is refused, not taken for the default."""
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
 TimeBudget = Annotated[
     Optional[str],
     typer.Option(
@@ -45,6 +53,7 @@ TimeBudget = Annotated[
         help="Stop after this long, e.g. 90s, 5m, 1h \\[default: 5m when --steps is not given].",
         rich_help_panel=TRAIN,
         show_default=False,
+        callback=_duration,
     ),
 ]
 

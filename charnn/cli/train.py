@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from charnn.cli import options
-from charnn.cli.console import say
-from charnn.cli.progress import refuse_fixed, resume_run, run_training, typed_options
+from charnn.cli.console import SIGPIPE_EXIT, PipeGuard, say, silence, silence_stdout
+from charnn.cli.progress import refuse_fixed, run_training, typed_options
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
 from charnn.tasks.lm import LanguageModel
@@ -152,16 +153,20 @@ def train_command(
         from charnn.model import check_language_model
 
         check_language_model(ModelConfig(vocab_size=2, bidirectional=True))
-    budget = parse_duration(time_budget) if time_budget else None
+    budget = parse_duration(time_budget) if time_budget is not None else None  # --time '' is refused, not 5m
     _check_combination(corpus, style, style_per_file, reverse, resume, out, embed_init, init_from)
+    _refuse_ignored(ctx, corpus, style, style_per_file, val, init_from)
     if init_from is not None:
         _refuse_unkept(ctx, init_from)
     if resume is not None and not corpus and not style:
-        refuse_fixed(typed_options(ctx))
+        _refuse_fixed(ctx)
         folder = out if resume == "auto" else Path(resume)
         if folder is None:
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
-        resume_run(folder, LanguageModel.kind, steps, budget, device, "charnn train")
+        from charnn.tasks import resume as resume_in
+
+        kind = LanguageModel.kind
+        _run(lambda **kw: resume_in(folder, kind=kind, steps=steps, time_budget=budget, device=device, **kw))
         return
     if not corpus and not style:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
@@ -212,16 +217,52 @@ KEPT_BY_FINE_TUNING = (
 """The options of a new model that --init-from takes from the run it fine-tunes."""
 
 
+def _typed(ctx: typer.Context, key: str) -> bool:
+    """Whether the option ``key`` was typed on the command line (not left at its default)."""
+    return getattr(ctx.get_parameter_source(key), "name", None) == "COMMANDLINE"
+
+
+def _refuse_ignored(ctx: typer.Context, corpus, style, style_per_file, val, init_from) -> None:  # noqa: ANN001
+    """Refuse an option that another given beside it would silently override, before anything is read."""
+    lender, val, styled = ctx.params["tokenizer_from"], val or [], bool(style or style_per_file)
+    if lender is not None and init_from is not None:
+        raise ConfigError(
+            "--tokenizer-from and --init-from do not go together: fine-tuning reads text with the tokenizer of "
+            "the run it fine-tunes; drop --tokenizer-from"
+        )
+    if lender is not None and styled:
+        raise ConfigError("--tokenizer-from does not lend to styles: a styles run makes its own tokenizer from every "
+                          "style's text; drop --tokenizer-from")  # fmt: skip
+    for flag in ("--tokenizer", "--vocab-size") if lender is not None else ():
+        if _typed(ctx, flag[2:].replace("-", "_")):
+            raise ConfigError(f"{flag} is a tokenizer's, and --tokenizer-from {lender} lends one; drop {flag}")
+    names = {s.partition("=")[0].strip() for s in style or []} | {Path(f).stem for f in corpus or [] if style_per_file}
+    if val and _typed(ctx, "val_fraction") and (not styled or names <= {v.partition("=")[0] for v in val}):
+        held = "a style's text when it has no --val file" if styled else "the corpus when no --val file is given"
+        raise ConfigError(f"--val-fraction splits {held}, and --val gives every validation text; drop one of them")
+    files = [*(corpus or []), *(spec.partition("=")[2] for spec in style or [])]
+    files += [v.partition("=")[2] for v in val] if styled else val
+    if files.count("-") > 1:
+        raise ConfigError("standard input can be read only once; name '-' once (a corpus, a style's file or --val)")
+
+
+def _refuse_fixed(ctx: typer.Context) -> None:
+    """`--resume RUN` with no corpus: refuse the options the run was started with (they cannot change)."""
+    named = typed_options(ctx)
+    if "--overwrite" in named:  # not a setting of the run: it is for the corpus's new run (docs/training.md)
+        raise ConfigError(
+            "--overwrite --resume replaces a run with a new one trained on the corpus given; with no corpus, "
+            "--resume continues the run as it is: drop --overwrite, or name the corpus"
+        )
+    refuse_fixed(named)
+
+
 def _refuse_unkept(ctx: typer.Context, init_from: Path) -> None:
     """Refuse a model or tokenizer option typed beside --init-from that differs from the run fine-tuned, rather
     than ignore it (the run's model and tokenizer go on as they are)."""
     from charnn.runs.checkpoint import check_run_folder
 
-    typed = {
-        key: ctx.params[key]
-        for key in KEPT_BY_FINE_TUNING
-        if getattr(ctx.get_parameter_source(key), "name", None) == "COMMANDLINE"
-    }
+    typed = {key: ctx.params[key] for key in KEPT_BY_FINE_TUNING if _typed(ctx, key)}
     if not typed:
         return
     config = check_run_folder(init_from)
@@ -282,7 +323,7 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
     """`charnn train CORPUS...`: a stream or record run (charnn.tasks.lm.prepare)."""
     from charnn.device import fit_small_corpus
     from charnn.tasks.lm.setup import records_setting
-    from charnn.text.corpus import read_corpus, read_text
+    from charnn.text.corpus import read_corpus, read_validation
     from charnn.text.records import parse_format
 
     if records is not None and records != "none":
@@ -291,8 +332,8 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
     corpus_text = read_corpus(corpus)
     config, note = fit_small_corpus(config, given, corpus_text.stats.chars)
     notes += [note] if note else []
-    val_text = read_text(val) if val is not None else None
     records, messages = records_setting(records, corpus_text, options["init_from"])
+    val_text = read_validation(val, minimum=1 if records else 2) if val is not None else None  # a stream's needs 2
     _say_first(messages)
     folder = Path(resume) if resume not in (None, "auto") else out or Path("runs") / corpus_text.name
 
@@ -304,7 +345,7 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
         return train(corpus_text, folder, model_options, config, val_text=val_text, records=records, **rest, **more,
                      **kw)  # fmt: skip
 
-    run_training(new_run, notes=notes)
+    _run(new_run, notes)
 
 
 def _train_styles(specs, files, records, val, resume, out, config, given, notes, options) -> None:  # noqa: ANN001
@@ -325,12 +366,33 @@ def _train_styles(specs, files, records, val, resume, out, config, given, notes,
         rest = {k: v for k, v in options.items() if k != "model_options"}
         return train_styles(styles, folder, model_options, config, **rest, **kw)
 
-    run_training(new_run, notes=notes)
+    _run(new_run, notes)
+
+
+def _run(start, notes: list[str] | None = None) -> None:  # noqa: ANN001
+    """run_training (charnn.cli.progress), a reader that goes away (`charnn train 2>&1 | head -1`) stopping
+    training as Ctrl-C does, resumable; the command then exits 141, as a process killed by SIGPIPE would."""
+    guard = PipeGuard()
+    try:
+        run_training(lambda on_event, stop: start(on_event=guard.wrap(on_event, stop), stop=stop), notes=notes)
+    except BrokenPipeError:  # a closed stdout (its last line, the run folder) or stderr (its last words)
+        guard.broken = True
+    except typer.Exit:
+        if not guard.broken:
+            raise
+    if guard.broken:
+        silence_stdout()
+        silence(sys.stderr)  # nothing more is said: what it would say is what the exit code says
+        raise typer.Exit(SIGPIPE_EXIT)
 
 
 def _say_first(messages: list[str]) -> None:
     """Say ``messages`` now, from the first process alone under torchrun."""
     from charnn.training.distributed import is_main_process
 
-    for message in messages if is_main_process() else []:
-        say(message)
+    try:
+        for message in messages if is_main_process() else []:
+            say(message)
+    except BrokenPipeError:  # nobody reads stderr: nothing is trained for nobody
+        silence(sys.stderr)
+        raise typer.Exit(SIGPIPE_EXIT) from None

@@ -50,6 +50,8 @@ def read_history(folder: str | Path) -> TrainingHistory:
     from charnn.runs.checkpoint import CONFIG_FILE, METRICS_FILE
 
     folder = Path(folder)
+    if folder.is_file():
+        raise CheckpointError(f"{folder} is a file; charnn plot reads run folders (their {METRICS_FILE})")
     if not folder.is_dir():
         raise CheckpointError(f"run folder {folder} does not exist; train one with `charnn train CORPUS`")
     try:
@@ -79,7 +81,13 @@ def read_history(folder: str | Path) -> TrainingHistory:
         elif kind == "end":
             end = record
     if not train and not val:
-        raise CheckpointError(f"{folder}/{METRICS_FILE} holds no logged steps yet; train longer than --log-every steps")
+        from charnn.config import TrainConfig
+
+        every = (config.get("training") or {}).get("log_every", TrainConfig.log_every)
+        raise CheckpointError(
+            f"{folder}/{METRICS_FILE} holds no logged steps yet: training logs a line every {every} steps and at "
+            "each validation; plot it once it has trained that long"
+        )
     plotted = _plotted(config)
     return TrainingHistory(
         folder=folder,
@@ -143,10 +151,12 @@ class RunInfo:
     """What its kind shows of it (charnn.tasks.base.Summary)."""
     fields: dict[str, Any] = field(default_factory=dict)
     """Its kind's figures (charnn.tasks.base.INFO_FIELDS)."""
+    note: str | None = None
+    """What a run with no model yet (still training, or killed before its first validation) is told, else None."""
 
     def to_dict(self) -> dict[str, Any]:
         """`charnn info --json`: the common figures, the kind's among them where they always stood."""
-        shown = {k: v for k, v in asdict(self).items() if k not in ("summary", "fields")}
+        shown = {k: v for k, v in asdict(self).items() if k not in ("summary", "fields", "note")}
         fields = dict(self.fields)
         common = list(shown.items())
         at = [k for k, _ in common].index("stopped")
@@ -157,9 +167,13 @@ class RunInfo:
 def run_info(folder: str | Path) -> RunInfo:
     """Summarise a run folder (loaded and validated as `charnn sample` would)."""
     from charnn.model import count_parameters
+    from charnn.runs.checkpoint import UnfinishedRun
     from charnn.tasks import load_run, summary
 
-    run = load_run(folder)
+    try:
+        run, note = load_run(folder), None
+    except UnfinishedRun as exc:  # still training, or killed before its first validation: what there is
+        run, note = _untrained(exc), str(exc)
     config = run.config
     results = config.get("results") or {}
     unfinished = {} if results else _best_logged(run.folder)
@@ -182,7 +196,26 @@ def run_info(folder: str | Path) -> RunInfo:
         task=kind,
         summary=told,
         fields=fields,
+        note=note,
     )
+
+
+def _untrained(unfinished: Any) -> Any:
+    """The run of an UnfinishedRun with an untrained network (its shape and size are what `charnn info`
+    shows); the UnfinishedRun itself where config.json or the tokenizer cannot give one."""
+    from charnn.config import ModelConfig
+    from charnn.errors import CharnnError
+    from charnn.runs.checkpoint import Run
+    from charnn.tasks import build_model
+    from charnn.tokenizers import load_tokenizer
+
+    folder, config = unfinished.folder, unfinished.config
+    try:
+        model = build_model(config, ModelConfig.from_dict(config["model"]))
+        tokenizer = load_tokenizer(folder, config["tokenizer"])
+    except (KeyError, TypeError, ValueError, CharnnError):
+        raise unfinished from None
+    return Run(folder=folder, config=config, model=model, tokenizer=tokenizer)
 
 
 def _best_logged(folder: Path) -> dict[str, Any]:

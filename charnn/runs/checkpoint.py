@@ -52,15 +52,35 @@ from charnn.runs.names import (  # noqa: F401  (re-exported: the names a run fol
 
 
 class UnfinishedRun(CheckpointError):
-    """A run stopped before its first validation: a resume state, no model yet. The message names
-    ``command`` (the run's task knows its own: charnn.tasks.base.load_run)."""
+    """A run with a resume state and no model yet: still training towards its first validation, or stopped
+    (killed) before it. The message names ``command`` (the run's task knows its own: charnn.tasks.base.load_run)."""
 
     def __init__(self, folder: Path, config: dict[str, Any], command: str = "charnn train") -> None:
+        from charnn.runs.folder import being_written
+
         self.folder, self.config = folder, config
+        self.live = being_written(folder)
+        if self.live:
+            step = first_validation(config)
+            at = f" (at step {step})" if step is not None else ""
+            super().__init__(
+                f"{folder} is still training and has no {MODEL_FILE} until its first validation{at}; try again then"
+            )
+            return
         super().__init__(
             f"{folder} has no {MODEL_FILE} yet: its training stopped before the first validation; "
             f"continue it with `{command} --resume {folder}`"
         )
+
+
+def first_validation(config: dict[str, Any]) -> int | None:
+    """The step of a run's first validation, by its config.json (every --eval-every steps, and at a --steps
+    budget's end), or None where config.json does not say."""
+    training = config.get("training") if isinstance(config.get("training"), dict) else {}
+    every, steps = training.get("eval_every"), training.get("steps")
+    if not isinstance(every, int):
+        return None
+    return min(every, steps) if isinstance(steps, int) else every
 
 
 def save_model(folder: Path, model: Any) -> None:

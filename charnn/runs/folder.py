@@ -185,6 +185,9 @@ def check_target(folder: Path, overwrite: bool) -> str:
     state = folder_state(folder)
     if state == "file":
         raise RunFolderError(f"--out {folder} is a file, not a folder; choose another --out")
+    above = next((parent for parent in folder.parents if parent.exists()), None) if state == "absent" else None
+    if above is not None and not above.is_dir():
+        raise RunFolderError(f"cannot write to --out {folder}: {above} is a file, not a folder; choose another --out")
     if state == "foreign":
         raise RunFolderError(f"--out {folder} is not empty and holds no charnn run; choose a new or empty folder")
     if state in ("run", "trained", "unfinished") and not overwrite:
@@ -214,6 +217,17 @@ def hold(folder: Path, patience: float = 3.0) -> FolderLock:
         return _lock_within(folder, patience, busy)
     except OSError as exc:
         raise RunFolderError(f"cannot open {folder}: {exc.strerror or exc}") from None
+
+
+def being_written(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s lock: a run being trained (a reader tidying it holds it an instant)."""
+    try:
+        FolderLock(folder).acquire().release()
+    except FolderBusy:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def _lock_within(folder: Path, seconds: float, busy: str) -> FolderLock:

@@ -105,6 +105,8 @@ def read_corpus(sources: Sequence[str | Path], stdin: BinaryIO | None = None) ->
     first = str(sources[0])
     name = "stdin" if first == STDIN else Path(first).stem or "corpus"
     labels = tuple(str(s) for s in sources)
+    if labels.count(STDIN) > 1:
+        raise CorpusError("standard input can be read only once; name '-' once")
     if STDIN in labels:
         parts: list[str] = []
         for source in sources:
@@ -192,6 +194,17 @@ def read_text(source: str | Path, stdin: BinaryIO | None = None) -> str:
         except OSError as exc:
             raise CorpusError(f"cannot read {label}: {exc.strerror or exc}") from None
     return decode_utf8(data, label)
+
+
+def read_validation(source: str | Path, minimum: int, what: str = "the --val file") -> str:
+    """A validation text given as a file (or '-'); one of fewer than ``minimum`` characters measures nothing and is
+    refused, naming it (``what`` says whose it is)."""
+    text = read_text(source)
+    if len(text) < minimum:
+        label = "standard input" if str(source) == STDIN else str(source)
+        held = "is empty; name a file that holds" if not text else f"holds {len(text)} character(s); give it more of"
+        raise CorpusError(f"{what} {label} {held} the text to measure the model on")
+    return text
 
 
 def decode_utf8(data: bytes, label: str) -> str:

@@ -78,12 +78,25 @@ def parse_format(spec: str) -> RecordFormat:
             f"--records {spec!r} is not a valid regular expression ({exc}); "
             "write e.g. --records line, --records blank or --records '\\n{3,}'"
         ) from None
-    if compiled.match(""):
+    if _can_match_empty(compiled):
         raise ConfigError(
             f"--records {spec!r} matches the empty string, so it would cut everywhere; "
             "give a separator that matches at least one character"
         )
     return RecordFormat(spec, pattern, JOINERS.get(spec, ""))
+
+
+def _can_match_empty(compiled: re.Pattern[str]) -> bool:
+    """Whether a pattern can match the empty string somewhere: '', '^', '(?=A)', '\\b' (its shortest match is 0)."""
+    try:
+        from re import _parser as regex_parser  # Python 3.11+
+    except ImportError:  # Python 3.10
+        import sre_parse as regex_parser
+    try:
+        shortest = regex_parser.parse(compiled.pattern, compiled.flags).getwidth()[0]
+    except Exception:  # noqa: BLE001  (a private parser: should it ever fail, fall back to the empty text)
+        shortest = 1
+    return shortest == 0 or compiled.match("") is not None
 
 
 def cut(text: str, fmt: RecordFormat) -> list[tuple[str, str | None]]:

@@ -29,9 +29,14 @@ class Counts:
     source: Path | None = None
     """The run whose vocabulary is borrowed (None: the run's own, which covers its text)."""
 
-    def check(self, config: Any) -> None:
-        """Refuse a text the borrowed vocabulary does not cover, or a split too small to train or measure."""
+    def check(self, config: Any, val_file: bool = False) -> None:
+        """Refuse a text the borrowed vocabulary does not cover, or a split too small to train or measure
+        (``val_file``: the validation text is a --val file, not a part of the corpus)."""
         self.check_covered()
+        if self.val_tokens < 2 and val_file:
+            raise CorpusError(
+                f"the --val file has {self.val_tokens} token(s), too few to measure; give a longer validation text"
+            )
         if self.val_tokens < 2:
             raise CorpusError(
                 f"the validation split has {self.val_tokens} token(s), too few to measure; "

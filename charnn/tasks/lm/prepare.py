@@ -77,6 +77,11 @@ def train(
     """
 
     config = config or TrainConfig()
+    if init_from is not None and tokenizer_from is not None:  # fine-tuning keeps its run's tokenizer
+        raise ConfigError(
+            "--tokenizer-from and --init-from do not go together: fine-tuning reads text with the tokenizer of "
+            "the run it fine-tunes; drop --tokenizer-from"
+        )
     stats = corpus_stats(corpus)
     if records is not None:
         records_module.parse_format(records)  # a bad separator is refused before anything else
@@ -202,7 +207,7 @@ def _make_stream_run(plan: _Plan, folder: Path, overwrite: bool) -> FolderLock:
     model = plan.model(source, tokenizer.vocab_size, records=False)
     with runfolder.new_run(folder, overwrite) as (pending, lock):
         counts = encode_corpus(plan.corpus, n_train, val_text, tokenizer, dtype, pending, plan.covered_by)
-        counts.check(config)
+        counts.check(config, val_file=plan.val_text is not None)
         tokenizer.save(pending)
         data = {"train_chars": n_train, "val_chars": stats.chars - n_train if val_text is None else len(val_text)}
         task = {"kind": KIND, "reverse": plan.reverse}
@@ -231,7 +236,7 @@ def _make_record_run(plan: _Plan, folder: Path, overwrite: bool, spec: str) -> F
         train_ids, starts = encode_records(train_records, tokenizer, boundary, dtype, counts)
         val_ids, _ = encode_records(val_records, tokenizer, boundary, dtype, counts)
         counts.train_tokens, counts.val_tokens = len(train_ids), len(val_ids)
-        counts.check(config)
+        counts.check(config, val_file=plan.val_text is not None)
         write_records(pending, train_ids, starts, val_ids, fmt.joiner.join(val_records) + "\n")
         tokenizer.save(pending)
         data = {

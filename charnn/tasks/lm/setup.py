@@ -17,7 +17,7 @@ from charnn.errors import CorpusError
 from charnn.runs.checkpoint import check_run_folder
 from charnn.tasks.lm.style_runs import StyleData
 from charnn.tasks.lm.styles import parse_styles, per_style_option, styles_per_file
-from charnn.text.corpus import read_corpus, read_text
+from charnn.text.corpus import read_corpus, read_validation
 from charnn.text.records import parse_format, suggest
 
 
@@ -67,8 +67,11 @@ def style_data(
         spec = given_records.get(source.name)
         if spec is None:
             spec = _style_records(source.name, corpus, bare_records, messages)
-        val_text = read_text(given_val[source.name]) if source.name in given_val else None
-        styles.append(StyleData(source.name, corpus, None if spec == "none" else spec, val_text))
+        spec = None if spec == "none" else spec
+        val_text = None
+        if source.name in given_val:  # a stream style's validation text needs 2 tokens at least
+            val_text = read_validation(given_val[source.name], 1 if spec else 2, f"style {source.name}'s --val file")
+        styles.append(StyleData(source.name, corpus, spec, val_text))
     return styles, messages
 
 
