@@ -502,3 +502,20 @@ def test_an_out_under_a_file_says_it_is_a_file(run_cli, tmp_path, monkeypatch):
     (tmp_path / "empty.txt").write_text("")
     code, _, err = run_cli("train", "corpus.txt", "--out", "empty.txt/sub", *TINY, "--steps", "2")
     assert code in (1, 2) and "empty.txt is a file, not a folder" in err and "File exists" not in err, err
+
+
+def test_a_reader_that_goes_away_stops_a_classifier_too_with_exit_141(tmp_path):
+    data = tmp_path / "moods.tsv"
+    data.write_text("".join(f"pos\tgood film number {i}\nneg\tbad film number {i}\n" for i in range(100)))
+    run, env = tmp_path / "run", {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [*CHARNN, "classify", "train", str(data), "--hidden", "16", "--embed", "8", "--batch-size", "8"]
+    args += ["--tokenizer", "char", "--steps", "100000", "--eval-every", "5", "--no-ngrams", "--out", str(run)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        assert proc.wait(timeout=120) == 141  # was 0, as for charnn train
+    finally:
+        proc.kill()
+    assert (run / "resume.safetensors").is_file()
+    assert json.loads((run / "config.json").read_text())["results"]["steps"] < 100000

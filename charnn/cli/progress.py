@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from charnn.cli.console import say, stderr_console
+from charnn.cli.console import SIGPIPE_EXIT, PipeGuard, say, silence, silence_stdout, stderr_console
 from charnn.errors import ConfigError
 
 RESUME_TAKES = ("resume", "out", "steps", "time_budget", "device")
@@ -52,8 +52,25 @@ def resume_run(folder: Path, kind: str, steps: int | None, budget: float | None,
 
 def run_training(start: Callable[..., Any], command: str = "charnn train", notes: list[str] | None = None) -> None:
     """Run training with SIGINT/SIGTERM turned into a clean, resumable stop; ``command`` resumes it.
+    A reader that goes away (`charnn train 2>&1 | head -1`) stops it the same way, and the command
+    then exits 141, as a process killed by SIGPIPE would (console.PipeGuard).
 
     ``notes`` are said when training starts, before its first line."""
+    guard = PipeGuard()
+    try:
+        _run_training(start, command, notes, guard)
+    except BrokenPipeError:  # a closed stdout (its last line, the run folder) or stderr (its last words)
+        guard.broken = True
+    except typer.Exit:
+        if not guard.broken:
+            raise
+    if guard.broken:
+        silence_stdout()
+        silence(sys.stderr)  # nothing more is said: what it would say is what the exit code says
+        raise typer.Exit(SIGPIPE_EXIT)
+
+
+def _run_training(start: Callable[..., Any], command: str, notes: list[str] | None, guard: PipeGuard) -> None:
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -65,7 +82,7 @@ def run_training(start: Callable[..., Any], command: str = "charnn train", notes
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     view = _TrainView(notes or [])
     try:
-        finished = start(on_event=view, stop=stop)
+        finished = start(on_event=guard.wrap(view, stop), stop=stop)
     finally:
         view.close()
         for sig, handler in previous.items():

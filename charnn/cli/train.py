@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from charnn.cli import options
-from charnn.cli.console import SIGPIPE_EXIT, PipeGuard, say, silence, silence_stdout
-from charnn.cli.progress import refuse_fixed, run_training, typed_options
+from charnn.cli.console import SIGPIPE_EXIT, say, silence
+from charnn.cli.progress import refuse_fixed, resume_run, run_training, typed_options
 from charnn.config import ModelConfig, TrainConfig, parse_duration
 from charnn.errors import ConfigError
 from charnn.tasks.lm import LanguageModel
@@ -163,10 +163,7 @@ def train_command(
         folder = out if resume == "auto" else Path(resume)
         if folder is None:
             raise ConfigError("--resume auto continues --out or runs/<corpus-name>: name the corpus or pass --out")
-        from charnn.tasks import resume as resume_in
-
-        kind = LanguageModel.kind
-        _run(lambda **kw: resume_in(folder, kind=kind, steps=steps, time_budget=budget, device=device, **kw))
+        resume_run(folder, LanguageModel.kind, steps, budget, device, "charnn train")
         return
     if not corpus and not style:
         raise ConfigError("name a corpus to train on (a text file, or '-' for standard input), or pass --resume RUN")
@@ -345,7 +342,7 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
         return train(corpus_text, folder, model_options, config, val_text=val_text, records=records, **rest, **more,
                      **kw)  # fmt: skip
 
-    _run(new_run, notes)
+    run_training(new_run, notes=notes)
 
 
 def _train_styles(specs, files, records, val, resume, out, config, given, notes, options) -> None:  # noqa: ANN001
@@ -366,24 +363,7 @@ def _train_styles(specs, files, records, val, resume, out, config, given, notes,
         rest = {k: v for k, v in options.items() if k != "model_options"}
         return train_styles(styles, folder, model_options, config, **rest, **kw)
 
-    _run(new_run, notes)
-
-
-def _run(start, notes: list[str] | None = None) -> None:  # noqa: ANN001
-    """run_training (charnn.cli.progress), a reader that goes away (`charnn train 2>&1 | head -1`) stopping
-    training as Ctrl-C does, resumable; the command then exits 141, as a process killed by SIGPIPE would."""
-    guard = PipeGuard()
-    try:
-        run_training(lambda on_event, stop: start(on_event=guard.wrap(on_event, stop), stop=stop), notes=notes)
-    except BrokenPipeError:  # a closed stdout (its last line, the run folder) or stderr (its last words)
-        guard.broken = True
-    except typer.Exit:
-        if not guard.broken:
-            raise
-    if guard.broken:
-        silence_stdout()
-        silence(sys.stderr)  # nothing more is said: what it would say is what the exit code says
-        raise typer.Exit(SIGPIPE_EXIT)
+    run_training(new_run, notes=notes)
 
 
 def _say_first(messages: list[str]) -> None:
