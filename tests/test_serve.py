@@ -713,3 +713,30 @@ def test_a_right_to_left_run_is_refused_by_name_and_wrong_methods_say_what_is_al
     assert best.status_code == 200, best.text  # best_of equal to n (null: 1) is neutral
     code, _, err = run_cli("show", "-m", backward, "-", "-o", str(tmp_path / "page.html"), stdin=b"a tale of two")
     assert code == 2 and "reads right to left" in err and not (tmp_path / "page.html").exists()
+
+
+def test_each_prompt_scored_is_a_turn_of_its_own_and_large_answers_are_json_as_before():
+    from charnn.tasks import load_run
+    from charnn.tasks.base import Limits
+    from charnn.tasks.lm.serving import CompletionService
+    from charnn.tasks.worker import Worker
+    from tests.serving import PINNED_RUNS
+
+    worker = Worker()
+    service = CompletionService(load_run(PINNED_RUNS / "lm"), Limits(), "lm", worker)
+    body = {"model": "lm", "prompt": ["a tale of the moon"] * 4, "max_tokens": 0, "echo": True, "logprobs": 1}
+    job = service.submit(body, lambda: None)
+    turns = 0
+    with pytest.raises(StopIteration):
+        while True:
+            next(worker.chores[0])
+            turns += 1
+    assert turns == 3 and job.done  # four prompts, a turn each: a batch step may come between two
+    choices = job.response()["choices"]
+    assert [c["text"] for c in choices] == ["a tale of the moon"] * 4
+    from charnn.serve.app import _encoded
+
+    answer = {"id": "x", "choices": choices, "usage": {"total_tokens": 1}}
+    assert json.loads(asyncio.run(_encoded(answer))) == answer
+    with pytest.raises(ValueError):  # as JSONResponse: no NaN in JSON
+        asyncio.run(_encoded({"choices": [{"logprob": math.nan}, {}]}))

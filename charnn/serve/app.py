@@ -9,6 +9,7 @@ changes nothing. ``model`` is only ever looked up among the served names: no req
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import time
@@ -237,7 +238,10 @@ async def _events(job: Any, event: asyncio.Event, stamp: dict[str, Any]) -> Asyn
     try:
         last = -EVENT_INTERVAL
         while True:
-            await event.wait()
+            try:  # a notice may be spared (the job's last push while an earlier one is unread): look again anyway
+                await asyncio.wait_for(event.wait(), DISCONNECT_POLL)
+            except asyncio.TimeoutError:
+                pass
             wait = last + EVENT_INTERVAL - loop.time()
             if wait > 0 and not job.done:
                 await asyncio.sleep(wait)
@@ -276,20 +280,23 @@ async def _whole(job: Any, event: asyncio.Event, request: Request, stamp: dict[s
         answer = {**stamp, **job.response()}
     except RequestError as error:
         return error_response(error.status, str(error), error.param, error.kind)
+    try:
+        return Response(await _encoded(answer), media_type="application/json")
+    except ValueError:  # as JSONResponse refuses them: JSON has no NaN or infinity
+        return error_response(500, "the model failed: its answer holds a number JSON cannot carry (NaN or infinity)")
+
+
+async def _encoded(answer: dict[str, Any]) -> bytes:
+    """``answer`` as JSONResponse encodes it, its list of choices (or texts) an item at a time with a turn for
+    the others between two: encoding a large answer whole (eight choices of 20,000 scored tokens: 25 MB) would
+    hold up every other request for a second."""
+    dump = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     key = "choices" if "choices" in answer else "data"
-    if isinstance(answer.get(key), list) and len(answer[key]) > 1:
-        return StreamingResponse(_pieces(answer, key), media_type="application/json")
-    return JSONResponse(answer)
-
-
-async def _pieces(answer: dict[str, Any], key: str) -> AsyncIterator[bytes]:
-    """``answer`` as JSON, one item of its list ``key`` at a time: encoding a large answer whole (eight choices
-    of 20,000 scored tokens: 25 MB) would hold up every other request for a second."""
-    items = answer[key]
-    head = json.dumps({**answer, key: []}, ensure_ascii=False, separators=(",", ":"))
-    before, _, after = head.partition(f'"{key}":[]')
-    yield (before + f'"{key}":[').encode()
-    for i, item in enumerate(items):
-        yield (("," if i else "") + json.dumps(item, ensure_ascii=False, separators=(",", ":"))).encode()
+    if not isinstance(answer.get(key), list):
+        return dump(answer).encode()
+    before, _, after = dump({**answer, key: []}).partition(f'"{key}":[]')
+    parts = [before, f'"{key}":[']
+    for i, item in enumerate(answer[key]):
+        parts += ["," if i else "", dump(item)]
         await asyncio.sleep(0)
-    yield ("]" + after).encode()
+    return "".join([*parts, "]", after]).encode()

@@ -124,6 +124,8 @@ class CompletionService:
         """Score each prompt (echo with logprobs), a chunk at a time, then echo them and write the rows."""
         entries = []
         for ids, texts in prompts:
+            if entries:  # a turn for the others between two prompts, as between two chunks of one
+                yield
             entries.append((yield from self.scoring(ids, boundary, weights, job.request.logprobs, texts)))
         job.echo(entries)
         if length:
@@ -218,7 +220,7 @@ class CompletionService:
             return list(text)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces = [decoder.decode(self.token_bytes[int(i)]) for i in ids]
-        if "".join(pieces) + decoder.decode(b"", final=True) == text:
+        if "".join(pieces) == text and not decoder.decode(b"", final=True):
             return pieces
         return [self.token_text[int(i)] for i in ids]
 
