@@ -484,6 +484,11 @@ def test_options_one_would_override_are_refused_up_front(args, message, run_cli,
         ("a", [], "the --val file val.txt holds 1 character(s)"),
         ("", ["--style", "a=corpus.txt"], "style a's --val file val.txt is empty"),
         ("a", ["--style", "a=corpus.txt"], "style a's --val file val.txt holds 1 character(s)"),
+        (
+            "so",
+            ["--style", "a=corpus.txt", "--tokenizer", "bpe", "--vocab-size", "275"],
+            "style a: its --val file has 1 token(s), too few to measure; give a longer --val a=FILE",
+        ),  # one BPE piece
     ],
 )
 def test_a_val_file_too_short_is_named(val, extra, message, run_cli, tmp_path, monkeypatch):

@@ -170,7 +170,7 @@ def _write_styles(pending, styles, splits, tokenizer, model, config, request, da
     for style, split, n_rows in zip(styles, splits, rows_per_style(config.batch_size, len(styles))):
         part = _encode_style(split, tokenizer, boundary, dtype, counts)
         counts.check_covered()
-        _check_style(style.name, part, n_rows, config)
+        _check_style(style.name, part, n_rows, config, from_file="--val" in split.val_source)
         encoded.append(part)
         described.append(
             {
@@ -207,12 +207,12 @@ def _write_styles(pending, styles, splits, tokenizer, model, config, request, da
     complete_run(pending, model, config, request, task, tokenizer, dtype, data, counts, init_from)
 
 
-def _check_style(name: str, part: _Encoded, rows: int, config: TrainConfig) -> None:
+def _check_style(name: str, part: _Encoded, rows: int, config: TrainConfig, from_file: bool = False) -> None:
     if len(part.val) < 2:
-        raise ConfigError(
-            f"style {name}: its validation split has {len(part.val)} token(s), too few to measure; "
-            f"raise --val-fraction, or pass --val {name}=FILE"
-        )
+        fix = f"give a longer --val {name}=FILE" if from_file else f"raise --val-fraction, or pass --val {name}=FILE"
+        where = "--val file" if from_file else "validation split"
+        error = CorpusError if from_file else ConfigError  # a file too short, as charnn.text.corpus.read_validation
+        raise error(f"style {name}: its {where} has {len(part.val)} token(s), too few to measure; {fix}")
     if len(part.train) // rows < config.seq_len + 1:
         raise ConfigError(
             f"style {name}: its training text has {len(part.train)} tokens, too few for its {rows} "
