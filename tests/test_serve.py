@@ -582,19 +582,7 @@ def test_long_prompts_are_read_a_chunk_a_turn_while_other_streams_go_on(tmp_path
 
     server = Server(*copied_runs(tmp_path, "lm"), "--max-tokens", "100000")
     gaps, stop = [], threading.Event()
-
-    def stream() -> None:  # a completion already streaming when the long prompts arrive
-        with httpx.Client(base_url=server.url, timeout=120, trust_env=False) as c:
-            body = {"model": "lm", "prompt": "The ", "max_tokens": 100_000, "stream": True}
-            with c.stream("POST", "/v1/completions", json=body) as response:
-                last = time.monotonic()
-                for _ in response.iter_lines():
-                    gaps.append(time.monotonic() - last)
-                    last = time.monotonic()
-                    if stop.is_set():
-                        break
-
-    reader = threading.Thread(target=stream)
+    reader = threading.Thread(target=streaming_gaps, args=(server, gaps, stop))  # streaming when the prompts arrive
     reader.start()
     try:
         time.sleep(1)
