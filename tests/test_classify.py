@@ -761,3 +761,27 @@ def test_eval_of_texts_with_none_of_the_runs_labels_is_refused(run_cli, classifi
     (tmp_path / "other.tsv").write_text("spam\tbuy now\nham\thello\n")
     code, out, err = run_cli("classify", "eval", tmp_path / "other.tsv", "-m", classifier_run)
     assert code == 1 and "none of the labels in" in err and "ham, spam" in err and out == ""
+
+
+def test_options_that_would_be_ignored_or_break_the_run_are_refused_up_front(char_lm, run_cli, tmp_path):
+    from tests.run_kinds import _labelled
+
+    data = tmp_path / "d.tsv"
+    data.write_text(_labelled().to_tsv(), encoding="utf-8")
+    (tmp_path / "good.txt").write_text("good film\n" * 10)
+    (tmp_path / "bad.txt").write_text("bad film\n" * 10)
+    out = tmp_path / "clf"
+    cases = [  # each was accepted: a second LM unused but recorded, a fraction unused but recorded, a broken run
+        (["--init-from", char_lm, "--init-from", char_lm, "--no-bidirectional"],
+         "a second --init-from starts the right-to-left direction, which --no-bidirectional leaves out"),
+        (["--val", data, "--val-fraction", "0.5"], "--val-fraction holds out part of the data when no --val file"),
+    ]  # fmt: skip
+    for extra, said in cases:
+        code, _, err = run_cli("classify", "train", data, "--out", out, *extra)
+        assert code == 2 and said in err and err.count("\n") == 1, err
+        assert not out.exists()
+    code, _, err = run_cli(
+        "classify", "train", "--label", f"very\tgood={tmp_path / 'good.txt'}", "--label", f"bad={tmp_path / 'bad.txt'}",
+        "--out", out,
+    )  # fmt: skip
+    assert code == 2 and "a label's name cannot hold a tab or a line break" in err and not out.exists()

@@ -234,3 +234,9 @@ def test_plot_of_a_run_with_no_logged_step_or_of_a_file(run_cli, unvalidated_run
     assert "--log-every" not in err  # train has no such option
     code, out, err = run_cli("plot", text_file)
     assert code == 1 and f"{text_file} is a file; charnn plot reads run folders" in err, err
+
+
+def test_residual_on_one_layer_is_refused_as_compare_residual_is(run_cli):
+    for flag in ("--residual", "--no-residual"):  # both were accepted and changed nothing
+        code, _, err = run_cli("grads", "--cell", "rnn", "--layers", "1", flag, "--hidden", "8", "--embed", "4")
+        assert code == 2 and f"{flag} sets connections between layers, and one layer has none" in err

@@ -44,6 +44,8 @@ def train_or_resume(
         return
     if not has_data:
         raise ConfigError(missing)
+    if "--val" in typed and "--val-fraction" in typed:
+        raise ConfigError("--val-fraction holds out part of the data when no --val file is given; drop one of them")
     config = TrainConfig(**{**training, "time_budget": budget})
     ModelConfig(vocab_size=2, **model_options)  # reject bad sizes before reading the data
     if folder is None:

@@ -160,6 +160,9 @@ def _fresh_models(
     sizes = {k: v for k, v in (("layers", layers), ("hidden", hidden), ("embed", embed)) if v is not None}
     if compare_residual and (layers if layers is not None else _FRESH.layers) < 2:
         raise ConfigError("--compare-residual compares connections between layers; give --layers 2 or more")
+    if residual is not None and (layers if layers is not None else _FRESH.layers) < 2:
+        flag = "--residual" if residual else "--no-residual"
+        raise ConfigError(f"{flag} sets connections between layers, and one layer has none; give --layers 2 or more")
     residuals = [True, False] if compare_residual else [residual]
     return [
         FreshModel(cell=c, residual=r, init_scale=s, activation=activation if c == "rnn" else "tanh", **sizes)

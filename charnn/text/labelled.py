@@ -85,6 +85,11 @@ def parse_label_files(options: Sequence[str]) -> dict[str, str]:
         name, sep, path = option.partition("=")
         if not sep or not name.strip() or not path:
             raise ConfigError(f"--label {option!r} is not NAME=FILE; e.g. --label pos=positive.txt")
+        if any(c in name for c in "\t\n\r"):
+            raise ConfigError(
+                f"--label {option!r}: a label's name cannot hold a tab or a line break (a run keeps its texts as "
+                "label<TAB>text lines); give another name"
+            )
         if name.strip() in found:
             raise ConfigError(f"--label {name.strip()!r} is given twice; join its files into one")
         found[name.strip()] = path

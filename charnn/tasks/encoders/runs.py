@@ -102,7 +102,7 @@ def train_encoder(
         init_from=[str(p) for p in init_from],
         **({"tokenizer_from": str(tokenizer_from)} if tokenizer_from is not None else {}),
     )
-    sources = warm_start_sources(init_from)
+    sources = warm_start_sources(init_from, model_options.get("bidirectional", True))
     refuse_other_shape(chosen or {}, sources)
     lent = lent_tokenizer(tokenizer_from, chosen or {}, sources)
 

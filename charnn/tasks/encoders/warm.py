@@ -81,12 +81,17 @@ def _flag(key: str, value: Any) -> str:
     return f"--{key.replace('_', '-')} {value}"
 
 
-def warm_start_sources(init_from: Sequence[Path]) -> list[Any]:
-    """The language-model runs to start from: [forward] or [forward, backward]."""
+def warm_start_sources(init_from: Sequence[Path], bidirectional: bool = True) -> list[Any]:
+    """The language-model runs to start from: [forward] or [forward, backward] (``bidirectional`` only)."""
     if not init_from:
         return []
     if len(init_from) > 2:
         raise ConfigError("--init-from takes a left-to-right language model and, optionally, a right-to-left one")
+    if len(init_from) == 2 and not bidirectional:
+        raise ConfigError(
+            "a second --init-from starts the right-to-left direction, which --no-bidirectional leaves out; "
+            "drop one of them"
+        )
     runs = [load_run(path) for path in init_from]
     for run in runs:
         if task_kind(run.config) != LANGUAGE_MODEL:
