@@ -271,6 +271,9 @@ def test_predict_prints_token_tag_lines_and_json(run_cli, tagger_run, tmp_path):
     assert [line.split("\t")[0] for line in out.split("\n")] == ["The", "Owl", "", "flew", "", ""]
     code, out, err = run_cli("tag", "predict", "-m", tagger_run, "--tokens", stdin=CONLLU.encode())
     assert code == 0 and [line.split("\t")[0] for line in out.split("\n")] == ["Do", "n't", "go", ".", "", "Hi", "", ""]
+    code, out, err = run_cli("tag", "predict", "-m", tagger_run, "--tokens", stdin=b"I\nlove\nNew York\n")
+    assert code == 1 and "standard input, line 3: holds columns (or a space), but the lines before hold one" in err
+    assert "York" not in out  # was: "New" tagged, "York" read as its tag and lost
 
 
 def test_predict_tags_a_sentence_too_long_to_read_at_once_in_pieces(run_cli, tagger_run, monkeypatch):

@@ -196,8 +196,9 @@ def _token_sentences(source: str):  # noqa: ANN202
     from charnn.text.tagged import DOCSTART
 
     words: list[str] = []
-    told = False
-    for line in input_lines(source):
+    told, shape = False, None
+    for number, line in enumerate(input_lines(source), 1):
+        shape = _same_shape(shape, line, number, source)
         if not line.strip() or line.split(maxsplit=1)[0] == DOCSTART:
             if words:
                 yield words
@@ -218,6 +219,24 @@ def _token_sentences(source: str):  # noqa: ANN202
         words.append(fields[0].strip() or "_")
     if words:
         yield words
+
+
+def _same_shape(shape: str | None, line: str, number: int, source: str) -> str | None:
+    """The input's shape (one token a line, or columns), as its first token line sets it; a line of columns after
+    lines of one token is refused, as training refuses mixed formats: "New York" among single tokens would be read
+    as the token "New" tagged "York", and a word silently lost."""
+    from charnn.errors import CorpusError
+
+    if not line.strip() or line.startswith("# "):
+        return shape
+    this = "columns" if "\t" in line or len(line.split()) > 1 else "one token"
+    if shape == "one token" and this == "columns":
+        where = "standard input" if source == "-" else source
+        raise CorpusError(
+            f"{where}, line {number}: holds columns (or a space), but the lines before hold one token each; "
+            "a token holds no space: give it one line a token"
+        )
+    return shape or this
 
 
 @tag_app.command("eval")
