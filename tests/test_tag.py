@@ -51,6 +51,9 @@ def test_conllu_skips_comments_multiword_tokens_and_empty_nodes(tmp_path):
     assert xpos.tags == (("VBP", "RB", "VB", "."), ("UH",))
     assert read_tagged([tmp_path / "d.conllu"], column="5").tags == xpos.tags
     assert read_tagged([tmp_path / "d.conllu"], fmt="conllu") == data
+    (tmp_path / "bad.conllu").write_text(CONLLU.replace("\tPART\t", "\tPA RT\t"))  # a FORM may hold a space, a tag not
+    with pytest.raises(CorpusError, match=r"bad.conllu, line 5: the tag 'PA RT' holds whitespace; fix the line"):
+        read_tagged([tmp_path / "bad.conllu"])
 
 
 def test_two_columns_split_sentences_at_empty_or_whitespace_only_lines(tmp_path):

@@ -199,6 +199,8 @@ def _sentences(
             raise CorpusError(f"{label}, line {number}: empty {what}; fix the line")
         if not (conllu or spaced):
             _refuse_whitespace(word, tag, label, number)
+        elif any(c.isspace() for c in tag):  # a CoNLL-U FORM may hold a space; its tag columns hold none
+            raise CorpusError(f"{label}, line {number}: the tag {_shown(tag)} holds whitespace; fix the line")
         words.append(word)
         tags.append(tag)
     if words:
