@@ -147,13 +147,19 @@ def tag_sentences(
     tags = run.config["task"]["tags"]
     strict = run.config["task"].get("strict_bio", True)
     device = next(run.model.parameters()).device
-    done, told = 0, False
+    done, told, cut = 0, False, False
     for pending in arriving_batches(sentences, batch, more_ready):
         pieces, owners = [], []
         for number, words in enumerate(pending, done + 1):
+            read = words
             encoded = encode_sentence(run.tokenizer, words)
+            long = [i for i in range(len(words)) if encoded.ends[i] - encoded.starts[i] > tag_task.MAX_TOKENS]
+            if long:  # a URL or a blob of base64: read from its first characters, rather than stop the stream
+                cut = cut or _say_cut(words, long[0], number)
+                read = [w[: longest_word()] if i in long else w for i, w in enumerate(words)]
+                encoded = encode_sentence(run.tokenizer, read)
             too_long = len(encoded.ids) > tag_task.MAX_TOKENS
-            parts = _in_pieces(run.tokenizer, words, encoded, number) if too_long else [encoded]
+            parts = _in_pieces(run.tokenizer, read, encoded, number) if too_long else [encoded]
             if len(parts) > 1 and not told:
                 warnings.warn(
                     f"sentence {number} of the input is {len(encoded.ids):,} tokens long, more than a tagger "
@@ -174,6 +180,21 @@ def tag_sentences(
         for number, words in enumerate(pending, done + 1):
             yield words, *chosen_tags[number]
         done += len(pending)
+
+
+def longest_word() -> int:
+    """Characters a word longer than a tagger reads at once is read from (a character is at most four byte tokens)."""
+    return tag_task.MAX_TOKENS // 4
+
+
+def _say_cut(words: list[str], long: int, number: int) -> bool:
+    warnings.warn(
+        f"word {long + 1} of sentence {number} of the input is {len(words[long]):,} characters long, more than a "
+        f"tagger reads at once: tagged from its first {longest_word():,} (so is any other)",
+        LongSentenceWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def _in_pieces(tokenizer: Any, words: list[str], encoded: Any, number: int) -> list[Any]:
