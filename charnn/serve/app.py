@@ -276,20 +276,20 @@ async def _whole(job: Any, event: asyncio.Event, request: Request, stamp: dict[s
                 return Response(status_code=499)
         event.clear()
         job.events()  # re-arms the job's notice
-    try:
-        answer = {**stamp, **job.response()}
+    try:  # in a thread, as the encoding: a large answer (eight choices of 20,000 scored tokens) takes a second
+        answer = await asyncio.to_thread(lambda: {**stamp, **job.response()})
     except RequestError as error:
         return error_response(error.status, str(error), error.param, error.kind)
     try:
-        return Response(await _encoded(answer), media_type="application/json")
+        return Response(await asyncio.to_thread(_encoded, answer), media_type="application/json")
     except ValueError:  # as JSONResponse refuses them: JSON has no NaN or infinity
         return error_response(500, "the model failed: its answer holds a number JSON cannot carry (NaN or infinity)")
 
 
-async def _encoded(answer: dict[str, Any]) -> bytes:
-    """``answer`` as JSONResponse encodes it, its list of choices (or texts) an item at a time with a turn for
-    the others between two: encoding a large answer whole (eight choices of 20,000 scored tokens: 25 MB) would
-    hold up every other request for a second."""
+def _encoded(answer: dict[str, Any]) -> bytes:
+    """``answer`` as JSONResponse encodes it, its list of choices (or texts) an item at a time: json's encoder
+    holds the interpreter for a whole call, and encoding a large answer whole (eight choices of 20,000 scored
+    tokens: 25 MB) would hold up every other request, the batch's steps too, for a second."""
     dump = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     key = "choices" if "choices" in answer else "data"
     if not isinstance(answer.get(key), list):
@@ -298,5 +298,4 @@ async def _encoded(answer: dict[str, Any]) -> bytes:
     parts = [before, f'"{key}":[']
     for i, item in enumerate(answer[key]):
         parts += ["," if i else "", dump(item)]
-        await asyncio.sleep(0)
     return "".join([*parts, "]", after]).encode()
