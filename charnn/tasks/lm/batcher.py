@@ -239,6 +239,7 @@ class Batcher:
         self.banned = torch.stack([r.banned for r in rows])  # (B, V)
         self.guarded = [j for j, r in enumerate(rows) if r.utf8.enabled or r.healing.active()]
         self.logprobs = [j for j, r in enumerate(rows) if r.top_logprobs is not None]
+        self.logprob_rows = torch.tensor(self.logprobs, dtype=torch.long, device=device)
         self.biases = None
         if rows[0].biases is not None:
             self.biases = [torch.cat(parts) for parts in zip(*(r.biases for r in rows))]
@@ -246,7 +247,7 @@ class Batcher:
     @torch.inference_mode()
     def _step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         logits, state = self.step(tokens, state, self.biases)  # (B, V)
-        own = logits.clone() if self.logprobs else None  # logprobs are the model's, before anything is banned
+        own = logits[self.logprob_rows] if self.logprobs else None  # the model's own, before anything is banned
         logits.masked_fill_(self.banned, float("-inf"))
         for j in self.guarded:
             row = self.rows[j]
@@ -316,10 +317,9 @@ class Batcher:
         return np.where(self.host_greedy, greedy, pick)
 
     def _entries(self, logits: torch.Tensor, drawn: list[int]) -> dict[int, dict[str, Any]]:
-        """Each logprob row's figures for its drawn token: its log-probability under the model (at
-        temperature 1, nothing cut) and the most likely alternatives."""
-        rows = torch.tensor(self.logprobs, device=self.device)
-        logprobs = torch.log_softmax(logits[rows].float(), dim=-1)  # (b, V)
+        """Each logprob row's figures for its drawn token (``logits``: those rows' own, (b, V)): its
+        log-probability under the model (at temperature 1, nothing cut) and the most likely alternatives."""
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (b, V)
         most = max(self.rows[j].top_logprobs for j in self.logprobs) or 1
         top = torch.topk(logprobs, min(most, logprobs.shape[1]), dim=-1)
         chosen = logprobs.gather(1, torch.tensor([[drawn[j]] for j in self.logprobs], device=self.device))

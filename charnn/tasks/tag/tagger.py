@@ -155,11 +155,13 @@ def tag_sentences(
             encoded = encode_sentence(run.tokenizer, words)
             long = [i for i in range(len(words)) if encoded.ends[i] - encoded.starts[i] > tag_task.MAX_TOKENS]
             if long:  # a URL or a blob of base64: read from its first characters, rather than stop the stream
-                cut = cut or _say_cut(words, long[0], number)
+                if not cut:
+                    _say_cut(words, long[0], number)
+                cut = True
                 read = [w[: longest_word()] if i in long else w for i, w in enumerate(words)]
                 encoded = encode_sentence(run.tokenizer, read)
             too_long = len(encoded.ids) > tag_task.MAX_TOKENS
-            parts = _in_pieces(run.tokenizer, read, encoded, number) if too_long else [encoded]
+            parts = _in_pieces(run.tokenizer, read, encoded) if too_long else [encoded]
             if len(parts) > 1 and not told:
                 warnings.warn(
                     f"sentence {number} of the input is {len(encoded.ids):,} tokens long, more than a tagger "
@@ -187,25 +189,19 @@ def longest_word() -> int:
     return tag_task.MAX_TOKENS // 4
 
 
-def _say_cut(words: list[str], long: int, number: int) -> bool:
+def _say_cut(words: list[str], long: int, number: int) -> None:
     warnings.warn(
         f"word {long + 1} of sentence {number} of the input is {len(words[long]):,} characters long, more than a "
         f"tagger reads at once: tagged from its first {longest_word():,} (so is any other)",
         LongSentenceWarning,
         stacklevel=3,
     )
-    return True
 
 
-def _in_pieces(tokenizer: Any, words: list[str], encoded: Any, number: int) -> list[Any]:
+def _in_pieces(tokenizer: Any, words: list[str], encoded: Any) -> list[Any]:
     """A long sentence (``encoded``) as pieces of whole words that each fit what a tagger reads at once, encoded."""
     pieces, first = [], 0
-    for i in range(len(words)):
-        if encoded.ends[i] - encoded.starts[i] > tag_task.MAX_TOKENS:
-            raise CorpusError(
-                f"word {i + 1} of sentence {number} of the input is {encoded.ends[i] - encoded.starts[i]:,} "
-                f"tokens long; a tagger reads at most {tag_task.MAX_TOKENS:,} at once: split it"
-            )
+    for i in range(len(words)):  # every word fits: a longer one was cut (longest_word)
         if encoded.ends[i] - encoded.starts[first] > tag_task.MAX_TOKENS:
             pieces.append(words[first:i])
             first = i
