@@ -46,6 +46,13 @@ def error_response(status: int, message: str, param: str | None = None, kind: st
     return JSONResponse(body, status_code=status)
 
 
+def _not_allowed(message: str, allow: str) -> JSONResponse:
+    """A 405, with the methods the path answers in its Allow header (HTTP asks for one)."""
+    refused = error_response(405, message)
+    refused.headers["Allow"] = allow
+    return refused
+
+
 def create_app(
     served: dict[str, Served], worker: Worker, api_key: str | None = None, ready: Callable[[], None] | None = None
 ) -> FastAPI:
@@ -83,9 +90,7 @@ def create_app(
     @app.post("/v1/{endpoint}")
     async def answer(endpoint: str, request: Request) -> Response:
         if endpoint == "models":
-            refused = error_response(405, f"POST is not allowed on /v1/models; GET it. {_endpoints(served)}")
-            refused.headers["Allow"] = "GET, HEAD"
-            return refused
+            return _not_allowed(f"POST is not allowed on /v1/models; GET it. {_endpoints(served)}", "GET, HEAD")
         try:
             body = await _body(request)
             target = _target(body, endpoint, served)
@@ -118,9 +123,7 @@ def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) ->
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         if error.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}"
-            refused = error_response(405, message)
-            refused.headers["Allow"] = "POST" if part in posted else "GET, HEAD"
-            return refused
+            return _not_allowed(message, "POST" if part in posted else "GET, HEAD")
         return error_response(error.status_code, str(error.detail))
 
 
