@@ -146,16 +146,6 @@ class Job:
         return RequestError(str(self.error), status=self.error_status, kind=kind)
 
 
-class Answered(Job):
-    """A job answered at once: its whole response."""
-
-    def __init__(self, answer: dict[str, Any]) -> None:
-        self.answer, self.done = answer, True
-
-    def response(self) -> dict[str, Any]:
-        return self.answer
-
-
 class Chunked(Job):
     """A job the worker answers a chunk at a time between the batches' steps (classify, tag, cells):
     ``work(steps)`` is the chore to begin, where ``steps`` yields between chunks and returns the
