@@ -64,8 +64,8 @@ def stdin_piped() -> bool:
     import stat
 
     try:
-        mode = os.fstat(sys.stdin.fileno()).st_mode
-        return stat.S_ISFIFO(mode) or (stat.S_ISREG(mode) and os.fstat(sys.stdin.fileno()).st_size > 0)
+        found = os.fstat(sys.stdin.fileno())
+        return stat.S_ISFIFO(found.st_mode) or (stat.S_ISREG(found.st_mode) and found.st_size > 0)
     except (AttributeError, OSError, ValueError):
         return False
 
