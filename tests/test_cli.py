@@ -35,6 +35,36 @@ def test_help_and_version_do_not_import_torch():
     assert result.stdout.count("Examples") >= 7
 
 
+def test_every_help_reflows_its_prose_and_keeps_its_examples_indented():
+    # typer keeps a docstring's line breaks after the first paragraph: wrapped at 100 columns in the
+    # source, they left a lone word on a line in an 80-column terminal ("records" under sample's).
+    commands = [[c] for c in ("train", "sample", "eval", "grads", "plot", "info", "serve", "show")]
+    commands += [[g, c] for g in ("classify", "tag") for c in ("train", "predict", "eval")]
+    commands += [["corpus", c] for c in ("list", "info", "get")] + [[]]
+    code = (
+        "import sys; from charnn.cli import main\n"
+        f"for args in {commands!r}:\n"
+        "    print('=== ' + ' '.join(args)); main([*args, '--help'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "80"}
+    )
+    assert result.returncode == 0, result.stderr
+    pages = result.stdout.split("=== ")[1:]
+    assert len(pages) == len(commands)
+    for page in pages:
+        name, _, text = page.partition("\n")
+        prose = text.split("╭")[0].split(" Examples")[0]  # the description, before its examples and boxes
+        paragraphs = "\n".join(line.rstrip() for line in prose.splitlines()).split("\n\n")
+        for lines in (p.strip("\n").splitlines() for p in paragraphs):
+            # a line ends early when the next line's first word would have fitted on it
+            short = [a for a, b in zip(lines, lines[1:]) if len(a) + 1 + len(b.split()[0]) < 79]
+            assert not short, f"charnn {name} --help breaks a line early: {short}"
+        if " Examples" in text:
+            examples = text.split(" Examples")[1].split("╭")[0]
+            assert any(line.startswith("   charnn") for line in examples.splitlines()), f"charnn {name}: {examples}"
+
+
 def test_train_sample_eval_loop(tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CHARNN_MODEL", raising=False)

@@ -6,6 +6,7 @@ commands that need it, so that `charnn --help` answers at once.
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 import typer
@@ -46,6 +47,28 @@ app.add_typer(classify_app, name="classify")
 app.add_typer(tag_app, name="tag")
 
 
+def reflowed(doc: str) -> str:
+    """``doc`` with each prose paragraph on one line, so that the terminal wraps it.
+
+    In rich markup mode typer keeps a paragraph's line breaks (all but the first paragraph's), so a
+    docstring wrapped at 100 columns came out ragged in an 80-column terminal. Indented lines
+    (the examples) keep theirs.
+    """
+    first, *rest = inspect.cleandoc(doc).split("\n\n")
+    rest = [p if p.startswith(" ") else " ".join(p.split("\n")) for p in rest]
+    # typer dedents what follows the first paragraph by its lines after the first: a newline before it
+    # keeps "[b]Examples[/b]" among them, and the examples' indent with it.
+    return "\n\n\n".join([first, "\n\n".join(rest)]) if rest else first
+
+
+for _info in [
+    *app.registered_commands,
+    *(c for g in app.registered_groups for c in g.typer_instance.registered_commands),
+]:
+    if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+        _info.help = reflowed(_info.callback.__doc__)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"charnn {__version__}")
@@ -66,6 +89,9 @@ def _root(
       charnn sample --temp 0.8 --prime "ROMEO:"
       charnn eval held-out.txt --json
     """
+
+
+app.registered_callback.help = reflowed(_root.__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:

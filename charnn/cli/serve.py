@@ -48,10 +48,11 @@ def serve_command(
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
 ) -> None:
-    """Serve trained runs over HTTP: OpenAI's completions API for language models, /v1/classify
-    and /v1/tag for classifiers and taggers, and a page to use them at / (the playground).
-    Answers until Ctrl-C (or SIGTERM), then ends the streams in flight and exits 0. Needs the
-    serve extra: pip install 'charnn\\[serve]'.
+    """Serve trained runs over HTTP: an OpenAI-compatible API and a page to use them (the playground).
+
+    OpenAI's completions API for language models, /v1/classify and /v1/tag for classifiers and
+    taggers, and the playground at /. Answers until Ctrl-C (or SIGTERM), then ends the streams in
+    flight and exits 0. Needs the serve extra: pip install 'charnn\\[serve]'.
 
     [b]Examples[/b]
 

@@ -37,10 +37,12 @@ def show_command(
     cell: Annotated[bool, typer.Option("--cell", help="Show an LSTM's cell c, not its hidden state h.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
 ) -> None:
-    """Write one self-contained HTML page (no server, no network) that shows how a language-model
-    run reads a text: each character shaded by how surprised the model was, with its
-    alternatives and the bits per character `charnn eval` gives, and the text coloured by any one
-    unit of a layer, with LSTMVis's span selection to find the units that track something.
+    """Write one self-contained HTML page of how a language-model run reads a text.
+
+    The page needs no server and no network: each character is shaded by how surprised the model
+    was, with its alternatives and the bits per character `charnn eval` gives, and the text can be
+    coloured by any one unit of a layer, with LSTMVis's span selection to find the units that
+    track something.
 
     [b]Examples[/b]
 
