@@ -529,19 +529,31 @@ def test_scoring_classify_tag_and_cells_answer_a_chunk_at_a_time_while_streams_g
 
     caps = ("--max-tokens", "100000", "--max-cells", "60000")
     server = Server(*copied_runs(tmp_path, "lm", "classifier", "tagger"), *caps)
-    gaps, stop = [], threading.Event()
+    gaps, stop, active = [], threading.Event(), []
     reader = threading.Thread(target=streaming_gaps, args=(server, gaps, stop))
     reader.start()
+
+    def watch() -> None:  # /health while the request is answered
+        with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as c:
+            while not stop.is_set():
+                active.append(c.get("/health").json()["models"][HEAVY[endpoint]["model"]]["active"])
+                time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
     try:
         time.sleep(1)
         with httpx.Client(base_url=server.url, timeout=300, trust_env=False) as c:
+            watcher.start()
             started = time.monotonic()
             answer = c.post(f"/v1/{endpoint}", json=HEAVY[endpoint])
             took = time.monotonic() - started
         stop.set()
         reader.join(timeout=60)
+        watcher.join(timeout=60)
     finally:
         assert server.stop() == 0
+    # the request counts as one in /health's "active" while it is answered (besides the lm's stream)
+    assert max(active) == (2 if HEAVY[endpoint]["model"] == "lm" else 1), active
     assert answer.status_code == 200, answer.text
     body = answer.json()
     if endpoint == "completions":
@@ -552,6 +564,25 @@ def test_scoring_classify_tag_and_cells_answer_a_chunk_at_a_time_while_streams_g
         assert len(body["data"]) == len(HEAVY[endpoint]["input"])
     assert took > 2.0, took  # heavy enough that answering it whole stops the stream that long
     assert len(gaps) > 10 and max(gaps[5:]) < took / 3, (max(gaps), took)  # a fraction of it: chunk by chunk
+
+
+def test_a_request_error_raised_in_a_chore_keeps_its_param():
+    from charnn.errors import RequestError
+    from charnn.tasks.base import Chunked, InFlight
+
+    def steps():
+        yield
+        raise RequestError("input holds nothing to read", param="input")
+
+    job, counted = Chunked(lambda: None), InFlight()
+    chore = counted.around(job.work(steps()))
+    next(chore)  # primed, as the worker begins it
+    assert counted.count == 1
+    for _ in chore:
+        pass
+    error = job.failure()
+    assert (str(error), error.param, error.status) == ("input holds nothing to read", "input", 400)
+    assert counted.count == 0
 
 
 def test_sigterm_while_scoring_answers_503_and_exits_at_once(tmp_path):

@@ -128,6 +128,8 @@ class Job:
     error: str | None = None
     """Why the work failed, where it did (the server answers ``failure()``)."""
     error_status: int = 500
+    error_param: str | None = None
+    """The request parameter at fault, where a failure names one."""
 
     def events(self) -> list[dict[str, Any]]:
         return []
@@ -143,7 +145,7 @@ class Job:
         if self.error_status == 500:
             return RequestError(f"the model failed: {self.error}", status=500, kind="server_error")
         kind = "server_error" if self.error_status >= 500 else "invalid_request_error"
-        return RequestError(str(self.error), status=self.error_status, kind=kind)
+        return RequestError(str(self.error), param=self.error_param, status=self.error_status, kind=kind)
 
 
 class Chunked(Job):
@@ -161,8 +163,8 @@ class Chunked(Job):
         self.answer, self.done = answer, True
         self.notify()
 
-    def fail(self, message: str, status: int) -> None:
-        self.error, self.error_status, self.done = message, status, True
+    def fail(self, message: str, status: int, param: str | None = None) -> None:
+        self.error, self.error_status, self.error_param, self.done = message, status, param, True
         self.notify()
 
     def response(self) -> dict[str, Any]:
@@ -174,15 +176,30 @@ class Chunked(Job):
         self.cancelled = True
 
 
+class InFlight:
+    """Requests a service is answering in chores (``around``): counted in its ``active`` (/health)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def around(self, chore: Iterator[None]) -> Iterator[None]:
+        """``chore``, counted from the worker's priming of it (``Worker.begin``) to its end, however it ends."""
+        self.count += 1
+        try:
+            yield from chore
+        finally:
+            self.count -= 1
+
+
 def chunked(
     steps: Iterator[Any],
     finish: Callable[[Any], None],
-    fail: Callable[[str, int], None],
+    fail: Callable[[str, int, str | None], None],
     cancelled: Callable[[], bool],
 ) -> Iterator[None]:
     """A worker's chore (charnn.tasks.worker) around ``steps``, a generator that yields between two chunks
-    of work and returns its result: ``finish(result)`` at its end, ``fail(message, status)`` if it raises
-    or the server stops (``Stopping``: 503), nothing more once ``cancelled()`` (its client has gone).
+    of work and returns its result: ``finish(result)`` at its end, ``fail(message, status, param)`` if it
+    raises or the server stops (``Stopping``: 503), nothing more once ``cancelled()`` (its client has gone).
     Its first advance does no work: the worker primes it as it begins, so that ``Stopping`` thrown in
     before any chunk is still answered."""
     try:
@@ -195,11 +212,11 @@ def chunked(
                 return
             yield
     except Stopping:
-        fail(STOPPING, 503)
+        fail(STOPPING, 503, None)
     except RequestError as error:
-        fail(str(error), error.status)
+        fail(str(error), error.status, error.param)
     except Exception as error:  # noqa: BLE001  (a failed chunk fails its request, never the server)
-        fail(f"{type(error).__name__}: {error}", 500)
+        fail(f"{type(error).__name__}: {error}", 500, None)
     finally:
         steps.close()
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from charnn.errors import RequestError
-from charnn.tasks.base import Chunked, Job
+from charnn.tasks.base import Chunked, InFlight, Job
 
 ANSWER_CHUNK = 2000
 """Characters of input answered between two steps of the server's batches (at least one text)."""
@@ -21,9 +21,13 @@ class EncoderService:
 
     def __init__(self, run: Any, limits: Any, kind: str, worker: Any) -> None:
         self.run, self.limits, self.kind, self.worker = run, limits, kind, worker
-        self.active = 0
-        """Requests being answered."""
+        self.in_flight = InFlight()
         self.run.model.eval()
+
+    @property
+    def active(self) -> int:
+        """Requests being answered."""
+        return self.in_flight.count
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -44,26 +48,22 @@ class EncoderService:
         inputs = self.inputs(body.get("input"))
         job = Chunked(notify)
         options = {option: body.get(option, False) for option in self.options}
-        self.worker.begin(job.work(self._answering(inputs, options)))
+        self.worker.begin(self.in_flight.around(job.work(self._answering(inputs, options))))
         return job
 
     def _answering(self, inputs: list[Any], options: dict[str, bool]) -> Iterator[None]:
         """The answer, ANSWER_CHUNK characters of input at a time (a yield between two)."""
-        self.active += 1
-        try:
-            results: list[dict[str, Any]] = []
-            start = 0
-            while start < len(inputs):
-                end, size = start, 0
-                while end < len(inputs) and (end == start or size + _size(inputs[end]) <= ANSWER_CHUNK):
-                    size += _size(inputs[end])
-                    end += 1
-                results += self.answer(inputs[start:end], options)
-                start = end
-                if start < len(inputs):
-                    yield
-        finally:
-            self.active -= 1
+        results: list[dict[str, Any]] = []
+        start = 0
+        while start < len(inputs):
+            end, size = start, 0
+            while end < len(inputs) and (end == start or size + _size(inputs[end]) <= ANSWER_CHUNK):
+                size += _size(inputs[end])
+                end += 1
+            results += self.answer(inputs[start:end], options)
+            start = end
+            if start < len(inputs):
+                yield
         data = [{"object": f"{self.kind}.result", "index": i, **result} for i, result in enumerate(results)]
         return {"object": "list", "data": data}
 

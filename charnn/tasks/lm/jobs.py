@@ -34,9 +34,9 @@ class CompletionJob(Job):
         self.usage_sent = False
         self.cancelled = False
 
-    def fail(self, message: str, status: int) -> None:
+    def fail(self, message: str, status: int, param: str | None = None) -> None:
         """End every choice not yet ended with ``message`` (the response: ``failure()``)."""
-        self.error_status = status
+        self.error_status, self.error_param = status, param
         for index, reason in enumerate(self.finish):
             if reason is None:
                 self._push(index, "", [], f"error: {message}")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from charnn.errors import ConfigError, RequestError
-from charnn.tasks.base import Chunked, Job, chunked, drain
+from charnn.tasks.base import Chunked, InFlight, Job, chunked, drain
 from charnn.tasks.lm.batcher import Batcher, Row
 from charnn.tasks.lm.cells import cell_reading
 from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime
@@ -52,6 +52,7 @@ class CompletionService:
         self.token_text = [b.decode("utf-8", errors="replace") for b in self.token_bytes]
         self.styles = style_names(run.config)
         self.batcher = Batcher(self.model)
+        self.in_flight = InFlight()
         self.reader = self.model.stepper()
         """The model's own fp32 arithmetic, for /v1/cells: what each unit holds, not its int8 copy."""
         worker.add(self.batcher)
@@ -73,7 +74,8 @@ class CompletionService:
 
     @property
     def active(self) -> int:
-        return self.batcher.active
+        """Rows stepping or waiting in the batch, and requests being scored or read (echo, /v1/cells)."""
+        return self.batcher.active + self.in_flight.count
 
     def close(self) -> None:
         """End every completion in flight (finish reason 'stop') at the next step."""
@@ -84,7 +86,7 @@ class CompletionService:
             raise RequestError(REVERSED, param="model")
         if endpoint == "cells":
             job = Chunked(notify)
-            self.worker.begin(job.work(cell_reading(self, body)))
+            self.worker.begin(self.in_flight.around(job.work(cell_reading(self, body))))
             return job
         request = parse_completion(body, self.limits)
         weights, task = self.style(request.style, request.seed)
@@ -111,7 +113,7 @@ class CompletionService:
         if request.echo and request.logprobs is not None:  # scored a chunk at a time, then written
             prompts = [(ids, texts) for ids, (_, texts) in zip(encoded, read)]
             steps = self._scored(job, prompts, boundary, weights, length)
-            self.worker.begin(chunked(steps, lambda _: None, job.fail, lambda: job.cancelled))
+            self.worker.begin(self.in_flight.around(chunked(steps, lambda _: None, job.fail, lambda: job.cancelled)))
             return job
         job.echo([[] for _ in encoded])
         if length:
