@@ -5,6 +5,7 @@ Every test talks to a real uvicorn server started as `charnn serve` on a free lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import shutil
@@ -759,3 +760,9 @@ def test_each_prompt_scored_is_a_turn_of_its_own_and_large_answers_are_json_as_b
     assert json.loads(_encoded(answer)) == answer
     with pytest.raises(ValueError):  # as JSONResponse: no NaN in JSON
         _encoded({"choices": [{"logprob": math.nan}, {}]})
+    whole = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    cells = {"object": "cells", "tokens": ["é"] * 600, "values": [[i / 7, -0.5] for i in range(600)]}  # 3 pieces
+    for answer in (cells, {**cells, "values": []}, {"object": "list", "data": [{"label": "x"}] * 3}, {"a": [1]}):
+        assert _encoded(answer) == whole(answer).encode()
+    with pytest.raises(ValueError):
+        _encoded({**cells, "values": [[0.0]] * 300 + [[math.inf]]})

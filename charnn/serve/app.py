@@ -289,16 +289,21 @@ async def _whole(job: Any, event: asyncio.Event, request: Request, stamp: dict[s
         return error_response(500, "the model failed: its answer holds a number JSON cannot carry (NaN or infinity)")
 
 
+ENCODED_TOGETHER = {"choices": 1, "data": 1, "values": 256}
+"""The list in an answer that ``_encoded`` encodes in pieces, and how many of its items a piece: a choice
+(up to 20,000 scored tokens) or a text's result alone, a /v1/cells answer's values 256 tokens' worth."""
+
+
 def _encoded(answer: dict[str, Any]) -> bytes:
-    """``answer`` as JSONResponse encodes it, its list of choices (or texts) an item at a time: json's encoder
-    holds the interpreter for a whole call, and encoding a large answer whole (eight choices of 20,000 scored
-    tokens: 25 MB) would hold up every other request, the batch's steps too, for a second."""
+    """``answer`` as JSONResponse encodes it, its long list (choices, texts or cells) a piece at a time: json's
+    encoder holds the interpreter for a whole call, and encoding a large answer whole (eight choices of 20,000
+    scored tokens: 25 MB; 60,000 tokens' cells) would hold up every other request, the batch's steps too, for a
+    second."""
     dump = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    key = "choices" if "choices" in answer else "data"
-    if not isinstance(answer.get(key), list):
+    key = next((k for k in ENCODED_TOGETHER if isinstance(answer.get(k), list)), None)
+    if key is None:
         return dump(answer).encode()
     before, _, after = dump({**answer, key: []}).partition(f'"{key}":[]')
-    parts = [before, f'"{key}":[']
-    for i, item in enumerate(answer[key]):
-        parts += ["," if i else "", dump(item)]
-    return "".join([*parts, "]", after]).encode()
+    items, size = answer[key], ENCODED_TOGETHER[key]
+    pieces = [dump(items[start : start + size])[1:-1] for start in range(0, len(items), size)]
+    return "".join([before, f'"{key}":[', ",".join(pieces), "]", after]).encode()
