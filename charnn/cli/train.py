@@ -42,7 +42,7 @@ def train_command(
         Optional[Path],
         typer.Option(
             help="Fine-tune: start from this run's best weights, model settings and vocabulary "
-            "(model-size options are then ignored).",
+            "(model and tokenizer options may then only agree with it).",
             show_default=False,
         ),
     ] = None,
