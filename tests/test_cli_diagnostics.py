@@ -171,6 +171,52 @@ def test_info_on_an_unfinished_run_takes_figures_from_the_metrics(run_cli, train
     assert info["best_step"] == best["step"] and info["best_val_bits_per_char"] == best["val_bits_per_char"]
 
 
+def test_damaged_logs_and_results_are_named_in_one_line(run_cli, trained_run, tmp_path, monkeypatch):
+    import shutil
+
+    def damaged(name, edit):
+        folder = tmp_path / name
+        shutil.copytree(trained_run, folder)
+        edit(folder)
+        return folder
+
+    def metrics_line(number, old, new):
+        def edit(folder):
+            lines = (folder / "metrics.jsonl").read_text().splitlines()
+            assert old in lines[number - 1]
+            lines[number - 1] = lines[number - 1].replace(old, new)
+            (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+        return edit
+
+    def results(key, value):
+        def edit(folder):
+            config = json.loads((folder / "config.json").read_text())
+            config["results"][key] = value
+            (folder / "config.json").write_text(json.dumps(config))
+
+        return edit
+
+    first = (trained_run / "metrics.jsonl").read_text().splitlines()[0]
+    step = f'"step": {json.loads(first)["step"]}'
+    loss = f'"loss": {json.loads(first)["loss"]}'
+    cases = [  # each a traceback before
+        (("plot",), damaged("noloss", metrics_line(1, loss + ", ", "")), "line 1 has no number for 'loss'"),
+        (("plot",), damaged("nullloss", metrics_line(1, loss, '"loss": null')), "line 1 has no number for 'loss'"),
+        (("plot",), damaged("textstep", metrics_line(1, step, '"step": "x"')), "line 1 has no number for 'step'"),
+        (("info",), damaged("textelapsed", results("elapsed_seconds", "x")), "results hold elapsed_seconds 'x'"),
+        (("info",), damaged("nomodel", lambda f: (f / "model.safetensors").unlink()), "model.safetensors is missing"),
+        (("eval", "-m"), tmp_path / "nomodel", "is damaged: its training ended and kept a model at step"),
+    ]
+    for command, folder, said in cases:
+        code, out, err = run_cli(*command, folder)
+        assert code == 1 and said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setenv("CHARNN_MODEL", str(trained_run))
+    for command in ("plot", "info"):
+        code, out, err = run_cli(command)
+        assert code == 0 and "choose another by naming its folder" in err, err  # they have no --model
+
+
 def test_png_never_overwrites_a_file_it_did_not_make(run_cli, trained_run, text_file, tmp_path):
     mine = tmp_path / "notes.txt"
     mine.write_text("my notes\n")

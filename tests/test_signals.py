@@ -53,6 +53,13 @@ def test_a_signal_stops_training_with_a_resumable_run(tmp_path, signum):
     assert "Traceback" not in err
     assert out.strip() == str(folder)
     check_run_folder(folder, for_resume=True)  # a resume state at the step it stopped
+    told = subprocess.run(
+        [sys.executable, "-m", "charnn", "info", str(folder)], env=env, capture_output=True, text=True
+    )
+    finished = [line for line in told.stdout.splitlines() if line.startswith("finished")]
+    assert finished == [
+        f"finished         no: stopped at step {stopped_at:,}; continue with: charnn train --resume {folder}"
+    ]
     assert (folder / RESUME_FILE).is_file()
     events = []
     finished = resume(folder, steps=stopped_at + 10, on_event=events.append)

@@ -35,8 +35,9 @@ def install_warning_format() -> None:
     warnings.showwarning = show_warning
 
 
-def resolve_run(model: Path | None, kind: str | None = DEFAULT_KIND) -> Path:
-    """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs of ``kind`` (None: any)."""
+def resolve_run(model: Path | None, kind: str | None = DEFAULT_KIND, choose: str = "with --model") -> Path:
+    """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs of ``kind`` (None: any);
+    ``choose`` says how the command is given another (plot and info take it as their argument)."""
     if model is not None:
         return model
     from charnn.runs.names import MODEL_ENV
@@ -45,7 +46,7 @@ def resolve_run(model: Path | None, kind: str | None = DEFAULT_KIND) -> Path:
     found = find_default_run(kind=kind)
     what = run_noun(kind)
     source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else f"the newest {what} in ./runs"
-    say(f"using run {found} ({source}; choose another with --model)")
+    say(f"using run {found} ({source}; choose another {choose})")
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -33,7 +33,7 @@ def info_command(
     """
     from charnn.diagnostics.reports import run_info
 
-    info = run_info(resolve_run(run, kind=None))
+    info = run_info(resolve_run(run, kind=None, choose="by naming its folder"))
     if info.note:
         say(f"note: {info.note}")
     if as_json:
@@ -67,10 +67,24 @@ def info_command(
         ("steps", f"{info.steps:,}" if info.steps is not None else "-"),
         ("training time", _duration(info.elapsed_seconds)),
         ("best validation", told.best or "-"),
-        ("finished", {"budget": "yes", "interrupted": "interrupted"}.get(info.stopped or "", "no (no results yet)")),
+        ("finished", _finished(info)),
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def _finished(info: Any) -> str:
+    """How the run's training ended, as its results say (none: it is training, or was killed before any)."""
+    if info.stopped in ("budget", "complete"):
+        return "yes"
+    if info.stopped == "interrupted":  # a KeyboardInterrupt in a program that trains (the CLI stops cleanly)
+        return f"no: interrupted at step {info.steps:,}; the best model so far is kept"
+    if info.stopped == "stopped":  # Ctrl-C, SIGTERM: the resume file was saved as it stopped
+        from charnn.tasks import TASKS
+
+        command = TASKS[info.task].train_command if info.task in TASKS else "charnn train"
+        return f"no: stopped at step {info.steps:,}; continue with: {command} --resume {info.run}"
+    return "no (no results yet)"
 
 
 def _duration(seconds: float | None) -> str:

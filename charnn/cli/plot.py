@@ -170,7 +170,7 @@ def plot_command(
     if png is not None:
         check_png_path(png)
         require_matplotlib()
-    history = read_history(resolve_run(run, kind=None))
+    history = read_history(resolve_run(run, kind=None, choose="by naming its folder"))
     for line in _summary(history):
         print(line)
     width = chart_width()

@@ -74,6 +74,12 @@ def read_history(folder: str | Path) -> TrainingHistory:
                 break
             raise CheckpointError(f"{folder}/{METRICS_FILE} line {number} is not JSON; the log is damaged") from None
         kind = record.get("event") if isinstance(record, dict) else None
+        needs = {"train": ("step", "loss", "grad_norm"), "eval": ("step", "val_loss")}.get(kind, ())
+        for key in needs:  # a line of the right event with a field gone or of the wrong type: hand-edited, or torn
+            if isinstance(record.get(key), bool) or not isinstance(record.get(key), int | float):
+                raise CheckpointError(
+                    f"{folder}/{METRICS_FILE} line {number} has no number for {key!r}; the log is damaged"
+                )
         if kind == "train":
             train.append(record)
         elif kind == "eval":
@@ -89,24 +95,30 @@ def read_history(folder: str | Path) -> TrainingHistory:
             "each validation; plot it once it has trained that long"
         )
     plotted = _plotted(config)
-    return TrainingHistory(
-        folder=folder,
-        train_steps=tuple(int(r["step"]) for r in train),
-        train_bits_per_char=tuple(r["loss"] / math.log(2) / chars_per_token for r in train),
-        grad_norm=tuple(float(r["grad_norm"]) for r in train),
-        grad_norm_max=tuple(float(r.get("grad_norm_max", r["grad_norm"])) for r in train),
-        val_steps=tuple(int(r["step"]) for r in val),
-        val_bits_per_char=tuple(float(r.get("val_bits_per_char", math.nan)) for r in val),
-        clipped=sum(int(r.get("clipped", 0)) for r in train),
-        skipped=sum(int(r.get("skipped", 0)) for r in train),
-        clip=config.get("training", {}).get("clip"),
-        elapsed=end.get("elapsed_seconds", (train or val)[-1].get("elapsed")),
-        val_score=tuple(float(r[plotted[0]]) for r in val if plotted and r.get(plotted[0]) is not None),
-        score_name=plotted[1] if plotted else "",
-        train_loss=tuple(float(r["loss"]) for r in train),
-        val_loss=tuple(float(r["val_loss"]) for r in val),
-        evaluations=tuple(val),
-    )
+    elapsed = end.get("elapsed_seconds", (train or val)[-1].get("elapsed"))
+    try:
+        return TrainingHistory(
+            folder=folder,
+            train_steps=tuple(int(r["step"]) for r in train),
+            train_bits_per_char=tuple(r["loss"] / math.log(2) / chars_per_token for r in train),
+            grad_norm=tuple(float(r["grad_norm"]) for r in train),
+            grad_norm_max=tuple(float(r.get("grad_norm_max", r["grad_norm"])) for r in train),
+            val_steps=tuple(int(r["step"]) for r in val),
+            val_bits_per_char=tuple(float(r.get("val_bits_per_char", math.nan)) for r in val),
+            clipped=sum(int(r.get("clipped", 0)) for r in train),
+            skipped=sum(int(r.get("skipped", 0)) for r in train),
+            clip=config.get("training", {}).get("clip"),
+            elapsed=elapsed if isinstance(elapsed, int | float) else None,
+            val_score=tuple(float(r[plotted[0]]) for r in val if plotted and r.get(plotted[0]) is not None),
+            score_name=plotted[1] if plotted else "",
+            train_loss=tuple(float(r["loss"]) for r in train),
+            val_loss=tuple(float(r["val_loss"]) for r in val),
+            evaluations=tuple(val),
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # an optional field of the wrong kind
+        raise CheckpointError(
+            f"{folder}/{METRICS_FILE} holds a value of the wrong kind ({exc}); the log is damaged"
+        ) from None
 
 
 def _plotted(config: dict[str, Any]) -> tuple[str, str] | None:
@@ -176,6 +188,13 @@ def run_info(folder: str | Path) -> RunInfo:
         run, note = _untrained(exc), str(exc)
     config = run.config
     results = config.get("results") or {}
+    if not isinstance(results, dict):
+        results = {"results": results}
+    for key, value in results.items():  # numbers, and how it stopped: else hand-edited, or another program's
+        if not isinstance(value, int | float | None) and not (key == "stopped" and isinstance(value, str)):
+            raise CheckpointError(
+                f"{run.folder}/config.json's results hold {key} {value!r} where a number belongs; the run is damaged"
+            )
     unfinished = {} if results else _best_logged(run.folder)
     kind, told, fields = summary(config, results or unfinished)
     history = unfinished.pop("history", None)
