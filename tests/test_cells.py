@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -106,6 +108,34 @@ def test_show_refuses_in_one_line_and_never_overwrites(run_cli, tmp_path):
     html = (tmp_path / "new.html").read_text(encoding="utf-8")
     assert "window.CHARNN_OFFLINE" in html and "Hello, knight." in html
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+def test_show_reads_a_style_runs_text_under_the_style_it_names_as_charnn_eval_style_does(run_cli, tmp_path):
+    import math
+
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.show import show_data
+
+    (folder,) = copied_runs(tmp_path, "styles")
+    text = tmp_path / "t.txt"
+    text.write_text("Crimson Dawn\nBlue Sky\n", encoding="utf-8")
+    run = load_run(folder)
+    for asked, named in ((None, "prose"), ("names", "names"), ("prose=0.5,names=0.5", "prose=0.5,names=0.5")):
+        data = show_data(run, text.read_text(encoding="utf-8"), None, "hidden", style=asked)
+        assert data["style"] == named  # the page names what it read under (before: always the first, unnamed)
+        code, out, err = run_cli("eval", text, "-m", folder, "--style", named, "--json")
+        assert code == 0, err
+        scored = [e for e in data["score"] if e["logprob"] is not None]
+        nats = -sum(e["logprob"] for e in scored)
+        bits = nats / math.log(2) / sum(len(e["text"]) for e in scored)
+        assert bits == pytest.approx(json.loads(out)["bits_per_char"], rel=1e-5), named
+    page = tmp_path / "p.html"
+    code, _, err = run_cli("show", text, "-m", folder, "--style", "poems", "--out", page)
+    assert code == 2 and "poems" in err and len(err.strip().splitlines()) == 1 and not page.exists(), err
+    code, _, err = run_cli("show", text, "-m", copied_runs(tmp_path / "plain", "lm")[0], "--style", "x", "--out", page)
+    assert code == 2 and "this run was trained without styles; drop --style" in err and not page.exists(), err
+    code, _, err = run_cli("show", text, "-m", folder, "--style", "names", "--out", page)
+    assert code == 0 and "style names" in err and '"style": "names"' in page.read_text(encoding="utf-8")
 
 
 def test_show_reads_a_record_runs_text_record_by_record_as_charnn_eval_does(tmp_path):

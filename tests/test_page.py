@@ -498,6 +498,18 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     browser.get(record_page.as_uri())
     wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
     assert "as charnn eval scores records" in browser.find_element(By.ID, "score-bpc").text
+    style_page = tmp_path / "style.html"  # a style run's page names the style it was read under
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[4], "--style", "prose", "-o", str(style_page)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    browser.get(style_page.as_uri())
+    wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
+    assert "(as charnn eval --style prose scores it)" in browser.find_element(By.ID, "score-bpc").text
+    assert browser.find_element(By.ID, "score-style").get_attribute("value") == "prose"
+    assert browser.find_element(By.ID, "score-style").is_displayed()
+    assert console_errors(browser) == []
 
 
 def test_a_key_in_the_address_is_read_as_typed_a_plus_included(browser, tmp_path):

@@ -35,6 +35,14 @@ def show_command(
         ),
     ] = None,
     cell: Annotated[bool, typer.Option("--cell", help="Show an LSTM's cell c, not its hidden state h.")] = False,
+    style: Annotated[
+        Optional[str],
+        typer.Option(
+            help="On a run trained with --style: read the text under this style or blend (a=0.7,b=0.3), "
+            "as charnn eval --style does \\[default: the run's first style].",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
 ) -> None:
     """Write one self-contained HTML page of how a language-model run reads a text.
@@ -50,7 +58,7 @@ def show_command(
       head -c 3000 notes.txt | charnn show - --layer 1 --cell -o notes.html
     """
     from charnn.device import resolve_device
-    from charnn.errors import ConfigError, CorpusError
+    from charnn.errors import ConfigError, CorpusError, RequestError
     from charnn.files import atomic_write_text
     from charnn.serve.show import offline_page
     from charnn.tasks import load_run
@@ -83,7 +91,11 @@ def show_command(
         raise ConfigError(f"--layer must be from 1 to {layers} on this run, got {layer}")
     if cell and run.model.config.cell != "lstm":
         raise ConfigError(f"--cell shows an LSTM's cell; this run is a {run.model.config.cell}: drop --cell")
-    data = show_data(run, body, None if layer is None else layer - 1, "cell" if cell else "hidden")
+    try:
+        data = show_data(run, body, None if layer is None else layer - 1, "cell" if cell else "hidden", style=style)
+    except RequestError as error:  # no such style, or a run without styles
+        raise ConfigError(str(error).replace("leave style out", "drop --style")) from None
     atomic_write_text(out, offline_page(data))
-    say(f"wrote {out}: {len(body):,} characters, layer {data['cells']['layer'] + 1} of {layers}; open it in a browser")
+    read = f"layer {data['cells']['layer'] + 1} of {layers}" + (f", style {data['style']}" if data["style"] else "")
+    say(f"wrote {out}: {len(body):,} characters, {read}; open it in a browser")
     print(out)

@@ -324,7 +324,9 @@ function showScore(entries) {
   const how = m && m.records
     ? "as charnn eval scores records: each separator is scored as the end of the record before it, and " +
       "charnn eval also counts the last record's end where the text does not end with a separator"
-    : "as charnn eval scores it";
+    : OFFLINE && OFFLINE.style
+      ? `as charnn eval --style ${OFFLINE.style} scores it`
+      : "as charnn eval scores it";
   $("score-bpc").textContent = chars
     ? `${bpc.toFixed(4)} bits per character over ${chars} characters (${how})`
     : "Too short to score: give at least two characters.";
@@ -704,6 +706,11 @@ function startOffline(data) {
   $("cells-text").value = data.text;
   $("score-text").readOnly = true;
   $("cells-text").readOnly = true;
+  if (data.style) {  // a style run's page: read under one style or blend, named here
+    $("score-style-label").hidden = false;
+    $("score-style").value = data.style;
+    $("score-style").readOnly = true;
+  }
   $("cells-layer").add(new Option(String(data.cells.layer + 1), data.cells.layer));
   // The page holds one layer's values; a cell's can also be read through tanh, here in the page.
   $("cells-state").textContent = "";

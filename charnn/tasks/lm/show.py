@@ -11,16 +11,23 @@ from charnn.tasks.worker import Worker
 from charnn.text.records import RecordFormat
 
 
-def show_data(run: Any, text: str, layer: int | None, state: str, top: int = 5) -> dict[str, Any]:
+def show_data(
+    run: Any, text: str, layer: int | None, state: str, top: int = 5, style: str | None = None
+) -> dict[str, Any]:
     """What `charnn show` puts in its page: ``text`` scored (each token's log-probability and the
     ``top`` alternatives, as /v1/completions with echo gives them) and read (a layer's values, as
-    /v1/cells gives them)."""
+    /v1/cells gives them). A style run reads it under ``style`` (a name or a blend; default: its first
+    style), which the page names; RequestError where the run has no such style, or no styles."""
     service = CompletionService(run, Limits(max_cells=len(text) or 1), "lm", Worker())
+    if style is None and service.styles:
+        style = service.styles[0]
     body = {"input": text, "state": state}
     if layer is not None:
         body["layer"] = layer
+    if style is not None:
+        body["style"] = style
+    weights, task = service.style(style, 0)
     cells = cell_values(service, body)
-    weights, task = service.style(None, 0)
     fmt = RecordFormat.from_dict(task["records"]) if task.get("records") else None
     ids, texts = service.read_text(text, fmt)  # a record run's separators read as its boundary
     boundary = service.model.boundary if fmt is not None else None
@@ -34,4 +41,4 @@ def show_data(run: Any, text: str, layer: int | None, state: str, top: int = 5) 
         for e in entries
     ]
     records = fmt.describe() if fmt is not None else None  # the page words its figure as charnn eval scores records
-    return {"model": run.folder.name, "text": text, "score": score, "cells": cells, "records": records}
+    return {"model": run.folder.name, "text": text, "score": score, "cells": cells, "records": records, "style": style}
