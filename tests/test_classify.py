@@ -542,6 +542,9 @@ def test_a_classifier_stopped_before_its_first_validation_names_the_command_that
     copy = tmp_path / "run"
     shutil.copytree(classifier_run, copy)
     (copy / "model.safetensors").unlink()
+    config = json.loads((copy / "config.json").read_text())
+    del config["results"]  # killed before its first validation: no model, no results
+    (copy / "config.json").write_text(json.dumps(config))
     code, out, err = run_cli("classify", "predict", "-m", copy, stdin=b"the owl\n")
     assert code == 1 and f"continue it with `charnn classify train --resume {copy}`" in err, err
 

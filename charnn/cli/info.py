@@ -75,6 +75,8 @@ def info_command(
 
 def _finished(info: Any) -> str:
     """How the run's training ended, as its results say (none: it is training, or was killed before any)."""
+    if info.live:
+        return "no: training now (these figures are its log's so far)"
     if info.stopped in ("budget", "complete"):
         return "yes"
     if info.stopped == "interrupted":  # a KeyboardInterrupt in a program that trains (the CLI stops cleanly)

@@ -178,7 +178,7 @@ def plot_command(
     if history.val_score:  # a classifier: loss per text, and the accuracy that picks the model
         loss = [Series("train", history.train_steps, history.train_loss)]
         loss.append(Series("validation", history.val_steps, history.val_loss))
-        print_chart(render_chart(loss, title="loss, nats per text", x_label="step", width=width))
+        print_chart(render_chart(loss, title=f"loss, nats per {history.loss_per}", x_label="step", width=width))
         print()
         score = [Series("validation", history.val_steps, history.val_score)]
         print_chart(render_chart(score, title=f"validation {history.score_name}", x_label="step", width=width))
@@ -205,16 +205,17 @@ def _summary(history: TrainingHistory) -> list[str]:
     steps = history.train_steps[-1] if history.train_steps else 0
     if history.val_score and history.train_loss:
         first, last = history.train_loss[0], history.train_loss[-1]
-        lines.append(f"{history.folder}: {steps} logged steps; train loss {first:.3f} -> {last:.3f} nats/text")
+        per = history.loss_per
+        lines.append(f"{history.folder}: {steps} logged steps; train loss {first:.3f} -> {last:.3f} nats/{per}")
     elif history.train_bits_per_char:
         first, last = history.train_bits_per_char[0], history.train_bits_per_char[-1]
         lines.append(f"{history.folder}: {steps} logged steps; train loss {first:.3f} -> {last:.3f} bits/char")
-    if history.val_score:
-        best = max(range(len(history.val_steps)), key=lambda i: history.val_score[i])
-        name = history.score_name
-        lines.append(f"best validation {name} {history.val_score[best]:.4f} at step {history.val_steps[best]}")
-    elif history.val_bits_per_char:
-        best = min(range(len(history.val_steps)), key=lambda i: history.val_bits_per_char[i])
+    best = history.kept()  # the validation whose model the run keeps
+    if best is not None and history.val_score:
+        name, figure = history.score_name, history.evaluations[best].get(history.score_key)
+        if isinstance(figure, int | float):
+            lines.append(f"best validation {name} {figure:.4f} at step {history.val_steps[best]}")
+    elif best is not None and history.val_bits_per_char:
         lines.append(
             f"best validation loss {history.val_bits_per_char[best]:.4f} bits/char at step {history.val_steps[best]}"
         )

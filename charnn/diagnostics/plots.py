@@ -79,7 +79,7 @@ def history_png(history: TrainingHistory, path: str | Path) -> Path:
     if classifier:
         loss.plot(history.train_steps, history.train_loss, label="train")
         loss.plot(history.val_steps, history.val_loss, marker="o", label="validation")
-        loss.set_ylabel("loss (nats per text)")
+        loss.set_ylabel(f"loss (nats per {history.loss_per})")
         panels[1].plot(history.val_steps, history.val_score, marker="o", label="validation")
         panels[1].set_ylabel(history.score_name)
         panels[1].grid(True, alpha=0.3)

@@ -38,11 +38,28 @@ class TrainingHistory:
     kind has one (a classifier's accuracy; a language model has none): charnn.tasks.base.Task.plotted."""
     score_name: str = ""
     """What ``val_score`` is, in a word: 'accuracy'."""
+    score_key: str = ""
+    """Its key in a validation's record: 'val_accuracy'."""
     train_loss: tuple[float, ...] = ()
-    """Nats per token (a language model) or per text (a classifier)."""
+    """Nats per ``loss_per``."""
+    loss_per: str = "token"
+    """A token (a language model), a text (a classifier) or a word (a tagger): charnn.tasks.base.Task.loss_per."""
     val_loss: tuple[float, ...] = ()
     evaluations: tuple[dict[str, Any], ...] = ()
     """Each logged validation's record, as metrics.jsonl has it."""
+
+    def kept(self) -> int | None:
+        """The index in ``evaluations`` of the validation whose model the run keeps: the last one logged as
+        best (each kind chooses by its own figure, ties by the loss), else the best by ``val_score`` or the
+        loss (a log made before the flags); None with no validation."""
+        flagged = [i for i, e in enumerate(self.evaluations) if e.get("best") is True]
+        if flagged:
+            return flagged[-1]
+        if not self.val_steps:
+            return None
+        if self.val_score and len(self.val_score) == len(self.val_steps):
+            return max(range(len(self.val_steps)), key=lambda i: self.val_score[i])
+        return min(range(len(self.val_steps)), key=lambda i: self.val_loss[i])
 
 
 def read_history(folder: str | Path) -> TrainingHistory:
@@ -94,7 +111,7 @@ def read_history(folder: str | Path) -> TrainingHistory:
             f"{folder}/{METRICS_FILE} holds no logged steps yet: training logs a line every {every} steps and at "
             "each validation; plot it once it has trained that long"
         )
-    plotted = _plotted(config)
+    plotted, loss_per = _plotted(config)
     elapsed = end.get("elapsed_seconds", (train or val)[-1].get("elapsed"))
     try:
         return TrainingHistory(
@@ -111,6 +128,8 @@ def read_history(folder: str | Path) -> TrainingHistory:
             elapsed=elapsed if isinstance(elapsed, int | float) else None,
             val_score=tuple(float(r[plotted[0]]) for r in val if plotted and r.get(plotted[0]) is not None),
             score_name=plotted[1] if plotted else "",
+            score_key=plotted[0] if plotted else "",
+            loss_per=loss_per,
             train_loss=tuple(float(r["loss"]) for r in train),
             val_loss=tuple(float(r["val_loss"]) for r in val),
             evaluations=tuple(val),
@@ -121,13 +140,15 @@ def read_history(folder: str | Path) -> TrainingHistory:
         ) from None
 
 
-def _plotted(config: dict[str, Any]) -> tuple[str, str] | None:
+def _plotted(config: dict[str, Any]) -> tuple[tuple[str, str] | None, str]:
+    """The run's kind's plotted figure (charnn.tasks.base.Task.plotted) and what its loss is per."""
     from charnn.tasks import task_of
 
     try:
-        return task_of(config).plotted
+        task = task_of(config)
     except CheckpointError:
-        return None
+        return None, "token"
+    return task.plotted, task.loss_per
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -156,7 +177,10 @@ class RunInfo:
     best_val_loss: float | None
     """Nats per token (per text or word for a classifier or a tagger)."""
     stopped: str | None
-    """'budget', 'interrupted', or None when training has not finished (figures then come from metrics.jsonl)."""
+    """'budget', 'stopped', 'interrupted', or None when training has not finished, or goes on now (figures then come
+    from metrics.jsonl)."""
+    live: bool
+    """Whether a process trains the run now."""
     task: str
     """The kind of run (charnn.tasks)."""
     summary: Any = None
@@ -195,6 +219,11 @@ def run_info(folder: str | Path) -> RunInfo:
             raise CheckpointError(
                 f"{run.folder}/config.json's results hold {key} {value!r} where a number belongs; the run is damaged"
             )
+    from charnn.runs.folder import being_written
+
+    live = being_written(run.folder)
+    if live:  # a session trains it now: the results are an earlier session's (resumed with a larger budget)
+        results = {}
     unfinished = {} if results else _best_logged(run.folder)
     kind, told, fields = summary(config, results or unfinished)
     history = unfinished.pop("history", None)
@@ -212,6 +241,7 @@ def run_info(folder: str | Path) -> RunInfo:
         best_step=(results or unfinished).get("best_step"),
         best_val_loss=(results or unfinished).get("val_loss"),
         stopped=results.get("stopped"),
+        live=live,
         task=kind,
         summary=told,
         fields=fields,
@@ -246,8 +276,9 @@ def _best_logged(folder: Path) -> dict[str, Any]:
         return {}
     best = {"steps": max(history.train_steps + history.val_steps), "history": history}
     evals = [e for e in history.evaluations if math.isfinite(e.get("val_loss", math.nan))]
-    if evals:
-        chosen = min(evals, key=lambda e: e["val_loss"])
+    if evals:  # the last validation that kept its model (each kind chooses by its own figure), else the lowest loss
+        kept = [e for e in evals if e.get("best") is True]
+        chosen = kept[-1] if kept else min(evals, key=lambda e: e["val_loss"])
         figures = {k: v for k, v in chosen.items() if k.startswith("val_") and isinstance(v, (int, float))}
         best.update(figures, best_step=chosen["step"])
     return best

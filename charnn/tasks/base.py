@@ -65,6 +65,8 @@ class Task:
     """How to start a run where there is none yet: 'pass the labelled data to start it: charnn classify train DATA'."""
     plotted: ClassVar[tuple[str, str] | None] = None
     """The logged figure that `charnn plot` shows beside the loss, and its name: ('val_accuracy', 'accuracy')."""
+    loss_per: ClassVar[str] = "token"
+    """What its loss is the mean over, as `charnn plot` words it: 'token', 'text', 'word'."""
     endpoint: ClassVar[str | None] = None
     """Where `charnn serve` answers a run of this kind: the API path after /v1/ ('completions')."""
     more_endpoints: ClassVar[tuple[str, ...]] = ()

@@ -14,6 +14,7 @@ class EncoderTask(Task):
     from ``kind``, ``head`` and ``data_noun``."""
 
     plotted = ("val_accuracy", "accuracy")
+    loss_per = "text"
     names_key: ClassVar[str]
     """The task section's list of what it predicts: 'labels', 'tags'."""
     head: ClassVar[str]

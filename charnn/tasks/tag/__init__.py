@@ -21,6 +21,7 @@ class Tagger(EncoderTask):
     names_key = "tags"
     data_noun = "tagged data"
     endpoint = "tag"
+    loss_per = "word"
 
     @classmethod
     def service(cls, run: Any, limits: Any, worker: Any) -> Any:
