@@ -33,6 +33,10 @@ def main() -> None:
         return
     name = sys.argv[1]
     if name == "all":
+        unknown = [arg for arg in sys.argv[2:] if arg != "--with-quality"]
+        if unknown:  # `all --help` started the benchmarks, which write results rows
+            print(f"usage: python -m bench all [--with-quality]: runs {', '.join(QUICK)} (and quality)")
+            sys.exit(0 if unknown[0] in ("-h", "--help") else 2)
         for each in (*QUICK, *(("quality",) if "--with-quality" in sys.argv else ())):
             print(f"\n## {each}\n", flush=True)
             importlib.import_module(f"bench.{each}").main([])

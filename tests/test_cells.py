@@ -97,6 +97,12 @@ def test_show_refuses_in_one_line_and_never_overwrites(run_cli, tmp_path):
     page.write_text("mine", encoding="utf-8")
     code, _, err = run_cli("show", text, "-m", run, "--out", page)
     assert code == 2 and "exists" in err and page.read_text(encoding="utf-8") == "mine"
+    dangling = tmp_path / "link.html"
+    dangling.symlink_to(tmp_path / "nowhere.html")
+    code, _, err = run_cli("show", text, "-m", run, "--out", dangling)
+    assert code == 2 and "exists" in err and dangling.is_symlink() and not (tmp_path / "nowhere.html").exists()
+    code, _, err = run_cli("show", text, "-m", run, "--out", "-")
+    assert code == 2 and "cannot go to standard output" in err and not (tmp_path / "-").exists()
     code, _, err = run_cli("show", text, "-m", run, "--out", tmp_path / "new.html", "--layer", "3")
     assert code == 2 and "--layer must be from 1 to 2" in err and not (tmp_path / "new.html").exists()
     code, _, err = run_cli("show", "-", "-m", run, "--out", tmp_path / "new.html", stdin=b"x")

@@ -65,6 +65,19 @@ def test_every_help_reflows_its_prose_and_keeps_its_examples_indented():
             assert any(line.startswith("   charnn") for line in examples.splitlines()), f"charnn {name}: {examples}"
 
 
+def test_resuming_a_run_that_spent_its_budget_trains_nothing_and_says_so(tmp_path, run_cli):
+    folder = tmp_path / "done"
+    code, out, err = run_cli(
+        "train", CORPORA / "fantasy.txt", "--steps", "10", "--eval-every", "10", "--out", folder, *TINY
+    )
+    assert code == 0, err
+    model = (folder / "model.safetensors").stat().st_mtime_ns
+    code, out, err = run_cli("train", "--resume", folder, "--steps", "10")  # the same total budget: nothing left
+    assert code == 0 and "already finished its budget at step 10; nothing to do" in err, err
+    assert f"the model is in {folder}" in err and "model saved" not in err  # it saved nothing
+    assert (folder / "model.safetensors").stat().st_mtime_ns == model
+
+
 def test_train_sample_eval_loop(tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CHARNN_MODEL", raising=False)

@@ -101,7 +101,8 @@ def _run_training(start: Callable[..., Any], command: str, notes: list[str] | No
             f"{finished.folder} already finished its budget at step {finished.steps}; nothing to do "
             "(pass a larger --steps or --time with --resume to train it further)"
         )
-    say(f"{finished.headline}; model saved in {finished.folder}")
+    kept = "the model is in" if finished.reason == "complete" else "model saved in"  # nothing new was saved
+    say(f"{finished.headline}; {kept} {finished.folder}")
     print(finished.folder, flush=True)
     if finished.reason == "stopped":
         say(f"stopped at step {finished.steps}; continue with: {command} --resume {finished.folder}")

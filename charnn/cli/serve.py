@@ -31,7 +31,7 @@ def serve_command(
         Optional[str],
         typer.Option(
             envvar="CHARNN_API_KEY",
-            help="Require 'Authorization: Bearer KEY' on every request \\[env: CHARNN_API_KEY].",
+            help="Require 'Authorization: Bearer KEY' on every request.",
             show_default=False,
         ),
     ] = None,

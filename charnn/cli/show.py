@@ -65,9 +65,13 @@ def show_command(
     from charnn.tasks.lm.show import show_data
     from charnn.text.corpus import read_text
 
-    if out.exists():
+    if str(out) == "-":
+        raise ConfigError("--out names the HTML file to write; a page cannot go to standard output")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name the HTML file to write")
+    if out.exists() or out.is_symlink():  # a dangling link too: writing would replace it
         raise ConfigError(
-            f"{out} exists; choose another --out or remove it (charnn never overwrites a file it did not make)"
+            f"{out} exists; choose another --out or remove it (charnn never replaces a file that is there)"
         )
     if not out.parent.exists():
         raise ConfigError(

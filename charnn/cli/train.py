@@ -34,7 +34,7 @@ def train_command(
         typer.Option(
             help="Continue a run exactly where it stopped or was killed: a run folder, or 'auto' (--out, or "
             "runs/<corpus-name>). With a corpus, a run that has nothing to resume yet is started afresh. The run "
-            "keeps its settings; --steps/--time may extend its budget.",
+            "keeps its settings; --steps/--time set a new total budget.",
             show_default=False,
         ),
     ] = None,

@@ -45,7 +45,7 @@ def check_png_path(path: str | Path) -> Path:
         raise ConfigError(f"--png {path}: cannot write there; name a file in an existing folder")
     if path.exists() or path.is_symlink():  # a device or a link, too: writing replaces what stands there
         raise ConfigError(
-            f"--png {path} exists; choose another name or remove it (charnn never overwrites a file it did not make)"
+            f"--png {path} exists; choose another name or remove it (charnn never replaces a file that is there)"
         )
     if path.suffix.lower() != ".png":
         raise ConfigError(f"--png {path}: the chart is a PNG image; name a file ending in .png")
