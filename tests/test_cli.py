@@ -343,6 +343,24 @@ def test_swatch_for_paint_lines_only_on_a_terminal(monkeypatch):
     assert plain.getvalue() == "Quiet Harbour Fog 182 190 196\n"
 
 
+def test_samples_are_one_a_line_when_they_stop_at_a_lines_end_and_blocks_apart_when_they_may_hold_lines():
+    import io
+
+    from charnn.cli.sample import _Printer
+    from charnn.config import SampleConfig
+
+    printed = {}
+    for stop in (("\n",), ("e ", "\n"), ("\n\n",), ()):
+        out = io.StringIO()
+        printer = _Printer(SampleConfig(stop=stop), out)
+        for text in ("Thou art\nhere", "and there"):
+            printer.print(text if "\n" not in stop else text.replace("\n", " "))
+        printed[stop] = out.getvalue()
+    assert printed[("\n",)] == printed[("e ", "\n")] == "Thou art here\nand there\n"
+    # paragraphs (--stop '\n\n') hold lines of their own: before, nothing told where the next one began
+    assert printed[("\n\n",)] == printed[()] == "Thou art\nhere\n\nand there\n"
+
+
 def test_cuda_defaults_are_larger_and_a_small_corpus_keeps_the_cpu_batch():
     from charnn.config import CUDA_DEFAULTS, TrainConfig
     from charnn.device import device_settings, fit_small_corpus

@@ -86,8 +86,8 @@ def sample_command(
     """Generate text in the style of the training corpus, streamed to stdout.
 
     Each sample ends with a newline. With several samples, each is printed when it
-    is complete; samples are separated by a blank line unless a --stop string
-    holds a newline (one record per line). On a run trained with --records, each
+    is complete; samples are separated by a blank line unless --stop '\\n' ends each at its line's end (one
+    sample a line). On a run trained with --records, each
     sample is one whole record, from its start (or --prime) to its end, and records
     are separated as in the corpus.
 
@@ -192,12 +192,14 @@ def _print_batch(run, config: SampleConfig, out, echo: bool) -> None:  # noqa: A
 
 
 class _Printer:
-    """Prints whole samples: a newline after each, a blank line between multi-line ones
-    (not when a --stop string holds a newline: one record per line), and a colour swatch
+    """Prints whole samples: a newline after each, a blank line between two (not when a --stop string is a
+    line's end: one sample a line), and a colour swatch
     beside `Name R G B` lines when stdout is a terminal."""
 
     def __init__(self, config: SampleConfig, out, joiner: str | None = None) -> None:  # noqa: ANN001
-        self.separator = "" if any("\n" in s for s in config.stop) else "\n"
+        # A sample that stops at a line's end is one line: one a line. One that stops at "\n\n" may hold lines
+        # of its own, so a blank line sets it apart, as blocks are in a text.
+        self.separator = "" if {"\n", "\r\n"} & set(config.stop) else "\n"
         if joiner is not None:  # records, separated as in the corpus: the joiner stands for the text's newline
             self.separator = joiner[1:] if joiner.startswith("\n") else joiner
         self.out = out
