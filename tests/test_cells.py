@@ -144,6 +144,38 @@ def test_show_reads_a_style_runs_text_under_the_style_it_names_as_charnn_eval_st
     assert code == 0 and "style names" in err and '"style": "names"' in page.read_text(encoding="utf-8")
 
 
+def blank_run(run_cli, folder):
+    """A tiny run of recipes, records separated by blank lines (trained in a few seconds)."""
+    from tests.conftest import CORPORA
+
+    tiny = ("--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "4", "--precision", "fp32")
+    code, _, err = run_cli(
+        "train", CORPORA / "recipes.txt", "--records", "blank", "--steps", "10", "--out", folder, *tiny
+    )
+    assert code == 0, err
+    return folder
+
+
+def test_a_blank_line_between_blocks_counts_one_character_on_the_page_as_in_charnn_eval(run_cli, tmp_path):
+    import math
+    import re
+
+    from charnn.tasks import load_run
+    from charnn.tasks.lm.evaluate import evaluate_text
+    from charnn.tasks.lm.show import show_data
+
+    run = load_run(blank_run(run_cli, tmp_path / "blank"))
+    text = "Title: Soup\nServes 2\n\nTitle: Bread\nServes 4\n\n"
+    data = show_data(run, text, None, "hidden")
+    scored = [e for e in data["score"] if e["logprob"] is not None]
+    ends = [e for e in scored if re.fullmatch(data["separator"], e["text"])]
+    assert [e["text"] for e in ends] == ["\n\n", "\n\n"]
+    chars = sum(1 if e in ends else len(e["text"]) for e in scored)  # as page.js counts them
+    bits = -sum(e["logprob"] for e in scored) / math.log(2) / chars
+    assert chars == len(text) - 2  # each "\n\n" one character; before, the page counted two (3.857 against 3.865)
+    assert bits == pytest.approx(evaluate_text(run, text).bits_per_char, rel=1e-5)
+
+
 def test_show_reads_a_record_runs_text_record_by_record_as_charnn_eval_does(tmp_path):
     import math
 

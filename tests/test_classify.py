@@ -534,6 +534,16 @@ def test_predict_answers_each_line_of_a_slow_pipe_at_once(classifier_run):
         proc.kill()
 
 
+def test_every_logged_validation_is_strict_json(classifier_run, run_cli):
+    def strict(constant):
+        raise AssertionError(f"metrics.jsonl holds {constant}, which strict JSON readers refuse")
+
+    for line in (classifier_run / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=strict)  # a classifier's bits per character was NaN
+    code, out, err = run_cli("plot", classifier_run)
+    assert code == 0 and "best validation accuracy" in out, err
+
+
 def test_a_classifier_stopped_before_its_first_validation_names_the_command_that_continues_it(
     classifier_run, run_cli, tmp_path
 ):

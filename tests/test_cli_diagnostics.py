@@ -298,6 +298,21 @@ def test_info_on_a_finished_run_trained_further_now_reads_its_log_not_the_old_re
     assert json.loads(out)["live"] is False and json.loads(out)["steps"] == results["steps"]
 
 
+def test_info_rounds_a_duration_before_it_splits_it():
+    from charnn.cli.info import _duration
+
+    cases = {0.04: "0.0s", 12.34: "12.3s", 59.96: "1m00.0s", 119.97: "2m00.0s", 3599.94: "59m59.9s",
+             3599.97: "1h00m00s", 7199.7: "2h00m00s", 3725.4: "1h02m05s"}  # fmt: skip
+    assert {s: _duration(s) for s in cases} == cases  # before: "1m60.0s", "1h59m60s"
+
+
+def test_info_reads_a_style_run_whose_results_hold_each_styles_figures(run_cli):
+    from tests.serving import PINNED_RUNS
+
+    code, out, err = run_cli("info", PINNED_RUNS / "styles", "--json")  # results hold val_styles, a dict
+    assert code == 0 and json.loads(out)["stopped"] == "budget", err
+
+
 def test_plot_names_the_step_whose_model_the_run_kept_and_what_its_loss_is_per(run_cli):
     from tests.serving import PINNED_RUNS
 

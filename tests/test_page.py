@@ -510,6 +510,27 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     assert browser.find_element(By.ID, "score-style").get_attribute("value") == "prose"
     assert browser.find_element(By.ID, "score-style").is_displayed()
     assert console_errors(browser) == []
+    blank = tmp_path / "blank"  # blocks between blank lines: each "\n\n" one character, as charnn eval counts it
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    tiny = ["--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "4", "--steps", "10"]
+    trained = subprocess.run(
+        [sys.executable, "-m", "charnn", "train", str(ROOT / "corpora" / "recipes.txt"), "--records", "blank",
+         "--out", str(blank), *tiny], capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    blocks, recipe = tmp_path / "blocks.txt", "Title: Soup\nServes 2\n\nTitle: Bread\nServes 4\n\n"
+    scored = charnn_eval(blocks, recipe, blank)  # writes the text to blocks.txt
+    blank_page = tmp_path / "blank.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "charnn", "show", str(blocks), "-m", str(blank), "-o", str(blank_page)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    browser.get(blank_page.as_uri())
+    wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
+    bpc = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
+    assert bpc == pytest.approx(scored["bits_per_char"], rel=1e-5)  # before: 2 characters a blank line
+    assert f"over {scored['chars']} characters" in browser.find_element(By.ID, "score-bpc").text
 
 
 def test_a_key_in_the_address_is_read_as_typed_a_plus_included(browser, tmp_path):

@@ -92,8 +92,8 @@ def _finished(info: Any) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02.0f}s"
-    return f"{minutes}m{secs:04.1f}s" if minutes else f"{secs:.1f}s"
+    if round(seconds * 10) >= 36000:  # rounded before it is split, so that 7199.7 s is 2h00m00s, not 1h59m60s
+        hours, rest = divmod(round(seconds), 3600)
+        return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s"
+    minutes, tenths = divmod(round(seconds * 10), 600)
+    return f"{minutes}m{tenths / 10:04.1f}s" if minutes else f"{tenths / 10:.1f}s"

@@ -121,7 +121,7 @@ def read_history(folder: str | Path) -> TrainingHistory:
             grad_norm=tuple(float(r["grad_norm"]) for r in train),
             grad_norm_max=tuple(float(r.get("grad_norm_max", r["grad_norm"])) for r in train),
             val_steps=tuple(int(r["step"]) for r in val),
-            val_bits_per_char=tuple(float(r.get("val_bits_per_char", math.nan)) for r in val),
+            val_bits_per_char=tuple(_number(r.get("val_bits_per_char")) for r in val),
             clipped=sum(int(r.get("clipped", 0)) for r in train),
             skipped=sum(int(r.get("skipped", 0)) for r in train),
             clip=config.get("training", {}).get("clip"),
@@ -138,6 +138,11 @@ def read_history(folder: str | Path) -> TrainingHistory:
         raise CheckpointError(
             f"{folder}/{METRICS_FILE} holds a value of the wrong kind ({exc}); the log is damaged"
         ) from None
+
+
+def _number(value: Any) -> float:
+    """A logged figure that a kind may not have (None, or NaN in logs written before): NaN then."""
+    return math.nan if value is None else float(value)
 
 
 def _plotted(config: dict[str, Any]) -> tuple[tuple[str, str] | None, str]:
@@ -214,8 +219,8 @@ def run_info(folder: str | Path) -> RunInfo:
     results = config.get("results") or {}
     if not isinstance(results, dict):
         results = {"results": results}
-    for key, value in results.items():  # numbers, and how it stopped: else hand-edited, or another program's
-        if not isinstance(value, int | float | None) and not (key == "stopped" and isinstance(value, str)):
+    for key, value in results.items():  # figures, how it stopped, a style run's figures by style: else edited
+        if not isinstance(value, int | float | dict | None) and not (key == "stopped" and isinstance(value, str)):
             raise CheckpointError(
                 f"{run.folder}/config.json's results hold {key} {value!r} where a number belongs; the run is damaged"
             )

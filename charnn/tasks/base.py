@@ -27,7 +27,6 @@ A session object, made by ``Task.session`` for one training session with its dat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,11 +232,11 @@ def drain(steps: Iterator[Any]) -> Any:
 
 
 def logged_evaluation(metrics: dict[str, Any], best: bool, styles: dict[str, float] | None = None) -> dict[str, Any]:
-    """A validation as metrics.jsonl logs it, the same keys for every kind (None or NaN where a
-    kind has no such figure), as charnn has always written it."""
+    """A validation as metrics.jsonl logs it, the same keys for every kind (None where a kind has no
+    such figure: a classifier's bits per character was NaN, which strict JSON readers refuse)."""
     return {
         "val_loss": metrics["val_loss"],
-        "val_bits_per_char": metrics.get("val_bits_per_char", math.nan),
+        "val_bits_per_char": metrics.get("val_bits_per_char"),
         "best": best,
         "val_accuracy": metrics.get("val_accuracy"),
         "val_f1": metrics.get("val_f1"),

@@ -312,18 +312,20 @@ function setUpWrite() {
 function showScore(entries) {
   state.scored = entries;
   renderEntries($("score-out"), entries);
+  const m = OFFLINE || model($("score-model").value);  // charnn show's data says whether its run reads records
+  const separator = separatorTest(m);
   let nats = 0;
   let chars = 0;
   for (const e of entries) {
     if (e.logprob === null) continue;
     nats -= e.logprob;
-    chars += [...e.text].length;
+    chars += separator && separator(e.text) ? 1 : [...e.text].length;  // a record's end is one character
   }
   const bpc = chars ? nats / LN2 / chars : NaN;
-  const m = OFFLINE || model($("score-model").value);  // charnn show's data says whether its run reads records
   const how = m && m.records
-    ? "as charnn eval scores records: each separator is scored as the end of the record before it, and " +
-      "charnn eval also counts the last record's end where the text does not end with a separator"
+    ? "as charnn eval scores records: each separator is scored as the end of the record before it and " +
+      "counts as one character, and charnn eval also counts the last record's end where the text does not " +
+      "end with a separator"
     : OFFLINE && OFFLINE.style
       ? `as charnn eval --style ${OFFLINE.style} scores it`
       : "as charnn eval scores it";
@@ -331,6 +333,19 @@ function showScore(entries) {
     ? `${bpc.toFixed(4)} bits per character over ${chars} characters (${how})`
     : "Too short to score: give at least two characters.";
   $("score-bpc").dataset.bpc = bpc;
+}
+
+// Whether an entry's text is a record run's separator (its regular expression, from the server or the page's
+// data): eval counts one character for it, whatever its length ("\n\n" between blocks). None where the run
+// reads no records, or where JavaScript cannot read the expression (the figure then counts every character).
+function separatorTest(m) {
+  if (!m || !m.separator) return null;
+  try {
+    const whole = new RegExp(`^(?:${m.separator})$`);
+    return (text) => whole.test(text);
+  } catch (error) {
+    return null;
+  }
 }
 
 async function score() {

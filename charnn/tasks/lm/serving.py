@@ -65,6 +65,7 @@ class CompletionService:
             "tokenizer": self.tokenizer.kind,
             "max_tokens_counts": "characters",
             "records": fmt.describe() if fmt else None,
+            "separator": fmt.pattern if fmt else None,
             "cell": self.model.config.cell,
             "layers": self.model.config.layers,
             "hidden": self.model.config.hidden,

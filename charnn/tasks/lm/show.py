@@ -41,4 +41,6 @@ def show_data(
         for e in entries
     ]
     records = fmt.describe() if fmt is not None else None  # the page words its figure as charnn eval scores records
-    return {"model": run.folder.name, "text": text, "score": score, "cells": cells, "records": records, "style": style}
+    separator = fmt.pattern if fmt is not None else None  # and counts each separator as one character, as eval does
+    return {"model": run.folder.name, "text": text, "score": score, "cells": cells, "records": records,
+            "separator": separator, "style": style}  # fmt: skip
