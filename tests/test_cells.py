@@ -156,6 +156,30 @@ def blank_run(run_cli, folder):
     return folder
 
 
+def test_show_scores_on_a_record_run_what_charnn_eval_scores_and_refuses_what_it_refuses(run_cli, tmp_path):
+    (run,) = copied_runs(tmp_path, "records")
+    for name, text, refusal in (
+        (
+            "empty",
+            "Red Apple\n\nBlue Sky\n",
+            "the record at line 2 is empty; remove it: this run reads one record a line",
+        ),
+        ("newlines", "\n\n\n", "holds no record, only separators or nothing"),
+        ("one", "a", None),  # one record of one character: its start and end are scored
+    ):
+        source, page = tmp_path / f"{name}.txt", tmp_path / f"{name}.html"
+        source.write_text(text, encoding="utf-8")
+        said = [
+            run_cli(command, source, "-m", run, *extra) for command, extra in (("eval", ()), ("show", ("-o", page)))
+        ]
+        if refusal is None:
+            assert [code for code, _, _ in said] == [0, 0] and page.exists(), said
+        else:  # before: show wrote a page "as charnn eval scores records" of a text eval refused, and eval's hint
+            # named --records, an option eval does not have
+            assert [code for code, _, _ in said] == [1, 1] and not page.exists(), said
+            assert all(refusal in err and "--records" not in err for _, _, err in said), said
+
+
 def test_a_blank_line_between_blocks_counts_one_character_on_the_page_as_in_charnn_eval(run_cli, tmp_path):
     import math
     import re

@@ -80,8 +80,6 @@ def show_command(
     if not out.parent.is_dir():
         raise ConfigError(f"{out.parent} is not a folder; choose another --out")
     body = read_text(text)
-    if len(body) < 2:
-        raise CorpusError("the text is too short to show: it needs at least two characters")
     if len(body) > MAX_CHARS:
         raise CorpusError(f"the text is {len(body):,} characters; a page shows at most {MAX_CHARS:,}: cut it (head -c)")
     run = load_run(resolve_run(model), device=str(resolve_device(device)), kind=LanguageModel.kind)

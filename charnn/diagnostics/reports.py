@@ -39,7 +39,7 @@ class TrainingHistory:
     score_name: str = ""
     """What ``val_score`` is, in a word: 'accuracy'."""
     score_key: str = ""
-    """Its key in a validation's record: 'val_accuracy'."""
+    """Its key in a validation's record (the first of charnn.tasks.base.Task.plotted)."""
     train_loss: tuple[float, ...] = ()
     """Nats per ``loss_per``."""
     loss_per: str = "token"
@@ -82,27 +82,7 @@ def read_history(folder: str | Path) -> TrainingHistory:
     config = _read_json(folder / CONFIG_FILE) or {}
     data = config.get("data", {})
     chars_per_token = data.get("train_chars", 1) / max(1, data.get("train_tokens", 1))
-    train, val, end = [], [], {}
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            if number == len(lines):
-                break
-            raise CheckpointError(f"{folder}/{METRICS_FILE} line {number} is not JSON; the log is damaged") from None
-        kind = record.get("event") if isinstance(record, dict) else None
-        needs = {"train": ("step", "loss", "grad_norm"), "eval": ("step", "val_loss")}.get(kind, ())
-        for key in needs:  # a line of the right event with a field gone or of the wrong type: hand-edited, or torn
-            if isinstance(record.get(key), bool) or not isinstance(record.get(key), int | float):
-                raise CheckpointError(
-                    f"{folder}/{METRICS_FILE} line {number} has no number for {key!r}; the log is damaged"
-                )
-        if kind == "train":
-            train.append(record)
-        elif kind == "eval":
-            val.append(record)
-        elif kind == "end":
-            end = record
+    train, val, end = _logged(folder, lines)
     if not train and not val:
         from charnn.config import TrainConfig
 
@@ -138,6 +118,35 @@ def read_history(folder: str | Path) -> TrainingHistory:
         raise CheckpointError(
             f"{folder}/{METRICS_FILE} holds a value of the wrong kind ({exc}); the log is damaged"
         ) from None
+
+
+def _logged(folder: Path, lines: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The training lines, the validation lines and the end line of a run's metrics.jsonl; CheckpointError where
+    a line is not JSON (but the last, torn by a kill mid-write) or lacks a number the chart needs."""
+    from charnn.runs.checkpoint import METRICS_FILE
+
+    train, val, end = [], [], {}
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                break
+            raise CheckpointError(f"{folder}/{METRICS_FILE} line {number} is not JSON; the log is damaged") from None
+        kind = record.get("event") if isinstance(record, dict) else None
+        needs = {"train": ("step", "loss", "grad_norm"), "eval": ("step", "val_loss")}.get(kind, ())
+        for key in needs:  # a line of the right event with a field gone or of the wrong type: hand-edited, or torn
+            if isinstance(record.get(key), bool) or not isinstance(record.get(key), int | float):
+                raise CheckpointError(
+                    f"{folder}/{METRICS_FILE} line {number} has no number for {key!r}; the log is damaged"
+                )
+        if kind == "train":
+            train.append(record)
+        elif kind == "eval":
+            val.append(record)
+        elif kind == "end":
+            end = record
+    return train, val, end
 
 
 def _number(value: Any) -> float:

@@ -128,11 +128,12 @@ def trim_separators(text: str, fmt: RecordFormat) -> str:
         text = text[: last.start()]
 
 
-def split(text: str, fmt: RecordFormat, what: str, minimum: int = 2) -> list[str]:
+def split(text: str, fmt: RecordFormat, what: str, minimum: int = 2, corpus: bool = True) -> list[str]:
     """The records of ``text``; separators at its very start and end only trim it.
 
     ``what`` names the text in errors. Empty records, a separator that never matches and
-    implausibly long records are refused: each says how to fix the corpus or the format.
+    implausibly long records are refused: each says how to fix the corpus or the format
+    (``corpus``: a text to train on, whose format can be changed; else one a trained run reads).
     """
     text = text.strip("\r\n")  # the file's last newline, say, bounds no record
     spans = [m.span() for m in re.finditer(fmt.pattern, text)]
@@ -149,17 +150,19 @@ def split(text: str, fmt: RecordFormat, what: str, minimum: int = 2) -> list[str
     for offset, record in records:
         if not record.strip():
             line = text.count("\n", 0, offset) + 1
-            hint = (
-                "delete empty lines, or use --records blank for blocks"
-                if fmt.spec == "line"
-                else "remove it, or give a separator that absorbs it"
-            )
+            if not corpus:  # a trained run's format is fixed
+                hint = f"remove it: this run reads {fmt.describe()}"
+            elif fmt.spec == "line":
+                hint = "delete empty lines, or use --records blank for blocks"
+            else:
+                hint = "remove it, or give a separator that absorbs it"
             raise CorpusError(f"{what}: the record at line {line:,} is empty; {hint}")
         if len(record) > MAX_RECORD_CHARS:
             line = text.count("\n", 0, offset) + 1
             raise CorpusError(
                 f"{what}: the record at line {line:,} is {len(record):,} characters long "
-                f"(at most {MAX_RECORD_CHARS:,}); --records {fmt.spec!r} does not fit this corpus"
+                f"(at most {MAX_RECORD_CHARS:,}); "
+                + (f"--records {fmt.spec!r} does not fit this corpus" if corpus else "cut it into records")
             )
     if not records and minimum == 1:  # a text to score, on a record run: nothing in it
         raise CorpusError(f"{what} holds no record, only separators or nothing; give at least one record")

@@ -129,7 +129,7 @@ def evaluate_text(run: Any, text: str, *, rows: int = 1) -> Metrics:
     fmt = record_format(run)
     reverse = bool((run.config.get("task") or {}).get("reverse"))
     if fmt is not None:
-        records = split(text, fmt, "the text", minimum=1)
+        records = split(text, fmt, "the text", minimum=1, corpus=False)
         return evaluate_records(run.model, run.tokenizer, records, rows=rows, reverse=reverse)
     return evaluate_tokens(run.model, run.tokenizer, text, rows=rows, reverse=reverse)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from charnn.errors import CorpusError
 from charnn.tasks.base import Limits
 from charnn.tasks.lm.cells import cell_values
 from charnn.tasks.lm.serving import CompletionService
 from charnn.tasks.worker import Worker
-from charnn.text.records import RecordFormat
+from charnn.text.records import RecordFormat, split
 
 
 def show_data(
@@ -27,8 +28,12 @@ def show_data(
     if style is not None:
         body["style"] = style
     weights, task = service.style(style, 0)
-    cells = cell_values(service, body)
     fmt = RecordFormat.from_dict(task["records"]) if task.get("records") else None
+    if fmt is not None:  # what charnn eval refuses (an empty record, only separators), the page refuses too
+        split(text, fmt, "the text", minimum=1, corpus=False)
+    elif len(text) < 2:
+        raise CorpusError("the text is too short to show: it needs at least two characters")
+    cells = cell_values(service, body)
     ids, texts = service.read_text(text, fmt)  # a record run's separators read as its boundary
     boundary = service.model.boundary if fmt is not None else None
     entries = service.prompt_entries(ids, boundary, weights, top, texts)
