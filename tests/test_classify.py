@@ -669,8 +669,12 @@ def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tm
     assert code == 0, err
     ngrams = json.loads((tmp_path / "runs/on/config.json").read_text())["task"]["ngrams"]
     assert ngrams["buckets"] == 1 << 20 and ngrams["C"] in (0.1, 0.3, 1.0) and ngrams["heldout_accuracy"] == 1.0
-    end = [json.loads(line) for line in (tmp_path / "runs/on/metrics.jsonl").open()][-1]
+    logged = [json.loads(line) for line in (tmp_path / "runs/on/metrics.jsonl").open()]
+    end = logged[-1]
     assert end["val_ngram_accuracy"] == 1.0 and end["val_accuracy"] == 1.0 and end["ngram_share"] > 0
+    (validation,) = [r for r in logged if r["event"] == "eval"]  # each validation logs the parts too (it did not)
+    assert validation["val_ngram_accuracy"] == 1.0 and validation["ngram_share"] == end["ngram_share"]
+    assert 0 <= validation["val_encoder_accuracy"] <= 1
     with safe_open(tmp_path / "runs/on/model.safetensors", "pt") as saved:
         assert saved.get_tensor("ngram_weight").abs().sum() > 0  # the fitted table travels with the weights
     # Two steps of an 8-wide encoder know nothing: the cue words are read by the n-gram part.

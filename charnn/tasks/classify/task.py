@@ -20,6 +20,7 @@ from charnn.model import State, mix
 from charnn.runs.checkpoint import TRAIN_TEXTS_FILE as TRAIN_FILE
 from charnn.runs.checkpoint import VAL_NGRAMS_FILE
 from charnn.runs.checkpoint import VAL_TEXTS_FILE as VALIDATION_FILE
+from charnn.tasks.base import logged_evaluation
 from charnn.tasks.classify.ngrams import SHARES, bag, ngram_ids_many, parse_logits
 from charnn.tasks.encoders.batches import WholeTextBatches
 from charnn.tasks.encoders.scores import scores
@@ -43,6 +44,10 @@ def pad(ids: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torc
     for row, x in enumerate(ids):
         tokens[row, : len(x)] = torch.from_numpy(x)
     return tokens.to(device), lengths.to(device)
+
+
+NGRAM_FIGURES = ("val_encoder_accuracy", "val_ngram_accuracy", "ngram_share")
+"""What a run with an n-gram part logs at each validation beside the common keys: each part alone, and the share."""
 
 
 class ClassifyTask(WholeTextBatches):
@@ -95,6 +100,10 @@ class ClassifyTask(WholeTextBatches):
         with autocast():
             logits = net(tokens, lengths)  # (b, C)
         return F.cross_entropy(logits.float(), target), carry
+
+    @staticmethod
+    def logged(metrics: dict[str, Any], best: bool) -> dict[str, Any]:
+        return {**logged_evaluation(metrics, best), **{key: metrics[key] for key in NGRAM_FIGURES if key in metrics}}
 
     @torch.inference_mode()
     def evaluate(self, model, final: bool) -> tuple[float, dict[str, Any]]:  # noqa: ANN001
