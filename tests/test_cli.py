@@ -562,6 +562,34 @@ def test_a_val_file_too_short_is_named(val, extra, message, run_cli, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "val.txt"]
 
 
+def test_the_live_progress_line_keeps_the_time_left_in_an_80_column_terminal(tmp_path):
+    import pty
+    import re
+
+    primary, secondary = pty.openpty()  # stderr a terminal: the live progress bar, not plain lines
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80", "TERM": "xterm"}
+    args = [*CHARNN, "train", str(CORPORA / "fantasy.txt"), *TINY, "--time", "4s", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=secondary, env=env)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the process has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    assert proc.wait(timeout=120) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8", "replace"))
+    lines = [line for line in re.split(r"[\r\n]", text) if re.match(r"step \d+ ", line)]  # not "step 250: validation"
+    assert lines and all(len(line.rstrip()) <= 80 for line in lines), lines
+    # before: "loss 3.955 ... lr 2.0e-03 0:0… eta 0:0…", the figures pushing the times off the line
+    bad = [line for line in lines if not re.search(r"\d:\d\d:\d\d eta (\d:\d\d:\d\d|-:--:--)$", line.rstrip())]
+    assert not bad, bad
+
+
 def test_an_out_under_a_file_says_it_is_a_file(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus.txt").write_text("some text " * 200)

@@ -112,6 +112,10 @@ def _run_training(start: Callable[..., Any], command: str, notes: list[str] | No
         raise typer.Exit(130)
 
 
+INFO_WIDTH = 64
+"""Columns of a training's live figures (loss, val, chars/s, |g|, lr) on a terminal wide enough for them."""
+
+
 class _TrainView:
     """Renders trainer events: a rich progress bar on a terminal, plain lines otherwise."""
 
@@ -168,11 +172,15 @@ class _TrainView:
         )
         if self.live:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.table import Column
 
+            # The figures give way (cut with an ellipsis) where the terminal is narrow, not the time left: rich
+            # shrank every column of an 80-column line, "eta 0:0…" too.
+            room = min(INFO_WIDTH, max(8, self.console.width - 52))  # step, bar, elapsed, eta, time left: 52
             self.progress = Progress(
                 TextColumn("step {task.fields[step]}"),
-                BarColumn(),
-                TextColumn("{task.fields[info]}"),
+                BarColumn(bar_width=20),
+                TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", width=room)),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
