@@ -54,6 +54,7 @@ def test_every_help_reflows_its_prose_and_keeps_its_examples_indented():
     assert len(pages) == len(commands)
     for page in pages:
         name, _, text = page.partition("\n")
+        assert "…" not in text, f"charnn {name} --help cuts something short at 80 columns"  # --no-style-per-fi…
         prose = text.split("╭")[0].split(" Examples")[0]  # the description, before its examples and boxes
         paragraphs = "\n".join(line.rstrip() for line in prose.splitlines()).split("\n\n")
         for lines in (p.strip("\n").splitlines() for p in paragraphs):

@@ -66,7 +66,11 @@ def grads_command(
     ] = None,
     compare_residual: Annotated[
         bool,
-        typer.Option(help="Measure each fresh model with residual connections on and off.", rich_help_panel=_MODELS),
+        typer.Option(
+            "--compare-residual",  # a flag: no --no- form, which took the help table's columns at 80
+            help="Measure each fresh model with residual connections on and off.",
+            rich_help_panel=_MODELS,
+        ),
     ] = False,
     init_scale: Annotated[
         Optional[list[float]],

@@ -87,7 +87,10 @@ def train_command(
     ] = None,
     style_per_file: Annotated[
         bool,
-        typer.Option(help="Make each corpus file a style, named after the file (fantasy.txt: fantasy)."),
+        typer.Option(
+            "--style-per-file",  # a flag: no --no- form, which took the help table's columns at 80
+            help="Make each corpus file a style, named after the file (fantasy.txt: fantasy).",
+        ),
     ] = False,
     val_fraction: Annotated[
         float,
