@@ -136,6 +136,12 @@ def charnn_eval(source: Path, text: str, run: Path, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
+def charnn_show(*args: str) -> subprocess.CompletedProcess:
+    """`charnn show ARGS`, as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "charnn", "show", *args], capture_output=True, text=True, env=env)
+
+
 def test_the_page_loads_with_no_console_errors_and_lists_the_models(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -445,10 +451,7 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     source = tmp_path / "text.txt"
     source.write_text(text, encoding="utf-8")
     page = tmp_path / "show.html"
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[0], "--out", str(page)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    result = charnn_show(str(source), "-m", runs[0], "--out", str(page))
     assert result.returncode == 0, result.stderr
     html = page.read_text(encoding="utf-8")
     assert "/static/" not in html and "http" not in html.split("<body>")[1].split("<script>")[0]
@@ -468,10 +471,7 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     assert console_errors(browser) == []
     # a page of a cell's values reads them through tanh too, offline
     cell_page = tmp_path / "cell.html"
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[0], "--cell", "--out", str(cell_page)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    result = charnn_show(str(source), "-m", runs[0], "--cell", "--out", str(cell_page))
     assert result.returncode == 0, result.stderr
     browser.get(cell_page.as_uri())
     wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
@@ -482,27 +482,18 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     titles = [s.get_attribute("title") for s in browser.find_elements(By.CSS_SELECTOR, "#cells-out .ch")]
     assert len(titles) == len(text) and all(abs(float(t.split(": ")[1])) <= 1 for t in titles)
     assert console_errors(browser) == []
-    again = subprocess.run(
-        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[0], "--out", str(page)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    again = charnn_show(str(source), "-m", runs[0], "--out", str(page))
     assert again.returncode == 2 and "exists" in again.stderr and page.read_text(encoding="utf-8") == html
     assert not math.isnan(bpc)
     assert "(as charnn eval scores it)" in browser.find_element(By.ID, "score-bpc").get_attribute("textContent")
     record_page = tmp_path / "records.html"  # a record run's page words its figure as the served page does
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[1], "--out", str(record_page)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    result = charnn_show(str(source), "-m", runs[1], "--out", str(record_page))
     assert result.returncode == 0, result.stderr
     browser.get(record_page.as_uri())
     wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
     assert "as charnn eval scores records" in browser.find_element(By.ID, "score-bpc").text
     style_page = tmp_path / "style.html"  # a style run's page names the style it was read under
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "show", str(source), "-m", runs[4], "--style", "prose", "-o", str(style_page)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    result = charnn_show(str(source), "-m", runs[4], "--style", "prose", "-o", str(style_page))
     assert result.returncode == 0, result.stderr
     browser.get(style_page.as_uri())
     wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
@@ -521,10 +512,7 @@ def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     blocks, recipe = tmp_path / "blocks.txt", "Title: Soup\nServes 2\n\nTitle: Bread\nServes 4\n\n"
     scored = charnn_eval(blocks, recipe, blank)  # writes the text to blocks.txt
     blank_page = tmp_path / "blank.html"
-    result = subprocess.run(
-        [sys.executable, "-m", "charnn", "show", str(blocks), "-m", str(blank), "-o", str(blank_page)],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+    result = charnn_show(str(blocks), "-m", str(blank), "-o", str(blank_page))
     assert result.returncode == 0, result.stderr
     browser.get(blank_page.as_uri())
     wait_for(browser, lambda d: d.find_element(By.ID, "score-bpc").text)
