@@ -28,6 +28,8 @@ class Counts:
     unknown_chars: str = ""
     source: Path | None = None
     """The run whose vocabulary is borrowed (None: the run's own, which covers its text)."""
+    val_first_chars: int | None = None
+    """Characters the validation text's first token stands for (``first_token_chars``)."""
 
     def check(self, config: Any, val_file: bool = False) -> None:
         """Refuse a text the borrowed vocabulary does not cover, or a split too small to train or measure
@@ -97,6 +99,8 @@ def encode_corpus(
             if is_train:
                 counts.train_tokens += len(ids)
             else:
+                if counts.val_first_chars is None and len(ids):
+                    counts.val_first_chars = first_token_chars(tokenizer, ids, piece)
                 counts.val_tokens += len(ids)
                 val_file.write(piece.encode("utf-8"))
     finally:
@@ -126,3 +130,31 @@ def write_records(pending: Path, train_ids: np.ndarray, starts: np.ndarray, val_
     (pending / names.TRAIN_RECORDS_FILE).write_bytes(starts.tobytes())
     (pending / names.VAL_TOKENS_FILE).write_bytes(val_ids.tobytes())
     (pending / names.VALIDATION_FILE).write_text(val_text, encoding="utf-8", newline="")
+
+
+def covered_by_predictions(tokenizer: Any, tokens: np.ndarray, text: str) -> tuple[int, int]:
+    """Characters and UTF-8 bytes of ``text`` that the predicted tokens (all but the first) cover.
+
+    The first token is only context: its bytes are not counted, nor the characters
+    whose last byte it holds. A character split across tokens (a subword tokenizer's
+    byte fallback) counts for the token that completes it, so a first token holding
+    only the leading byte(s) of a character leaves that character to be counted::
+
+        text "éa", bytes C3 A9 61, tokens <0xC3> <0xA9> a:  2 tokens predicted, 2 chars, 2 bytes
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    first = tokenizer.token_bytes(int(tokens[0]))
+    if first and data.startswith(first):
+        # errors="ignore" drops only a character cut at the end of the first token.
+        skipped_chars = len(data[: len(first)].decode("utf-8", errors="ignore"))
+        return len(text) - skipped_chars, len(data) - len(first)
+    # The first token does not spell the text (a character tokenizer's unknown token):
+    # it stands for as many characters as it decodes to.
+    skipped = text[: len(tokenizer.decode(tokens[:1]))]
+    return len(text) - len(skipped), len(data) - len(skipped.encode("utf-8", "surrogatepass"))
+
+
+def first_token_chars(tokenizer: Any, ids: np.ndarray, text: str) -> int:
+    """Characters of ``text`` its first token stands for: what a validation text's figure leaves out, as
+    `charnn eval` does (``covered_by_predictions``), where its predictions are all the tokens but the first."""
+    return len(text) - covered_by_predictions(tokenizer, ids, text)[0]

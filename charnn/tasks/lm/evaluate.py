@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from charnn.errors import CorpusError
 from charnn.model import RecurrentLM, State
+from charnn.tasks.lm.encoding import covered_by_predictions
 from charnn.text.records import record_chars, record_format, split
 
 LN2 = math.log(2)
@@ -154,25 +155,3 @@ def evaluate_tokens(model: RecurrentLM, tokenizer: Any, text: str, *, rows: int 
     chars, n_bytes = covered_by_predictions(tokenizer, tokens, text)
     nll = total_nll(model, tokens[::-1].copy() if reverse else tokens, rows=rows)
     return metrics_from_nll(nll, len(tokens) - 1, chars, n_bytes, tokenizer.kind)
-
-
-def covered_by_predictions(tokenizer: Any, tokens: np.ndarray, text: str) -> tuple[int, int]:
-    """Characters and UTF-8 bytes of ``text`` that the predicted tokens (all but the first) cover.
-
-    The first token is only context: its bytes are not counted, nor the characters
-    whose last byte it holds. A character split across tokens (a subword tokenizer's
-    byte fallback) counts for the token that completes it, so a first token holding
-    only the leading byte(s) of a character leaves that character to be counted::
-
-        text "éa", bytes C3 A9 61, tokens <0xC3> <0xA9> a:  2 tokens predicted, 2 chars, 2 bytes
-    """
-    data = text.encode("utf-8", "surrogatepass")
-    first = tokenizer.token_bytes(int(tokens[0]))
-    if first and data.startswith(first):
-        # errors="ignore" drops only a character cut at the end of the first token.
-        skipped_chars = len(data[: len(first)].decode("utf-8", errors="ignore"))
-        return len(text) - skipped_chars, len(data) - len(first)
-    # The first token does not spell the text (a character tokenizer's unknown token):
-    # it stands for as many characters as it decodes to.
-    skipped = text[: len(tokenizer.decode(tokens[:1]))]
-    return len(text) - len(skipped), len(data) - len(skipped.encode("utf-8", "surrogatepass"))

@@ -210,6 +210,7 @@ def _make_stream_run(plan: _Plan, folder: Path, overwrite: bool) -> FolderLock:
         counts.check(config, val_file=plan.val_text is not None)
         tokenizer.save(pending)
         data = {"train_chars": n_train, "val_chars": stats.chars - n_train if val_text is None else len(val_text)}
+        data["val_first_chars"] = counts.val_first_chars  # left out of the figure, as charnn eval leaves it
         task = {"kind": KIND, "reverse": plan.reverse}
         plan.complete(pending, model, task, tokenizer, dtype, counts, data, val_source)
     return lock

@@ -24,7 +24,7 @@ from charnn.model import RecurrentLM
 from charnn.runs import folder as runfolder
 from charnn.runs import names
 from charnn.tasks.base import kind_to_train, load_run
-from charnn.tasks.lm.encoding import Counts, encode, encode_records
+from charnn.tasks.lm.encoding import Counts, encode, encode_records, first_token_chars
 from charnn.tasks.lm.prepare import KIND, SUBWORD_SAMPLE_CHARS, complete_run
 from charnn.tasks.lm.styles import rows_per_style, style_names
 from charnn.text import records as records_module
@@ -146,9 +146,9 @@ class _Encoded:
 def _encode_style(split: _StyleSplit, tokenizer: Any, boundary: int, dtype: np.dtype, counts: Counts) -> _Encoded:
     if split.fmt is None:
         train, val = encode(split.train[0], tokenizer, dtype, counts), encode(split.val[0], tokenizer, dtype, counts)
-        return _Encoded(
-            train, val, None, split.val[0], {"train_chars": len(split.train[0]), "val_chars": len(split.val[0])}
-        )
+        chars = {"train_chars": len(split.train[0]), "val_chars": len(split.val[0])}
+        chars["val_first_chars"] = first_token_chars(tokenizer, val, split.val[0]) if len(val) else None
+        return _Encoded(train, val, None, split.val[0], chars)
     train, starts = encode_records(split.train, tokenizer, boundary, dtype, counts)
     val, _ = encode_records(split.val, tokenizer, boundary, dtype, counts)
     chars = {

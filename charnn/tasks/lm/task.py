@@ -101,9 +101,7 @@ class LanguageModelTask:
             if task.get("styles"):
                 lanes, held = _style_lanes(folder, task["styles"], train, val, _columns(task))
                 return cls(model, lanes, held, config, world, device)
-            # A record run's held-out characters are those its predicted tokens stand for (all but the first).
-            val_tokens = info["val_tokens"] - 1 if task.get("records") else info["val_tokens"]
-            per_token = info["train_chars"] / info["train_tokens"], info["val_chars"] / val_tokens
+            per_token = info["train_chars"] / info["train_tokens"], _held_per_token(info, bool(task.get("records")))
             starts = None
             if task.get("records"):
                 starts = read_tokens(
@@ -260,12 +258,23 @@ def _style_lanes(folder: Path, styles: list[dict[str, Any]], train: np.ndarray, 
         if s.get("records"):
             starts = starts_all[starts_at : starts_at + s["train_records"] + 1]
             starts_at += s["train_records"] + 1
-        predicted = s["val_tokens"] - 1 if s.get("records") else s["val_tokens"]
         per_token = s["train_chars"] / s["train_tokens"]
         lanes.append(Lane(tokens, starts, s["rows"], first_row, per_token, index, columns=columns))
-        held.append(Held(val_tokens, s["val_chars"] / predicted, s["name"], index))
+        held.append(Held(val_tokens, _held_per_token(s, bool(s.get("records"))), s["name"], index))
         first_row += s["rows"]
     return lanes, held
+
+
+def _held_per_token(info: dict[str, Any], records: bool) -> float:
+    """Held-out characters a predicted token stands for, as `charnn eval` counts them: the predictions are all
+    the tokens but the first, and cover the characters but those of the first token (a record run's first
+    token is its boundary, which stands for none). Runs made before ``val_first_chars`` divide by every token."""
+    first = info.get("val_first_chars")
+    if records:
+        return info["val_chars"] / (info["val_tokens"] - 1)
+    if first is None:
+        return info["val_chars"] / info["val_tokens"]
+    return (info["val_chars"] - first) / (info["val_tokens"] - 1)
 
 
 def read_tokens(path: Path, dtype: np.dtype, count: int | None = None) -> np.ndarray:
