@@ -249,21 +249,28 @@ async function generate(prime) {
   };
   const style = $("write-style").value.trim();
   if (style && !$("write-style-label").hidden) body.style = style;
-  w.abort = new AbortController();
+  // This call's own controller and text: a choice, Write or Undo while it streams starts another call (or
+  // restores another text), and neither the stopped stream's last characters nor its end may touch them.
+  const controller = new AbortController();
+  const entries = w.entries;
+  w.abort = controller;
   $("write-stop").disabled = false;
   const box = $("write-out");
   try {
-    await streamCompletion(body, w.abort.signal, (choice) => {
+    await streamCompletion(body, controller.signal, (choice) => {
+      if (controller.signal.aborted || w.entries !== entries) return;
       for (const entry of entriesOf(choice.logprobs)) {
-        w.entries.push(entry);
-        box.appendChild(charSpan(entry, w.entries.length - 1, { shade: $("write-shade").checked }));
+        entries.push(entry);
+        box.appendChild(charSpan(entry, entries.length - 1, { shade: $("write-shade").checked }));
       }
     });
   } catch (error) {
-    if (error.name !== "AbortError") say(error.message);
+    if (error.name !== "AbortError" && w.abort === controller) say(error.message);
   } finally {
-    w.abort = null;
-    $("write-stop").disabled = true;
+    if (w.abort === controller) {  // else a later call owns Stop
+      w.abort = null;
+      $("write-stop").disabled = true;
+    }
     $("write-undo").disabled = !w.history.length;
   }
 }
@@ -309,10 +316,16 @@ function setUpWrite() {
 
 // ---- Score ---------------------------------------------------------------------------------------
 
-function showScore(entries) {
+// Each view's requests are numbered: an answer is shown only if no request of its view was made after it and
+// its model (or layer) was not changed since; a slow answer must not land under another model's name.
+const asked = { score: 0, cells: 0, classify: 0, tag: 0 };
+function ask(view) { return ++asked[view]; }
+function latest(view, n) { return asked[view] === n; }
+
+function showScore(entries, m = OFFLINE || model($("score-model").value)) {  // m: the run that scored them
   state.scored = entries;
   renderEntries($("score-out"), entries);
-  const m = OFFLINE || model($("score-model").value);  // charnn show's data says whether its run reads records
+  // charnn show's data, or the served run's description, says whether its run reads records
   const separator = separatorTest(m);
   let nats = 0;
   let chars = 0;
@@ -350,6 +363,8 @@ function separatorTest(m) {
 
 async function score() {
   say("");
+  const n = ask("score");
+  const m = model($("score-model").value);
   try {
     const body = { model: $("score-model").value, prompt: $("score-text").value, max_tokens: 0, echo: true, logprobs: 5 };
     const style = $("score-style").value.trim();
@@ -358,8 +373,8 @@ async function score() {
       body.style = style;
     }
     const out = await post("/v1/completions", body);
-    showScore(entriesOf(out.choices[0].logprobs));
-  } catch (error) { say(error.message); }
+    if (latest("score", n)) showScore(entriesOf(out.choices[0].logprobs), m);
+  } catch (error) { if (latest("score", n)) say(error.message); }
 }
 
 // ---- Cells ---------------------------------------------------------------------------------------
@@ -572,14 +587,15 @@ function throughTanh(cells) {
 
 async function readCells() {
   say("");
+  const n = ask("cells");
   try {
     const wanted = $("cells-state").value;
     const data = await post("/v1/cells", {
       model: $("cells-model").value, input: $("cells-text").value,
       layer: Number($("cells-layer").value), state: wanted === "tanh" ? "cell" : wanted,
     });
-    showCells(wanted === "tanh" ? throughTanh(data) : data);
-  } catch (error) { say(error.message); }
+    if (latest("cells", n)) showCells(wanted === "tanh" ? throughTanh(data) : data);
+  } catch (error) { if (latest("cells", n)) say(error.message); }
 }
 
 function setUpCells() {
@@ -607,8 +623,10 @@ function setUpCells() {
 async function classify() {
   say("");
   const out = $("classify-out");
+  const n = ask("classify");
   try {
     const data = await post("/v1/classify", { model: $("classify-model").value, input: $("classify-text").value, attention: true });
+    if (!latest("classify", n)) return;
     const result = data.data[0];
     out.textContent = "";
     const bars = document.createElement("div");
@@ -637,7 +655,7 @@ async function classify() {
     });
     out.appendChild(tokens);
     if (!result.attention) out.appendChild(document.createTextNode("This classifier pools without attention: no weights to show."));
-  } catch (error) { say(error.message); }
+  } catch (error) { if (latest("classify", n)) say(error.message); }
 }
 
 function tagColour(tag) {
@@ -651,8 +669,10 @@ function tagColour(tag) {
 async function tag() {
   say("");
   const out = $("tag-out");
+  const n = ask("tag");
   try {
     const data = await post("/v1/tag", { model: $("tag-model").value, input: $("tag-text").value });
+    if (!latest("tag", n)) return;
     const result = data.data[0];
     out.textContent = "";
     let group = null;
@@ -676,7 +696,7 @@ async function tag() {
       }
       (group || out).appendChild(chip);
     });
-  } catch (error) { say(error.message); }
+  } catch (error) { if (latest("tag", n)) say(error.message); }
 }
 
 // ---- tabs and start --------------------------------------------------------------------------------
@@ -756,6 +776,11 @@ function start() {
   $("score-model").addEventListener("change", scoreModelChanged);
   $("classify-go").addEventListener("click", classify);
   $("tag-go").addEventListener("click", tag);
+  const inputs = { score: ["score-model", "score-style"], cells: ["cells-model", "cells-layer", "cells-state"],
+                   classify: ["classify-model"], tag: ["tag-model"] };
+  for (const [view, ids] of Object.entries(inputs)) {  // an answer asked of what is no longer chosen is dropped
+    for (const id of ids) $(id).addEventListener("change", () => ask(view));
+  }
   loadModels().catch((error) => say(error.message));
 }
 
