@@ -227,6 +227,23 @@ def test_writing_anew_mid_stream_keeps_stop_and_undo_stops_it_and_a_late_score_i
     assert console_errors(browser) == []
 
 
+def test_cell_spans_stay_only_over_the_same_tokens_and_the_info_counts_characters_and_tokens(browser, server):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server, "cells")
+    values = "values: arguments[0].map((_, i) => [i % 2])"
+    read = f"showCells({{tokens: arguments[0], {values}, units: 1, layer: 0, state: 'hidden'}});"
+    browser.execute_script(read + "state.cells.spans = [[1, 3]];", list("abcd"))
+    browser.execute_script(read, list("abcd"))  # the same text, the same tokens: another layer, say
+    assert browser.execute_script("return state.cells.spans") == [[1, 3]]
+    assert browser.find_element(By.ID, "cells-info").text.startswith("4 characters; layer 1")
+    browser.execute_script(read, ["ab", "cd"])  # the same text cut into other tokens: a subword run
+    # before: the spans (token indices of the other run) stayed, past the end of this one's two tokens
+    assert browser.execute_script("return state.cells.spans") == []
+    assert browser.find_element(By.ID, "cells-info").text.startswith("4 characters in 2 tokens; layer 1")
+    assert console_errors(browser) == []
+
+
 def test_the_keyboard_alone_writes_inspects_and_chooses_and_records_and_styles_write(browser, server, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -566,8 +583,37 @@ def test_a_key_in_the_address_is_read_as_typed_a_plus_included(browser, tmp_path
     key = "ab+cd/e=="  # base64 keys hold '+', which a query string would read as a space
     served = Server(*copied_runs(tmp_path, "lm"), env={"CHARNN_API_KEY": key})
     try:
-        browser.get(served.url + "/#key=" + key)
+        browser.get(served.url + "/")  # opened without its key: the page says how to give it
+        wait_for(browser, lambda d: "#key=KEY" in d.find_element(By.ID, "status").text)
+        assert browser.find_element(By.ID, "write-model").text == "(could not list the models)"  # was empty
+        browser.find_element(By.ID, "write-go").click()  # before: "No language model is served", untrue
+        assert "#key=KEY" in browser.find_element(By.ID, "status").text
+        browser.execute_script("location.hash = arguments[0]", "key=wrong")  # typed into the address: read at once
+        wait_for(browser, lambda d: "is not this server's" in d.find_element(By.ID, "status").text)
+        browser.execute_script("location.hash = arguments[0]", "key=" + key)
         wait_for(browser, lambda d: d.find_element(By.ID, "write-model").get_attribute("value") == "lm")
         assert not browser.find_element(By.ID, "status").text.startswith("Refused")
     finally:
         assert served.stop() == 0
+
+
+def test_a_stream_the_server_ends_as_it_stops_is_said_to_end_early(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    lone = Server(*copied_runs(tmp_path, "lm"))
+    open_page(browser, lone, "write")
+    fill(browser, "write-length", "4096")
+    browser.find_element(By.ID, "write-go").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) > 20)
+    assert lone.stop() == 0  # SIGTERM: the server ends the streams in flight, then exits
+    wait_for(browser, lambda d: "ended the text before its length" in d.find_element(By.ID, "status").text)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")) < 4096  # before: said nothing
+    crashed = Server(*copied_runs(tmp_path / "crash", "lm"))
+    open_page(browser, crashed, "write")
+    fill(browser, "write-length", "4096")
+    browser.find_element(By.ID, "write-go").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) > 20)
+    crashed.process.kill()  # kill -9: the stream is cut, no end
+    crashed.process.wait()
+    wait_for(browser, lambda d: "connection to the server was lost" in d.find_element(By.ID, "status").text)
+    # before: "network error", the browser's own words

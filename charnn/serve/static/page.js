@@ -39,6 +39,11 @@ async function api(path, body, signal) {
   if (!response.ok) {
     let message = `The server answered ${response.status}`;
     try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
+    if (response.status === 401 && !KEY) {  // the API's words are for programs: a browser sends no header
+      message = `this server needs its API key: open the page as ${location.origin}/#key=KEY`;
+    } else if (response.status === 401) {
+      message = "the key in this page's address (#key=) is not this server's: check it";
+    }
     throw new Error(`Refused: ${message}`);
   }
   return response;
@@ -58,9 +63,17 @@ async function streamCompletion(body, signal, onChunk) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
+  let finish = null;
   for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
+    let read;
+    try {
+      read = await reader.read();
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new Error(`The connection to the server was lost (${location.origin}): is charnn serve still running?`);
+    }
+    const { value, done } = read;
+    if (done) return finish;
     buffer += decoder.decode(value, { stream: true });
     let cut;
     while ((cut = buffer.indexOf("\n\n")) >= 0) {
@@ -69,7 +82,10 @@ async function streamCompletion(body, signal, onChunk) {
       if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
       const data = JSON.parse(event.slice(6));
       if (data.error) throw new Error(`Refused: ${data.error.message}`);
-      if (data.choices && data.choices.length) onChunk(data.choices[0]);
+      if (data.choices && data.choices.length) {
+        onChunk(data.choices[0]);
+        finish = data.choices[0].finish_reason || finish;
+      }
     }
   }
 }
@@ -181,7 +197,18 @@ document.addEventListener("click", (event) => {
 // ---- models ------------------------------------------------------------------------------------
 
 async function loadModels() {
-  const data = await get("/v1/models");
+  let data;
+  try {
+    data = await get("/v1/models");
+  } catch (error) {  // each Model list says so, and Write repeats why rather than "no model is served"
+    state.listing = error.message;
+    for (const select of document.querySelectorAll("select[data-endpoint]")) {
+      select.textContent = "";
+      select.add(new Option("(could not list the models)", ""));
+    }
+    throw error;
+  }
+  state.listed = true;
   state.models = data.data;
   for (const select of document.querySelectorAll("select[data-endpoint]")) {
     const endpoint = select.dataset.endpoint;
@@ -239,7 +266,11 @@ async function generate(prime) {
   if (w.abort) w.abort.abort();
   say("");
   const id = $("write-model").value;
-  if (!id) { say("No language model is served: start charnn serve with a language-model run."); return; }
+  if (!id) {
+    say(state.listed ? "No language model is served: start charnn serve with a language-model run."
+      : state.listing || "The models are not listed yet.");
+    return;
+  }
   const body = {
     model: id,
     prompt: prime + w.entries.filter((e) => !e.prime).map((e) => e.text).join(""),
@@ -256,14 +287,19 @@ async function generate(prime) {
   w.abort = controller;
   $("write-stop").disabled = false;
   const box = $("write-out");
+  const m = model(id);
   try {
-    await streamCompletion(body, controller.signal, (choice) => {
+    const finish = await streamCompletion(body, controller.signal, (choice) => {
       if (controller.signal.aborted || w.entries !== entries) return;
       for (const entry of entriesOf(choice.logprobs)) {
         entries.push(entry);
         box.appendChild(charSpan(entry, entries.length - 1, { shade: $("write-shade").checked }));
       }
     });
+    // Without records or styles (a style may read records) nothing but the server's stopping ends a text early.
+    if (finish === "stop" && m && !m.records && !m.styles && w.abort === controller) {
+      say("The server ended the text before its length: it is stopping (Ctrl-C or SIGTERM).");
+    }
   } catch (error) {
     if (error.name !== "AbortError" && w.abort === controller) say(error.message);
   } finally {
@@ -408,13 +444,18 @@ function showCells(data) {
   const units = [];
   for (let u = 0; u < data.units; u++) units.push({ unit: u, sd: stats(data.values, u, all).sd });
   units.sort((a, b) => b.sd - a.sd);
-  // Spans stay when the same text is read again (in another layer or view), to compare the rankings.
-  const same = state.cells && state.cells.tokens.join("") === data.tokens.join("");
+  // Spans stay when the same text is read again as the same tokens (in another layer or view), to compare the
+  // rankings; they count tokens, so a run that cuts the text otherwise (a subword run after a character run)
+  // starts without them.
+  const before = state.cells && state.cells.tokens;
+  const same = before && before.length === data.tokens.length && before.every((t, i) => t === data.tokens[i]);
   state.cells = { ...data, order: units, spans: same ? state.cells.spans : [] };
   renderEntries($("cells-out"), data.tokens.map((text) => ({ text, logprob: null })), { shade: false });
   showSpans();
   const what = { hidden: "hidden state h", cell: "cell c", tanh: "tanh(c), the cell through tanh" }[data.state];
-  $("cells-info").textContent = `${data.tokens.length} characters; layer ${data.layer + 1}, ${what}, ${data.units} units`;
+  const chars = [...data.tokens.join("")].length;
+  const read = data.tokens.length === chars ? `${chars} characters` : `${chars} characters in ${data.tokens.length} tokens`;
+  $("cells-info").textContent = `${read}; layer ${data.layer + 1}, ${what}, ${data.units} units`;
   listByVariance();
   if (units.length) colourBy(units[0].unit);
 }
@@ -780,6 +821,11 @@ function start() {
                    classify: ["classify-model"], tag: ["tag-model"] };
   for (const [view, ids] of Object.entries(inputs)) {  // an answer asked of what is no longer chosen is dropped
     for (const id of ids) $(id).addEventListener("change", () => ask(view));
+  }
+  window.addEventListener("hashchange", () => location.reload());  // a #key= typed into the address
+  if (KEY && /[^\x20-\x7e]/.test(KEY)) {  // fetch refuses such a header as if the server were unreachable
+    say("The key in this page's address holds characters an API key cannot (charnn serve refuses such keys): check it.");
+    return;
   }
   loadModels().catch((error) => say(error.message));
 }
