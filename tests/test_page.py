@@ -499,6 +499,27 @@ def test_a_refused_request_and_an_unreachable_server_are_said(browser, server, t
     screenshot(browser, tmp_path, "unreachable")
 
 
+def test_a_view_whose_kind_is_not_served_and_an_empty_text_are_said(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    encoders = Server(*copied_runs(tmp_path, "classifier", "tagger"))  # no language model
+    try:
+        browser.get(encoders.url + "/")
+        wait_for(browser, lambda d: d.find_element(By.ID, "classify-model").get_attribute("value") == "classifier")
+        for tab, button in (("score", "score-go"), ("cells", "cells-go")):
+            browser.find_element(By.ID, f"tab-{tab}").click()
+            browser.find_element(By.ID, button).click()
+            # before: the request went out with "model": "" and the API's list of its routes came back
+            wait_for(browser, lambda d: "No language model is served" in d.find_element(By.ID, "status").text)
+        browser.find_element(By.ID, "tab-tag").click()
+        fill(browser, "tag-text", "   ")
+        browser.find_element(By.ID, "tag-go").click()  # before: the chips went, and nothing was said
+        wait_for(browser, lambda d: d.find_element(By.ID, "status").text == "Give a sentence to tag.")
+        assert console_errors(browser) == []
+    finally:
+        assert encoders.stop() == 0
+
+
 def test_charnn_shows_page_renders_offline(browser, runs, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select

@@ -237,7 +237,18 @@ function offerStyles(view, m) {
   return styles;
 }
 
+// The model a view's select names, or null where none of its kind is served (said in the status line).
+function chosen(selectId, noun) {
+  const id = $(selectId).value;
+  if (!id) {
+    say(state.listed ? `No ${noun} model is served: start charnn serve with a ${noun} run.`
+      : state.listing || "The models are not listed yet.");
+  }
+  return id || null;
+}
+
 function modelChanged() {
+  if (state.write.abort) state.write.abort.abort();  // a stream goes on under the model that began it: stop it
   const m = model($("write-model").value);
   offerStyles("write", m);
   $("write-another").hidden = !(m && m.records);
@@ -265,12 +276,8 @@ async function generate(prime) {
   const w = state.write;
   if (w.abort) w.abort.abort();
   say("");
-  const id = $("write-model").value;
-  if (!id) {
-    say(state.listed ? "No language model is served: start charnn serve with a language-model run."
-      : state.listing || "The models are not listed yet.");
-    return;
-  }
+  const id = chosen("write-model", "language");
+  if (!id) return;
   const body = {
     model: id,
     prompt: prime + w.entries.filter((e) => !e.prime).map((e) => e.text).join(""),
@@ -401,6 +408,7 @@ async function score() {
   say("");
   const n = ask("score");
   const m = model($("score-model").value);
+  if (!chosen("score-model", "language")) return;
   try {
     const body = { model: $("score-model").value, prompt: $("score-text").value, max_tokens: 0, echo: true, logprobs: 5 };
     const style = $("score-style").value.trim();
@@ -629,6 +637,7 @@ function throughTanh(cells) {
 async function readCells() {
   say("");
   const n = ask("cells");
+  if (!chosen("cells-model", "language")) return;
   try {
     const wanted = $("cells-state").value;
     const data = await post("/v1/cells", {
@@ -665,6 +674,8 @@ async function classify() {
   say("");
   const out = $("classify-out");
   const n = ask("classify");
+  if (!chosen("classify-model", "classifier")) return;
+  if (!$("classify-text").value.trim()) { say("Give a text to classify."); return; }
   try {
     const data = await post("/v1/classify", { model: $("classify-model").value, input: $("classify-text").value, attention: true });
     if (!latest("classify", n)) return;
@@ -711,6 +722,8 @@ async function tag() {
   say("");
   const out = $("tag-out");
   const n = ask("tag");
+  if (!chosen("tag-model", "tagger")) return;
+  if (!$("tag-text").value.trim()) { say("Give a sentence to tag."); return; }
   try {
     const data = await post("/v1/tag", { model: $("tag-model").value, input: $("tag-text").value });
     if (!latest("tag", n)) return;
