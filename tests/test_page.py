@@ -506,6 +506,7 @@ def test_a_view_whose_kind_is_not_served_and_an_empty_text_are_said(browser, tmp
     try:
         browser.get(encoders.url + "/")
         wait_for(browser, lambda d: d.find_element(By.ID, "classify-model").get_attribute("value") == "classifier")
+        assert browser.find_element(By.ID, "classify").is_displayed()  # opened on a view it can use, not Write
         for tab, button in (("score", "score-go"), ("cells", "cells-go")):
             browser.find_element(By.ID, f"tab-{tab}").click()
             browser.find_element(By.ID, button).click()

@@ -222,6 +222,10 @@ async function loadModels() {
   modelChanged();
   scoreModelChanged();
   cellsModelChanged();
+  if (!$("write-model").value) {  // no language model: open on a view that has something to use
+    const view = ["classify", "tag"].find((name) => $(`${name}-model`).value);
+    if (view) showTab(view);
+  }
 }
 
 function model(id) {
