@@ -162,6 +162,13 @@ def test_echo_scoring_and_cells_read_a_record_runs_text_as_charnn_eval_reads_its
     # a prompt to complete still begins one record
     refused = client.post("/v1/completions", json={"model": "records", "prompt": text, "max_tokens": 5})
     assert refused.status_code == 400 and "single record" in refused.json()["error"]["message"]
+    # what charnn eval (and charnn show) refuse, the server refuses too (it scored an empty record, unasked)
+    gap = "Crimson Dawn\n\nBlue Sky\n"
+    for path, key in (("/v1/completions", "prompt"), ("/v1/cells", "input")):
+        body = {"model": "records", key: gap, **({"max_tokens": 0, "echo": True} if key == "prompt" else {})}
+        error = client.post(path, json=body)
+        assert error.status_code == 400 and error.json()["error"]["param"] == key, error.text
+        assert "the record at line 2 is empty; remove it: this run reads one record a line" in error.text
 
 
 def test_any_64_bit_seed_and_any_top_k_are_answered_and_half_a_surrogate_pair_is_refused(client):

@@ -59,7 +59,7 @@ def cell_reading(service: Any, body: dict[str, Any]) -> Iterator[None]:
     except ConfigError as error:
         raise RequestError(str(error), param="style") from None
     fmt = RecordFormat.from_dict(task["records"]) if task.get("records") else None
-    ids, texts = service.read_text(text, fmt)  # a record run's separators read as its boundary
+    ids, texts = service.read_text(text, fmt, "input")  # a record run's separators read as its boundary
     boundary = service.model.boundary if fmt is not None else None
     steps = tracing(service.model, service.reader, ids, layer, state == "cell", weights, boundary)
     return _answer(steps, layer, state, texts)

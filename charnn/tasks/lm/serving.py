@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charnn.errors import ConfigError, RequestError
+from charnn.errors import ConfigError, CorpusError, RequestError
 from charnn.tasks.base import Chunked, InFlight, Job, chunked, drain
 from charnn.tasks.lm.batcher import Batcher, Row
 from charnn.tasks.lm.cells import cell_reading
@@ -26,7 +26,7 @@ from charnn.tasks.lm.healing import Healing, Utf8Guard, heal_prime
 from charnn.tasks.lm.jobs import CompletionJob
 from charnn.tasks.lm.request import DEFAULT_MAX_TOKENS, Completion, parse_completion, style_error
 from charnn.tasks.lm.styles import drawn_choice, parse_choice, run_styles, style_names
-from charnn.text.records import RecordFormat, cut, record_cap, trim_separators
+from charnn.text.records import RecordFormat, cut, record_cap, split, trim_separators
 
 SCORE_CHUNK = 256
 """Prompt tokens scored a forward pass (the logits of a subword vocabulary are large); the server's
@@ -190,14 +190,19 @@ class CompletionService:
             row.biases = self.batcher.step.row_biases(self.model, weights)
         return row
 
-    def read_text(self, text: str, fmt: RecordFormat | None) -> tuple[list[int], list[str]]:
+    def read_text(self, text: str, fmt: RecordFormat | None, param: str = "prompt") -> tuple[list[int], list[str]]:
         """The ids a text to score is read as, and what each stands for in the text.
 
         A stream's text is its tokens. A record run's may hold several records, read as `charnn eval`
         reads them: each record's tokens, and where a separator stands, the run's boundary (the end of
-        the record before it and the start of the next), which spells the separator."""
+        the record before it and the start of the next), which spells the separator. What `charnn eval`
+        refuses (an empty record, only separators) is refused (RequestError naming ``param``)."""
         if fmt is None:
             return self._spelled(text)
+        try:
+            split(text, fmt, f"the {param}", minimum=1, corpus=False)
+        except CorpusError as error:
+            raise RequestError(str(error), param=param) from None
         pieces = cut(text, fmt)
         ids, texts = [], []
         for (record, separator), encoded in zip(
