@@ -18,6 +18,28 @@ def test_reads_several_files_and_stdin(tmp_path):
     assert read_corpus(["-"], stdin=io.BytesIO(b"x y")).name == "stdin"
 
 
+def test_a_pipe_among_the_corpus_files_is_read_once_and_held(tmp_path):
+    import os
+    import threading
+
+    fifo, plain = tmp_path / "fifo", tmp_path / "b.txt"
+    os.mkfifo(fifo)
+    plain.write_text("and a file\n")
+    writer = threading.Thread(target=lambda: fifo.write_text("from a pipe"), daemon=True)  # until it is read
+    writer.start()
+    read = []
+    reader = threading.Thread(target=lambda: read.append(read_corpus([fifo, plain])), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert read, "the corpus was not read in 30 s"  # before: opened three times, the second open waited forever
+    writer.join(timeout=10)
+    (corpus,) = read
+    assert corpus.text == "from a pipe\nand a file\n" and "".join(corpus.chunks()) == corpus.text
+    assert corpus.stats.chars == len(corpus.text)
+    with pytest.raises(CorpusError, match="holds no text"):
+        read_corpus(["/dev/null"])
+
+
 def test_invalid_utf8_names_file_and_offset(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"caf" + b"\xe9 au lait")

@@ -98,7 +98,8 @@ def read_corpus(sources: Sequence[str | Path], stdin: BinaryIO | None = None) ->
     """The corpus named by ``sources`` ('-' is standard input), checked in one streaming pass.
 
     Files are not held in memory: training reads them again, chunk by chunk. Standard
-    input, which cannot be read twice, is held in memory.
+    input, which cannot be read twice, is held in memory, as is a corpus with a pipe among its
+    files (a named FIFO, or bash's ``<(...)``), which cannot be read twice either.
     """
     if not sources:
         raise CorpusError("no corpus given; name one or more text files, or '-' for standard input")
@@ -107,7 +108,7 @@ def read_corpus(sources: Sequence[str | Path], stdin: BinaryIO | None = None) ->
     labels = tuple(str(s) for s in sources)
     if labels.count(STDIN) > 1:
         raise CorpusError("standard input can be read only once; name '-' once")
-    if STDIN in labels:
+    if STDIN in labels or any(_read_once(Path(label)) for label in labels):
         parts: list[str] = []
         for source in sources:
             text = read_text(source, stdin=stdin)
@@ -120,6 +121,14 @@ def read_corpus(sources: Sequence[str | Path], stdin: BinaryIO | None = None) ->
             _check_file(Path(source))
         corpus = Corpus(text=None, name=name, sources=labels, paths=tuple(Path(s) for s in sources))
     return dataclasses.replace(corpus, stats=corpus_stats(corpus))
+
+
+def _read_once(path: Path) -> bool:
+    """Whether ``path`` is there but is no regular file or folder: a pipe, a device (read once, then gone)."""
+    try:
+        return path.exists() and not path.is_file() and not path.is_dir()
+    except OSError:  # unreadable: _check_file says why
+        return False
 
 
 def _check_file(path: Path) -> None:
