@@ -65,3 +65,25 @@ def test_a_signal_stops_training_with_a_resumable_run(tmp_path, signum):
     finished = resume(folder, steps=stopped_at + 10, on_event=events.append)
     assert [e.resumed_from for e in events if type(e).__name__ == "Started"] == [stopped_at]  # nothing lost
     assert finished.reason == "budget" and finished.steps == stopped_at + 10
+
+
+def test_a_signal_before_training_begins_stops_at_once(tmp_path):
+    corpus = tmp_path / "aaa.txt"
+    corpus.write_text(("a" * 40 + "\n") * 50 + "hello world b\n" * 100)
+    folder = tmp_path / "run"
+    command = [sys.executable, "-m", "charnn", "train", str(corpus), "--records", "(a+)+b", "--out", str(folder)]
+    process = subprocess.Popen(
+        command, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(3)  # torch imported, the corpus read: splitting it by a regex that backtracks for ages
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    # before: "stopping after this step", and it went on spinning: no step was coming
+    assert process.returncode == 130 and time.monotonic() - started < 10, err
+    assert "stopped before training began" in err and "Traceback" not in err
+    assert not folder.exists() and [p.name for p in tmp_path.iterdir()] == ["aaa.txt"]

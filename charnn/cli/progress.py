@@ -72,15 +72,18 @@ def run_training(start: Callable[..., Any], command: str = "charnn train", notes
 
 def _run_training(start: Callable[..., Any], command: str, notes: list[str] | None, guard: PipeGuard) -> None:
     stop = threading.Event()
+    view = _TrainView(notes or [])
 
     def request_stop(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt  # asked twice: stop at once
+        if not view.began:  # still reading the corpus (a --records regex may take long): no step to wait for
+            say("stopped before training began")
+            raise KeyboardInterrupt
         stop.set()
         say("stopping after this step with a resumable checkpoint (press Ctrl-C again to stop at once)")
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    view = _TrainView(notes or [])
     try:
         finished = start(on_event=guard.wrap(view, stop), stop=stop)
     finally:
@@ -128,6 +131,8 @@ class _TrainView:
         self.last_line = 0.0
         self.val = "–"
         self.fields = ""
+        self.began = False
+        """Whether training has started (its first event): before it, a stop request stops at once."""
 
     def __call__(self, event) -> None:  # noqa: ANN001
         from charnn.events import Evaluated, Notice, Progress, RolledBack, Started
@@ -140,6 +145,7 @@ class _TrainView:
                 f"{event.to_step} and halved the learning rate (now x{event.lr_scale:g})"
             )
         elif isinstance(event, Started):
+            self.began = True
             self._started(event)
         elif isinstance(event, Progress):
             self.fields = (
