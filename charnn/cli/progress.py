@@ -77,7 +77,9 @@ def _run_training(start: Callable[..., Any], command: str, notes: list[str] | No
     def request_stop(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt  # asked twice: stop at once
-        if not view.began:  # still reading the corpus (a --records regex may take long): no step to wait for
+        # Still reading the corpus (a --records regex may take long): no step to wait for. Under torchrun only
+        # rank 0 hears that training began, and the ranks must stop together at a step.
+        if not view.began and os.environ.get("WORLD_SIZE", "1") == "1":
             say("stopped before training began")
             raise KeyboardInterrupt
         stop.set()
