@@ -309,3 +309,12 @@ def test_train_on_styles_names_the_run_after_them_and_resumes(run_cli, tmp_path,
     code, out, err = run_cli("train", "--resume", "runs/letters+digits", "--steps", "6")
     assert code == 0, err
     assert json.loads(Path("runs/letters+digits/config.json").read_text())["results"]["steps"] == 6
+
+
+def test_a_style_runs_default_folder_name_fits_a_file_name():
+    from charnn.tasks.lm.styles import FOLDER_NAME_BYTES, styles_folder_name
+
+    assert styles_folder_name(["poems", "letters"]) == "poems+letters"
+    many = styles_folder_name([f"style_number_{i}" for i in range(100)])  # before: 1,500 bytes, refused
+    assert many == "style_number_0+style_number_1+style_number_2+style_number_3+96-more"
+    assert len(many) <= FOLDER_NAME_BYTES and styles_folder_name(["é" * 200, "y"]) == "2-styles"

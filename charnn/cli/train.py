@@ -352,12 +352,14 @@ def _train_styles(specs, files, records, val, resume, out, config, given, notes,
     """`charnn train --style ...` / `--style-per-file FILES`: one conditional model (charnn.tasks.lm.styles)."""
     from charnn.device import fit_small_corpus
     from charnn.tasks.lm.setup import style_data
+    from charnn.tasks.lm.styles import styles_folder_name
 
     styles, messages = style_data(specs, files, records or [], val or [])
     _say_first(messages)
     config, note = fit_small_corpus(config, given, sum(s.corpus.stats.chars for s in styles))
     notes += [note] if note else []
-    folder = Path(resume) if resume not in (None, "auto") else out or Path("runs") / "+".join(s.name for s in styles)
+    default = Path("runs") / styles_folder_name([s.name for s in styles])
+    folder = Path(resume) if resume not in (None, "auto") else out or default
 
     def new_run(**kw):  # noqa: ANN003, ANN202
         from charnn.tasks.lm.style_runs import train_styles

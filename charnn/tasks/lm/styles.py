@@ -297,3 +297,21 @@ def style_rows(styles: list[dict[str, Any]]) -> list[tuple[str, str]]:
             )
         )
     return rows
+
+
+FOLDER_NAME_BYTES = 80
+"""The longest default folder name a style run gets from its styles' names (a file name holds 255 bytes)."""
+
+
+def styles_folder_name(names: list[str]) -> str:
+    """A style run's default folder name: its styles' names joined by '+' ("poems+letters"), or as many as fit
+    in FOLDER_NAME_BYTES and how many more ("s0+s1+s2+97-more"; 100 styles made a name the system refused)."""
+    joined = "+".join(names)
+    if len(joined.encode("utf-8")) <= FOLDER_NAME_BYTES:
+        return joined
+    kept: list[str] = []
+    for name in names:
+        if len("+".join([*kept, name]).encode("utf-8")) > FOLDER_NAME_BYTES - 12:  # room for "+NNNN-more"
+            break
+        kept.append(name)
+    return "+".join([*kept, f"{len(names) - len(kept)}-more"]) if kept else f"{len(names)}-styles"
