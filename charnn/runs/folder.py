@@ -22,6 +22,7 @@ touching what a live process is still writing, and goes with the process that he
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -273,7 +274,12 @@ def new_run(folder: Path, overwrite: bool) -> Iterator[tuple[Path, FolderLock]]:
             try:
                 _switch(pending, folder)
             except OSError as exc:
-                raise RunFolderError(f"cannot put the new run in place at {folder}: {exc.strerror or exc}") from None
+                hint = ""
+                if exc.errno == errno.EBUSY or os.path.ismount(folder):  # a run is made beside it, then renamed
+                    hint = f"; {folder} is a mount point, which cannot be replaced: use --out {folder}/run"
+                raise RunFolderError(
+                    f"cannot put the new run in place at {folder}: {exc.strerror or exc}{hint}"
+                ) from None
     except BaseException as exc:
         lock.release()
         if isinstance(exc, (Exception, KeyboardInterrupt, SystemExit)):
