@@ -504,6 +504,7 @@ def test_a_view_whose_kind_is_not_served_and_an_empty_text_are_said(browser, tmp
 
     encoders = Server(*copied_runs(tmp_path, "classifier", "tagger"))  # no language model
     try:
+        console_errors(browser)  # what earlier tests left in the log
         browser.get(encoders.url + "/")
         wait_for(browser, lambda d: d.find_element(By.ID, "classify-model").get_attribute("value") == "classifier")
         assert browser.find_element(By.ID, "classify").is_displayed()  # opened on a view it can use, not Write
