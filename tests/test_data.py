@@ -38,6 +38,8 @@ def test_a_pipe_among_the_corpus_files_is_read_once_and_held(tmp_path):
     assert corpus.stats.chars == len(corpus.text)
     with pytest.raises(CorpusError, match="holds no text"):
         read_corpus(["/dev/null"])
+    with pytest.raises(CorpusError, match="NUL byte at offset 0"):  # a device is read a chunk at a time, not held
+        read_corpus(["/dev/zero"])
 
 
 def test_invalid_utf8_names_file_and_offset(tmp_path):

@@ -624,19 +624,25 @@ def test_a_stream_the_server_ends_as_it_stops_is_said_to_end_early(browser, tmp_
     from selenium.webdriver.common.by import By
 
     lone = Server(*copied_runs(tmp_path, "lm"))
-    open_page(browser, lone, "write")
-    fill(browser, "write-length", "4096")
-    browser.find_element(By.ID, "write-go").click()
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) > 20)
-    assert lone.stop() == 0  # SIGTERM: the server ends the streams in flight, then exits
-    wait_for(browser, lambda d: "ended the text before its length" in d.find_element(By.ID, "status").text)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")) < 4096  # before: said nothing
+    try:
+        open_page(browser, lone, "write")
+        fill(browser, "write-length", "4096")
+        browser.find_element(By.ID, "write-go").click()
+        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) > 20)
+        assert lone.stop() == 0  # SIGTERM: the server ends the streams in flight, then exits
+        wait_for(browser, lambda d: "ended the text before its length" in d.find_element(By.ID, "status").text)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")) < 4096  # before: said nothing
+    finally:
+        lone.stop()
     crashed = Server(*copied_runs(tmp_path / "crash", "lm"))
-    open_page(browser, crashed, "write")
-    fill(browser, "write-length", "4096")
-    browser.find_element(By.ID, "write-go").click()
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) > 20)
-    crashed.process.kill()  # kill -9: the stream is cut, no end
-    crashed.process.wait()
-    wait_for(browser, lambda d: "connection to the server was lost" in d.find_element(By.ID, "status").text)
-    # before: "network error", the browser's own words
+    try:
+        open_page(browser, crashed, "write")
+        fill(browser, "write-length", "4096")
+        browser.find_element(By.ID, "write-go").click()
+        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) > 20)
+        crashed.process.kill()  # kill -9: the stream is cut, no end
+        crashed.process.wait()
+        wait_for(browser, lambda d: "connection to the server was lost" in d.find_element(By.ID, "status").text)
+        # before: "network error", the browser's own words
+    finally:
+        crashed.stop()

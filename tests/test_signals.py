@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,14 @@ def test_a_signal_stops_training_with_a_resumable_run(tmp_path, signum):
     assert finished.reason == "budget" and finished.steps == stopped_at + 10
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
 def test_a_signal_before_training_begins_stops_at_once(tmp_path):
     corpus = tmp_path / "aaa.txt"
     corpus.write_text(("a" * 40 + "\n") * 50 + "hello world b\n" * 100)
@@ -76,8 +85,11 @@ def test_a_signal_before_training_begins_stops_at_once(tmp_path):
         command, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        time.sleep(3)  # torch imported, the corpus read: splitting it by a regex that backtracks for ages
-        assert process.poll() is None
+        deadline = time.monotonic() + 120
+        while not _catches(process.pid, signal.SIGTERM):  # training's handler is in: the corpus is being read
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # splitting it by a regex that backtracks for ages
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         out, err = process.communicate(timeout=60)

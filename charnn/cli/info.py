@@ -79,13 +79,14 @@ def _finished(info: Any) -> str:
         return "no: training now (these figures are its log's so far)"
     if info.stopped in ("budget", "complete"):
         return "yes"
+    at = f" at step {info.steps:,}" if isinstance(info.steps, int) else ""
     if info.stopped == "interrupted":  # a KeyboardInterrupt in a program that trains (the CLI stops cleanly)
-        return f"no: interrupted at step {info.steps:,}; the best model so far is kept"
+        return f"no: interrupted{at}; the best model so far is kept"
     if info.stopped == "stopped":  # Ctrl-C, SIGTERM: the resume file was saved as it stopped
         from charnn.tasks import TASKS
 
         command = TASKS[info.task].train_command if info.task in TASKS else "charnn train"
-        return f"no: stopped at step {info.steps:,}; continue with: {command} --resume {info.run}"
+        return f"no: stopped{at}; continue with: {command} --resume {info.run}"
     return "no (no results yet)"
 
 

@@ -156,11 +156,11 @@ def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = 
         if (folder / name).exists() and not (folder / name).is_file():
             raise CheckpointError(f"{folder}/{name} is not a file; the run is damaged: train it again")
     results = config.get("results")
-    if isinstance(results, dict) and not (folder / MODEL_FILE).is_file():  # a session that ended saved one
-        at = f" at step {results['best_step']}" if isinstance(results.get("best_step"), int) else ""
+    kept = results.get("best_step") if isinstance(results, dict) else None
+    if isinstance(kept, int) and kept > 0 and not (folder / MODEL_FILE).is_file():  # its session saved one
         raise CheckpointError(
-            f"{folder} is damaged: its training ended and kept a model{at}, but {MODEL_FILE} is missing; "
-            "restore it from a copy, or train the run again"
+            f"{folder} is damaged: its training ended and kept a model at step {kept}, but {MODEL_FILE} is "
+            "missing; restore it from a copy, or train the run again"
         )
     if not for_resume and not (folder / MODEL_FILE).is_file() and (folder / RESUME_FILE).is_file():
         raise UnfinishedRun(folder, config)

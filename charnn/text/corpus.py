@@ -124,9 +124,10 @@ def read_corpus(sources: Sequence[str | Path], stdin: BinaryIO | None = None) ->
 
 
 def _read_once(path: Path) -> bool:
-    """Whether ``path`` is there but is no regular file or folder: a pipe, a device (read once, then gone)."""
+    """Whether ``path`` is a pipe or a socket (read once, then gone). A device is read as a file is, a chunk at a
+    time, so that /dev/zero stops at its first NUL byte rather than filling the memory."""
     try:
-        return path.exists() and not path.is_file() and not path.is_dir()
+        return path.is_fifo() or path.is_socket()
     except OSError:  # unreadable: _check_file says why
         return False
 

@@ -324,6 +324,7 @@ async function generate(prime) {
 
 function choose(index, text, logprob) {
   const w = state.write;
+  if (w.abort) w.abort.abort();  // the text changes under the stream: stop it (generate starts the next)
   w.history.push(w.entries.slice());
   const top = w.entries[index].top;
   w.entries = w.entries.slice(0, index).concat([{ text, logprob, top, chosen: true }]);
