@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,8 @@ def run_info(folder: str | Path) -> RunInfo:
             )
     from charnn.runs.folder import being_written
 
-    live = being_written(run.folder)
+    # A reader (sample, eval, another info) holds the lock an instant as it tidies the folder; a trainer holds it.
+    live = being_written(run.folder) and (time.sleep(0.2) or being_written(run.folder))
     if live:  # a session trains it now: the results are an earlier session's (resumed with a larger budget)
         results = {}
     unfinished = {} if results else _best_logged(run.folder)
