@@ -162,6 +162,11 @@ def test_echo_scoring_and_cells_read_a_record_runs_text_as_charnn_eval_reads_its
     # a prompt to complete still begins one record
     refused = client.post("/v1/completions", json={"model": "records", "prompt": text, "max_tokens": 5})
     assert refused.status_code == 400 and "single record" in refused.json()["error"]["message"]
+    # a separator the text begins with bounds no record: eval trims it, echo shows it unscored (it scored it)
+    lead = complete(client, model="records", prompt="\n" + text, max_tokens=0, echo=True, logprobs=2)
+    lead_logprobs = lead["choices"][0]["logprobs"]
+    assert "".join(lead_logprobs["tokens"]) == "\n" + text and lead_logprobs["token_logprobs"][0] is None
+    assert lead_logprobs["token_logprobs"][1:] == pytest.approx(logprobs["token_logprobs"], abs=1e-5)
     # what charnn eval (and charnn show) refuse, the server refuses too (it scored an empty record, unasked)
     gap = "Crimson Dawn\n\nBlue Sky\n"
     for path, key in (("/v1/completions", "prompt"), ("/v1/cells", "input")):

@@ -263,6 +263,10 @@ class CompletionService:
                 entries.append({"logprob": lp, "top": list(zip(ids_[:k], values[:k]))})
         for entry, token in zip(entries, ids):
             entry["token"], entry["text"] = int(token), self.token_text[int(token)]
+        for entry, token in zip(entries, ids):  # separators a record text begins with bound no record: charnn eval
+            if boundary is None or int(token) != boundary:  # trims them, so they are context here, not scored
+                break
+            entry["logprob"], entry["top"] = None, None
         if texts is not None:
             for entry, text in zip(entries, texts):
                 entry["text"] = text
