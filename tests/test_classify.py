@@ -668,7 +668,9 @@ def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tm
     code, _, err = run_cli("classify", "train", "d.tsv", "--out", "runs/on", *tiny)
     assert code == 0, err
     ngrams = json.loads((tmp_path / "runs/on/config.json").read_text())["task"]["ngrams"]
-    assert ngrams["buckets"] == 1 << 20 and ngrams["C"] in (0.1, 0.3, 1.0) and ngrams["heldout_accuracy"] == 1.0
+    assert ngrams["buckets"] == 1 << 21 and ngrams["chars"] == [3, 6] and ngrams["heldout_accuracy"] == 1.0
+    assert len(ngrams["C"]) == 2 and set(ngrams["C"]) <= {0.03, 0.1, 0.3, 1.0}  # the words' C, the characters'
+    assert ngrams["ngrams_seen"] > 0
     logged = [json.loads(line) for line in (tmp_path / "runs/on/metrics.jsonl").open()]
     end = logged[-1]
     assert end["val_ngram_accuracy"] == 1.0 and end["val_accuracy"] == 1.0 and end["ngram_share"] > 0
@@ -682,23 +684,37 @@ def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tm
     assert code == 0 and out.split() == ["pos", "neg"], err
     code, out, _ = run_cli("classify", "eval", "d.tsv", "-m", "runs/on", "--json")
     assert json.loads(out)["accuracy"] == 1.0
-    # The run names what its n-grams read; a run made before the extras (no "extras") reads without them.
+    # The run names what its n-grams read; runs made before the extras, or before "apart" (one table of 1M
+    # buckets for words and characters, characters 3-5), read their texts as they were fitted.
     import numpy as np
+    from safetensors.torch import load_file, save_file
 
     from charnn.tasks.classify.classifier import load_classifier
     from charnn.tasks.classify.ngrams import ngram_ids
     from charnn.tasks.classify.task import text_ngrams
 
-    assert ngrams["extras"] == ["skip", "negation"]
-    assert load_classifier(tmp_path / "runs/on").model.ngram_extras == ("skip", "negation")
-    shutil.copytree(tmp_path / "runs/on", tmp_path / "runs/before")
-    config = json.loads((tmp_path / "runs/before/config.json").read_text())
-    del config["task"]["ngrams"]["extras"]
-    (tmp_path / "runs/before/config.json").write_text(json.dumps(config))
-    before = load_classifier(tmp_path / "runs/before").model
-    assert before.ngram_extras == ()
-    assert np.array_equal(text_ngrams(before, ["not a story"])[0], ngram_ids("not a story", 1 << 20, ()))
-    assert not np.array_equal(ngram_ids("not a story", 1 << 20, ()), ngram_ids("not a story", 1 << 20))
+    assert ngrams["extras"] == ["skip", "negation", "apart"]
+    on = load_classifier(tmp_path / "runs/on").model
+    assert on.ngram_extras == ("skip", "negation", "apart") and on.ngram_chars == (3, 6)
+    assert np.array_equal(text_ngrams(on, ["not a story"])[0], ngram_ids("not a story"))
+    config = json.loads((tmp_path / "runs/on/config.json").read_text())
+    for name, extras in ("before", None), ("one-table", ["skip", "negation"]):
+        shutil.copytree(tmp_path / "runs/on", tmp_path / "runs" / name)
+        old = json.loads(json.dumps(config))
+        old["task"]["ngrams"].update(buckets=1 << 20, chars=[3, 5], C=0.1)
+        if extras is None:
+            del old["task"]["ngrams"]["extras"]
+        else:
+            old["task"]["ngrams"]["extras"] = extras
+        (tmp_path / "runs" / name / "config.json").write_text(json.dumps(old))
+        weights = load_file(tmp_path / "runs" / name / "model.safetensors")
+        weights["ngram_weight"] = weights["ngram_weight"][: 1 << 20].clone()
+        save_file(weights, tmp_path / "runs" / name / "model.safetensors")
+        model = load_classifier(tmp_path / "runs" / name).model
+        assert model.ngram_extras == tuple(extras or ()) and model.ngram_chars == (3, 5)
+        expected = ngram_ids("not a story", 1 << 20, tuple(extras or ()), (3, 5))
+        assert np.array_equal(text_ngrams(model, ["not a story"])[0], expected)
+        assert expected.max() < 1 << 20 and not np.array_equal(expected, ngram_ids("not a story", 1 << 20))
     # A run whose n-grams read something this charnn does not know is refused, not misread.
     shutil.copytree(tmp_path / "runs/on", tmp_path / "runs/future")
     config["task"]["ngrams"]["extras"] = ["skip", "emoji"]
@@ -741,14 +757,14 @@ def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kep
     ids = lambda texts: [ngram_ids(t) for t in texts]  # noqa: E731
     ys = lambda part: np.asarray([index[x] for x in part.labels])  # noqa: E731
     # Validation reads the logits of a model of the training texts alone, its C chosen on the held-out ones...
-    alone = fit(ids(train.texts), ys(train), 2, ids(val.texts), ys(val))
+    alone = fit(ids(train.texts), ys(train), 2, ids(val.texts), ys(val), apart=True)
     saved_logits = parse_logits((folder / VAL_NGRAMS_FILE).read_text(), 2)
     assert saved_logits.shape == (len(val), 2)
     assert torch.equal(saved_logits, alone.heldout_logits)
     flat, offsets = bag(ids(val.texts))  # the same logits as the fitted table's, read as the model reads it
     table = F.embedding_bag(flat, alone.weight, offsets, mode="sum") + alone.bias
     assert torch.allclose(saved_logits, table, atol=1e-5)
-    assert task["ngrams"]["C"] == alone.penalty and task["ngrams"]["heldout_accuracy"] == alone.heldout_accuracy
+    assert task["ngrams"]["C"] == list(alone.penalties) and task["ngrams"]["heldout_accuracy"] == alone.heldout_accuracy
     # ... while the table the run keeps was fitted with that C on every text, held-out ones included.
     every = fit(
         ids(train.texts + val.texts),
@@ -756,7 +772,8 @@ def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kep
         2,
         [],
         ys(val)[:0],
-        penalties=(alone.penalty,),
+        apart=True,
+        chosen=alone.penalties,
     )
     kept = load_file(folder / "model.safetensors")
     assert torch.equal(kept["ngram_weight"], every.weight) and torch.equal(kept["ngram_bias"], every.bias)
@@ -765,7 +782,7 @@ def test_the_held_out_texts_judge_an_ngram_model_fitted_without_them_and_the_kep
     # A --val file is the user's own held-out data: the n-grams never learn from it.
     train_classifier(train, tmp_path / "given", {"hidden": 8, "embed": 4}, config, val=val)
     given = json.loads((tmp_path / "given/config.json").read_text())["task"]["ngrams"]
-    assert given["fitted_on"] == "train" and given["C"] == alone.penalty
+    assert given["fitted_on"] == "train" and given["C"] == list(alone.penalties)
     assert torch.equal(load_file(tmp_path / "given/model.safetensors")["ngram_weight"], alone.weight)
     # A damaged file stops a resume with one line, before any step.
     (folder / VAL_NGRAMS_FILE).write_text("1.0\tnot a number\n")

@@ -84,7 +84,7 @@ class SentenceClassifier(Encoder):
 
     def __init__(
         self, config: ModelConfig, labels: int, pool: str = "attention", ngram_buckets: int = 0,
-        ngram_extras: tuple[str, ...] = (),
+        ngram_extras: tuple[str, ...] = (), ngram_chars: tuple[int, int] = (3, 5),
     ) -> None:  # fmt: skip
         if pool not in POOLS:
             raise ConfigError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}")
@@ -96,6 +96,7 @@ class SentenceClassifier(Encoder):
         self.head = nn.Linear(self.width * (2 if pool == "mean-max" else 1), labels)
         self.ngram_buckets = ngram_buckets
         self.ngram_extras = tuple(ngram_extras)  # what its n-grams read beyond words and characters (config.json)
+        self.ngram_chars = (int(ngram_chars[0]), int(ngram_chars[1]))  # the lengths of its character n-grams
         if ngram_buckets:
             self.register_buffer("ngram_weight", torch.zeros(ngram_buckets, labels))
             self.register_buffer("ngram_bias", torch.zeros(labels))

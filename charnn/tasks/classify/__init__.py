@@ -32,7 +32,7 @@ class Classifier(EncoderTask):
 
         task = run_config["task"]
         from charnn.errors import CheckpointError
-        from charnn.tasks.classify.ngrams import EXTRAS
+        from charnn.tasks.classify.ngrams import EXTRAS, OLD_CHAR_GRAMS
 
         ngrams = task.get("ngrams") or {}
         unknown = sorted(set(ngrams.get("extras", ())) - set(EXTRAS))
@@ -43,6 +43,7 @@ class Classifier(EncoderTask):
         return SentenceClassifier(
             model_config, len(task["labels"]), task.get("pool", "attention"), ngrams.get("buckets", 0),
             tuple(ngrams.get("extras", ())),  # a run made before the extras reads without them
+            tuple(ngrams.get("chars", OLD_CHAR_GRAMS)),
         )  # fmt: skip
 
     @classmethod

@@ -88,7 +88,7 @@ def train_classifier(
             "val_texts": len(val_part),
         },
         network=lambda model_config: SentenceClassifier(
-            model_config, len(labels), pool, BUCKETS if ngrams else 0, EXTRAS if ngrams else ()
+            model_config, len(labels), pool, BUCKETS if ngrams else 0, EXTRAS if ngrams else (), CHAR_GRAMS
         ),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         note=note,
@@ -114,18 +114,21 @@ def _fit_ngrams(
     index = {label: i for i, label in enumerate(labels)}
     train_ids, val_ids = text_ngrams(model, train.texts), text_ngrams(model, val.texts)  # as the run will read them
     train_y, val_y = np.asarray([index[x] for x in train.labels]), np.asarray([index[x] for x in val.labels])
-    fitted = ngram_fit(train_ids, train_y, len(labels), val_ids, val_y)
+    buckets, apart = model.ngram_buckets, "apart" in model.ngram_extras
+    fitted = ngram_fit(train_ids, train_y, len(labels), val_ids, val_y, buckets, apart=apart)
     files[VAL_NGRAMS_FILE] = format_logits(fitted.heldout_logits)
     kept = fitted
     if refit:
         every_y = np.concatenate([train_y, val_y])
-        kept = ngram_fit(train_ids + val_ids, every_y, len(labels), [], val_y[:0], penalties=(fitted.penalty,))
+        kept = ngram_fit(
+            train_ids + val_ids, every_y, len(labels), [], val_y[:0], buckets, apart=apart, chosen=fitted.penalties
+        )
     with torch.no_grad():
         model.ngram_weight.copy_(kept.weight)
         model.ngram_bias.copy_(kept.bias)
     task["ngrams"].update(
-        C=fitted.penalty, ngrams_seen=kept.seen, heldout_accuracy=fitted.heldout_accuracy,
-        fitted_on="train+validation" if refit else "train",
+        C=list(fitted.penalties) if apart else fitted.penalties[0], ngrams_seen=kept.seen,
+        heldout_accuracy=fitted.heldout_accuracy, fitted_on="train+validation" if refit else "train",
     )  # fmt: skip
 
 

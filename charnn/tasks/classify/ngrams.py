@@ -2,11 +2,12 @@
 
 A recurrent encoder learns slowly what a bag of n-grams sees at once: that a text holds "not
 funny" or "-ish". Beside the encoder, a classifier run keeps a linear model of each text's word
-1-2-grams, character 3-5-grams, word pairs one word apart and words in a negation's reach
+1-2-grams, word pairs one word apart and words in a negation's reach, and of its character 3-6-grams
 (``ngram_ids``), fitted before the encoder trains, in a few
 seconds: each n-gram present counts once, scaled by its naive-Bayes log-count ratio between a
 label and the rest (Wang and Manning's NBSVM, with a logistic loss), and the weights are fitted
-one label against the rest with an L2 penalty whose strength is chosen on the held-out texts.
+one label against the rest with an L2 penalty whose strength is chosen on the held-out texts, the
+words' n-grams and the characters' each with their own (``fit``).
 
 The n-grams are hashed into ``BUCKETS`` rows, so the run keeps no vocabulary: the fitted table
 (buckets x labels, naive-Bayes ratios folded in) is a buffer of the network and sits in its
@@ -26,13 +27,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BUCKETS = 1 << 20
-"""Rows of the hashed n-gram table: about 1M, so that a few hundred thousand n-grams rarely share one."""
+BUCKETS = 1 << 21
+"""Rows of a new run's hashed n-gram table: about 1M for the words' n-grams and 1M for the characters' ("apart"),
+so that a few hundred thousand n-grams rarely share one. Runs made before "apart" kept 1M for both together."""
 WORD_GRAMS = (1, 2)
-CHAR_GRAMS = (3, 5)
-EXTRAS = ("skip", "negation")
+CHAR_GRAMS = (3, 6)
+"""The lengths of a new run's character n-grams; a run made before "apart" read 3-5 (config.json's ``chars``)."""
+OLD_CHAR_GRAMS = (3, 5)
+EXTRAS = ("skip", "negation", "apart")
 """What a new run's n-grams read beside WORD_GRAMS and CHAR_GRAMS (``ngram_ids``); config.json names them, so
-a run made before them keeps reading its texts as it was fitted (``extras=()``)."""
+a run made before them keeps reading its texts as it was fitted (``extras=()``). "apart" is the table's layout:
+the words' n-grams in its first half, the characters' in its second, each half fitted alone (``fit``)."""
 NEGATIONS = frozenset({"not", "no", "never", "nothing", "nobody", "none", "nor", "neither", "nowhere", "cannot",
                        "t", "without", "hardly", "barely"})  # fmt: skip
 """Words that open a negated stretch; "t" is the end of "isn't", "don't", which the words split as isn ' t."""
@@ -59,32 +64,36 @@ def _finish(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def ngram_ids(text: str, buckets: int = BUCKETS, extras: tuple[str, ...] | list[str] = EXTRAS) -> np.ndarray:
-    """The sorted, distinct bucket ids (int64) of ``text``'s lower-cased word 1-2-grams and character 3-5-grams,
-    and of what ``extras`` names.
+def ngram_ids(
+    text: str, buckets: int = BUCKETS, extras: tuple[str, ...] | list[str] = EXTRAS, chars: tuple[int, int] = CHAR_GRAMS
+) -> np.ndarray:
+    """The sorted, distinct bucket ids (int64) of ``text``'s lower-cased word 1-2-grams and character n-grams
+    (of the lengths ``chars`` spans, both ends included), and of what ``extras`` names.
 
     Words are runs of letters and digits, and each other visible character alone; the
     character n-grams read the words joined by single spaces, with a space at each end, so
     that " no" and "ing " mark where words start and end. Extras: "skip", each pair of words
     one word apart ("not _ funny" in "not very funny"); "negation", each word between a
     negation ("not", "never", "n't", ...) and the next punctuation as a word of its own kind
-    (the "funny" of "not very funny" is not the "funny" of "very funny"). The ids depend only on
-    the text, ``buckets`` and ``extras`` (no per-process hash salt): a run predicts the same on any
-    machine.
+    (the "funny" of "not very funny" is not the "funny" of "very funny"); "apart", the words' n-grams
+    (all but the characters') in the first half of the buckets and the characters' in the second. The ids
+    depend only on the text, ``buckets``, ``extras`` and ``chars`` (no per-process hash salt): a run
+    predicts the same on any machine.
     """
-    return ngram_ids_many([text], buckets, extras)[0]
+    return ngram_ids_many([text], buckets, extras, chars)[0]
 
 
 def ngram_ids_many(
-    texts: list[str] | tuple[str, ...], buckets: int = BUCKETS, extras: tuple[str, ...] | list[str] = EXTRAS
-) -> list[np.ndarray]:
+    texts: list[str] | tuple[str, ...], buckets: int = BUCKETS, extras: tuple[str, ...] | list[str] = EXTRAS,
+    chars: tuple[int, int] = CHAR_GRAMS,
+) -> list[np.ndarray]:  # fmt: skip
     """``ngram_ids`` of each of ``texts``, hashed together: the same arrays, in a few array operations for
     the whole batch instead of a few for each text (prediction reads hundreds of short texts at once)."""
     if len(texts) > CHUNK:  # a training set of millions of texts is hashed a chunk at a time
         return [
             ids
             for start in range(0, len(texts), CHUNK)
-            for ids in ngram_ids_many(texts[start : start + CHUNK], buckets, extras)
+            for ids in ngram_ids_many(texts[start : start + CHUNK], buckets, extras, chars)
         ]
     if not texts:
         return []
@@ -107,10 +116,11 @@ def ngram_ids_many(
             negated = np.concatenate([_negated(found) for found in lists])
             parts.append(hashed[negated] * _M + np.uint64(4))
             whose.append(owner[negated])
+        words_end = sum(len(part) for part in parts)  # the ids before it are the words' n-grams
         joined = [" " + " ".join(found) + " " for found in lists]
         codes = np.frombuffer("".join(joined).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
         at = np.repeat(np.arange(len(texts)), [len(line) for line in joined])  # the text of each character
-        for n in range(CHAR_GRAMS[0], CHAR_GRAMS[1] + 1):
+        for n in range(chars[0], chars[1] + 1):
             count = len(codes) - n + 1
             if count <= 0:
                 break
@@ -120,7 +130,10 @@ def ngram_ids_many(
             inside = at[:count] == at[n - 1 :]  # no n-gram runs from one text into the next
             parts.append(h[inside])
             whose.append(at[:count][inside])
-        every = (_finish(np.concatenate(parts)) % np.uint64(buckets)).astype(np.int64)
+        apart = "apart" in extras
+        every = (_finish(np.concatenate(parts)) % np.uint64(buckets // 2 if apart else buckets)).astype(np.int64)
+        if apart:
+            every[words_end:] += buckets // 2
     keys = np.sort(np.concatenate(whose) * buckets + every)  # by text, then by id
     first = np.ones(len(keys), dtype=bool)
     first[1:] = keys[1:] != keys[:-1]
@@ -170,8 +183,8 @@ class Fitted:
     """(buckets, labels): each n-gram's weight for each label, the naive-Bayes ratio folded in."""
     bias: torch.Tensor
     """(labels,)"""
-    penalty: float
-    """The C the held-out texts chose."""
+    penalties: tuple[float, ...]
+    """The C the held-out texts chose for each part: (words, characters) with "apart", else one for all."""
     heldout_accuracy: float
     """The n-grams' accuracy alone on the held-out texts."""
     heldout_logits: torch.Tensor
@@ -182,7 +195,8 @@ class Fitted:
 
 def fit(
     train_ids: list[np.ndarray], targets: np.ndarray, labels: int, held_ids: list[np.ndarray], held_targets: np.ndarray,
-    buckets: int = BUCKETS, penalties: tuple[float, ...] = PENALTIES,
+    buckets: int = BUCKETS, penalties: tuple[float, ...] = PENALTIES, apart: bool = False,
+    chosen: tuple[float, ...] | None = None,
 ) -> Fitted:  # fmt: skip
     """The n-gram model of the training texts (their ids and label indices), C chosen by held-out log-loss.
 
@@ -190,9 +204,38 @@ def fit(
     The loss, not the accuracy, chooses: on a few hundred held-out texts two C differ in accuracy by a
     handful of texts, which is chance, while the loss weighs every text's probability (on fifteen
     splits of sentiment-mr's training rows, accuracy chose C=1 six times and lost 0.25 points on
-    the folds' test rows; the loss chose 0.1 each time). Ties go to the higher accuracy. With one of
-    ``penalties`` (a C chosen before), no held-out texts are needed.
+    the folds' test rows; the loss chose 0.1 each time). Ties go to the higher accuracy. With
+    ``chosen`` (each part's C, chosen before), no held-out texts are needed.
+
+    With ``apart`` (the ids of "apart" in ``ngram_ids``), the words' half of the buckets and the
+    characters' half are two models, each fitted alone with its own C, and a text's logits are
+    their sum. Words want a weaker penalty than characters (C 0.3-1 against 0.03-0.1 on
+    sentiment-mr's folds); one C for both made the n-grams read 0.787 on three cuts of five folds of its
+    training rows, two 0.793 (docs/benchmarks.md).
     """
+    if not apart:
+        return _fit_part(train_ids, targets, labels, held_ids, held_targets, buckets, chosen or penalties)
+    half = buckets // 2
+    fits = []
+    for second in (False, True):  # the words' half, then the characters'
+        train_part = [x[(x >= half) == second] for x in train_ids]
+        held_part = [x[(x >= half) == second] for x in held_ids]
+        given = (chosen[second],) if chosen else penalties
+        fits.append(_fit_part(train_part, targets, labels, held_part, held_targets, buckets, given))
+    logits = fits[0].heldout_logits + fits[1].heldout_logits
+    held_y = torch.from_numpy(np.asarray(held_targets, dtype=np.int64))
+    accuracy = float((logits.argmax(1) == held_y).float().mean()) if len(held_ids) else 0.0
+    return Fitted(
+        fits[0].weight + fits[1].weight, fits[0].bias + fits[1].bias, fits[0].penalties + fits[1].penalties,
+        accuracy, logits, fits[0].seen + fits[1].seen,
+    )  # fmt: skip
+
+
+def _fit_part(
+    train_ids: list[np.ndarray], targets: np.ndarray, labels: int, held_ids: list[np.ndarray], held_targets: np.ndarray,
+    buckets: int, penalties: tuple[float, ...],
+) -> Fitted:  # fmt: skip
+    """``fit`` of one model over all the ids given."""
     seen, columns = np.unique(np.concatenate(train_ids or [np.zeros(0, dtype=np.int64)]), return_inverse=True)
     rows = np.repeat(np.arange(len(train_ids)), [len(x) for x in train_ids])
     x = _sparse(rows, columns, (len(train_ids), len(seen))), _sparse(columns, rows, (len(seen), len(train_ids)))
@@ -232,7 +275,7 @@ def fit(
     accuracy, _, penalty, effective, b, logits = best
     weight = torch.zeros(buckets, labels)
     weight[torch.from_numpy(seen)] = effective
-    return Fitted(weight, b, penalty, accuracy, logits, len(seen))
+    return Fitted(weight, b, (penalty,), accuracy, logits, len(seen))
 
 
 def _sparse(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:

@@ -145,7 +145,7 @@ def choose_share(encoder: torch.Tensor, ngrams: torch.Tensor, target: torch.Tens
 def text_ngrams(model, texts: tuple[str, ...] | list[str]) -> list[np.ndarray] | None:  # noqa: ANN001
     """Each text's n-gram ids when ``model`` has an n-gram part, else None."""
     buckets, extras = getattr(model, "ngram_buckets", 0), getattr(model, "ngram_extras", ())
-    return ngram_ids_many(texts, buckets, extras) if buckets else None
+    return ngram_ids_many(texts, buckets, extras, model.ngram_chars) if buckets else None
 
 
 @torch.inference_mode()
