@@ -136,17 +136,17 @@ def part_warm(work: Path, args: argparse.Namespace) -> dict:
     text.write_text("\n".join(rows.texts) + "\n", encoding="utf-8")
     # The classifier's shape; heavy dropout and tied weights, as 1M characters overfit a language
     # model within a minute: its best held-out loss and the warm start both gain (docs/classifying.md).
-    shape = ["--tokenizer", "bpe", "--vocab-size", "4000", "--layers", "1", "--hidden", "256", "--embed", "128"]
+    tokenizer = ["--tokenizer", "bpe", "--vocab-size", "4000"]  # the reverse model borrows the forward one's
+    shape = ["--layers", "1", "--hidden", "256", "--embed", "128"]
     shape += ["--dropout", "0.5", "--tie-weights", "--embed-init", args.lm_embed_init]
     fwd, bwd = work / "lm-fwd", work / "lm-bwd"
-    if args.reuse and all(_made_so(lm, args) for lm in (fwd, bwd)):
-        print(f"reusing the language models in {work}", flush=True)
-    else:
-        charnn("train", text, "--out", fwd, "--time", args.lm_time, *shape, "--overwrite", capture=False)
-        charnn(
-            "train", text, "--out", bwd, "--time", args.lm_time, "--reverse", "--tokenizer-from", fwd, *shape,
-            "--overwrite", capture=False,
-        )  # fmt: skip
+    reused = True
+    for lm, own in (fwd, tokenizer), (bwd, ["--reverse", "--tokenizer-from", fwd]):
+        if args.reuse and reused and _made_so(lm, args):  # the reverse one only beside the same forward one
+            print(f"reusing the language model in {lm}", flush=True)
+            continue
+        reused = False
+        charnn("train", text, "--out", lm, "--time", args.lm_time, *own, *shape, "--overwrite", capture=False)
     lm = [json.loads((f / "config.json").read_text())["results"]["val_bits_per_char"] for f in (fwd, bwd)]
     print(
         f"language models, {args.lm_time} each, --embed-init {args.lm_embed_init}: "

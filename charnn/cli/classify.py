@@ -84,7 +84,7 @@ def classify_train(
         bool | None,
         typer.Option(
             help="Beside the encoder, a naive-Bayes-weighted regression over each text's word 1-2-grams and "
-            "character 3-5-grams, fitted in seconds and mixed in as the held-out texts choose "
+            "character 3-6-grams, fitted in seconds and mixed in as the held-out texts choose "
             "\\[default: ngrams].",
             show_default=False,
             rich_help_panel=options.MODEL,
