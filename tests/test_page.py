@@ -346,11 +346,22 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
     source = tmp_path / "text.txt"
     styled = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
     assert styled == pytest.approx(charnn_eval(source, text, runs[4], "--style", blend)["bits_per_char"], rel=1e-5)
+    # under a style that reads records (a blend's largest part), the text is read and counted as on a record run
+    blend, names = "prose=0.2,names=0.8", "Crimson Dawn\nBlue Sky\n"
+    fill(browser, "score-text", names)
+    fill(browser, "score-style", blend)
+    browser.find_element(By.ID, "score-go").click()
+    wait_for(browser, lambda d: "record's end" in d.find_element(By.ID, "score-bpc").text)
+    assert "over 22 characters" in browser.find_element(By.ID, "score-bpc").text
+    styled = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
+    scored = charnn_eval(source, names, runs[4], "--style", blend)
+    assert scored["chars"] == 22 and styled == pytest.approx(scored["bits_per_char"], rel=1e-5)
     # a record run: one record, and the figure says that charnn eval also counts the record's end
     Select(browser.find_element(By.ID, "score-model")).select_by_value("records")
     fill(browser, "score-text", "Crimson Dawn")
     browser.find_element(By.ID, "score-go").click()
-    wait_for(browser, lambda d: "record's end" in d.find_element(By.ID, "score-bpc").text)
+    wait_for(browser, lambda d: "over 12 characters" in d.find_element(By.ID, "score-bpc").text)
+    assert "record's end" in browser.find_element(By.ID, "score-bpc").text
     record = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
     scored = charnn_eval(source, "Crimson Dawn", runs[1])
     assert scored["chars"] == len("Crimson Dawn") + 1  # the record's end

@@ -66,6 +66,11 @@ def test_models_lists_each_run_with_its_kind_and_what_it_predicts(client):
     assert all(m["object"] == "model" and m["owned_by"] == "charnn" for m in models.values())
     assert models["lm"]["kind"] == "lm" and models["lm"]["endpoint"] == "/v1/completions"
     assert models["styles"]["styles"] == ["prose", "names"]
+    assert models["styles"]["style_records"] == [  # what each style reads: the page counts a score by it
+        {"records": None, "separator": None},
+        {"records": "one record a line", "separator": models["records"]["separator"]},
+    ]
+    assert models["styles"]["records"] is None and models["lm"]["style_records"] is None
     assert models["records"]["records"] == "one record a line"
     assert models["classifier"]["labels"] == ["recipe", "story"]
     assert models["tagger"]["tags"] == ["B-name", "O", "I-name"]

@@ -241,6 +241,22 @@ function offerStyles(view, m) {
   return styles;
 }
 
+// What a run reads under a style or blend (its records and separator, from /v1/models' style_records): that of
+// the style with the largest weight, the first of the run's styles among equals, as the server picks it. A run
+// without styles, or a style the page cannot read (the server says what is wrong), reads as the run does.
+function readAs(m, spec) {
+  if (!m || !m.styles || !m.style_records || !spec) return m;
+  const weights = m.styles.map(() => 0);
+  const parts = spec.split(",").map((p) => p.trim());
+  for (const part of parts.length === 1 && !parts[0].includes("=") ? [`${parts[0]}=1`] : parts) {
+    const [name, weight] = part.split("=").map((p) => p.trim());
+    const i = m.styles.indexOf(name);
+    if (i >= 0) weights[i] = Number(weight);
+  }
+  const main = weights.reduce((best, w, i) => (w > weights[best] ? i : best), 0);
+  return weights[main] > 0 ? { ...m, ...m.style_records[main] } : m;
+}
+
 // The model a view's select names, or null where none of its kind is served (said in the status line).
 function chosen(selectId, noun) {
   const id = $(selectId).value;
@@ -255,6 +271,12 @@ function modelChanged() {
   if (state.write.abort) state.write.abort.abort();  // a stream goes on under the model that began it: stop it
   const m = model($("write-model").value);
   offerStyles("write", m);
+  anotherShown();
+}
+
+// Another (a new record) is offered where the run, or the style asked for, reads records.
+function anotherShown() {
+  const m = readAs(model($("write-model").value), $("write-style").value.trim());
   $("write-another").hidden = !(m && m.records);
 }
 
@@ -330,7 +352,7 @@ function choose(index, text, logprob) {
   w.entries = w.entries.slice(0, index).concat([{ text, logprob, top, chosen: true }]);
   $("inspect").hidden = true;
   renderWrite();
-  const m = model($("write-model").value);
+  const m = readAs(model($("write-model").value), $("write-style").value.trim());
   if (m && m.records && text === "") {  // a record run's end ("" in the alternatives): the record ends here
     say("The record ends here; Another writes the next one.");
     return;
@@ -340,6 +362,7 @@ function choose(index, text, logprob) {
 
 function setUpWrite() {
   $("write-model").addEventListener("change", modelChanged);
+  $("write-style").addEventListener("input", anotherShown);
   $("write-go").addEventListener("click", () => {
     state.write.history.push(state.write.entries.slice());
     state.write.entries = [];
@@ -422,7 +445,7 @@ async function score() {
       body.style = style;
     }
     const out = await post("/v1/completions", body);
-    if (latest("score", n)) showScore(entriesOf(out.choices[0].logprobs), m);
+    if (latest("score", n)) showScore(entriesOf(out.choices[0].logprobs), readAs(m, body.style));
   } catch (error) { if (latest("score", n)) say(error.message); }
 }
 

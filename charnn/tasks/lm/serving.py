@@ -64,12 +64,12 @@ class CompletionService:
             "endpoint": "/v1/completions",
             "tokenizer": self.tokenizer.kind,
             "max_tokens_counts": "characters",
-            "records": fmt.describe() if fmt else None,
-            "separator": fmt.pattern if fmt else None,
+            **_described(fmt),
             "cell": self.model.config.cell,
             "layers": self.model.config.layers,
             "hidden": self.model.config.hidden,
             "styles": self.styles or None,
+            "style_records": [_described(_format(s)) for s in run_styles(self.run.config)] or None,
             "reverse": bool((self.run.config.get("task") or {}).get("reverse")),
         }
 
@@ -276,6 +276,11 @@ class CompletionService:
 def _format(task: dict[str, Any]) -> RecordFormat | None:
     spec = task.get("records")
     return RecordFormat.from_dict(spec) if spec else None
+
+
+def _described(fmt: RecordFormat | None) -> dict[str, Any]:
+    """How the page words and counts a score under a style: its records, and its separator's expression."""
+    return {"records": fmt.describe() if fmt else None, "separator": fmt.pattern if fmt else None}
 
 
 def _record_start(prompt: str, fmt: RecordFormat | None) -> str:
