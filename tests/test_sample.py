@@ -381,3 +381,51 @@ def test_drawing_tokens_ahead_as_on_a_gpu_gives_the_same_text(trained_run, monke
     ahead = [generate_text(run, prime="The ", **case) for case in cases]
     assert ahead == one_at_a_time
     assert len(ahead[1][0]) == 7 and "e " not in ahead[2][0] and len(ahead[2][0]) < 400
+
+
+@pytest.mark.parametrize("path", ["host", "device"])
+def test_a_served_rows_draw_is_its_own_whatever_its_neighbours_cut(path):
+    """The server's batch draws each row with its own settings and random stream: a row that cuts
+    nothing draws the same tokens alone and beside rows that cut (top-k, top-p), and those keep to their cut.
+    ``device``: the arithmetic a GPU runs, here on the CPU."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from charnn.config import ModelConfig
+    from charnn.model import RecurrentLM
+    from charnn.tasks.lm.batcher import Batcher
+
+    vocab = 60
+    batcher = Batcher(RecurrentLM(ModelConfig(vocab_size=vocab, layers=1, hidden=16, embed=8)).eval())
+    logits = torch.randn(4, vocab, generator=torch.Generator().manual_seed(0)) * 2
+    settings = [(1.0, 0, 1.0), (0.8, 5, 1.0), (1.2, 0, 0.6), (1.0, 3, 0.9)]  # temperature, top_k, top_p
+
+    def draws(rows: list[int]) -> np.ndarray:
+        batcher.rows = [
+            SimpleNamespace(
+                temperature=settings[i][0],
+                top_k=settings[i][1],
+                top_p=settings[i][2],
+                rng=np.random.default_rng([7, i]),
+                banned=torch.zeros(vocab, dtype=torch.bool),
+                utf8=SimpleNamespace(enabled=False),
+                healing=SimpleNamespace(active=lambda: False),
+                top_logprobs=None,
+                biases=None,
+            )  # fmt: skip
+            for i in rows
+        ]
+        batcher._settings()
+        draw = batcher._draw_on_host if path == "host" else batcher._draw_on_device
+        return np.array(
+            [np.asarray(draw(logits[rows].numpy() if path == "host" else logits[rows])) for _ in range(300)]
+        )
+
+    together = draws([0, 1, 2, 3])
+    for i in range(4):
+        assert (draws([i])[:, 0] == together[:, i]).all(), f"row {i} drew otherwise beside the others"
+    assert len(set(together[:, 0])) > 10  # the uncut row reaches far down its distribution
+    assert set(together[:, 1]) <= set(torch.topk(logits[1], 5).indices.tolist())
+    assert set(together[:, 3]) <= set(torch.topk(logits[3], 3).indices.tolist())
+    assert len(set(together[:, 2])) < len(set(together[:, 0]))

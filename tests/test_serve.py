@@ -421,8 +421,8 @@ async def _seeded(url: str, prompts: list[tuple[str, int]], others: int) -> list
     """Each (prompt, seed)'s sampled text and its tokens' logprobs, streamed among ``others``."""
     async with httpx.AsyncClient(base_url=url, timeout=120, trust_env=False) as c:
 
-        async def one(prompt: str, seed: int) -> tuple[str, list[float]]:
-            body = {"model": "lm", "prompt": prompt, "max_tokens": 120, "temperature": 1.0, "seed": seed}
+        async def one(prompt: str, seed: int, cut: dict | None = None) -> tuple[str, list[float]]:
+            body = {"model": "lm", "prompt": prompt, "max_tokens": 120, "temperature": 1.0, "seed": seed, **(cut or {})}
             text, logprobs = "", []
             async with c.stream("POST", "/v1/completions", json={**body, "logprobs": 1, "stream": True}) as response:
                 async for line in response.aiter_lines():
@@ -432,7 +432,8 @@ async def _seeded(url: str, prompts: list[tuple[str, int]], others: int) -> list
                             logprobs += (choice.get("logprobs") or {}).get("token_logprobs") or []
             return text, logprobs
 
-        crowd = [(f"{i} and {i * 5 % 11}: ", i) for i in range(others)]
+        cuts = [{}, {"top_p": 0.8}, {"top_k": 5}]  # a neighbour that cuts changes no other row's draw
+        crowd = [(f"{i} and {i * 5 % 11}: ", i, cuts[i % 3]) for i in range(others)]
         return (await asyncio.gather(*(one(*p) for p in prompts + crowd)))[: len(prompts)]
 
 

@@ -230,7 +230,13 @@ class Batcher:
         # A top_k of the vocabulary or more cuts nothing (and may not fit a tensor's int64).
         self.top_k = torch.tensor([r.top_k if 0 < r.top_k < vocab else 0 for r in rows], device=device)
         self.top_p = torch.tensor([r.top_p for r in rows], device=device)
-        self.cuts = any(0 < r.top_k < vocab for r in rows) or any(r.top_p < 1 for r in rows)
+        cutting = [0 < r.top_k < vocab or r.top_p < 1 for r in rows]
+        self.cuts = any(cutting)
+        """Whether some row cuts (top-k, top-p): those rows draw over their sorted probabilities, the others
+        over their own order, as they would alone (one uniform number picks another token in another order)."""
+        self.cutting = torch.tensor(cutting, device=device)[:, None]
+        self.host_cutting = np.flatnonzero(cutting) if self.cuts and not all(cutting) else None
+        """The rows that cut where only some do (None where all or none do)."""
         self.host_temperature = np.array(divisors)
         self.host_greedy = np.array([r.temperature == 0 for r in rows])
         self.all_greedy = bool(self.host_greedy.all())
@@ -273,24 +279,25 @@ class Batcher:
         """One token a row, each by its own temperature, top-k, top-p and random stream."""
         if self.device.type == "cpu":
             return torch.from_numpy(self._draw_on_host(logits.numpy()))
+        return self._draw_on_device(logits)
+
+    def _draw_on_device(self, logits: torch.Tensor) -> torch.Tensor:
+        """_draw with torch on the logits' device (a GPU's: no copy to the host before the draw)."""
         greedy = logits.argmax(dim=-1)
         if bool(self.greedy.all()):
             return greedy
         scaled = logits / self.temperature  # (B, V)
         uniform = torch.tensor([r.rng.random() for r in self.rows], device=self.device, dtype=torch.float64)
-        if self.cuts:
-            scaled, order = torch.sort(scaled, dim=-1, descending=True)
-            probs = scaled.softmax(dim=-1)
+        picked = _pick(scaled.softmax(dim=-1), uniform)
+        if self.cuts:  # the rows that cut draw in sorted order; the others keep theirs
+            ordered, order = torch.sort(scaled, dim=-1, descending=True)
+            probs = ordered.softmax(dim=-1)
             rank = torch.arange(probs.shape[1], device=self.device)[None, :]  # (1, V)
             k = torch.where(self.top_k > 0, self.top_k, probs.shape[1])[:, None]  # (B, 1)
             before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each
             drop = (rank >= k) | ((before >= self.top_p[:, None]) & (self.top_p[:, None] < 1))
-            probs = probs.masked_fill(drop, 0.0)
-        else:
-            probs = scaled.softmax(dim=-1)
-        cdf = probs.double().cumsum(dim=-1)  # (B, V)
-        pick = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp_(max=cdf.shape[1] - 1)
-        picked = order.gather(1, pick) if self.cuts else pick
+            cut = order.gather(1, _pick(probs.masked_fill(drop, 0.0), uniform))
+            picked = torch.where(self.cutting, cut, picked)
         return torch.where(self.greedy, greedy, picked[:, 0])
 
     def _draw_on_host(self, logits: np.ndarray) -> np.ndarray:
@@ -302,19 +309,24 @@ class Batcher:
         scaled = logits.astype(np.float64) / self.host_temperature[:, None]  # (B, V)
         scaled -= scaled.max(axis=1, keepdims=True)
         uniform = np.array([r.rng.random() for r in self.rows])
-        if self.cuts:
-            order = np.argsort(-scaled, axis=1, kind="stable")
-            probs = np.exp(np.take_along_axis(scaled, order, axis=1))
-            before = (np.cumsum(probs, axis=1) - probs) / probs.sum(axis=1, keepdims=True)
-            rank = np.arange(probs.shape[1])[None, :]
-            probs[(rank >= self.host_top_k[:, None]) | (before >= self.host_top_p[:, None])] = 0.0
-        else:
-            probs = np.exp(scaled)
-        cdf = np.cumsum(probs, axis=1)
-        pick = np.minimum((cdf <= (uniform * cdf[:, -1])[:, None]).sum(axis=1), cdf.shape[1] - 1)
-        if self.cuts:
-            pick = np.take_along_axis(order, pick[:, None], axis=1)[:, 0]
+        if not self.cuts:
+            pick = _pick_on_host(np.exp(scaled), uniform)
+        elif self.host_cutting is None:
+            pick = self._cut_on_host(scaled, uniform, slice(None))
+        else:  # the rows that cut draw in sorted order; the others keep theirs, as they would alone
+            pick = _pick_on_host(np.exp(scaled), uniform)
+            rows = self.host_cutting
+            pick[rows] = self._cut_on_host(scaled[rows], uniform[rows], rows)
         return np.where(self.host_greedy, greedy, pick)
+
+    def _cut_on_host(self, scaled: np.ndarray, uniform: np.ndarray, rows: Any) -> np.ndarray:
+        """The draw of ``rows`` (their ``scaled`` logits) over their probabilities sorted, top-k and top-p cut."""
+        order = np.argsort(-scaled, axis=1, kind="stable")
+        probs = np.exp(np.take_along_axis(scaled, order, axis=1))
+        before = (np.cumsum(probs, axis=1) - probs) / probs.sum(axis=1, keepdims=True)
+        rank = np.arange(probs.shape[1])[None, :]
+        probs[(rank >= self.host_top_k[rows, None]) | (before >= self.host_top_p[rows, None])] = 0.0
+        return np.take_along_axis(order, _pick_on_host(probs, uniform)[:, None], axis=1)[:, 0]
 
     def _entries(self, logits: torch.Tensor, drawn: list[int]) -> dict[int, dict[str, Any]]:
         """Each logprob row's figures for its drawn token (``logits``: those rows' own, (b, V)): its
@@ -361,6 +373,18 @@ class Batcher:
     def _finish(self, row: Row, reason: str, text: str = "", entries: list[dict[str, Any]] | None = None) -> None:
         row.done = True
         row.on_piece(row, text, entries or [], reason)
+
+
+def _pick(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """(B, 1): the index each row's uniform number falls at in its cumulative ``probs`` (B, V), unnormalised."""
+    cdf = probs.double().cumsum(dim=-1)
+    return torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp_(max=cdf.shape[1] - 1)
+
+
+def _pick_on_host(probs: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """(B,): ``_pick`` with numpy."""
+    cdf = np.cumsum(probs, axis=1)
+    return np.minimum((cdf <= (uniform * cdf[:, -1])[:, None]).sum(axis=1), cdf.shape[1] - 1)
 
 
 def _straddling(held: list[tuple[int, dict[str, Any]]], released: int) -> list[dict[str, Any]]:
