@@ -300,6 +300,7 @@ BAD = [
     ({"model": "lm", "style": "prose"}, 400, "style"),
     ({"model": "styles", "style": "poetry"}, 400, "style"),
     ({"model": "styles", "style": "prose=-1"}, 400, "style"),
+    ({"model": "styles", "style": ""}, 400, "style"),  # not the style drawn when style is left out
     ({"model": "records", "prompt": "one\ntwo"}, 400, "prompt"),
     ({"model": "lm", "seed": 2**64}, 400, "seed"),
     ({"model": "nope"}, 404, "model"),
@@ -380,6 +381,25 @@ def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
     assert slash.status_code == 404 and "charnn serves" in slash.json()["error"]["message"]  # not an empty 307
     wrong = client.post("/v1/models", json={})
     assert wrong.status_code == 405 and "GET it" in wrong.json()["error"]["message"]
+    for method in ("DELETE", "PUT", "PATCH"):  # the list is there, to GET
+        listed = client.request(method, "/v1/models")
+        assert listed.status_code == 405 and listed.headers["allow"] == "GET, HEAD", method
+        assert f"{method} is not allowed on /v1/models" in listed.json()["error"]["message"]
+
+
+def test_a_client_gone_before_its_body_is_read_logs_no_traceback(server, client):
+    import socket
+
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    before = len(server.stderr)
+    for _ in range(3):  # a body of 100 bytes announced, 13 sent, then the connection closed
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"model":"lm"')
+            time.sleep(0.3)
+    assert len(complete(client, prompt="The ", max_tokens=20, seed=1)["choices"][0]["text"]) == 20
+    time.sleep(0.5)
+    logged = "".join(server.stderr[before:])
+    assert "Traceback" not in logged and "Exception" not in logged, logged
 
 
 def test_hundreds_of_bad_requests_change_nothing(client):

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from charnn.errors import RequestError
 from charnn.serve.runs import Served
@@ -119,7 +120,8 @@ def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) ->
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         posted = {e for s in served.values() for e in _paths(s)}  # what /v1/{endpoint} answers
         part = request.url.path.removeprefix("/v1/")
-        if error.status_code == 405 and part != request.url.path and "/" not in part and part not in posted:
+        unknown = part not in posted and part != "models"  # /v1/models is there, to GET
+        if error.status_code == 405 and part != request.url.path and "/" not in part and unknown:
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         if error.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; {_endpoints(served)}"
@@ -186,10 +188,13 @@ async def _body(request: Request) -> dict[str, Any]:
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise RequestError(f"the request body is over {MAX_BODY:,} bytes", status=413)
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BODY:
-            raise RequestError(f"the request body is over {MAX_BODY:,} bytes", status=413)
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_BODY:
+                raise RequestError(f"the request body is over {MAX_BODY:,} bytes", status=413)
+    except ClientDisconnect:  # nobody reads the answer; what matters is that no traceback is logged for it
+        raise RequestError("the client went away before its request's body was read") from None
     try:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:

@@ -161,6 +161,12 @@ def _stops(value: Any) -> tuple[str, ...]:
 def _style(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise RequestError("style must be a style's name or a blend like 'a=0.5,b=0.5'", param="style")
+    if value is not None and not value.strip():
+        raise RequestError(
+            "style is empty; give a style's name or a blend like 'a=0.5,b=0.5', or leave style out "
+            "to have one drawn by the training mixture",
+            param="style",
+        )
     return value
 
 
