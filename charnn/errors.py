@@ -65,3 +65,14 @@ class RequestError(CharnnError):
     ) -> None:
         super().__init__(message)
         self.param, self.status, self.kind = param, status, kind
+
+
+def as_json(value: object) -> str:
+    """A request's value as its JSON spelled it (true, null, "x", NaN), for a message; cut to 60 characters."""
+    import json
+
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -353,6 +353,14 @@ def test_what_the_messages_say(client):
     assert "POST /v1/completions" in message("/v1/tag", {"model": "lm", "input": "a b"})
     assert "--max-tokens allows at most 4096" in message("/v1/completions", {"model": "lm", "max_tokens": 5000})
     assert "this run's styles are: prose, names" in message("/v1/completions", {"model": "styles", "style": "x"})
+    # a value is quoted as the request's JSON spelled it, not as Python would
+    nan = client.post("/v1/completions", content=b'{"model": "lm", "temperature": NaN}').json()["error"]["message"]
+    assert nan == "temperature must be a finite number, got NaN"
+    assert message("/v1/completions", {"model": "lm", "max_tokens": True}).endswith("got true")
+    assert message("/v1/completions", {"model": "lm", "stream": "yes"}).endswith('got "yes"')
+    assert message("/v1/completions", {"model": "lm", "temperature": -1}).endswith("got -1")
+    assert message("/v1/completions", {"model": "lm", "top_p": 1.5}).endswith("got 1.5")
+    assert message("/v1/cells", {"model": "lm", "input": "ab", "layer": [0]}).endswith("got [0]")
 
 
 def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
@@ -360,6 +368,8 @@ def test_bodies_that_are_not_requests_and_paths_that_are_not_served(client):
     for raw, status in [(b"{not json", 400), (b"[1, 2]", 400), (b"\xff\xfe", 400), (b"", 400), (deep, 400)]:
         response = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
         assert response.status_code == status and "error" in response.json()
+    chat = client.post("/v1/chat/completions", json={"model": "lm", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 404 and "POST /v1/completions with a prompt" in chat.json()["error"]["message"]
     big = client.post("/v1/completions", content=b"{" + b" " * (1 << 20) + b"}")
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
     for method, path in [("POST", "/v1/chat/completions"), ("GET", "/v2"), ("POST", "/v1/embeddings")]:

@@ -116,6 +116,12 @@ def _add_errors(app: FastAPI, served: dict[str, Served], api_key: str | None) ->
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 404 and request.url.path == "/v1/chat/completions":
+            return error_response(
+                404,
+                "charnn's models complete text; they take no chat messages: POST /v1/completions with a prompt "
+                f"(llm: add the runs as completion models, docs/serve.md). {_endpoints(served)}",
+            )
         if error.status_code == 404:
             return error_response(404, f"no such path {request.url.path}; {_endpoints(served)}")
         posted = {e for s in served.values() for e in _paths(s)}  # what /v1/{endpoint} answers

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charnn.errors import ConfigError, RequestError
+from charnn.errors import ConfigError, RequestError, as_json
 from charnn.tasks.base import drain
 from charnn.text.records import RecordFormat
 
@@ -47,7 +47,9 @@ def cell_reading(service: Any, body: dict[str, Any]) -> Iterator[None]:
         )
     layer = body.get("layer") if body.get("layer") is not None else config.layers - 1  # null: the default
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < config.layers:
-        raise RequestError(f"layer must be a whole number from 0 to {config.layers - 1}, got {layer!r}", param="layer")
+        raise RequestError(
+            f"layer must be a whole number from 0 to {config.layers - 1}, got {as_json(layer)}", param="layer"
+        )
     state = body.get("state") if body.get("state") is not None else "hidden"  # null: the default, as elsewhere
     states = ("hidden", "cell") if config.cell == "lstm" else ("hidden",)
     if state not in states:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from charnn.errors import ConfigError, RequestError
+from charnn.errors import ConfigError, RequestError, as_json
 
 DEFAULT_MAX_TOKENS = 256
 """Characters a completion writes when max_tokens is not given (OpenAI's default, 16, is a few words)."""
@@ -60,10 +60,10 @@ def parse_completion(body: dict[str, Any], limits: Any) -> Completion:
         )
     temperature = _number(body, "temperature", 1.0)
     if not 0 <= temperature <= 100:  # as charnn sample's --temp
-        raise RequestError(f"temperature must be between 0 (greedy) and 100, got {temperature}", param="temperature")
+        raise RequestError(f"temperature must be between 0 (greedy) and 100, got {temperature:g}", param="temperature")
     top_p = _number(body, "top_p", 1.0)
     if not 0 < top_p <= 1:
-        raise RequestError(f"top_p must be in (0, 1], got {top_p}", param="top_p")
+        raise RequestError(f"top_p must be in (0, 1], got {top_p:g}", param="top_p")
     stream = _flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not (
@@ -125,7 +125,7 @@ def _integer(body: dict[str, Any], name: str, default: int | None, low: int | No
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name} must be a whole number, got {value!r}", param=name)
+        raise RequestError(f"{name} must be a whole number, got {as_json(value)}", param=name)
     if low is not None and value < low:
         raise RequestError(f"{name} must be at least {low}, got {value}", param=name)
     if high is not None and value > high:
@@ -138,7 +138,7 @@ def _number(body: dict[str, Any], name: str, default: float) -> float:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RequestError(f"{name} must be a finite number, got {value!r}", param=name)
+        raise RequestError(f"{name} must be a finite number, got {as_json(value)}", param=name)
     return float(value)
 
 
@@ -147,7 +147,7 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise RequestError(f"{name} must be true or false, got {value!r}", param=name)
+        raise RequestError(f"{name} must be true or false, got {as_json(value)}", param=name)
     return value
 
 
