@@ -653,6 +653,31 @@ def test_tokenizer_from_refuses_what_contradicts_it(given, said, char_lm, run_cl
     assert not out.exists()
 
 
+def test_many_labels_get_a_table_of_at_most_64_mb_and_the_fit_is_said(run_cli, tmp_path, monkeypatch):
+    """300 labels took the n-gram fit past 12 GB of memory (L-BFGS kept 100 past steps of 300 x 2M weights) and
+    would have written 5 GB of run folder, without a word on stderr."""
+    from safetensors import safe_open
+
+    from charnn.tasks.classify.ngrams import BUCKETS, MIN_BUCKETS, TABLE_ENTRIES, buckets_for
+
+    assert buckets_for(2) == buckets_for(8) == BUCKETS and buckets_for(9) == BUCKETS // 2
+    assert all(buckets_for(n) * n <= TABLE_ENTRIES for n in range(2, 257)) and buckets_for(10_000) == MIN_BUCKETS
+    monkeypatch.chdir(tmp_path)
+    words = ["red", "green", "blue", "gold", "grey", "pink", "teal", "rust", "sand", "plum", "jade", "navy"]
+    rows = [f"{w}\tthe {w} one, {w} again number {i}" for w in words for i in range(4)]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    tiny = ["--hidden", "8", "--embed", "4", "--tokenizer", "char", "--steps", "2", "--eval-every", "2"]
+    code, _, err = run_cli("classify", "train", "d.tsv", "--out", "runs/many", *tiny)
+    assert code == 0, err
+    assert "fitting the n-gram part: 48 texts, 12 labels, 1,048,576 buckets (--no-ngrams leaves it out)" in err
+    ngrams = json.loads((tmp_path / "runs/many/config.json").read_text())["task"]["ngrams"]
+    assert ngrams["buckets"] == buckets_for(12) == 1 << 20
+    with safe_open(tmp_path / "runs/many/model.safetensors", "pt") as saved:
+        assert saved.get_slice("ngram_weight").get_shape() == [1 << 20, 12]
+    code, out, err = run_cli("classify", "predict", "-m", "runs/many", stdin=b"the teal one\nplum again\n")
+    assert code == 0 and out.split() == ["teal", "plum"], err
+
+
 def test_the_ngram_part_is_fitted_saved_mixed_in_and_can_be_left_out(run_cli, tmp_path, monkeypatch):
     from safetensors import safe_open
 

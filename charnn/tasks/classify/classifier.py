@@ -24,7 +24,7 @@ from charnn.model import POOLS, SentenceClassifier
 from charnn.runs.names import TRAIN_TEXTS_FILE, VAL_NGRAMS_FILE, VAL_TEXTS_FILE
 from charnn.tasks.base import load_run
 from charnn.tasks.classify import Classifier
-from charnn.tasks.classify.ngrams import BUCKETS, CHAR_GRAMS, EXTRAS, WORD_GRAMS, format_logits
+from charnn.tasks.classify.ngrams import CHAR_GRAMS, EXTRAS, WORD_GRAMS, buckets_for, format_logits
 from charnn.tasks.classify.ngrams import fit as ngram_fit
 from charnn.tasks.classify.task import encode_texts, predict_ids, scores, text_ngrams
 from charnn.tasks.encoders import runs
@@ -69,10 +69,11 @@ def train_classifier(
     config, note = runs.fit_batch(config, len(train_part), "texts")
     _check_options(model_options or {}, pool)
     labels = train_part.label_set()
+    buckets = buckets_for(len(labels)) if ngrams else 0
     task: dict[str, Any] = {"kind": KIND, "labels": labels, "pool": pool}
     if ngrams:
         task["ngrams"] = {
-            "buckets": BUCKETS, "words": list(WORD_GRAMS), "chars": list(CHAR_GRAMS), "extras": list(EXTRAS),
+            "buckets": buckets, "words": list(WORD_GRAMS), "chars": list(CHAR_GRAMS), "extras": list(EXTRAS),
         }  # fmt: skip
     files = {TRAIN_TEXTS_FILE: train_part.to_tsv(), VAL_TEXTS_FILE: val_part.to_tsv()}
     data_sha256 = hashlib.sha256((data.to_tsv() + "\0" + (val.to_tsv() if val else "")).encode()).hexdigest()
@@ -88,12 +89,14 @@ def train_classifier(
             "val_texts": len(val_part),
         },
         network=lambda model_config: SentenceClassifier(
-            model_config, len(labels), pool, BUCKETS if ngrams else 0, EXTRAS if ngrams else (), CHAR_GRAMS
+            model_config, len(labels), pool, buckets, EXTRAS if ngrams else (), CHAR_GRAMS
         ),
         tokenizer=lambda kind, options: _tokenizer(kind, options, train_part, val_part),
         note=note,
-        prepare=lambda model: (
-            _fit_ngrams(model, train_part, val_part, labels, task, files, refit=val is None) if ngrams else None
+        prepare=lambda model, say: (
+            _fit_ngrams(model, train_part, val_part, labels, task, files, refit=val is None, say=say)
+            if ngrams
+            else None
         ),
     )
     settings = dict(pool=pool, **({"ngrams": True} if ngrams else {}))
@@ -102,7 +105,7 @@ def train_classifier(
 
 def _fit_ngrams(
     model: Any, train: Labelled, val: Labelled, labels: list[str], task: dict[str, Any], files: dict[str, str],
-    refit: bool,
+    refit: bool, say: Callable[[str], None] = lambda message: None,
 ) -> None:  # fmt: skip
     """Fit the n-gram part into ``model``'s buffers; say in ``task`` (config.json) what the held-out texts chose.
 
@@ -111,6 +114,10 @@ def _fit_ngrams(
     are a part of the user's training data, not a ``--val`` file, which must stay unseen), the table
     the run keeps is then refitted with that C on the training and held-out texts together.
     """
+    say(
+        f"fitting the n-gram part: {len(train) + len(val):,} texts, {len(labels)} labels, "
+        f"{model.ngram_buckets:,} buckets (--no-ngrams leaves it out)"
+    )
     index = {label: i for i, label in enumerate(labels)}
     train_ids, val_ids = text_ngrams(model, train.texts), text_ngrams(model, val.texts)  # as the run will read them
     train_y, val_y = np.asarray([index[x] for x in train.labels]), np.asarray([index[x] for x in val.labels])

@@ -30,6 +30,13 @@ import torch.nn.functional as F
 BUCKETS = 1 << 21
 """Rows of a new run's hashed n-gram table: about 1M for the words' n-grams and 1M for the characters' ("apart"),
 so that a few hundred thousand n-grams rarely share one. Runs made before "apart" kept 1M for both together."""
+TABLE_ENTRIES = 1 << 24
+"""A new run's table holds at most this many weights (64 MB): BUCKETS rows up to 8 labels, fewer with more
+(``buckets_for``), so that hundreds of labels neither fill the memory nor write gigabytes to the run folder."""
+MIN_BUCKETS = 1 << 16
+LBFGS_BYTES = 1 << 30
+"""What L-BFGS's history of past steps may hold while it fits a part (``_logistic``): 100 steps (torch's
+default) for up to 1.3M weights, as many as fit in this beyond that (at least 10, scikit-learn's default)."""
 WORD_GRAMS = (1, 2)
 CHAR_GRAMS = (3, 6)
 """The lengths of a new run's character n-grams; a run made before "apart" read 3-5 (config.json's ``chars``)."""
@@ -278,6 +285,15 @@ def _fit_part(
     return Fitted(weight, b, (penalty,), accuracy, logits, len(seen))
 
 
+def buckets_for(labels: int) -> int:
+    """The rows of a new run's table for ``labels`` labels: BUCKETS for up to 8, then halved until the table
+    holds at most TABLE_ENTRIES weights (never below MIN_BUCKETS)."""
+    buckets = BUCKETS
+    while buckets > MIN_BUCKETS and buckets * labels > TABLE_ENTRIES:
+        buckets //= 2
+    return buckets
+
+
 def _sparse(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
     """A CSR matrix of ones at (rows, columns)."""
     index = torch.from_numpy(np.stack([rows, columns]).astype(np.int64))
@@ -300,7 +316,10 @@ def _logistic(
     weight = start[0].clone() if start else torch.zeros(ratio.shape)
     bias = start[1].clone() if start else torch.zeros(ratio.shape[1])
     weight.grad, bias.grad = torch.zeros_like(weight), torch.zeros_like(bias)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=200, line_search_fn="strong_wolfe")
+    history = max(10, min(100, LBFGS_BYTES // (2 * 4 * weight.numel())))  # two float32 vectors a step
+    optimizer = torch.optim.LBFGS(
+        [weight, bias], lr=1, max_iter=200, history_size=history, line_search_fn="strong_wolfe"
+    )
 
     def closure() -> torch.Tensor:
         logits = matrix @ (weight * ratio) + bias  # (N, K)

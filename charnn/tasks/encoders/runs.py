@@ -53,8 +53,9 @@ class EncoderRun:
     """Refuses data the tokenizer cannot feed the network, before anything is written."""
     note: str | None = None
     """A remark on how the run is set up (fit_batch's), said when training starts."""
-    prepare: Callable[[Any], None] = lambda model: None
-    """Fits what the network holds besides its trained weights (a classifier's n-grams), once, before training."""
+    prepare: Callable[[Any, Callable[[str], None]], None] = lambda model, say: None
+    """Fits what the network holds besides its trained weights (a classifier's n-grams), once, before training;
+    ``say`` gives a remark for stderr (what it fits, which may take a while)."""
 
     @property
     def data_sha256(self) -> str:
@@ -114,7 +115,7 @@ def train_encoder(
         torch.manual_seed(config.seed)
         model = run.network(model_config)
         warm_start(model, sources)
-        run.prepare(model)
+        run.prepare(model, lambda message: on_event(Notice(message)))
         with runfolder.new_run(folder, overwrite) as (pending, lock):
             for name, text in run.files.items():
                 atomic_write_text(pending / name, text)
