@@ -1,4 +1,4 @@
-from charnn.cli import main
+from charnn.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -68,12 +68,60 @@ def test_a_signal_stops_training_with_a_resumable_run(tmp_path, signum):
     assert finished.reason == "budget" and finished.steps == stopped_at + 10
 
 
+@pytest.mark.parametrize("gap", [0.05, 0.4])
+def test_ctrl_c_twice_stops_at_once_without_a_traceback(tmp_path, gap):
+    """The second Ctrl-C stops at once (no evaluation first), and one that lands as the run ends finds the
+    exit uninterruptible: it showed a traceback from torch's exit hooks, or killed the process by the signal."""
+    folder = tmp_path / "run"
+    command = [*KINDS[0].command(tmp_path, folder), "--steps", "2000", "--eval-every", "500"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "charnn", *command],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while max(_logged_steps(folder), default=0) < 20:
+        assert process.poll() is None and time.time() < deadline, "the run ended or never started"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert out.strip() == str(folder) and (folder / "model.safetensors").is_file()
+
+
 def _catches(pid: int, signum: int) -> bool:
     """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
     return False
+
+
+@pytest.mark.parametrize("library", ["swallows it", "turns it into its own error"])
+def test_an_interrupt_inside_a_library_before_training_still_stops(library, capsys):
+    """A Ctrl-C before training raises KeyboardInterrupt in whatever runs: torch's imports once turned it into a
+    RuntimeError (a traceback, exit 1), and code that swallowed it trained the whole budget (exit 0)."""
+    from charnn.cli.console import PipeGuard
+    from charnn.cli.progress import _run_training
+
+    seen = []
+
+    def start(on_event, stop):  # noqa: ANN001, ANN202
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt as error:
+            if library == "turns it into its own error":
+                raise RuntimeError("Error calling __set_name__") from error
+        seen.append(stop.is_set())  # what the first step reads: it stops there, resumable
+        raise ValueError("the run's setup failed for a reason of its own")
+
+    with pytest.raises(KeyboardInterrupt):
+        _run_training(start, "charnn train", None, PipeGuard())
+    assert seen == ([True] if library == "swallows it" else [])
+    assert "stopped before training began" in capsys.readouterr().err
 
 
 def test_a_signal_before_training_begins_stops_at_once(tmp_path):

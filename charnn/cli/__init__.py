@@ -7,6 +7,7 @@ commands that need it, so that `charnn --help` answers at once.
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Annotated
 
 import typer
@@ -92,6 +93,17 @@ def _root(
 
 
 app.registered_callback.help = reflowed(_root.__doc__)
+
+
+def entry() -> None:
+    """The `charnn` command: ``main``, then the exit, which a late Ctrl-C no longer interrupts (a second one,
+    as training ends, showed a traceback from torch's exit hooks)."""
+    import signal
+
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,7 @@ def _run_training(start: Callable[..., Any], command: str, notes: list[str] | No
         # rank 0 hears that training began, and the ranks must stop together at a step.
         if not view.began and os.environ.get("WORLD_SIZE", "1") == "1":
             say("stopped before training began")
+            stop.set()  # should code that was running swallow the interrupt, the first step stops (resumable)
             raise KeyboardInterrupt
         stop.set()
         say("stopping after this step with a resumable checkpoint (press Ctrl-C again to stop at once)")
@@ -88,6 +89,10 @@ def _run_training(start: Callable[..., Any], command: str, notes: list[str] | No
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         finished = start(on_event=guard.wrap(view, stop), stop=stop)
+    except Exception:
+        if stop.is_set() and not view.began:  # the interrupt, raised inside a library, came out as its error
+            raise KeyboardInterrupt from None
+        raise
     finally:
         view.close()
         for sig, handler in previous.items():

@@ -163,7 +163,9 @@ class Loop:
             reason = "interrupted"  # the state in memory may be half-updated: it is not saved for resuming
         try:
             elapsed = self.elapsed()
-            if reason != "stopped" or not (self.folder / checkpoint.MODEL_FILE).exists():
+            # Stopped, or interrupted (asked twice: at once), it keeps the best model so far, evaluating only
+            # where there is none yet.
+            if reason == "budget" or not (self.folder / checkpoint.MODEL_FILE).exists():
                 if self.position.evaluated_step != self.position.step:
                     self._evaluate()
             if reason == "budget":
