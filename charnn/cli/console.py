@@ -35,15 +35,17 @@ def install_warning_format() -> None:
     warnings.showwarning = show_warning
 
 
-def resolve_run(model: Path | None, kind: str | None = DEFAULT_KIND, choose: str = "with --model") -> Path:
+def resolve_run(
+    model: Path | None, kind: str | None = DEFAULT_KIND, choose: str = "with --model", give: str = "pass --model RUN"
+) -> Path:
     """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs of ``kind`` (None: any);
-    ``choose`` says how the command is given another (plot and info take it as their argument)."""
+    ``choose`` and ``give`` say how the command is given another (plot and info take it as their argument)."""
     if model is not None:
         return model
     from charnn.runs.names import MODEL_ENV
     from charnn.tasks import find_default_run, run_noun
 
-    found = find_default_run(kind=kind)
+    found = find_default_run(kind=kind, give=give)
     what = run_noun(kind)
     source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else f"the newest {what} in ./runs"
     say(f"using run {found} ({source}; choose another {choose})")

@@ -33,7 +33,9 @@ def info_command(
     """
     from charnn.diagnostics.reports import run_info
 
-    info = run_info(resolve_run(run, kind=None, choose="by naming its folder"))
+    info = run_info(
+        resolve_run(run, kind=None, choose="by naming its folder", give="name a run folder: charnn info RUN")
+    )
     if info.note:
         say(f"note: {info.note}")
     if as_json:

@@ -170,7 +170,9 @@ def plot_command(
     if png is not None:
         check_png_path(png)
         require_matplotlib()
-    history = read_history(resolve_run(run, kind=None, choose="by naming its folder"))
+    history = read_history(
+        resolve_run(run, kind=None, choose="by naming its folder", give="name a run folder: charnn plot RUN")
+    )
     for line in _summary(history):
         print(line)
     width = chart_width()

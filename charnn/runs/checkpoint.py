@@ -51,6 +51,15 @@ from charnn.runs.names import (  # noqa: F401  (re-exported: the names a run fol
 )
 
 
+class MissingRun(CheckpointError):
+    """No run folder where one was named; the message names ``command`` to train one (the kind asked for knows
+    its own: charnn.tasks.base.load_run)."""
+
+    def __init__(self, folder: Path, command: str = "charnn train CORPUS") -> None:
+        self.folder = folder
+        super().__init__(f"run folder {folder} does not exist; train one with `{command}`")
+
+
 class UnfinishedRun(CheckpointError):
     """A run with a resume state and no model yet: still training towards its first validation, or stopped
     (killed) before it. The message names ``command`` (the run's task knows its own: charnn.tasks.base.load_run)."""
@@ -129,7 +138,7 @@ def check_run_folder(folder: Path, *, for_resume: bool = False, recover: bool = 
             "and never unpickles .pt or .pkl files"
         )
     if not folder.is_dir():
-        raise CheckpointError(f"run folder {folder} does not exist; train one with `charnn train CORPUS`")
+        raise MissingRun(folder)
     try:
         if (folder / CONFIG_FILE).stat().st_size > MAX_CONFIG_BYTES:
             raise CheckpointError(f"{folder}/{CONFIG_FILE} is implausibly large; it is not a charnn configuration")

@@ -53,8 +53,9 @@ def resume(folder: Path, *, kind: str | None = None, **options: Any) -> Any:
     )
 
 
-def find_default_run(cwd: Path | None = None, kind: str | None = DEFAULT_KIND) -> Path:
-    """$CHARNN_MODEL, else the most recently trained run of ``kind`` (None: any) under ./runs."""
+def find_default_run(cwd: Path | None = None, kind: str | None = DEFAULT_KIND, give: str = "pass --model RUN") -> Path:
+    """$CHARNN_MODEL, else the most recently trained run of ``kind`` (None: any) under ./runs; ``give``: how the
+    command is given a run, for the message when there is none."""
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env)
@@ -65,9 +66,7 @@ def find_default_run(cwd: Path | None = None, kind: str | None = DEFAULT_KIND) -
     if not candidates:
         train = TASKS[kind or DEFAULT_KIND].train_command
         what = f"trained run of {TASKS[kind].noun}" if kind else "trained run"
-        raise CheckpointError(
-            f"no {what} found under {runs}; pass --model RUN, set {MODEL_ENV}, or train one with `{train}`"
-        )
+        raise CheckpointError(f"no {what} found under {runs}; {give}, set {MODEL_ENV}, or train one with `{train}`")
     return max(candidates, key=lambda p: (p / MODEL_FILE).stat().st_mtime_ns)
 
 

@@ -339,6 +339,10 @@ def load_run(folder: str | Path, device: str = "cpu", kind: str | None = None) -
 
     try:
         return checkpoint.load_run(folder, build, device)
+    except checkpoint.MissingRun:
+        if kind is None:
+            raise
+        raise checkpoint.MissingRun(folder, TASKS[kind].start_hint.rpartition(": ")[2]) from None
     except checkpoint.UnfinishedRun as exc:
         try:
             command = task_of(exc.config).train_command
