@@ -317,3 +317,42 @@ def test_damaged_sections_the_fuzz_test_found_are_refused_in_one_line(tmp_path_f
     edit(config)
     (folder / CONFIG_FILE).write_text(json.dumps(config))
     assert assert_loaded_or_refused(folder, kind) == "refused"
+
+
+def test_endless_input_is_refused_as_it_comes_not_after_filling_the_memory(trained_run, run_cli, monkeypatch):
+    """/dev/zero and `yes |` read to the end first: a MemoryError traceback, or the OOM killer."""
+    import charnn.text.corpus as corpus
+
+    code, out, err = run_cli("eval", "/dev/zero", "-m", trained_run)
+    assert (code, out) == (
+        1,
+        "",
+    ) and err == "error: /dev/zero holds a NUL byte at offset 0: it looks like a binary file, not text\n"
+    code, out, err = run_cli("sample", "-m", trained_run, stdin=b"ab\x00" * 10)
+    assert (
+        code == 1
+        and err == "error: standard input holds a NUL byte at offset 2: it looks like a binary file, not text\n"
+    )
+    monkeypatch.setattr(corpus, "_memory_bytes", lambda: 8 * 2**20)  # a machine of 8 MiB: 1 MiB of text at most
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 1 << 16)
+    code, out, err = run_cli("eval", "-", "-m", trained_run, stdin=b"hello\n" * 200_000)
+    assert code == 1 and err.startswith(
+        "error: standard input holds more than 0.0 GiB, an eighth of this machine's memory"
+    )
+    assert err.count("\n") == 1
+    code, out, err = run_cli("eval", "-", "-m", trained_run, "--json", stdin=b"hello\n" * 100_000)  # 0.6 MiB: read
+    assert code == 0 and json.loads(out)["chars"] > 500_000
+
+
+def test_running_out_of_memory_is_one_line(trained_run, run_cli, monkeypatch):
+    import charnn.text.corpus as corpus
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(corpus, "_read_all", exhausted)
+    code, out, err = run_cli("eval", "-", "-m", trained_run, stdin=b"hello")
+    assert (code, out) == (
+        1,
+        "",
+    ) and err == "error: out of memory; give a smaller text, batch or model, or free some memory\n"

@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.say("interrupted")
         return 130
+    except MemoryError:
+        console.say("error: out of memory; give a smaller text, batch or model, or free some memory")
+        return 1
     except OSError as exc:
         if exc.errno not in console.WRITE_FAILURES:
             raise

@@ -57,9 +57,9 @@ def read_stdin_prime() -> str:
     stream = sys.stdin
     if stream is None or stream.closed or stream.isatty():
         return ""
-    from charnn.text.corpus import decode_utf8
+    from charnn.text.corpus import STDIN, read_text
 
-    return decode_utf8(stream.buffer.read(), "standard input")
+    return read_text(STDIN, stream.buffer)
 
 
 def stdin_piped() -> bool:

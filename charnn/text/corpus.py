@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import hashlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -192,18 +193,46 @@ def read_text(source: str | Path, stdin: BinaryIO | None = None) -> str:
     """One file (or '-') as text, with errors that name the file and what to do."""
     label = "standard input" if str(source) == STDIN else str(source)
     if str(source) == STDIN:
-        data = (stdin or sys.stdin.buffer).read()
+        data = _read_all(stdin or sys.stdin.buffer, label)
     else:
         path = Path(source)
         if path.is_dir():
             raise CorpusError(f"{label} is a folder, not a text file; name the files inside it")
         try:
-            data = path.read_bytes()
+            with path.open("rb") as stream:
+                data = _read_all(stream, label)
         except FileNotFoundError:
             raise CorpusError(f"{label}: no such file") from None
         except OSError as exc:
             raise CorpusError(f"cannot read {label}: {exc.strerror or exc}") from None
     return decode_utf8(data, label)
+
+
+def _read_all(stream: BinaryIO, label: str) -> bytes:
+    """A stream's bytes, read a chunk at a time: a NUL byte (/dev/zero) or more text than an eighth of the
+    memory (`yes | charnn eval -`; joined and decoded it takes three times that) is refused as it comes, not
+    after filling the memory."""
+    limit = _memory_bytes() // 8
+    chunks, size = [], 0
+    while chunk := stream.read(CHUNK_BYTES):
+        nul = chunk.find(b"\x00")
+        if nul >= 0:
+            raise CorpusError(f"{label} holds a NUL byte at offset {size + nul}: it looks like a binary file, not text")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise CorpusError(
+                f"{label} holds more than {limit / 2**30:.1f} GiB, an eighth of this machine's memory; "
+                "give a smaller text (or a file to `charnn train`, which reads it in pieces)"
+            )
+    return b"".join(chunks)
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no limit of ours
+        return 1 << 62
 
 
 def read_validation(source: str | Path, minimum: int, what: str = "the --val file") -> str:
