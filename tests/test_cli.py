@@ -195,6 +195,10 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["train", "--resume", "RUN", "--seq-len", "64"], 2, "--seq-len is fixed when a run starts; drop it"),
         (["eval", "-m", "RUN", "missing.txt"], 1, "missing.txt: no such file"),
         (["train"], 2, "name a corpus to train on"),
+        (["train", "CORPUS", "--hidden", "abc"], 2, "error: Invalid value for '--hidden'"),  # Click's, in one line
+        (["train", "CORPUS", "--bogus"], 2, "error: No such option: --bogus"),
+        (["sampel"], 2, "error: No such command 'sampel'. Did you mean 'sample'? (see `charnn -h`)"),
+        (["sample", "--temp"], 2, "error: Option '--temp' requires an argument."),
     ],
 )
 def test_bad_input_gets_one_line_and_the_right_code(args, code, message, run_cli, trained_run, tmp_path, monkeypatch):
@@ -203,7 +207,7 @@ def test_bad_input_gets_one_line_and_the_right_code(args, code, message, run_cli
     args = [str(trained_run) if a == "RUN" else "corpus.txt" if a == "CORPUS" else a for a in args]
     exit_code, out, err = run_cli(*args)
     assert exit_code == code
-    assert message in err
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]  # nothing written
 

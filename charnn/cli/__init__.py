@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         console.say("aborted")
         return 130
     except typer.exceptions.TyperException as exc:  # usage errors: bad option, missing argument
-        exc.show() if hasattr(exc, "show") else console.say(f"error: {exc.format_message()}")
+        if not hasattr(exc, "format_message"):
+            console.say(f"error: {exc}")
+            return getattr(exc, "exit_code", 2)
+        ctx = getattr(exc, "ctx", None)
+        message = " ".join(exc.format_message().split())  # one line, as charnn's own errors
+        console.say(f"error: {message} (see `{ctx.command_path if ctx else 'charnn'} -h`)")
         return exc.exit_code
     except CharnnError as exc:
         console.say(f"error: {exc}")
