@@ -78,7 +78,8 @@ def test_a_blend_is_normalised_and_its_heaviest_style_is_the_main_one():
         ("nope", "unknown style 'nope'; this run's styles are: a, b"),
         ("a=x", "the weight of a is 'x', not a number"),
         ("a=0,b=0", "the weights sum to 0"),
-        ("a=-1,b=2", "must be a number 0 or more"),
+        ("a=-1,b=2", "must be a finite number 0 or more, got -1"),
+        ("a=inf", "must be a finite number 0 or more, got inf"),
         ("a=1,", "does not parse"),
         ("a=1,a=0", "names a twice; give each style one weight"),
     ],
@@ -282,6 +283,8 @@ def test_style_options_on_a_run_without_styles_are_refused(trained_run, run_cli)
         (["--style", "a=l.txt", "--style", "b=d.txt", "--val", "l.txt"], "--val NAME=FILE", 2),
         (["--style", "a=l.txt", "--style", "b=d.txt", "--val", "c=l.txt"], "unknown style 'c'", 2),
         (["--style", "a=l.txt", "--style", "b=d.txt", "--records", "b=("], "not a valid regular expression", 2),
+        (["--style", "a=l.txt", "--style", "b=d.txt", "--records", "zz=line"], "unknown style 'zz'; the styles", 2),
+        (["l.txt", "--records", "zz=line"], "sets style zz's records, and this run has no --style", 2),
         (["--style", "a=l.txt", "--style", "b=d.txt", "--reverse"], "--reverse does not read styles", 2),
     ],
 )

@@ -323,10 +323,17 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
     """`charnn train CORPUS...`: a stream or record run (charnn.tasks.lm.prepare)."""
     from charnn.device import fit_small_corpus
     from charnn.tasks.lm.setup import records_setting
+    from charnn.tasks.lm.styles import NAME
     from charnn.text.corpus import read_corpus, read_validation
     from charnn.text.records import parse_format
 
     if records is not None and records != "none":
+        name, sep, setting = records.partition("=")
+        if sep and setting in ("line", "blank", "none") and NAME.match(name):
+            raise ConfigError(
+                f"--records {records!r} sets style {name}'s records, and this run has no --style; "
+                f"give --records {setting}, or name the styles with --style NAME=FILE"
+            )
         parse_format(records)  # a bad separator is refused before the corpus is read
     _named_corpus_hint(corpus)
     corpus_text = read_corpus(corpus)

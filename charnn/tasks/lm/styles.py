@@ -120,7 +120,7 @@ def per_style_option(values: Sequence[str], names: Sequence[str], option: str) -
             if name in given:
                 raise ConfigError(f"{option} is given twice for style {name}; give it once")
             given[name] = rest
-        elif sep and NAME.match(name) and option == "--val":
+        elif sep and NAME.match(name):  # a separator is no name=...: "zz=line" is a style that is not there
             raise ConfigError(f"{option} {value!r} names an unknown style {name!r}; the styles are: {', '.join(names)}")
         elif option == "--val":
             raise ConfigError(f"with styles, give each style's validation text as --val NAME=FILE, not {value!r}")
@@ -187,7 +187,7 @@ def parse_choice(spec: str, names: Sequence[str]) -> StyleChoice:
                 f"--style {spec!r}: the weight of {name} is {value!r}, not a number; write e.g. {name}=0.5"
             ) from None
         if not math.isfinite(weight) or weight < 0:
-            raise ConfigError(f"--style {spec!r}: the weight of {name} must be a number 0 or more, got {value}")
+            raise ConfigError(f"--style {spec!r}: the weight of {name} must be a finite number 0 or more, got {value}")
         weights[names.index(name)] = weight
     top = max(weights)
     if top <= 0:
