@@ -161,6 +161,8 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["train", "CORPUS", "--init-from", "RUN", "--tokenizer", "bpe"], 2, "which has --tokenizer char: fine-tuning"),
         (["train", "CORPUS", "--init-from", "RUN", "--vocab-size", "50"], 2, "a character tokenizer (no vocabulary"),
         (["train", "CORPUS", "--vocab-size", "100"], 2, "--vocab-size applies to subword tokenizers"),
+        (["train", "CORPUS", "--tokenizer", "bpe", "--vocab-size", "9000"], 2, "--vocab-size 9000 is too large"),
+        (["train", "CORPUS", "--tokenizer", "bpe", "--vocab-size", "100"], 2, "--vocab-size 100 is too small"),
         (["train", "CORPUS", "--seed", str(10**23)], 2, "--seed must be from 0 to 2**63-1"),
         (["grads", "CORPUS", "-m", "RUN", "--seed", "-1"], 2, "--seed must be from 0 to 2**63-1, got -1"),
         (["grads", "CORPUS", "--compare-residual", "--layers", "1"], 2, "give --layers 2 or more"),

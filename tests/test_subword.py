@@ -178,6 +178,7 @@ def test_a_too_large_vocabulary_names_the_largest_that_works(fantasy_text, kind)
     text = fantasy_text[:5000]
     with pytest.raises(TokenizerError, match=r"--vocab-size 50000 is too large for this corpus") as caught:
         build_tokenizer(kind, text, vocab_size=50000)
+    assert caught.value.exit_code == 2  # the option given is what to change
     most = int(re.search(r"pass --vocab-size (\d+) or less", str(caught.value)).group(1))
     assert build_tokenizer(kind, text, vocab_size=most).vocab_size == most
     with pytest.raises(TokenizerError, match="too large"):

@@ -245,18 +245,19 @@ def _train(spm: Any, sentences: list[str], options: dict[str, Any]) -> bytes:
 
 
 def _vocab_error(message: str, kind: str, vocab_size: int) -> TokenizerError:
-    """sentencepiece's complaint turned into advice that names a --vocab-size that works."""
+    """sentencepiece's complaint turned into advice that names a --vocab-size that works (a usage error, exit 2,
+    where the size given is what to change)."""
     small = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
     if small:
         least = int(small.group(1))
-        return TokenizerError(
+        return TokenizerOptionError(
             f"--vocab-size {vocab_size} is too small for this corpus: the {BYTE_PIECES} byte-fallback pieces, "
             f"the special tokens and the text's alphabet need {least} ids; pass --vocab-size {least} or more"
         )
     large = re.search(r"too high.*Please set it to a value <= (\d+)", message)
     if large:
         most = int(large.group(1))
-        return TokenizerError(
+        return TokenizerOptionError(
             f"--vocab-size {vocab_size} is too large for this corpus: {kind} finds at most {most} pieces in the "
             f"training text; pass --vocab-size {most} or less (or train on more text)"
         )
