@@ -300,6 +300,10 @@ def test_info_shows_the_task_labels_and_accuracy(run_cli, classifier_run):
         (b"pos\tfine\nno tab here\n", "line 2: no tab; each line is label<TAB>text"),
         (b"pos\tfine\nneg\t   \n", "line 2: empty text"),
         (b"pos\ta\npos\tb\nneg\tc\n", "label 'neg' has 1 text in the labelled data"),
+        (
+            b"label\ttext\npos\ta\npos\tb\nneg\tc\nneg\td\n",
+            "the first line's ('label\\ttext'); if that line is a header",
+        ),
         (b"pos\ta\npos\tb\npos\tc\n", "has one label, 'pos'; a classifier needs texts of at least two labels"),
         (b"pos\tit goes on\x85 and on\nneg\tno\n", "iconv -f CP1252 -t UTF-8"),
     ],

@@ -324,6 +324,12 @@ def test_a_loose_inside_tag_is_said_once(run_cli, tagger_run, tmp_path):
     code, out, err = run_cli("tag", "eval", tmp_path / "d.conll", "-m", tagger_run, "--json")
     assert code == 0 and err.count("follow no entity of their type") == 1 and "2 I- tag(s)" in err
     assert json.loads(out)["entities"] == 2
+    rows = "New\tI-location\nYork\tI-location\nis\tO\nbig\tO\n\nI\tO\nlove\tO\nParis\tI-location\n\n" * 5
+    (tmp_path / "t.conll").write_text(rows)
+    tiny = ["--steps", "2", "--hidden", "8", "--embed", "4", "--layers", "1", "--device", "cpu"]
+    code, _, err = run_cli("tag", "train", tmp_path / "t.conll", "--out", tmp_path / "run", *tiny)
+    assert code == 0 and err.count("follow no entity of their type") == 1, err  # not again for the run's copies
+    assert f"10 I- tag(s) in {tmp_path / 't.conll'} follow" in err
 
 
 def test_info_and_plot_know_a_tagger(run_cli, tagger_run, tmp_path):

@@ -117,7 +117,8 @@ def read_tagged(
             f"no tagged sentences in {', '.join(names) or 'the input'}; give CoNLL-U or token<TAB>tag lines"
         )
     data = Tagged(tuple(sentences), tuple(tags), tuple(names))
-    _say_loose_inside_tags(data)
+    if not spaced:  # a run folder's copy was warned of when the user's file was read
+        _say_loose_inside_tags(data)
     return data
 
 
