@@ -624,3 +624,15 @@ def test_a_reader_that_goes_away_stops_a_classifier_too_with_exit_141(tmp_path):
         proc.kill()
     assert (run / "resume.safetensors").is_file()
     assert json.loads((run / "config.json").read_text())["results"]["steps"] < 100000
+
+
+def test_a_run_folder_inside_another_is_refused(run_cli, trained_run, tmp_path, monkeypatch):
+    """It would be a stranger's file to the outer run, whose --overwrite then refuses."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("some text " * 200)
+    shutil.copytree(trained_run, tmp_path / "outer")
+    code, out, err = run_cli("train", "corpus.txt", "--out", "outer/inner/deeper", "--steps", "2")
+    assert (code, out) == (2, "") and err.startswith("error: --out outer/inner/deeper is inside the run folder ")
+    assert err.endswith("outer; choose a folder outside it\n") and not (tmp_path / "outer" / "inner").exists()

@@ -205,7 +205,17 @@ def check_target(folder: Path, overwrite: bool) -> str:
         )
     if folder.exists() and folder.resolve() == Path.cwd().resolve():
         raise RunFolderError("--out cannot be the current folder; name a folder inside it")
+    holder = next((p for p in folder.resolve().parents if _holds_run(p)), None)
+    if holder is not None:  # its files would be a stranger's to that run (its --overwrite then refuses)
+        raise RunFolderError(f"--out {folder} is inside the run folder {holder}; choose a folder outside it")
     return state
+
+
+def _holds_run(folder: Path) -> bool:
+    try:
+        return (folder / CONFIG_FILE).is_file() and folder_state(folder) in ("run", "trained")
+    except OSError:  # a folder above that cannot be listed holds no run of ours
+        return False
 
 
 def hold(folder: Path, patience: float = 3.0) -> FolderLock:
