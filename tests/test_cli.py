@@ -197,6 +197,8 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["train", "--resume", "RUN", "--seq-len", "64"], 2, "--seq-len is fixed when a run starts; drop it"),
         (["eval", "-m", "RUN", "missing.txt"], 1, "missing.txt: no such file"),
         (["train"], 2, "name a corpus to train on"),
+        (["train", "CORPUS", "./corpus.txt"], 2, "./corpus.txt is named twice; name each corpus file once"),
+        (["train", "CORPUS", "--val", "corpus.txt"], 2, "--val corpus.txt is also a training file"),
         (["train", "CORPUS", "--hidden", "abc"], 2, "error: Invalid value for '--hidden'"),  # Click's, in one line
         (["train", "CORPUS", "--bogus"], 2, "error: No such option: --bogus"),
         (["sampel"], 2, "error: No such command 'sampel'. Did you mean 'sample'? (see `charnn -h`)"),
