@@ -356,3 +356,17 @@ def test_running_out_of_memory_is_one_line(trained_run, run_cli, monkeypatch):
         1,
         "",
     ) and err == "error: out of memory; give a smaller text, batch or model, or free some memory\n"
+
+
+def test_reading_a_terminal_says_what_it_waits_for():
+    """`charnn eval -` with nothing piped in waited without a word."""
+    import io
+
+    import charnn.text.corpus as corpus
+
+    class Terminal(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    with pytest.warns(UserWarning, match="reading standard input from the terminal: type the text, then Ctrl-D"):
+        assert corpus.read_text("-", Terminal(b"typed\n")) == "typed\n"

@@ -104,7 +104,8 @@ def _print_table(result: dict, metrics) -> None:  # noqa: ANN001
         ("bits per byte", f"{metrics.bits_per_byte:.4f}"),
     ]
     if metrics.records is not None:
-        scored = f"{metrics.records:,} records, each from its start as a sample is, its end included"
+        plural = "s" * (metrics.records != 1)
+        scored = f"{metrics.records:,} record{plural}, each from its start as a sample is, its end included"
         rows.insert(2, ("scored as", scored))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
@@ -151,6 +152,6 @@ def _eval_styles(run, text: str | None, style: str | None, all_styles: bool, as_
     print(f"run   {result['run']}\ntext  {what}")
     print(f"{'style':<{width}}  {'bits/char':>9}  {'bits/byte':>9}  {'perplexity':>10}  scored as")
     for n, m in per.items():
-        scored = f"{m.records:,} records" if m.records is not None else f"{m.chars:,} characters"
+        scored = f"{m.records:,} record{'s' * (m.records != 1)}" if m.records is not None else f"{m.chars:,} characters"
         mark = "  (most likely)" if result.get("most_likely") == n else ""
         print(f"{n:<{width}}  {m.bits_per_char:>9.4f}  {m.bits_per_byte:>9.4f}  {m.perplexity:>10.4f}  {scored}{mark}")

@@ -157,7 +157,8 @@ def _fresh_models(
         used += [name for name, on in (("--compare-residual", compare_residual), ("--init-scale", scales)) if on]
         used += ["--activation"] if activation != _FRESH.activation else []
         if runs and used:
-            raise ConfigError(f"{', '.join(used)} describe fresh models; add --cell to measure one beside --model")
+            verb = "describes" if len(used) == 1 else "describe"
+            raise ConfigError(f"{', '.join(used)} {verb} fresh models; add --cell to measure one beside --model")
         cells = [] if runs else list(CELLS)
     if activation != _FRESH.activation and "rnn" not in cells:
         raise ConfigError(f"--activation {activation} applies to --cell rnn only; add --cell rnn")

@@ -269,7 +269,8 @@ def text_windows(tokens: np.ndarray, config: GradFlowConfig) -> tuple[np.ndarray
     need = config.length + 2
     if len(tokens) < need:
         raise CorpusError(
-            f"the text has {len(tokens)} tokens but --length {config.length} needs at least {need}; "
+            f"the text has {len(tokens)} token{'s' * (len(tokens) != 1)} but --length {config.length} needs at least "
+            f"{need}; "
             "give a longer text or lower --length"
         )
     burn_in = min(BURN_IN, len(tokens) - need)

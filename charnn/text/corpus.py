@@ -213,6 +213,12 @@ def _read_all(stream: BinaryIO, label: str) -> bytes:
     memory (`yes | charnn eval -`; joined and decoded it takes three times that) is refused as it comes, not
     after filling the memory."""
     limit = _memory_bytes() // 8
+    if getattr(stream, "isatty", lambda: False)():  # nothing piped in: say what is awaited, not just wait
+        import warnings
+
+        warnings.warn(
+            f"reading {label} from the terminal: type the text, then Ctrl-D on a line of its own", stacklevel=3
+        )
     chunks, size = [], 0
     while chunk := stream.read(CHUNK_BYTES):
         nul = chunk.find(b"\x00")
