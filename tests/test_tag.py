@@ -82,7 +82,12 @@ def test_two_columns_split_sentences_at_empty_or_whitespace_only_lines(tmp_path)
         ("justoneword\n", "line 1: 1 tab-separated columns"),
         (
             "EU NNP B-NP B-ORG\nrejects VBZ O\n",
-            "line 2: 3 space-separated columns where the file's first token line has 4",
+            "line 2: 3 space-separated columns where the file's first token line has 4; fix the line",
+        ),
+        (
+            "the cat sat on the mat and then it left\nit was a good day for a walk\n",
+            "line 2: 8 space-separated columns where the file's first token line has 10; fix the line (it reads like "
+            "plain text, a sentence a line: tagged data is CoNLL-U",
         ),
     ],
 )

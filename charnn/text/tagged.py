@@ -244,9 +244,15 @@ def _spaced_sentences(lines: list[str], label: str) -> list[tuple[tuple[str, ...
             continue
         width = width or len(fields)
         if len(fields) != width or width < 2:
+            plain = (
+                " (it reads like plain text, a sentence a line: tagged data is CoNLL-U, token<TAB>tag lines, or"
+                " CoNLL-2003's columns, a token a line, its tag last)"
+                if width > 5 or len(fields) > 5
+                else ""
+            )
             raise CorpusError(
                 f"{label}, line {number}: {len(fields)} space-separated columns where the file's first token "
-                f"line has {width}; fix the line"
+                f"line has {width}; fix the line{plain}"
             )
         words.append(fields[0])
         tags.append(fields[-1])
