@@ -638,3 +638,11 @@ def test_a_run_folder_inside_another_is_refused(run_cli, trained_run, tmp_path, 
     code, out, err = run_cli("train", "corpus.txt", "--out", "outer/inner/deeper", "--steps", "2")
     assert (code, out) == (2, "") and err.startswith("error: --out outer/inner/deeper is inside the run folder ")
     assert err.endswith("outer; choose a folder outside it\n") and not (tmp_path / "outer" / "inner").exists()
+
+
+def test_resuming_an_empty_folder_says_it_is_empty(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("train", "--resume", "empty")
+    assert code == 2 and err.startswith("error: run folder empty is empty: it holds no run to resume; pass the corpus")
+    assert list((tmp_path / "empty").iterdir()) == []

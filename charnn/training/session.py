@@ -53,11 +53,11 @@ def resume(
     if state == "trained":
         raise RunFolderError(runfolder.gone_resume_state(folder))
     if state in ("absent", "empty", "unfinished"):
-        what = (
-            "does not exist"
-            if state == "absent"
-            else "holds no run to resume yet (it stopped before its data was ready)"
-        )
+        what = {
+            "absent": "does not exist",
+            "empty": "is empty: it holds no run to resume",
+            "unfinished": "holds no run to resume yet (it stopped before its data was ready)",
+        }[state]
         raise RunFolderError(f"run folder {folder} {what}; {start_hint} --out {folder} --resume {folder}")
     run_config = checkpoint.check_run_folder(folder, for_resume=True, recover=False)
     task_of(run_config)  # a run of another kind is refused before anything is touched
