@@ -322,7 +322,7 @@ def _named_corpus_hint(sources) -> None:  # noqa: ANN001
 def _train_corpus(corpus, records, val, resume, out, config, given, notes, options, **more) -> None:  # noqa: ANN001, ANN003
     """`charnn train CORPUS...`: a stream or record run (charnn.tasks.lm.prepare)."""
     from charnn.device import fit_small_corpus
-    from charnn.tasks.lm.setup import records_setting
+    from charnn.tasks.lm.setup import check_distinct, records_setting
     from charnn.tasks.lm.styles import NAME
     from charnn.text.corpus import read_corpus, read_validation
     from charnn.text.records import parse_format
@@ -336,7 +336,7 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
             )
         parse_format(records)  # a bad separator is refused before the corpus is read
     _named_corpus_hint(corpus)
-    _check_distinct(corpus, val)
+    check_distinct(corpus, val)
     corpus_text = read_corpus(corpus)
     config, note = fit_small_corpus(config, given, corpus_text.stats.chars)
     notes += [note] if note else []
@@ -354,24 +354,6 @@ def _train_corpus(corpus, records, val, resume, out, config, given, notes, optio
                      **kw)  # fmt: skip
 
     run_training(new_run, notes=notes)
-
-
-def _check_distinct(corpus: list[str], val: Path | None) -> None:
-    """A file named twice is read twice (the held-out end then repeats training text); a --val file that is
-    also a training file measures what the model memorised. Both are refused."""
-    seen: set[Path] = set()
-    for name in corpus:
-        if name == "-":
-            continue
-        key = Path(name).resolve()
-        if key in seen:
-            raise ConfigError(f"{name} is named twice; name each corpus file once")
-        seen.add(key)
-    if val is not None and str(val) != "-" and val.resolve() in seen:
-        raise ConfigError(
-            f"--val {val} is also a training file: it would measure what the model memorised; "
-            "give held-out text the model does not train on, or leave --val out (the corpus's end is held out)"
-        )
 
 
 def _train_styles(specs, files, records, val, resume, out, config, given, notes, options) -> None:  # noqa: ANN001

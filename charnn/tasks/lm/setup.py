@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from charnn.corpora.catalogue import declared_records, prepared_entry
-from charnn.errors import CorpusError
+from charnn.errors import ConfigError, CorpusError
 from charnn.runs.checkpoint import check_run_folder
 from charnn.tasks.lm.style_runs import StyleData
 from charnn.tasks.lm.styles import parse_styles, per_style_option, styles_per_file
@@ -91,3 +91,21 @@ def _style_records(name: str, corpus: Any, bare: str | None, messages: list[str]
                 f"--records {name}={shlex.quote(hint)} trains on whole records"
             )
     return None
+
+
+def check_distinct(corpus: list[str], val: Path | None) -> None:
+    """A file named twice is read twice (the held-out end then repeats training text); a --val file that is
+    also a training file measures what the model memorised. Both are refused."""
+    seen: set[Path] = set()
+    for name in corpus:
+        if name == "-":
+            continue
+        key = Path(name).resolve()
+        if key in seen:
+            raise ConfigError(f"{name} is named twice; name each corpus file once")
+        seen.add(key)
+    if val is not None and str(val) != "-" and val.resolve() in seen:
+        raise ConfigError(
+            f"--val {val} is also a training file: it would measure what the model memorised; "
+            "give held-out text the model does not train on, or leave --val out (the corpus's end is held out)"
+        )
