@@ -480,6 +480,17 @@ def test_the_classifier_and_tagger_views_render_their_answers(browser, server, t
     }
     assert browser.find_elements(By.CSS_SELECTOR, "#classify-out .tok")
     screenshot(browser, tmp_path, "classify")
+    # a long sentence's tokens wrap in the column, in a narrow window too (they pushed the page sideways)
+    fill(browser, "classify-text", "Stir in the flour and bake for an hour, then let it cool on a rack. " * 4)
+    browser.set_window_size(400, 800)
+    try:
+        browser.find_element(By.ID, "classify-go").click()
+        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#classify-out .tok")) > 40)
+        wide = "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        scroll, client = browser.execute_script(wide)
+        assert scroll <= client, (scroll, client)
+    finally:
+        browser.set_window_size(1200, 900)
     browser.find_element(By.ID, "tab-tag").click()
     Select(browser.find_element(By.ID, "tag-model")).select_by_value("names")
     fill(browser, "tag-text", "Mara walked to Dunmore with Old Rooke")
@@ -508,6 +519,17 @@ def test_a_refused_request_and_an_unreachable_server_are_said(browser, server, t
     browser.find_element(By.ID, "write-go").click()
     wait_for(browser, lambda d: "unreachable" in d.find_element(By.ID, "status").text)
     screenshot(browser, tmp_path, "unreachable")
+    # a page whose models could not be listed (the server was down as it loaded) lists them again when used
+    open_page(browser, server, "write")
+    browser.execute_script(
+        "window.realFetch = window.fetch;"
+        "window.fetch = () => Promise.reject(new TypeError('Failed to fetch'));"
+        "loadModels().catch(() => {}); window.fetch = window.realFetch;"
+    )
+    wait_for(browser, lambda d: d.find_element(By.ID, "write-model").get_attribute("value") == "")
+    browser.find_element(By.ID, "write-go").click()
+    wait_for(browser, lambda d: "answers now" in d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.ID, "write-model").get_attribute("value") == "lm"
 
 
 def test_a_view_whose_kind_is_not_served_and_an_empty_text_are_said(browser, tmp_path):

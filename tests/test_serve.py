@@ -276,6 +276,12 @@ def test_classify_says_what_the_attention_pooling_weighed(client):
     (result,) = out["data"]
     assert "".join(result["tokens"]).replace("▁", " ").strip() == "Bake it"
     assert len(result["attention"]) == len(result["tokens"]) and sum(result["attention"]) == pytest.approx(1, abs=1e-5)
+    # characters the vocabulary lacks are read as bytes, each character spelt by the byte that completes it
+    text = "naïve 🐉 日本"
+    out = client.post("/v1/classify", json={"model": "classifier", "input": text, "attention": True}).json()
+    tokens = out["data"][0]["tokens"]
+    assert "".join(tokens).replace("▁", " ") == text and "\ufffd" not in "".join(tokens)
+    assert "" in tokens and len(out["data"][0]["attention"]) == len(tokens)
 
 
 BAD = [

@@ -157,9 +157,11 @@ function showInspector(span, entries, onChoose) {
     box.appendChild(list);
   }
   const rect = span.getBoundingClientRect();
-  box.style.left = `${window.scrollX + rect.left}px`;
-  box.style.top = `${window.scrollY + rect.bottom + 4}px`;
   box.hidden = false;
+  // Under the character, kept inside the window's width (a character near the right edge of a narrow window)
+  const room = document.documentElement.clientWidth - box.offsetWidth - 4;
+  box.style.left = `${window.scrollX + Math.max(0, Math.min(rect.left, room))}px`;
+  box.style.top = `${window.scrollY + rect.bottom + 4}px`;
 }
 
 // Hover, focus and arrow keys over a text of characters show the inspector.
@@ -201,6 +203,7 @@ async function loadModels() {
   try {
     data = await get("/v1/models");
   } catch (error) {  // each Model list says so, and Write repeats why rather than "no model is served"
+    state.listed = false;
     state.listing = error.message;
     for (const select of document.querySelectorAll("select[data-endpoint]")) {
       select.textContent = "";
@@ -226,6 +229,11 @@ async function loadModels() {
     const view = ["classify", "tag"].find((name) => $(`${name}-model`).value);
     if (view) showTab(view);
   }
+}
+
+// "1 character", "2 characters".
+function counted(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function model(id) {
@@ -263,6 +271,13 @@ function chosen(selectId, noun) {
   if (!id) {
     say(state.listed ? `No ${noun} model is served: start charnn serve with a ${noun} run.`
       : state.listing || "The models are not listed yet.");
+    if (!state.listed && !state.relisting && !OFFLINE) {  // the server may be up by now: ask it again
+      state.relisting = true;
+      loadModels()
+        .then(() => say("The server answers now and its models are listed: try again."))
+        .catch(() => {})
+        .finally(() => { state.relisting = false; });
+    }
   }
   return id || null;
 }
@@ -414,7 +429,7 @@ function showScore(entries, m = OFFLINE || model($("score-model").value)) {  // 
       ? `as charnn eval --style ${OFFLINE.style} scores it`
       : "as charnn eval scores it";
   $("score-bpc").textContent = chars
-    ? `${bpc.toFixed(4)} bits per character over ${chars} characters (${how})`
+    ? `${bpc.toFixed(4)} bits per character over ${counted(chars, "character")} (${how})`
     : "Too short to score: give at least two characters.";
   $("score-bpc").dataset.bpc = bpc;
 }
@@ -490,7 +505,9 @@ function showCells(data) {
   showSpans();
   const what = { hidden: "hidden state h", cell: "cell c", tanh: "tanh(c), the cell through tanh" }[data.state];
   const chars = [...data.tokens.join("")].length;
-  const read = data.tokens.length === chars ? `${chars} characters` : `${chars} characters in ${data.tokens.length} tokens`;
+  const read = data.tokens.length === chars
+    ? counted(chars, "character")
+    : `${counted(chars, "character")} in ${counted(data.tokens.length, "token")}`;
   $("cells-info").textContent = `${read}; layer ${data.layer + 1}, ${what}, ${data.units} units`;
   listByVariance();
   if (units.length) colourBy(units[0].unit);
