@@ -513,6 +513,22 @@ def test_a_refused_request_and_an_unreachable_server_are_said(browser, server, t
     browser.find_element(By.ID, "write-go").click()
     wait_for(browser, lambda d: "max_tokens" in d.find_element(By.ID, "status").text)
     assert browser.find_element(By.ID, "status").text.startswith("Refused: ")
+    # an empty or negative box is said, and the text stays (it wrote 1 character, or greedily, unasked)
+    fill(browser, "write-length", "40")
+    browser.find_element(By.ID, "write-go").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 40)
+    for box, value, said in [
+        ("write-length", "", "Give a length of 1 character or more."),
+        ("write-length", "-5", "Give a length of 1 character or more."),
+        ("write-temp", "", "Give a temperature of 0 (always the likeliest character) or more."),
+    ]:
+        fill(browser, "write-length", "40")
+        fill(browser, "write-temp", "0.8")
+        fill(browser, box, value)
+        browser.find_element(By.ID, "write-go").click()
+        wait_for(browser, lambda d, said=said: d.find_element(By.ID, "status").text == said)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 40
+    fill(browser, "write-temp", "0.8")
     lone = Server(*copied_runs(tmp_path, "lm"))
     open_page(browser, lone, "write")
     assert lone.stop() == 0

@@ -313,17 +313,31 @@ function renderWrite() {
   $("write-undo").disabled = !state.write.history.length;
 }
 
+// Write's length and temperature, or null (said) where a box is empty or out of range: it wrote 1 character, or
+// greedily, without a word.
+function writeSettings() {
+  const read = (box) => ($(box).value.trim() === "" ? NaN : Number($(box).value));
+  const length = read("write-length");
+  const temperature = read("write-temp");
+  if (!(length >= 1)) { say("Give a length of 1 character or more."); return null; }
+  if (!(temperature >= 0)) { say("Give a temperature of 0 (always the likeliest character) or more."); return null; }
+  return { length, temperature };
+}
+
 async function generate(prime) {
   const w = state.write;
   if (w.abort) w.abort.abort();
   say("");
   const id = chosen("write-model", "language");
   if (!id) return;
+  const settings = writeSettings();
+  if (!settings) return;
+  const { length, temperature } = settings;
   const body = {
     model: id,
     prompt: prime + w.entries.filter((e) => !e.prime).map((e) => e.text).join(""),
-    max_tokens: Math.max(1, Number($("write-length").value) || 1),
-    temperature: Math.max(0, Number($("write-temp").value) || 0),
+    max_tokens: length,
+    temperature,
     logprobs: 5,
   };
   const style = $("write-style").value.trim();
@@ -379,12 +393,14 @@ function setUpWrite() {
   $("write-model").addEventListener("change", modelChanged);
   $("write-style").addEventListener("input", anotherShown);
   $("write-go").addEventListener("click", () => {
+    if (!writeSettings()) return;  // the text stays: nothing will replace it
     state.write.history.push(state.write.entries.slice());
     state.write.entries = [];
     renderWrite();
     generate($("write-prime").value);
   });
   $("write-another").addEventListener("click", () => {
+    if (!writeSettings()) return;
     state.write.history.push(state.write.entries.slice());
     state.write.entries = [];
     renderWrite();
