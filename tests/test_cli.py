@@ -160,6 +160,7 @@ def test_closed_stdout_ends_quietly(trained_run):
         (["train", "CORPUS", "--init-from", "RUN", "--hidden", "7"], 2, "--hidden 7 does not fit --init-from"),
         (["train", "CORPUS", "--init-from", "RUN", "--tokenizer", "bpe"], 2, "which has --tokenizer char: fine-tuning"),
         (["train", "CORPUS", "--init-from", "RUN", "--vocab-size", "50"], 2, "a character tokenizer (no vocabulary"),
+        (["train", "CORPUS", "--init-from", "RUN", "--reverse"], 2, "reads left to right, and this run would read"),
         (["train", "CORPUS", "--vocab-size", "100"], 2, "--vocab-size applies to subword tokenizers"),
         (["train", "CORPUS", "--tokenizer", "bpe", "--vocab-size", "9000"], 2, "--vocab-size 9000 is too large"),
         (["train", "CORPUS", "--tokenizer", "bpe", "--vocab-size", "100"], 2, "--vocab-size 100 is too small"),

@@ -138,6 +138,13 @@ class _Plan:
                 f"{self.init_from} was not trained on records, so it has no record boundary; "
                 "fine-tune from a record run, or train afresh with --records"
             )
+        if source is not None and bool((source.config.get("task") or {}).get("reverse")) != self.reverse:
+            reads = "right to left" if self.reverse else "left to right"
+            raise ConfigError(
+                f"{self.init_from} reads {'left to right' if self.reverse else 'right to left'}, and this run would "
+                f"read {reads}: fine-tuning goes on in the run's direction; "
+                + ("drop --reverse" if self.reverse else "pass --reverse")
+            )
         if source is None and self.tokenizer_from is not None:
             return None, load_run(self.tokenizer_from, kind=KIND)
         return source, source
