@@ -339,10 +339,12 @@ def test_a_scored_text_shows_the_bits_per_character_of_charnn_eval(browser, serv
     assert not browser.find_element(By.ID, "score-style").is_displayed()
     Select(browser.find_element(By.ID, "score-model")).select_by_value("styles")
     assert browser.find_element(By.ID, "score-style").get_attribute("value") == "prose"  # the first, not none
+    assert browser.find_element(By.ID, "score-bpc").text == ""  # the other run's figure went with it
     blend = "prose=0.7,names=0.3"  # a stream (prose leads); no style picked at random scores as it does
     fill(browser, "score-style", blend)
     browser.find_element(By.ID, "score-go").click()
-    wait_for(browser, lambda d: float(d.find_element(By.ID, "score-bpc").get_attribute("data-bpc")) != shown)
+    figure = lambda d: d.find_element(By.ID, "score-bpc").get_attribute("data-bpc")  # noqa: E731
+    wait_for(browser, lambda d: figure(d) is not None and float(figure(d)) != shown)  # cleared as the run changed
     source = tmp_path / "text.txt"
     styled = float(browser.find_element(By.ID, "score-bpc").get_attribute("data-bpc"))
     assert styled == pytest.approx(charnn_eval(source, text, runs[4], "--style", blend)["bits_per_char"], rel=1e-5)
@@ -462,6 +464,13 @@ def test_cells_colour_one_span_a_character_and_a_selection_ranks_units(browser, 
     fill(browser, "cells-to", str(len(text) + 5))
     browser.find_element(By.ID, "cells-add").click()
     assert f"≤ {len(text)}" in browser.find_element(By.ID, "status").text
+    # another run: what is shown is the first run's, said so; its units are not coloured until read again
+    Select(browser.find_element(By.ID, "cells-model")).select_by_value("records")
+    assert browser.find_element(By.ID, "cells-info").text.startswith("Read by another run: press Read")
+    fill(browser, "cells-unit", "3")
+    browser.find_element(By.ID, "cells-colour").click()
+    assert browser.find_element(By.ID, "status").text == "Read the text with this run first (Read)."
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#cells-spans li")) == 2  # kept, to compare rankings
 
 
 def test_the_classifier_and_tagger_views_render_their_answers(browser, server, tmp_path):

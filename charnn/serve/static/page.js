@@ -300,6 +300,14 @@ function anotherShown() {
 function scoreModelChanged() {
   const styles = offerStyles("score", model($("score-model").value));
   if (styles.length) $("score-style").value = styles[0];
+  clearScore();  // another run's figure does not stay under this one's name
+}
+
+function clearScore() {
+  state.scored = null;
+  $("score-out").textContent = "";
+  $("score-bpc").textContent = "";
+  delete $("score-bpc").dataset.bpc;
 }
 
 // ---- Write ---------------------------------------------------------------------------------------
@@ -392,6 +400,9 @@ function choose(index, text, logprob) {
 function setUpWrite() {
   $("write-model").addEventListener("change", modelChanged);
   $("write-style").addEventListener("input", anotherShown);
+  $("write-style").addEventListener("change", () => {  // a stream goes on under the style that began it: stop it
+    if (state.write.abort) state.write.abort.abort();
+  });
   $("write-go").addEventListener("click", () => {
     if (!writeSettings()) return;  // the text stays: nothing will replace it
     state.write.history.push(state.write.entries.slice());
@@ -477,13 +488,22 @@ async function score() {
     }
     const out = await post("/v1/completions", body);
     if (latest("score", n)) showScore(entriesOf(out.choices[0].logprobs), readAs(m, body.style));
-  } catch (error) { if (latest("score", n)) say(error.message); }
+  } catch (error) {
+    if (latest("score", n)) {
+      clearScore();  // the figure of a text before this one would read as this one's
+      say(error.message);
+    }
+  }
 }
 
 // ---- Cells ---------------------------------------------------------------------------------------
 
 function cellsModelChanged() {
   const m = model($("cells-model").value);
+  if (state.cells && !OFFLINE) {  // its units (their number, their values) are another run's: kept (so are the
+    state.cells.stale = true;     // spans, to compare rankings), but not coloured or ranked until read again
+    $("cells-info").textContent = "Read by another run: press Read to read the text with this one.";
+  }
   $("cells-layer").textContent = "";
   for (let i = 0; m && i < m.layers; i++) $("cells-layer").add(new Option(`${i + 1} of ${m.layers}`, i));
   if (m) $("cells-layer").value = m.layers - 1;
@@ -569,6 +589,7 @@ function colourBy(unit) {
 // Any unit by its number, not only those listed.
 function colourByNumber() {
   if (!state.cells) { say("Read a text first."); return; }
+  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
   const unit = Number($("cells-unit").value);
   if ($("cells-unit").value === "" || !Number.isInteger(unit) || unit < 0 || unit >= state.cells.units) {
     say(`Give a unit from 0 to ${state.cells.units - 1}.`);
@@ -636,6 +657,7 @@ function spansChanged() {
 // Adds From–To to the selection; spans it overlaps or touches merge with it into one.
 function addSpan() {
   if (!state.cells) { say("Read a text first."); return; }
+  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
   const span = fromTo();
   if (!span) return;
   say("");
@@ -657,6 +679,7 @@ function addSpan() {
 // whatever the sign (a unit off inside the spans is as telling); charnn.tasks.lm.cells.rank_units.
 function rankUnits() {
   if (!state.cells) { say("Read a text first."); return; }
+  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
   let spans = state.cells.spans;
   if (!spans.length) {
     const span = fromTo();
