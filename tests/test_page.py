@@ -281,11 +281,16 @@ def test_the_keyboard_alone_writes_inspects_and_chooses_and_records_and_styles_w
     keys(Keys.ENTER)  # the second alternative: the text is cut there and goes on from it
     wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#write-out .ch")) == 5 + 30 and done(d))
     assert written()[:5] == before + chosen  # the prime is not shown: the 30 written, cut at 5, 30 more
-    browser.find_elements(By.CSS_SELECTOR, "#write-out .ch")[2].click()  # back into the text
-    keys(Keys.ARROW_RIGHT)
+    # the keyboard is back on the chosen character (it fell to the page's start), the inspector closed
+    assert browser.switch_to.active_element.get_attribute("data-index") == "4"
+    assert not browser.find_element(By.ID, "inspect").is_displayed()
+    keys(Keys.ARROW_LEFT, Keys.ARROW_LEFT)
     wait_for(browser, lambda d: d.find_element(By.ID, "inspect").is_displayed())
+    keys(Keys.ENTER)  # into the alternatives, then Escape: back on the character they were for
+    assert "alt" in browser.switch_to.active_element.get_attribute("class")
     keys(Keys.ESCAPE)
     assert not browser.find_element(By.ID, "inspect").is_displayed()
+    assert browser.switch_to.active_element.get_attribute("data-index") == "2"
 
     Select(browser.find_element(By.ID, "write-model")).select_by_value("records")  # a record run
     another = browser.find_element(By.ID, "write-another")

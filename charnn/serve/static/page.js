@@ -150,7 +150,9 @@ function showInspector(span, entries, onChoose) {
       button.firstChild.textContent = JSON.stringify(text);
       button.lastChild.textContent = Math.exp(logprob).toFixed(4);
       button.disabled = !onChoose;
-      if (onChoose) button.addEventListener("click", () => onChoose(Number(span.dataset.index), text, logprob));
+      if (onChoose) {  // a click the keyboard made (Enter, Space: no pointer, detail 0) keeps the keyboard's place
+        button.addEventListener("click", (event) => onChoose(Number(span.dataset.index), text, logprob, !event.detail));
+      }
       item.appendChild(button);
       list.appendChild(item);
     }
@@ -167,6 +169,7 @@ function showInspector(span, entries, onChoose) {
 // Hover, focus and arrow keys over a text of characters show the inspector.
 function inspectable(box, getEntries, onChoose) {
   const open = (target) => {
+    if (state.quietFocus) { state.quietFocus = false; return; }  // focus given back to a character (quietly)
     if (target && target.classList && target.classList.contains("ch")) showInspector(target, getEntries(), onChoose);
   };
   box.addEventListener("mouseover", (event) => open(event.target));
@@ -190,8 +193,19 @@ function inspectable(box, getEntries, onChoose) {
 }
 
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape") $("inspect").hidden = true;
+  if (event.key !== "Escape") return;
+  const inside = document.activeElement && document.activeElement.closest && document.activeElement.closest("#inspect");
+  $("inspect").hidden = true;
+  if (inside && state.inspected) backTo(state.inspected.span);  // not to the page's start
 });
+
+// Keyboard focus back on a character (the inspector's, or the one just chosen), without opening the inspector.
+function backTo(span) {
+  if (!span || !span.isConnected) return;
+  state.quietFocus = true;
+  span.focus();
+  state.quietFocus = false;
+}
 document.addEventListener("click", (event) => {
   if (!event.target.closest("#inspect") && !event.target.closest(".ch")) $("inspect").hidden = true;
 });
@@ -381,7 +395,7 @@ async function generate(prime) {
   }
 }
 
-function choose(index, text, logprob) {
+function choose(index, text, logprob, byKeyboard = false) {
   const w = state.write;
   if (w.abort) w.abort.abort();  // the text changes under the stream: stop it (generate starts the next)
   w.history.push(w.entries.slice());
@@ -389,6 +403,7 @@ function choose(index, text, logprob) {
   w.entries = w.entries.slice(0, index).concat([{ text, logprob, top, chosen: true }]);
   $("inspect").hidden = true;
   renderWrite();
+  if (byKeyboard) backTo($("write-out").querySelectorAll(".ch")[index]);  // the chosen character, for the next
   const m = readAs(model($("write-model").value), $("write-style").value.trim());
   if (m && m.records && text === "") {  // a record run's end ("" in the alternatives): the record ends here
     say("The record ends here; Another writes the next one.");
