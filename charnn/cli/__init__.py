@@ -96,13 +96,13 @@ app.registered_callback.help = reflowed(_root.__doc__)
 
 
 def entry() -> None:
-    """The `charnn` command: ``main``, then the exit, which a late Ctrl-C no longer interrupts (a second one,
-    as training ends, showed a traceback from torch's exit hooks)."""
+    """The `charnn` command: ``main``, then the exit, which a late Ctrl-C no longer interrupts (a second one as
+    training ended showed a traceback from torch's exit hooks, or killed the process by the signal: Python puts
+    its own handler back as it finalises). SIGTERM still ends an exit that hangs."""
     import signal
 
     code = main()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
 
 
