@@ -647,3 +647,9 @@ def test_resuming_an_empty_folder_says_it_is_empty(run_cli, tmp_path, monkeypatc
     code, _, err = run_cli("train", "--resume", "empty")
     assert code == 2 and err.startswith("error: run folder empty is empty: it holds no run to resume; pass the corpus")
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+@pytest.mark.parametrize("group", ["classify", "tag", "corpus"])
+def test_a_group_named_alone_prints_its_help_and_no_empty_error(group, run_cli):
+    code, out, err = run_cli(group)
+    assert code == 2 and "Usage" in out + err and "error:" not in err

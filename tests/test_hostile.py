@@ -370,3 +370,15 @@ def test_reading_a_terminal_says_what_it_waits_for():
 
     with pytest.warns(UserWarning, match="reading standard input from the terminal: type the text, then Ctrl-D"):
         assert corpus.read_text("-", Terminal(b"typed\n")) == "typed\n"
+
+
+def test_utf16_read_a_chunk_at_a_time_is_named_as_utf16_not_binary(tmp_path):
+    import io
+
+    from charnn.errors import CorpusError
+    from charnn.text.corpus import read_text
+
+    (tmp_path / "u.txt").write_bytes("hello there".encode("utf-16"))
+    for source, stdin in ((tmp_path / "u.txt", None), ("-", io.BytesIO("hello there".encode("utf-16")))):
+        with pytest.raises(CorpusError, match="looks like UTF-16 text; convert it to UTF-8 first"):
+            read_text(source, stdin)

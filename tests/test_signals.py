@@ -88,7 +88,9 @@ def test_ctrl_c_twice_stops_at_once_without_a_traceback(tmp_path, gap):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
-    assert out.strip() == str(folder) and (folder / "model.safetensors").is_file()
+    # the second may land in the last step, in the evaluation that saves a first model, or in the exit: it stops
+    # there; what was saved before stays a run (the run folder is switched in before the first step)
+    assert (folder / "config.json").is_file()
 
 
 def _catches(pid: int, signum: int) -> bool:

@@ -74,13 +74,18 @@ def _run_training(start: Callable[..., Any], command: str, notes: list[str] | No
     stop = threading.Event()
     view = _TrainView(notes or [])
 
+    asked = {"stop": False, "before_training": False}  # plain flags: a handler run again inside Event.set() (its
+    # lock is not reentrant) must not wait on it
+
     def request_stop(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if asked["stop"]:
             raise KeyboardInterrupt  # asked twice: stop at once
+        asked["stop"] = True
         # Still reading the corpus (a --records regex may take long): no step to wait for. Under torchrun only
         # rank 0 hears that training began, and the ranks must stop together at a step.
         if not view.began and os.environ.get("WORLD_SIZE", "1") == "1":
             say("stopped before training began")
+            asked["before_training"] = True
             stop.set()  # should code that was running swallow the interrupt, the first step stops (resumable)
             raise KeyboardInterrupt
         stop.set()
@@ -90,7 +95,7 @@ def _run_training(start: Callable[..., Any], command: str, notes: list[str] | No
     try:
         finished = start(on_event=guard.wrap(view, stop), stop=stop)
     except Exception:
-        if stop.is_set() and not view.began:  # the interrupt, raised inside a library, came out as its error
+        if asked["before_training"]:  # the interrupt, raised inside a library, came out as its error
             raise KeyboardInterrupt from None
         raise
     finally:

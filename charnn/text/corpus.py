@@ -221,6 +221,8 @@ def _read_all(stream: BinaryIO, label: str) -> bytes:
         )
     chunks, size = [], 0
     while chunk := stream.read(CHUNK_BYTES):
+        if not chunks:
+            _check_start(chunk, label)  # UTF-16 holds NUL bytes: say what it is, not "binary"
         nul = chunk.find(b"\x00")
         if nul >= 0:
             raise CorpusError(f"{label} holds a NUL byte at offset {size + nul}: it looks like a binary file, not text")

@@ -285,7 +285,7 @@ function chosen(selectId, noun) {
   if (!id) {
     say(state.listed ? `No ${noun} model is served: start charnn serve with a ${noun} run.`
       : state.listing || "The models are not listed yet.");
-    if (!state.listed && !state.relisting && !OFFLINE) {  // the server may be up by now: ask it again
+    if (state.listed === false && !state.relisting && !OFFLINE) {  // a listing failed: the server may be up now
       state.relisting = true;
       loadModels()
         .then(() => say("The server answers now and its models are listed: try again."))
@@ -518,6 +518,7 @@ function cellsModelChanged() {
   if (state.cells && !OFFLINE) {  // its units (their number, their values) are another run's: kept (so are the
     state.cells.stale = true;     // spans, to compare rankings), but not coloured or ranked until read again
     $("cells-info").textContent = "Read by another run: press Read to read the text with this one.";
+    $("cells-out").querySelectorAll(".ch").forEach((span) => { span.style.background = ""; span.title = ""; });
   }
   $("cells-layer").textContent = "";
   for (let i = 0; m && i < m.layers; i++) $("cells-layer").add(new Option(`${i + 1} of ${m.layers}`, i));
@@ -586,6 +587,7 @@ function listUnits(items) {
 }
 
 function colourBy(unit) {
+  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
   const { values } = state.cells;
   let most = 1e-9;
   for (const row of values) most = Math.max(most, Math.abs(row[unit]));
