@@ -337,7 +337,7 @@ def test_endless_input_is_refused_as_it_comes_not_after_filling_the_memory(train
     monkeypatch.setattr(corpus, "CHUNK_BYTES", 1 << 16)
     code, out, err = run_cli("eval", "-", "-m", trained_run, stdin=b"hello\n" * 200_000)
     assert code == 1 and err.startswith(
-        "error: standard input holds more than 0.0 GiB, an eighth of this machine's memory"
+        "error: standard input holds more than 1 MiB, an eighth of this machine's memory"
     )
     assert err.count("\n") == 1
     code, out, err = run_cli("eval", "-", "-m", trained_run, "--json", stdin=b"hello\n" * 100_000)  # 0.6 MiB: read
@@ -382,3 +382,16 @@ def test_utf16_read_a_chunk_at_a_time_is_named_as_utf16_not_binary(tmp_path):
     for source, stdin in ((tmp_path / "u.txt", None), ("-", io.BytesIO("hello there".encode("utf-16")))):
         with pytest.raises(CorpusError, match="looks like UTF-16 text; convert it to UTF-8 first"):
             read_text(source, stdin)
+
+
+def test_the_input_cap_reads_a_containers_memory_limit(tmp_path, monkeypatch):
+    import charnn.text.corpus as corpus
+
+    monkeypatch.setattr(corpus, "_CGROUP_LIMITS", ())
+    machine = corpus._memory_bytes()  # the machine's own, whatever this test runs in
+    (tmp_path / "v2").write_text("max\n")
+    (tmp_path / "v1").write_text(f"{64 * 2**20}\n")
+    monkeypatch.setattr(corpus, "_CGROUP_LIMITS", (str(tmp_path / "v2"), str(tmp_path / "missing")))
+    assert corpus._memory_bytes() == machine  # "max": no limit beyond the machine's
+    monkeypatch.setattr(corpus, "_CGROUP_LIMITS", (str(tmp_path / "v2"), str(tmp_path / "v1")))
+    assert corpus._memory_bytes() == min(machine, 64 * 2**20)

@@ -229,18 +229,31 @@ def _read_all(stream: BinaryIO, label: str) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
+            size_text = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit / 2**20:,.0f} MiB"
             raise CorpusError(
-                f"{label} holds more than {limit / 2**30:.1f} GiB, an eighth of this machine's memory; "
+                f"{label} holds more than {size_text}, an eighth of this machine's memory; "
                 "give a smaller text (or a file to `charnn train`, which reads it in pieces)"
             )
     return b"".join(chunks)
 
 
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
 def _memory_bytes() -> int:
+    """The memory this process may use: the machine's, or its container's limit (cgroup v2, then v1) if lower."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not POSIX: no limit of ours
-        return 1 << 62
+        total = 1 << 62
+    for limit in _CGROUP_LIMITS:
+        try:
+            said = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if said.isdigit():  # "max": none
+            total = min(total, int(said))
+    return total
 
 
 def read_validation(source: str | Path, minimum: int, what: str = "the --val file") -> str:
