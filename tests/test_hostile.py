@@ -350,7 +350,7 @@ def test_running_out_of_memory_is_one_line(trained_run, run_cli, monkeypatch):
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(corpus, "_read_all", exhausted)
+    monkeypatch.setattr(corpus, "_stream_chunks", exhausted)
     code, out, err = run_cli("eval", "-", "-m", trained_run, stdin=b"hello")
     assert (code, out) == (
         1,

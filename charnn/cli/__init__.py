@@ -120,14 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         console.say("aborted")
         return 130
     except typer.exceptions.TyperException as exc:  # usage errors: bad option, missing argument
-        if not hasattr(exc, "format_message"):
-            console.say(f"error: {exc}")
-            return getattr(exc, "exit_code", 2)
-        ctx = getattr(exc, "ctx", None)
         message = " ".join(exc.format_message().split())  # one line, as charnn's own errors
-        if not message:  # a group named alone (`charnn classify`): its help is printed, nothing more to say
-            return exc.exit_code
-        console.say(f"error: {message} (see `{ctx.command_path if ctx else 'charnn'} -h`)")
+        if message:  # none for a group named alone (`charnn classify`): its help is printed
+            ctx = getattr(exc, "ctx", None)
+            console.say(f"error: {message} (see `{ctx.command_path if ctx else 'charnn'} -h`)")
         return exc.exit_code
     except CharnnError as exc:
         console.say(f"error: {exc}")

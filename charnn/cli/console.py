@@ -35,16 +35,16 @@ def install_warning_format() -> None:
     warnings.showwarning = show_warning
 
 
-def resolve_run(
-    model: Path | None, kind: str | None = DEFAULT_KIND, choose: str = "with --model", give: str = "pass --model RUN"
-) -> Path:
-    """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs of ``kind`` (None: any);
-    ``choose`` and ``give`` say how the command is given another (plot and info take it as their argument)."""
+def resolve_run(model: Path | None, kind: str | None = DEFAULT_KIND, argument_of: str | None = None) -> Path:
+    """The run a command uses: --model, else $CHARNN_MODEL, else the newest under ./runs of ``kind`` (None: any).
+    ``argument_of``: the command that takes the run as its argument, not as --model (plot, info)."""
     if model is not None:
         return model
     from charnn.runs.names import MODEL_ENV
     from charnn.tasks import find_default_run, run_noun
 
+    choose = "with --model" if argument_of is None else "by naming its folder"
+    give = "pass --model RUN" if argument_of is None else f"name a run folder: charnn {argument_of} RUN"
     found = find_default_run(kind=kind, give=give)
     what = run_noun(kind)
     source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else f"the newest {what} in ./runs"

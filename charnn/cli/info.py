@@ -33,9 +33,7 @@ def info_command(
     """
     from charnn.diagnostics.reports import run_info
 
-    info = run_info(
-        resolve_run(run, kind=None, choose="by naming its folder", give="name a run folder: charnn info RUN")
-    )
+    info = run_info(resolve_run(run, kind=None, argument_of="info"))
     if info.note:
         say(f"note: {info.note}")
     if as_json:

@@ -170,9 +170,7 @@ def plot_command(
     if png is not None:
         check_png_path(png)
         require_matplotlib()
-    history = read_history(
-        resolve_run(run, kind=None, choose="by naming its folder", give="name a run folder: charnn plot RUN")
-    )
+    history = read_history(resolve_run(run, kind=None, argument_of="plot"))
     for line in _summary(history):
         print(line)
     width = chart_width()

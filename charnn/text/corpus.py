@@ -147,38 +147,51 @@ def _check_file(path: Path) -> None:
 
 def _file_chunks(path: Path) -> Iterator[str]:
     """Decode one file incrementally, with errors that name the file and the byte offset."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset = 0
     try:
         with open(path, "rb") as f:
-            while True:
-                data = f.read(CHUNK_BYTES)
-                if offset == 0:
-                    _check_start(data, str(path))
-                    if data.startswith(_UTF8_BOM):
-                        data, offset = data[3:], 3
-                nul = data.find(b"\x00")
-                if nul >= 0:
-                    raise CorpusError(
-                        f"{path} holds a NUL byte at offset {offset + nul}: it looks like a binary file, not text"
-                    )
-                pending = len(decoder.getstate()[0])
-                try:
-                    text = decoder.decode(data, final=not data)
-                except UnicodeDecodeError as exc:
-                    where = offset - pending + exc.start
-                    bad = (exc.object[exc.start : exc.start + 4]).hex(" ")
-                    raise CorpusError(
-                        f"{path} is not valid UTF-8: byte offset {where} ({bad}); "
-                        f"convert it first (e.g. iconv -f CP1252 -t UTF-8, for text from Windows)"
-                    ) from None
-                offset += len(data)
-                if text:
-                    yield text
-                if not data:
-                    return
+            yield from _stream_chunks(f, str(path))
     except OSError as exc:
         raise CorpusError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _stream_chunks(stream: BinaryIO, label: str, limit: int | None = None) -> Iterator[str]:
+    """Decode a stream incrementally, CHUNK_BYTES at a time, with errors that name ``label`` and the byte offset:
+    a NUL byte (/dev/zero) or, with ``limit``, more bytes than that (`yes | charnn eval -`) is refused as it
+    comes, not after filling the memory."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    while True:
+        data = stream.read(CHUNK_BYTES)
+        if offset == 0:
+            _check_start(data, label)
+            if data.startswith(_UTF8_BOM):
+                data, offset = data[3:], 3
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            raise CorpusError(
+                f"{label} holds a NUL byte at offset {offset + nul}: it looks like a binary file, not text"
+            )
+        pending = len(decoder.getstate()[0])
+        try:
+            text = decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            where = offset - pending + exc.start
+            bad = (exc.object[exc.start : exc.start + 4]).hex(" ")
+            raise CorpusError(
+                f"{label} is not valid UTF-8: byte offset {where} ({bad}); "
+                f"convert it first (e.g. iconv -f CP1252 -t UTF-8, for text from Windows)"
+            ) from None
+        offset += len(data)
+        if limit is not None and offset > limit:
+            size = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit / 2**20:,.0f} MiB"
+            raise CorpusError(
+                f"{label} holds more than {size}, an eighth of this machine's memory; "
+                "give a smaller text (or a file to `charnn train`, which reads it in pieces)"
+            )
+        if text:
+            yield text
+        if not data:
+            return
 
 
 def _check_start(data: bytes, label: str) -> None:
@@ -190,51 +203,28 @@ def _check_start(data: bytes, label: str) -> None:
 
 
 def read_text(source: str | Path, stdin: BinaryIO | None = None) -> str:
-    """One file (or '-') as text, with errors that name the file and what to do."""
+    """One file (or '-') as text, with errors that name the file and what to do; at most an eighth of the
+    memory (joined, the pieces and the text take three times that)."""
     label = "standard input" if str(source) == STDIN else str(source)
     if str(source) == STDIN:
-        data = _read_all(stdin or sys.stdin.buffer, label)
-    else:
-        path = Path(source)
-        if path.is_dir():
-            raise CorpusError(f"{label} is a folder, not a text file; name the files inside it")
-        try:
-            with path.open("rb") as stream:
-                data = _read_all(stream, label)
-        except FileNotFoundError:
-            raise CorpusError(f"{label}: no such file") from None
-        except OSError as exc:
-            raise CorpusError(f"cannot read {label}: {exc.strerror or exc}") from None
-    return decode_utf8(data, label)
+        stream = stdin or sys.stdin.buffer
+        if getattr(stream, "isatty", lambda: False)():  # nothing piped in: say what is awaited, not just wait
+            import warnings
 
-
-def _read_all(stream: BinaryIO, label: str) -> bytes:
-    """A stream's bytes, read a chunk at a time: a NUL byte (/dev/zero) or more text than an eighth of the
-    memory (`yes | charnn eval -`; joined and decoded it takes three times that) is refused as it comes, not
-    after filling the memory."""
-    limit = _memory_bytes() // 8
-    if getattr(stream, "isatty", lambda: False)():  # nothing piped in: say what is awaited, not just wait
-        import warnings
-
-        warnings.warn(
-            f"reading {label} from the terminal: type the text, then Ctrl-D on a line of its own", stacklevel=3
-        )
-    chunks, size = [], 0
-    while chunk := stream.read(CHUNK_BYTES):
-        if not chunks:
-            _check_start(chunk, label)  # UTF-16 holds NUL bytes: say what it is, not "binary"
-        nul = chunk.find(b"\x00")
-        if nul >= 0:
-            raise CorpusError(f"{label} holds a NUL byte at offset {size + nul}: it looks like a binary file, not text")
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            size_text = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit / 2**20:,.0f} MiB"
-            raise CorpusError(
-                f"{label} holds more than {size_text}, an eighth of this machine's memory; "
-                "give a smaller text (or a file to `charnn train`, which reads it in pieces)"
+            warnings.warn(
+                f"reading {label} from the terminal: type the text, then Ctrl-D on a line of its own", stacklevel=2
             )
-    return b"".join(chunks)
+        return "".join(_stream_chunks(stream, label, _memory_bytes() // 8))
+    path = Path(source)
+    if path.is_dir():
+        raise CorpusError(f"{label} is a folder, not a text file; name the files inside it")
+    try:
+        with path.open("rb") as stream:
+            return "".join(_stream_chunks(stream, label, _memory_bytes() // 8))
+    except FileNotFoundError:
+        raise CorpusError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise CorpusError(f"cannot read {label}: {exc.strerror or exc}") from None
 
 
 _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")

@@ -110,7 +110,7 @@ def check_labels(data: Labelled, what: str = "the training data", minimum: int =
         only = next(iter(counts))
         raise CorpusError(f"{what} has one label, {only!r}; a classifier needs texts of at least two labels")
     rare = sorted(label for label, n in counts.items() if n < minimum)
-    if rare and counts[data.labels[0]] == 1 and data.labels[0] in rare:  # "label<TAB>text" heads a spreadsheet's
+    if counts[data.labels[0]] == 1 < minimum:  # a lone first label: "label<TAB>text" heading a spreadsheet's
         first = f"{data.labels[0]}\t{data.texts[0]}"
         raise CorpusError(
             f"label {data.labels[0]!r} has 1 text in {what}, the first line's ({first[:40]!r}); if that line is a "

@@ -17,6 +17,19 @@ import numpy as np
 from charnn.errors import TokenizerError, TokenizerOptionError
 
 
+def spelled(pieces: list[bytes]) -> list[str]:
+    """What each of a text's tokens (their bytes, in order) spells: a character read as several byte tokens is
+    spelt by the token that completes it and the others spell "", so that the pieces spell the text; bytes that
+    complete no character read as U+FFFD."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    out = [decoder.decode(piece) for piece in pieces]
+    if out:
+        out[-1] += decoder.decode(b"", final=True)
+    return out
+
+
 class UnknownTextWarning(UserWarning):
     """Text contained characters the tokenizer has no id for."""
 

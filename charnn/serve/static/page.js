@@ -586,8 +586,15 @@ function listUnits(items) {
   }
 }
 
+// Whether the Cells view holds values of the text read by the chosen run (else it says what to do).
+function cellsRead() {
+  if (!state.cells) say("Read a text first.");
+  else if (state.cells.stale) say("Read the text with this run first (Read).");
+  return Boolean(state.cells && !state.cells.stale);
+}
+
 function colourBy(unit) {
-  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
+  if (!cellsRead()) return;
   const { values } = state.cells;
   let most = 1e-9;
   for (const row of values) most = Math.max(most, Math.abs(row[unit]));
@@ -605,8 +612,7 @@ function colourBy(unit) {
 
 // Any unit by its number, not only those listed.
 function colourByNumber() {
-  if (!state.cells) { say("Read a text first."); return; }
-  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
+  if (!cellsRead()) return;
   const unit = Number($("cells-unit").value);
   if ($("cells-unit").value === "" || !Number.isInteger(unit) || unit < 0 || unit >= state.cells.units) {
     say(`Give a unit from 0 to ${state.cells.units - 1}.`);
@@ -673,8 +679,7 @@ function spansChanged() {
 
 // Adds From–To to the selection; spans it overlaps or touches merge with it into one.
 function addSpan() {
-  if (!state.cells) { say("Read a text first."); return; }
-  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
+  if (!cellsRead()) return;
   const span = fromTo();
   if (!span) return;
   say("");
@@ -695,8 +700,7 @@ function addSpan() {
 // means in pooled standard deviations (each side's spread about its own mean), clearest first
 // whatever the sign (a unit off inside the spans is as telling); charnn.tasks.lm.cells.rank_units.
 function rankUnits() {
-  if (!state.cells) { say("Read a text first."); return; }
-  if (state.cells.stale) { say("Read the text with this run first (Read)."); return; }
+  if (!cellsRead()) return;
   let spans = state.cells.spans;
   if (!spans.length) {
     const span = fromTo();

@@ -105,7 +105,7 @@ def train_classifier(
 
 def _fit_ngrams(
     model: Any, train: Labelled, val: Labelled, labels: list[str], task: dict[str, Any], files: dict[str, str],
-    refit: bool, say: Callable[[str], None] = lambda message: None,
+    refit: bool, say: Callable[[str], None],
 ) -> None:  # fmt: skip
     """Fit the n-gram part into ``model``'s buffers; say in ``task`` (config.json) what the held-out texts chose.
 

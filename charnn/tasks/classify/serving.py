@@ -4,7 +4,6 @@ gave each (a classifier trained with another pooling answers ``null``)."""
 
 from __future__ import annotations
 
-import codecs
 from typing import Any
 
 import torch
@@ -12,6 +11,7 @@ import torch
 from charnn.tasks.classify.classifier import predict_lines
 from charnn.tasks.classify.task import encode_texts, pad
 from charnn.tasks.encoders.serving import EncoderService
+from charnn.tokenizers.base import spelled
 
 
 class ClassifyService(EncoderService):
@@ -33,12 +33,7 @@ class ClassifyService(EncoderService):
         device = next(model.parameters()).device
         out = []
         for ids in encode_texts(tokenizer, [t if t else " " for t in texts]):
-            # A character read as several byte tokens is spelt by the token that completes it, the others
-            # spell "" (as /v1/completions spells them): the tokens spell the text.
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            tokens = [decoder.decode(tokenizer.token_bytes(int(i))) for i in ids]
-            if tokens:
-                tokens[-1] += decoder.decode(b"", final=True)
+            tokens = spelled([tokenizer.token_bytes(int(i)) for i in ids])  # as /v1/completions spells them
             weights = model.attention_weights(*pad([ids], device))
             out.append((tokens, None if weights is None else weights[0].float().cpu().tolist()))
         return out

@@ -234,9 +234,9 @@ class Batcher:
         self.cuts = any(cutting)
         """Whether some row cuts (top-k, top-p): those rows draw over their sorted probabilities, the others
         over their own order, as they would alone (one uniform number picks another token in another order)."""
-        self.cutting = torch.tensor(cutting, device=device)[:, None]
-        self.host_cutting = np.flatnonzero(cutting) if self.cuts and not all(cutting) else None
+        self.cut_rows = np.flatnonzero(cutting) if self.cuts and not all(cutting) else None
         """The rows that cut where only some do (None where all or none do)."""
+        self.cutting = None if self.cut_rows is None else torch.tensor(cutting, device=device)[:, None]
         self.host_temperature = np.array(divisors)
         self.host_greedy = np.array([r.temperature == 0 for r in rows])
         self.all_greedy = bool(self.host_greedy.all())
@@ -288,16 +288,17 @@ class Batcher:
             return greedy
         scaled = logits / self.temperature  # (B, V)
         uniform = torch.tensor([r.rng.random() for r in self.rows], device=self.device, dtype=torch.float64)
-        picked = _pick(scaled.softmax(dim=-1), uniform)
-        if self.cuts:  # the rows that cut draw in sorted order; the others keep theirs
-            ordered, order = torch.sort(scaled, dim=-1, descending=True)
-            probs = ordered.softmax(dim=-1)
-            rank = torch.arange(probs.shape[1], device=self.device)[None, :]  # (1, V)
-            k = torch.where(self.top_k > 0, self.top_k, probs.shape[1])[:, None]  # (B, 1)
-            before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each
-            drop = (rank >= k) | ((before >= self.top_p[:, None]) & (self.top_p[:, None] < 1))
-            cut = order.gather(1, _pick(probs.masked_fill(drop, 0.0), uniform))
-            picked = torch.where(self.cutting, cut, picked)
+        if not self.cuts:
+            return torch.where(self.greedy, greedy, _pick(scaled.softmax(dim=-1), uniform)[:, 0])
+        ordered, order = torch.sort(scaled, dim=-1, descending=True)  # the rows that cut draw in sorted order
+        probs = ordered.softmax(dim=-1)
+        rank = torch.arange(probs.shape[1], device=self.device)[None, :]  # (1, V)
+        k = torch.where(self.top_k > 0, self.top_k, probs.shape[1])[:, None]  # (B, 1)
+        before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each
+        drop = (rank >= k) | ((before >= self.top_p[:, None]) & (self.top_p[:, None] < 1))
+        picked = order.gather(1, _pick(probs.masked_fill(drop, 0.0), uniform))
+        if self.cutting is not None:  # the others keep their own order, as they would alone
+            picked = torch.where(self.cutting, picked, _pick(scaled.softmax(dim=-1), uniform))
         return torch.where(self.greedy, greedy, picked[:, 0])
 
     def _draw_on_host(self, logits: np.ndarray) -> np.ndarray:
@@ -311,11 +312,11 @@ class Batcher:
         uniform = np.array([r.rng.random() for r in self.rows])
         if not self.cuts:
             pick = _pick_on_host(np.exp(scaled), uniform)
-        elif self.host_cutting is None:
+        elif self.cut_rows is None:
             pick = self._cut_on_host(scaled, uniform, slice(None))
         else:  # the rows that cut draw in sorted order; the others keep theirs, as they would alone
             pick = _pick_on_host(np.exp(scaled), uniform)
-            rows = self.host_cutting
+            rows = self.cut_rows
             pick[rows] = self._cut_on_host(scaled[rows], uniform[rows], rows)
         return np.where(self.host_greedy, greedy, pick)
 

@@ -139,11 +139,10 @@ class _Plan:
                 "fine-tune from a record run, or train afresh with --records"
             )
         if source is not None and bool((source.config.get("task") or {}).get("reverse")) != self.reverse:
-            reads = "right to left" if self.reverse else "left to right"
+            way = {False: "left to right", True: "right to left"}
             raise ConfigError(
-                f"{self.init_from} reads {'left to right' if self.reverse else 'right to left'}, and this run would "
-                f"read {reads}: fine-tuning goes on in the run's direction; "
-                + ("drop --reverse" if self.reverse else "pass --reverse")
+                f"{self.init_from} reads {way[not self.reverse]}, and this run would read {way[self.reverse]}: "
+                f"fine-tuning goes on in the run's direction; {'drop' if self.reverse else 'pass'} --reverse"
             )
         if source is None and self.tokenizer_from is not None:
             return None, load_run(self.tokenizer_from, kind=KIND)

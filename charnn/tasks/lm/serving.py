@@ -10,7 +10,6 @@ the first token of a stream is only context; a record run's prompt is read from 
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +26,7 @@ from charnn.tasks.lm.jobs import CompletionJob
 from charnn.tasks.lm.request import DEFAULT_MAX_TOKENS, Completion, parse_completion, style_error
 from charnn.tasks.lm.styles import drawn_choice, parse_choice, run_styles, style_names
 from charnn.text.records import RecordFormat, cut, record_cap, split, trim_separators
+from charnn.tokenizers.base import spelled
 
 SCORE_CHUNK = 256
 """Prompt tokens scored a forward pass (the logits of a subword vocabulary are large); the server's
@@ -226,9 +226,8 @@ class CompletionService:
         nothing, so that the tokens spell the text (as generated tokens do); a token it cannot place spells itself."""
         if self.tokenizer.kind == "char" and len(ids) == len(text):
             return list(text)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pieces = [decoder.decode(self.token_bytes[int(i)]) for i in ids]
-        if "".join(pieces) == text and not decoder.decode(b"", final=True):
+        pieces = spelled([self.token_bytes[int(i)] for i in ids])
+        if "".join(pieces) == text:
             return pieces
         return [self.token_text[int(i)] for i in ids]
 
@@ -279,7 +278,8 @@ def _format(task: dict[str, Any]) -> RecordFormat | None:
 
 
 def _described(fmt: RecordFormat | None) -> dict[str, Any]:
-    """How the page words and counts a score under a style: its records, and its separator's expression."""
+    """A record format as /v1/models describes it (the page words and counts a score by it): its records and its
+    separator's expression, None for a stream."""
     return {"records": fmt.describe() if fmt else None, "separator": fmt.pattern if fmt else None}
 
 
